@@ -1,0 +1,129 @@
+// Config: the parsed, validated outbox.toml (SPEC "Configuration"), an
+// immutable value. Library target `outbox_config` (toml++ only), shared by
+// outboxd, outboxctl and outbox-sendmail. load_config() refuses bad input
+// with ConfigError naming the file, line and key. Never reads secret files.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace outbox {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;   // message: "FILE:LINE: key: problem"
+};
+
+enum class TlsMode { None, StartTls, Implicit };
+enum class AuthMode { None, Optional, Required };
+
+struct ListenConfig {
+  std::string name;
+  // exactly one of address / path
+  std::string address;      // as written, "127.0.0.1:587", "[::1]:587"
+  std::string host;         // parsed from address ("127.0.0.1", "::1")
+  std::uint16_t port = 0;
+  std::string path;         // Unix socket
+  unsigned mode = 0666;     // Unix socket permission bits
+  std::string group;
+  std::vector<std::string> trusted_networks;   // CIDR strings, validated
+  TlsMode tls = TlsMode::None;
+  AuthMode auth = AuthMode::None;
+  bool is_unix() const { return !path.empty(); }
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password_hash;
+  std::vector<std::string> may_send_as;
+};
+
+struct LocalUserConfig {
+  std::string name;
+  std::vector<std::string> may_send_as;
+};
+
+struct LimitsConfig {
+  std::uint64_t max_message_size = 35ull << 20;
+  std::size_t max_recipients = 100;
+  std::size_t max_connections = 200;
+  std::size_t max_connections_per_client = 20;
+  std::size_t max_auth_failures = 3;
+  std::size_t max_errors = 10;
+  std::uint64_t min_data_rate = 500;              // bytes per second
+  std::chrono::seconds command_timeout{300};
+  std::chrono::seconds data_timeout{600};
+  std::chrono::seconds session_timeout{3600};
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 0;
+  TlsMode tls = TlsMode::Implicit;
+  bool verify = true;
+  std::string ca_file;
+  std::string tls_name;
+  std::string username;
+  std::string password_file, password_env, password_credential;
+  std::string auth = "auto";
+  std::vector<std::string> oauth2_token_command;
+  std::string oauth2_token_file;
+  std::string envelope_from;
+  std::string from_header = "keep";
+  std::optional<std::uint64_t> max_message_size;
+  std::size_t max_connections = 2;
+  std::vector<std::string> rate;
+  bool allow_plaintext = false;
+};
+
+struct RouteConfig {
+  std::string sender = "*";
+  std::vector<std::string> upstreams;
+};
+
+struct RetryConfig {
+  std::chrono::seconds initial{60};
+  std::chrono::seconds max{3600};
+  double factor = 2.0;
+  double jitter = 0.2;
+  std::chrono::seconds lifetime{5 * 86400};
+};
+
+struct Config {
+  std::string source;                       // the file it came from
+  std::string spool_path;
+  std::chrono::seconds retention{86400};
+  std::string host_name;                    // default: the machine's FQDN
+  std::string host_domain;                  // default: the FQDN's domain
+  std::map<std::string, std::string> aliases;
+  std::vector<ListenConfig> listen;
+  std::string tls_cert, tls_key;
+  std::vector<UserConfig> users;
+  std::vector<LocalUserConfig> local_users;
+  LimitsConfig limits;
+  std::vector<UpstreamConfig> upstreams;
+  std::vector<RouteConfig> routes;
+  RetryConfig retry;
+  bool bounces = true;
+  std::string log_level = "info";
+
+  const ListenConfig* first_unix_listener() const;
+};
+
+// Relative paths in the file (spool.path, listen.path, tls files, ...) are
+// taken relative to the current directory, as written.
+Config load_config(const std::string& path);
+std::string default_config_path();   // $OUTBOX_CONFIG or /etc/outbox/outbox.toml
+
+// Shared value parsers (exposed for tests): "35M" -> bytes, "5m" -> seconds.
+std::optional<std::uint64_t> parse_size(std::string_view s);
+std::optional<std::chrono::seconds> parse_duration(std::string_view s);
+// true when addr (textual IPv4/IPv6) lies in one of the CIDR networks.
+bool address_in_networks(const std::string& addr, const std::vector<std::string>& cidrs);
+
+}  // namespace outbox

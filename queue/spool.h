@@ -1,0 +1,82 @@
+// Spool: the durable message store, one SQLite database in WAL mode with
+// synchronous=FULL (a commit has reached the disk when it returns).
+//
+// Synchronous API over one sqlite3 connection. The daemon uses it only from
+// its StoreWorker thread; outboxctl and mailq open their own connection (WAL
+// lets them read while the daemon writes; their writes wait on busy_timeout).
+// Knows nothing of sockets or SMTP. Schema versions live in PRAGMA
+// user_version and are migrated on open (ReadWrite only).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue/types.h"
+
+struct sqlite3;
+
+namespace outbox::queue {
+
+class SpoolError : public std::runtime_error {
+ public:
+  SpoolError(const std::string& what, int code) : std::runtime_error(what), code_(code) {}
+  int code() const { return code_; }   // SQLite extended result code
+ private:
+  int code_;
+};
+
+class Spool {
+ public:
+  enum class Mode { ReadWrite, ReadOnly };
+  // Creates the file (and its parent directory) when missing in ReadWrite mode.
+  static std::unique_ptr<Spool> open(const std::string& path, Mode mode = Mode::ReadWrite);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // --- transactions (writer) ---
+  void begin();                       // BEGIN IMMEDIATE
+  void commit();
+  void rollback();
+  void savepoint(const char* name);
+  void release(const char* name);
+  void rollback_to(const char* name);
+
+  // --- submission (writer; call inside a transaction) ---
+  void create_incoming(const NewMessage& m);
+  void append_chunk(std::string_view id, std::int64_t seq, std::string_view bytes);
+  // Stores the header prefix, sets size, makes the message and its recipients
+  // visible as queued/pending (next attempt: now).
+  void finalize(std::string_view id, std::string_view prefix, std::uint64_t size, std::int64_t now);
+  void discard(std::string_view id);  // drop an incoming message and its chunks
+  int purge_incoming();               // at start-up: drop every incoming message; returns how many
+  std::string max_id();               // largest id ever stored (seed for QueueIdGenerator)
+  void checkpoint();                  // PRAGMA wal_checkpoint(PASSIVE), off the commit path
+
+  // --- reading (any mode) ---
+  std::vector<MessageRecord> list(std::optional<std::string> state = std::nullopt);
+  std::optional<MessageRecord> get(std::string_view id);   // with history
+  // Calls sink for the prefix and then every chunk in order. false: no such message.
+  bool read_body(std::string_view id, const std::function<void(std::string_view)>& sink);
+  QueueStats stats();
+
+  // --- operator control (each its own transaction) ---
+  // Return false when the id does not exist (or is incoming) or the change does not apply.
+  bool hold(std::string_view id);     // queued|deferred -> held
+  bool release(std::string_view id);  // held -> queued|deferred (as before), due now
+  bool remove(std::string_view id);   // any listed state
+  bool retry(std::string_view id, std::int64_t now);  // queued|deferred: next attempt = now
+
+  sqlite3* handle() { return db_; }   // for tests and the relay engine's own statements
+
+ private:
+  explicit Spool(sqlite3* db);
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace outbox::queue

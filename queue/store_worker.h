@@ -1,0 +1,66 @@
+// StoreWorker: the one thread that owns the daemon's write connection to the
+// spool. Requests come from the event-loop thread; completions go back through
+// an injected Poster (the daemon's uv_async; tests run them inline).
+//
+// Group commit: the thread drains every pending request, runs them in one
+// transaction (each in its own SAVEPOINT, so one failing request does not sink
+// the others) and COMMITs once; only then are the completions posted. So a
+// session hears "250" only after the commit that holds its message returned
+// (synchronous=FULL: it is on disk). A failed COMMIT fails every request of
+// that batch, and their incoming messages are discarded.
+// Checkpoints of the WAL run here when the queue is idle, not inside a commit.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "queue/spool.h"
+#include "queue/types.h"
+
+namespace outbox::queue {
+
+class StoreWorker {
+ public:
+  using Poster = std::function<void(std::function<void()>)>;   // run on the owner's thread
+  using Done = std::function<void(bool ok, std::string error)>;
+
+  // Opens the spool (throws SpoolError), purges leftover incoming messages.
+  StoreWorker(const std::string& path, Poster post);
+  ~StoreWorker();   // stops the thread after finishing the queued requests
+
+  std::string max_id() const { return max_id_; }  // as found at open
+  int purged_at_start() const { return purged_; }
+
+  // Called from the owner's thread only. done may be empty.
+  void begin_message(NewMessage m, Done done);
+  void append(std::string id, std::int64_t seq, std::string bytes, Done done);
+  void commit_message(std::string id, std::string prefix, std::uint64_t size, Done done);
+  void abort_message(std::string id);
+  // Any other spool work, in the worker thread, inside the batch transaction.
+  void run(std::function<void(Spool&)> work, Done done);
+
+  std::size_t pending_bytes() const;   // body bytes queued and not yet written
+
+ private:
+  struct Request;
+  void loop();
+  void run_batch(std::deque<std::unique_ptr<Request>>& batch);
+
+  Poster post_;
+  std::unique_ptr<Spool> spool_;
+  std::string max_id_;
+  int purged_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Request>> queue_;
+  std::size_t pending_bytes_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace outbox::queue

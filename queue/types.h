@@ -1,0 +1,75 @@
+// Plain records of the spool, shared by the daemon, outboxctl and the tests.
+// Times are microseconds since the Unix epoch (UTC).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace outbox::queue {
+
+// Message states (SPEC "Queue states"). "incoming" is internal: a message whose
+// DATA is still arriving or whose commit has not returned. It is never listed
+// and is deleted at start-up (it never got a 250).
+inline constexpr const char* kIncoming = "incoming";
+inline constexpr const char* kQueued = "queued";
+inline constexpr const char* kActive = "active";
+inline constexpr const char* kDeferred = "deferred";
+inline constexpr const char* kHeld = "held";
+inline constexpr const char* kSent = "sent";
+inline constexpr const char* kFailed = "failed";
+
+struct NewMessage {                 // what the server knows when DATA starts
+  std::string id;
+  std::string sender;               // "" = <>
+  std::vector<std::string> recipients;
+  std::string client;               // "127.0.0.1", "unix"
+  std::optional<std::int64_t> uid;  // SO_PEERCRED
+  std::string helo;
+  bool smtputf8 = false;
+  bool body_8bit = false;
+  std::int64_t created = 0;         // µs
+};
+
+struct RecipientRecord {
+  std::string address;
+  std::string state;                // pending | sent | failed
+  int attempts = 0;
+  std::optional<std::int64_t> next_attempt;
+  std::string last_reply;
+  std::optional<std::int64_t> updated;
+};
+
+struct AttemptRecord {
+  std::int64_t time = 0;
+  std::string upstream;
+  std::vector<std::string> recipients;
+  std::string reply;
+  std::string outcome;              // delivered | deferred | bounced | ...
+};
+
+struct MessageRecord {
+  std::string id;
+  std::string state;
+  std::string sender;
+  std::vector<RecipientRecord> recipients;
+  std::uint64_t size = 0;
+  std::int64_t created = 0;
+  int attempts = 0;
+  std::optional<std::int64_t> next_attempt;
+  std::string last_error;
+  std::string client;
+  std::optional<std::int64_t> uid;
+  std::string helo;
+  bool smtputf8 = false;
+  bool body_8bit = false;
+  std::vector<AttemptRecord> history;   // filled by Spool::get() only
+};
+
+struct QueueStats {
+  std::vector<std::pair<std::string, std::int64_t>> by_state;  // state -> count (listed states only)
+  std::optional<std::int64_t> oldest_created;                   // among unfinished messages
+  std::int64_t total_size = 0;                                  // bytes of unfinished messages
+};
+
+}  // namespace outbox::queue
