@@ -1,0 +1,1 @@
+#include "protocol/server_session.h"
