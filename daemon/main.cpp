@@ -1,1 +1,132 @@
-int main() { return 1; }  // placeholder until this program lands
+// outboxd: wiring only. Parse the command line, load the configuration, open
+// the spool (StoreWorker), bind the listeners, run the libuv loop until
+// SIGTERM/SIGINT, then drain and exit 0.
+#include <uv.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "daemon/config.h"
+#include "daemon/logging.h"
+#include "daemon/loop_poster.h"
+#include "daemon/server.h"
+#include "queue/store_worker.h"
+
+#ifdef OUTBOX_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace {
+
+constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
+constexpr int kExitSoftware = 70; // EX_SOFTWARE
+constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
+
+void notify(const char* state) {
+#ifdef OUTBOX_HAVE_SYSTEMD
+  sd_notify(0, state);
+#else
+  (void)state;
+#endif
+}
+
+struct Daemon {
+  uv_loop_t* loop = nullptr;
+  outbox::Config config;
+  std::unique_ptr<outbox::daemon::LoopPoster> poster;
+  std::unique_ptr<outbox::queue::StoreWorker> store;
+  std::unique_ptr<outbox::daemon::Server> server;
+  uv_signal_t sigterm{}, sigint{}, sighup{};
+  bool stopping = false;
+
+  void stop(const char* why) {
+    if (stopping) return;
+    stopping = true;
+    notify("STOPPING=1");
+    outbox::log::info(outbox::log::Line("stopping").kv("signal", why));
+    server->shutdown(kStopGrace, [this] { finish(); });
+  }
+
+  void finish() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
+    store.reset();    // finishes every queued spool request, joins the thread
+    poster->close();  // runs the completions that were still pending
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"outboxd: local mail submission daemon"};
+  std::string config_path = outbox::default_config_path();
+  bool check = false;
+  app.add_option("--config", config_path, "configuration file");
+  app.add_flag("--check", check, "validate the configuration and exit");
+  app.set_version_flag("--version", std::string("outboxd ") + OUTBOX_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  Daemon d;
+  try {
+    d.config = outbox::load_config(config_path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "outboxd: %s\n", e.what());
+    return kExitConfig;
+  }
+  if (check) {
+    std::printf("%s: configuration ok\n", config_path.c_str());
+    return 0;
+  }
+  outbox::log::init(d.config.log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  d.loop = uv_default_loop();
+  d.poster = std::make_unique<outbox::daemon::LoopPoster>(d.loop);
+  try {
+    auto* poster = d.poster.get();
+    d.store = std::make_unique<outbox::queue::StoreWorker>(
+        d.config.spool_path, [poster](std::function<void()> fn) { poster->post(std::move(fn)); });
+  } catch (const std::exception& e) {
+    outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config.spool_path).kv("error", e.what()));
+    return kExitSoftware;
+  }
+  if (d.store->purged_at_start() > 0)
+    outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
+
+  d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
+  try {
+    d.server->bind_listeners();
+  } catch (const std::exception& e) {
+    outbox::log::error(outbox::log::Line("fatal").kv("error", e.what()));
+    return kExitSoftware;
+  }
+
+  uv_signal_init(d.loop, &d.sigterm);
+  uv_signal_init(d.loop, &d.sigint);
+  uv_signal_init(d.loop, &d.sighup);
+  d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+  uv_signal_start(&d.sigterm, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("TERM"); }, SIGTERM);
+  uv_signal_start(&d.sigint, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("INT"); }, SIGINT);
+  // Reloading arrives with the operations work; until then SIGHUP must not kill us.
+  uv_signal_start(&d.sighup, [](uv_signal_t*, int) {
+    outbox::log::warn(outbox::log::Line("reload").kv("status", "unsupported").kv("hint", "restart outboxd to apply changes"));
+  }, SIGHUP);
+
+  std::string listeners;
+  for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;
+  outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
+                        .kv("spool", d.config.spool_path));
+  notify("READY=1");
+
+  uv_run(d.loop, UV_RUN_DEFAULT);
+  d.server.reset();
+  d.poster.reset();
+  uv_run(d.loop, UV_RUN_NOWAIT);
+  uv_loop_close(d.loop);
+  outbox::log::info(outbox::log::Line("stopped"));
+  return 0;
+}

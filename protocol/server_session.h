@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <ctime>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ enum class ListenerAuth { None, Optional, Required };
 
 struct SessionConfig {
   std::string hostname = "localhost";       // greeting, EHLO, Received:, Message-ID:
+  std::string domain;                        // qualifies bare addresses ("root" -> root@domain)
+  std::map<std::string, std::string> aliases;  // local part (bare or @domain) -> address, at RCPT
   std::uint64_t max_message_size = 35ull << 20;  // SIZE, RFC 1870
   std::size_t max_recipients = 100;          // RFC 5321 §4.5.3.1.8: >= 100
   std::size_t max_errors = 10;               // then 421 4.7.0 and close

@@ -1,0 +1,368 @@
+#include "daemon/inbound_connection.h"
+
+#include <chrono>
+#include <ctime>
+#include <type_traits>
+
+#include "daemon/logging.h"
+#include "daemon/server.h"
+
+namespace outbox::daemon {
+
+namespace {
+// Reading stops while this many body bytes of this connection wait in the
+// store queue, so a fast client cannot make the daemon buffer a whole message.
+constexpr std::size_t kMaxStoreBacklog = 1 << 20;
+constexpr std::size_t kReadBufferSize = 64 * 1024;
+
+struct WriteReq {
+  uv_write_t req;
+  std::string data;
+  std::weak_ptr<InboundConnection> conn;
+};
+
+std::uint64_t now_micros() {
+  using namespace std::chrono;
+  return static_cast<std::uint64_t>(
+      duration_cast<microseconds>(system_clock::now().time_since_epoch()).count());
+}
+}  // namespace
+
+InboundConnection::InboundConnection(Server& server, const ListenConfig& listener,
+                                     uv_stream_t* stream, Peer peer)
+    : server_(server), listener_(listener), stream_(stream),
+      idle_timer_(new uv_timer_t), session_timer_(new uv_timer_t), peer_(std::move(peer)) {
+  stream_->data = this;
+  uv_timer_init(server_.loop(), idle_timer_);
+  uv_timer_init(server_.loop(), session_timer_);
+  idle_timer_->data = this;
+  session_timer_->data = this;
+  open_handles_ = 3;
+
+  const Config& cfg = server_.config();
+  protocol::SessionConfig sc;
+  sc.hostname = cfg.host_name;
+  sc.domain = cfg.host_domain;
+  sc.aliases = cfg.aliases;
+  sc.max_message_size = cfg.limits.max_message_size;
+  sc.max_recipients = cfg.limits.max_recipients;
+  sc.max_errors = cfg.limits.max_errors;
+  sc.tls = listener_.tls == TlsMode::StartTls  ? protocol::ListenerTls::StartTls
+           : listener_.tls == TlsMode::Implicit ? protocol::ListenerTls::Implicit
+                                                : protocol::ListenerTls::None;
+  sc.auth = listener_.auth == AuthMode::Required  ? protocol::ListenerAuth::Required
+            : listener_.auth == AuthMode::Optional ? protocol::ListenerAuth::Optional
+                                                   : protocol::ListenerAuth::None;
+  protocol::PeerInfo pi;
+  pi.unix_socket = peer_.unix_socket;
+  pi.address = peer_.address;
+  pi.uid = peer_.uid;
+  pi.user = peer_.user;
+  // Unauthenticated mail only from trusted networks and Unix peers (SPEC).
+  pi.trusted = peer_.unix_socket || address_in_networks(peer_.address, listener_.trusted_networks);
+  session_ = std::make_unique<protocol::ServerSession>(
+      sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });
+}
+
+InboundConnection::~InboundConnection() = default;
+
+std::string InboundConnection::client_key() const { return peer_.unix_socket ? "" : peer_.address; }
+
+std::string InboundConnection::client_label() const {
+  if (!peer_.unix_socket) return peer_.address;
+  return "unix";
+}
+
+void InboundConnection::start() {
+  started_ms_ = uv_now(server_.loop());
+  log::Line l("connect");
+  l.kv("client", client_label()).kv("listener", listener_.name);
+  if (peer_.uid) l.kv("uid", static_cast<std::uint64_t>(*peer_.uid));
+  log::debug(l);
+  auto session_ms = static_cast<std::uint64_t>(server_.config().limits.session_timeout.count()) * 1000;
+  uv_timer_start(session_timer_, &InboundConnection::on_session_timer, session_ms, 0);
+  session_->start();
+  run_actions();
+  update_reading();
+}
+
+void InboundConnection::refuse(std::string_view reply) {
+  out_.append(reply);
+  close_after_flush_ = true;
+  flush_writes();
+}
+
+void InboundConnection::shutdown(bool force) {
+  if (closing_ || close_after_flush_) return;
+  if (!force && (session_->in_data() || session_->awaiting_commit())) return;
+  session_->on_shutdown();
+  run_actions();
+}
+
+// --- reading -----------------------------------------------------------------
+
+void InboundConnection::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  buf->base = new char[kReadBufferSize];
+  buf->len = kReadBufferSize;
+}
+
+void InboundConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<InboundConnection*>(s->data);
+  std::unique_ptr<char[]> owned(buf->base);
+  if (nread > 0) {
+    self->handle_bytes(buf->base, static_cast<size_t>(nread));
+  } else if (nread < 0) {
+    self->handle_eof(nread == UV_EOF ? "eof" : uv_err_name(static_cast<int>(nread)));
+  }
+}
+
+void InboundConnection::handle_bytes(const char* data, size_t n) {
+  if (closing_) return;
+  session_->feed(std::string_view(data, n));
+  run_actions();
+  if (server_.shutting_down()) shutdown(false);   // a busy session just went idle
+  arm_idle_timer();
+  update_reading();
+}
+
+void InboundConnection::handle_eof(const char* why) {
+  if (closing_) return;
+  if (!msg_id_.empty() && !session_->awaiting_commit()) {
+    // Disconnect mid-DATA: the message never gets a 250, so none of it stays.
+    log::info(log::Line("disconnect").kv("id", msg_id_).kv("client", client_label())
+                  .kv("reason", why).kv("state", "data").kv("stored", "no"));
+    store_abort(msg_id_);
+  } else {
+    log::debug(log::Line("disconnect").kv("client", client_label()).kv("reason", why));
+  }
+  begin_close();
+}
+
+void InboundConnection::update_reading() {
+  if (closing_) return;
+  bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
+              store_inflight_bytes_ < kMaxStoreBacklog;
+  if (want && !reading_) {
+    if (uv_read_start(stream_, &InboundConnection::on_alloc, &InboundConnection::on_read) == 0)
+      reading_ = true;
+  } else if (!want && reading_) {
+    uv_read_stop(stream_);
+    reading_ = false;
+  }
+}
+
+void InboundConnection::arm_idle_timer() {
+  if (closing_) return;
+  const auto& lim = server_.config().limits;
+  auto secs = session_->in_data() ? lim.data_timeout : lim.command_timeout;
+  uv_timer_start(idle_timer_, &InboundConnection::on_timer,
+                 static_cast<std::uint64_t>(secs.count()) * 1000, 0);
+}
+
+void InboundConnection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<InboundConnection*>(t->data);
+  if (self->closing_) return;
+  if (self->session_->awaiting_commit()) {  // our own delay, not the client's
+    self->arm_idle_timer();
+    return;
+  }
+  log::Line l("timeout");
+  l.kv("client", self->client_label()).kv("phase", self->session_->in_data() ? "data" : "command");
+  if (!self->msg_id_.empty()) l.kv("id", self->msg_id_);
+  log::info(l);
+  self->session_->on_timeout();
+  self->run_actions();
+}
+
+void InboundConnection::on_session_timer(uv_timer_t* t) {
+  auto* self = static_cast<InboundConnection*>(t->data);
+  if (self->closing_ || self->session_->awaiting_commit()) return;
+  log::info(log::Line("timeout").kv("client", self->client_label()).kv("phase", "session"));
+  self->session_->on_timeout();
+  self->run_actions();
+}
+
+// --- session actions ------------------------------------------------------------
+
+void InboundConnection::run_actions() {
+  for (auto& action : session_->take_actions()) {
+    std::visit(
+        [this](auto& a) {
+          using T = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<T, protocol::SendReply>) {
+            out_ += a.bytes;
+          } else if constexpr (std::is_same_v<T, protocol::BeginMessage>) {
+            store_begin(a);
+          } else if constexpr (std::is_same_v<T, protocol::AppendBody>) {
+            store_append(a);
+          } else if constexpr (std::is_same_v<T, protocol::CommitMessage>) {
+            store_commit(a);
+          } else if constexpr (std::is_same_v<T, protocol::AbortMessage>) {
+            store_abort(a.id);
+          } else if constexpr (std::is_same_v<T, protocol::StartTls>) {
+            // Server-side TLS arrives with the submission-security work; a
+            // listener cannot be configured for it yet, so this is a bug.
+            log::error(log::Line("error").kv("client", client_label()).kv("reason", "starttls without tls"));
+            close_after_flush_ = true;
+          } else if constexpr (std::is_same_v<T, protocol::CloseConnection>) {
+            close_after_flush_ = true;
+          } else if constexpr (std::is_same_v<T, protocol::LogEvent>) {
+            log::Line l(a.event);
+            l.kv("client", client_label());
+            for (auto& [k, v] : a.fields) l.kv(k, v);
+            log::info(l);
+          }
+        },
+        action);
+  }
+  flush_writes();
+}
+
+void InboundConnection::flush_writes() {
+  if (closing_) return;
+  if (!out_.empty()) {
+    auto* w = new WriteReq;
+    w->data.swap(out_);
+    w->conn = weak_from_this();
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    int rc = uv_write(&w->req, stream_, &buf, 1, &InboundConnection::on_write);
+    if (rc != 0) {
+      delete w;
+      begin_close();
+      return;
+    }
+    ++writes_in_flight_;
+  }
+  if (close_after_flush_ && writes_in_flight_ == 0) begin_close();
+}
+
+void InboundConnection::on_write(uv_write_t* req, int status) {
+  std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
+  auto self = w->conn.lock();
+  if (!self) return;
+  --self->writes_in_flight_;
+  if (status < 0) {
+    self->handle_eof(uv_err_name(status));
+    return;
+  }
+  if (self->close_after_flush_ && self->writes_in_flight_ == 0) self->begin_close();
+}
+
+// --- spool ----------------------------------------------------------------------
+
+void InboundConnection::store_begin(protocol::BeginMessage& a) {
+  msg_id_ = a.id;
+  chunk_seq_ = 0;
+  msg_failed_ = false;
+  msg_from_ = a.envelope.sender;
+  msg_nrcpt_ = a.envelope.recipients.size();
+  queue::NewMessage m;
+  m.id = a.id;
+  m.sender = std::move(a.envelope.sender);
+  m.recipients = std::move(a.envelope.recipients);
+  m.client = peer_.unix_socket ? "unix" : peer_.address;
+  if (peer_.uid) m.uid = *peer_.uid;
+  m.helo = std::move(a.envelope.helo);
+  m.smtputf8 = a.envelope.smtputf8;
+  m.body_8bit = a.envelope.body_8bit;
+  m.created = static_cast<std::int64_t>(now_micros());
+  std::weak_ptr<InboundConnection> weak = weak_from_this();
+  std::string id = a.id;
+  server_.store().begin_message(std::move(m), [weak, id](bool ok, std::string err) {
+    if (ok) return;
+    log::error(log::Line("spool_error").kv("id", id).kv("op", "begin").kv("error", err));
+    if (auto self = weak.lock(); self && self->msg_id_ == id) self->msg_failed_ = true;
+  });
+}
+
+void InboundConnection::store_append(protocol::AppendBody& a) {
+  std::size_t n = a.bytes.size();
+  store_inflight_bytes_ += n;
+  std::weak_ptr<InboundConnection> weak = weak_from_this();
+  std::string id = a.id;
+  server_.store().append(a.id, chunk_seq_++, std::move(a.bytes), [weak, id, n](bool ok, std::string err) {
+    auto self = weak.lock();
+    if (!ok) log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
+    if (!self) return;
+    self->store_inflight_bytes_ -= n;
+    if (!ok && self->msg_id_ == id) self->msg_failed_ = true;
+    self->update_reading();
+  });
+}
+
+void InboundConnection::store_commit(protocol::CommitMessage& a) {
+  std::weak_ptr<InboundConnection> weak = weak_from_this();
+  std::string id = a.id;
+  std::uint64_t size = a.size;
+  std::string from = msg_from_;
+  std::size_t nrcpt = msg_nrcpt_;
+  std::string client = client_label();
+  std::optional<std::uint32_t> uid = peer_.uid;
+  bool failed_before = msg_failed_;
+  uv_timer_stop(idle_timer_);
+  server_.store().commit_message(a.id, std::move(a.prefix), a.size,
+      [weak, id, size, from, nrcpt, client, uid, failed_before](bool ok, std::string err) {
+        auto self = weak.lock();
+        bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
+        if (ok && failed) {
+          // An earlier chunk was lost: the committed copy is incomplete; drop it
+          // before anyone can see it as accepted.
+          ok = false;
+          if (self) self->store_abort(id);
+        }
+        if (ok) {
+          log::Line l("accepted");
+          l.kv("id", id).kv("from", from.empty() ? "<>" : from).kv("nrcpt", nrcpt).kv("size", size)
+              .kv("client", client);
+          if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
+          log::info(l);
+        } else {
+          log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
+                         .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));
+        }
+        if (!self || self->closing_) return;
+        self->msg_id_.clear();
+        self->session_->on_commit_result(ok);
+        self->run_actions();
+        if (self->server_.shutting_down()) self->shutdown(false);
+        self->arm_idle_timer();
+        self->update_reading();
+      });
+}
+
+void InboundConnection::store_abort(const std::string& id) {
+  if (id.empty()) return;
+  server_.store().abort_message(id);
+  if (msg_id_ == id) msg_id_.clear();
+}
+
+// --- closing --------------------------------------------------------------------
+
+void InboundConnection::begin_close() {
+  if (closing_) return;
+  closing_ = true;
+  if (!msg_id_.empty() && !session_->awaiting_commit()) store_abort(msg_id_);
+  auto on_close = [](uv_handle_t* h) {
+    auto* self = static_cast<InboundConnection*>(h->data);
+    self->on_handle_closed();
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(stream_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(session_timer_), on_close);
+}
+
+void InboundConnection::on_handle_closed() {
+  if (--open_handles_ > 0) return;
+  // Every handle is closed: free them and let the server drop us.
+  if (peer_.unix_socket)
+    delete reinterpret_cast<uv_pipe_t*>(stream_);
+  else
+    delete reinterpret_cast<uv_tcp_t*>(stream_);
+  delete idle_timer_;
+  delete session_timer_;
+  stream_ = nullptr;
+  server_.connection_closed(this);   // may destroy *this
+}
+
+}  // namespace outbox::daemon

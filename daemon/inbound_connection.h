@@ -1,0 +1,88 @@
+// InboundConnection: one client connection. Moves bytes between the socket and
+// the sans-I/O ServerSession, carries the session's spool actions to the
+// StoreWorker, enforces the command/data/session deadlines and applies
+// back-pressure (reading stops while a commit is pending or body bytes pile up
+// in the store queue). Owned by Server through a shared_ptr; store completions
+// hold a weak_ptr, so a connection that went away is never touched.
+// Loop thread only. Freed only after every libuv handle's close callback ran.
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/config.h"
+#include "protocol/server_session.h"
+
+namespace outbox::daemon {
+
+class Server;
+
+class InboundConnection : public std::enable_shared_from_this<InboundConnection> {
+ public:
+  struct Peer {
+    bool unix_socket = false;
+    std::string address;              // textual IP, empty for Unix
+    std::optional<std::uint32_t> uid;
+    std::string user;
+  };
+
+  // stream: an initialized, accepted uv_tcp_t or uv_pipe_t (owned from now on).
+  InboundConnection(Server& server, const ListenConfig& listener, uv_stream_t* stream, Peer peer);
+  ~InboundConnection();
+
+  void start();
+  // 421 + close when idle; busy sessions are left to finish (force: 421 now).
+  void shutdown(bool force);
+  std::string client_key() const;    // per-client limit key ("" for Unix peers)
+  void refuse(std::string_view reply);  // write reply, close (over a limit)
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_session_timer(uv_timer_t* t);
+
+  void handle_bytes(const char* data, size_t n);
+  void handle_eof(const char* why);
+  void run_actions();
+  void flush_writes();
+  void update_reading();
+  void arm_idle_timer();
+  void begin_close();
+  void on_handle_closed();
+  std::string client_label() const;
+
+  void store_begin(protocol::BeginMessage& a);
+  void store_append(protocol::AppendBody& a);
+  void store_commit(protocol::CommitMessage& a);
+  void store_abort(const std::string& id);
+
+  Server& server_;
+  const ListenConfig& listener_;
+  uv_stream_t* stream_;
+  uv_timer_t* idle_timer_;
+  uv_timer_t* session_timer_;
+  Peer peer_;
+  std::unique_ptr<protocol::ServerSession> session_;
+  std::string out_;                  // replies waiting for the next uv_write
+  std::size_t writes_in_flight_ = 0;
+  bool reading_ = false;
+  bool close_after_flush_ = false;
+  bool closing_ = false;
+  int open_handles_ = 0;
+
+  // current message
+  std::string msg_id_;
+  std::int64_t chunk_seq_ = 0;
+  bool msg_failed_ = false;
+  std::size_t store_inflight_bytes_ = 0;
+  std::string msg_from_;
+  std::size_t msg_nrcpt_ = 0;
+  std::uint64_t started_ms_ = 0;
+};
+
+}  // namespace outbox::daemon

@@ -1,0 +1,251 @@
+#include "daemon/server.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "daemon/inbound_connection.h"
+#include "daemon/logging.h"
+
+namespace outbox::daemon {
+
+struct Server::Listener {
+  Server* server = nullptr;
+  const ListenConfig* config = nullptr;
+  uv_stream_t* handle = nullptr;   // uv_tcp_t or uv_pipe_t
+  bool unix_socket = false;
+  std::string label;
+};
+
+namespace {
+
+std::string uv_error(int rc) { return std::string(uv_err_name(rc)) + ": " + uv_strerror(rc); }
+
+std::string peer_address(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown";
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), buf, sizeof buf);
+  } else {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(s6, buf, sizeof buf);
+  }
+  return buf;
+}
+
+InboundConnection::Peer unix_peer(uv_pipe_t* pipe) {
+  InboundConnection::Peer p;
+  p.unix_socket = true;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(pipe), &fd) == 0) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      p.uid = cred.uid;
+      passwd pw{};
+      passwd* res = nullptr;
+      char buf[1024];
+      if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &res) == 0 && res) p.user = res->pw_name;
+    }
+  }
+  return p;
+}
+
+// Removes a stale socket file left by an earlier run, never anything else.
+void remove_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode))
+    throw std::runtime_error(path + " exists and is not a socket");
+  ::unlink(path.c_str());
+}
+
+}  // namespace
+
+Server::Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store)
+    : loop_(loop), config_(config), store_(store), ids_(store.max_id()) {}
+
+Server::~Server() = default;
+
+void Server::bind_listeners() {
+  for (const auto& lc : config_.listen) {
+    auto l = std::make_unique<Listener>();
+    l->server = this;
+    l->config = &lc;
+    int rc = 0;
+    if (lc.is_unix()) {
+      l->unix_socket = true;
+      l->label = "unix:" + lc.path;
+      auto parent = std::filesystem::path(lc.path).parent_path();
+      if (!parent.empty()) std::filesystem::create_directories(parent);
+      remove_stale_socket(lc.path);
+      auto* pipe = new uv_pipe_t;
+      uv_pipe_init(loop_, pipe, 0);
+      l->handle = reinterpret_cast<uv_stream_t*>(pipe);
+      rc = uv_pipe_bind(pipe, lc.path.c_str());
+      if (rc == 0 && ::chmod(lc.path.c_str(), lc.mode) != 0)
+        throw std::runtime_error("listener " + l->label + ": chmod: " + std::strerror(errno));
+      if (rc == 0 && !lc.group.empty()) {
+        group gr{};
+        group* res = nullptr;
+        char buf[1024];
+        if (getgrnam_r(lc.group.c_str(), &gr, buf, sizeof buf, &res) != 0 || !res)
+          throw std::runtime_error("listener " + l->label + ": unknown group " + lc.group);
+        if (::chown(lc.path.c_str(), static_cast<uid_t>(-1), res->gr_gid) != 0)
+          throw std::runtime_error("listener " + l->label + ": chown: " + std::strerror(errno));
+      }
+    } else {
+      l->label = lc.address;
+      auto* tcp = new uv_tcp_t;
+      uv_tcp_init(loop_, tcp);
+      l->handle = reinterpret_cast<uv_stream_t*>(tcp);
+      sockaddr_storage ss{};
+      unsigned flags = 0;
+      if (lc.host.find(':') != std::string::npos) {
+        rc = uv_ip6_addr(lc.host.c_str(), lc.port, reinterpret_cast<sockaddr_in6*>(&ss));
+        flags = UV_TCP_IPV6ONLY;
+      } else {
+        rc = uv_ip4_addr(lc.host.c_str(), lc.port, reinterpret_cast<sockaddr_in*>(&ss));
+      }
+      if (rc == 0) rc = uv_tcp_bind(tcp, reinterpret_cast<sockaddr*>(&ss), flags);
+    }
+    l->handle->data = l.get();
+    // A large backlog: 20+ parallel connects must not hit SYN drops.
+    if (rc == 0) rc = uv_listen(l->handle, SOMAXCONN, &Server::on_connection);
+    if (rc != 0) {
+      std::string label = l->label;
+      uv_close(reinterpret_cast<uv_handle_t*>(l->handle), [](uv_handle_t* h) {
+        if (h->type == UV_NAMED_PIPE) delete reinterpret_cast<uv_pipe_t*>(h);
+        else delete reinterpret_cast<uv_tcp_t*>(h);
+      });
+      throw std::runtime_error("cannot listen on " + label + ": " + uv_error(rc));
+    }
+    listeners_.push_back(std::move(l));
+  }
+}
+
+std::vector<std::string> Server::listener_names() const {
+  std::vector<std::string> out;
+  for (const auto& l : listeners_) out.push_back(l->label);
+  return out;
+}
+
+void Server::on_connection(uv_stream_t* handle, int status) {
+  auto* l = static_cast<Listener*>(handle->data);
+  if (status < 0) {
+    log::warn(log::Line("accept_error").kv("listener", l->label).kv("error", uv_err_name(status)));
+    return;
+  }
+  l->server->accept_from(*l);
+}
+
+void Server::accept_from(Listener& l) {
+  uv_stream_t* client;
+  if (l.unix_socket) {
+    auto* pipe = new uv_pipe_t;
+    uv_pipe_init(loop_, pipe, 0);
+    client = reinterpret_cast<uv_stream_t*>(pipe);
+  } else {
+    auto* tcp = new uv_tcp_t;
+    uv_tcp_init(loop_, tcp);
+    client = reinterpret_cast<uv_stream_t*>(tcp);
+  }
+  if (uv_accept(l.handle, client) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(client), [](uv_handle_t* h) {
+      if (h->type == UV_NAMED_PIPE) delete reinterpret_cast<uv_pipe_t*>(h);
+      else delete reinterpret_cast<uv_tcp_t*>(h);
+    });
+    return;
+  }
+  InboundConnection::Peer peer;
+  if (l.unix_socket) {
+    peer = unix_peer(reinterpret_cast<uv_pipe_t*>(client));
+  } else {
+    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(client), 1);
+    peer.address = peer_address(reinterpret_cast<uv_tcp_t*>(client));
+  }
+  auto conn = std::make_shared<InboundConnection>(*this, *l.config, client, peer);
+  connections_[conn.get()] = conn;
+  std::string key = conn->client_key();
+  std::size_t& count = per_client_[key];
+  ++count;
+  const auto& lim = config_.limits;
+  if (shutting_down_) {
+    conn->refuse("421 4.3.2 Service shutting down\r\n");
+  } else if (connections_.size() > lim.max_connections) {
+    log::warn(log::Line("refused").kv("client", key.empty() ? "unix" : key).kv("reason", "max_connections"));
+    conn->refuse("421 4.7.0 Too many connections, try again later\r\n");
+  } else if (!key.empty() && count > lim.max_connections_per_client) {
+    log::warn(log::Line("refused").kv("client", key).kv("reason", "max_connections_per_client"));
+    conn->refuse("421 4.7.0 Too many connections from your address, try again later\r\n");
+  } else {
+    conn->start();
+  }
+}
+
+void Server::connection_closed(InboundConnection* conn) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end()) return;
+  auto keep = it->second;   // destroyed at the end of this scope
+  auto pc = per_client_.find(conn->client_key());
+  if (pc != per_client_.end() && --pc->second == 0) per_client_.erase(pc);
+  connections_.erase(it);
+  maybe_drained();
+}
+
+void Server::close_listeners() {
+  for (auto& l : listeners_) {
+    bool unix_socket = l->unix_socket;
+    std::string path = unix_socket ? l->config->path : "";
+    uv_close(reinterpret_cast<uv_handle_t*>(l->handle), [](uv_handle_t* h) {
+      if (h->type == UV_NAMED_PIPE) delete reinterpret_cast<uv_pipe_t*>(h);
+      else delete reinterpret_cast<uv_tcp_t*>(h);
+    });
+    if (unix_socket) ::unlink(path.c_str());
+  }
+  listeners_.clear();
+}
+
+void Server::shutdown(std::chrono::milliseconds grace, std::function<void()> on_drained) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  on_drained_ = std::move(on_drained);
+  close_listeners();
+  std::vector<std::shared_ptr<InboundConnection>> conns;
+  for (auto& [p, c] : connections_) conns.push_back(c);
+  for (auto& c : conns) c->shutdown(false);
+  grace_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, grace_timer_);
+  grace_timer_->data = this;
+  uv_timer_start(grace_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    std::vector<std::shared_ptr<InboundConnection>> left;
+    for (auto& [p, c] : self->connections_) left.push_back(c);
+    for (auto& c : left) c->shutdown(true);
+  }, static_cast<std::uint64_t>(grace.count()), 0);
+  maybe_drained();
+}
+
+void Server::maybe_drained() {
+  if (!shutting_down_ || !connections_.empty() || !on_drained_) return;
+  if (grace_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(grace_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    grace_timer_ = nullptr;
+  }
+  auto cb = std::move(on_drained_);
+  on_drained_ = nullptr;
+  cb();
+}
+
+}  // namespace outbox::daemon

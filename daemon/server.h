@@ -1,0 +1,64 @@
+// Server: the submission side of outboxd. Owns the listeners (TCP v4/v6 and
+// Unix sockets), the set of live InboundConnections, the connection limits and
+// the queue-id generator; hands spool work to the StoreWorker. Loop thread only.
+#pragma once
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+#include "protocol/server_session.h"
+#include "queue/queue_id.h"
+#include "queue/store_worker.h"
+
+namespace outbox::daemon {
+
+class InboundConnection;
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store);
+  ~Server();
+
+  // Binds every [[listen]]; throws std::runtime_error naming the listener.
+  void bind_listeners();
+  std::vector<std::string> listener_names() const;
+
+  // Stop accepting; idle sessions get 421 at once, busy ones (in DATA or
+  // awaiting a commit) may finish until the deadline, then get 421.
+  // on_drained runs once no connection is left.
+  void shutdown(std::chrono::milliseconds grace, std::function<void()> on_drained);
+
+  // used by InboundConnection
+  uv_loop_t* loop() const { return loop_; }
+  const Config& config() const { return config_; }
+  queue::StoreWorker& store() { return store_; }
+  std::string next_id() { return ids_.next(); }
+  void connection_closed(InboundConnection* conn);
+  bool shutting_down() const { return shutting_down_; }
+
+ private:
+  struct Listener;
+  static void on_connection(uv_stream_t* server, int status);
+  void accept_from(Listener& l);
+  void close_listeners();
+  void maybe_drained();
+
+  uv_loop_t* loop_;
+  const Config& config_;
+  queue::StoreWorker& store_;
+  queue::QueueIdGenerator ids_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::map<InboundConnection*, std::shared_ptr<InboundConnection>> connections_;
+  std::map<std::string, std::size_t> per_client_;
+  bool shutting_down_ = false;
+  std::function<void()> on_drained_;
+  uv_timer_t* grace_timer_ = nullptr;
+};
+
+}  // namespace outbox::daemon
