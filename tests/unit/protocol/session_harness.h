@@ -14,6 +14,25 @@
 
 #include "protocol/server_session.h"
 
+// Readable failure output for reply lists.
+template <>
+struct doctest::StringMaker<std::vector<std::string>> {
+  static doctest::String convert(const std::vector<std::string>& v) {
+    std::string out = "{";
+    for (auto& s : v) {
+      out += " \"";
+      for (char c : s) {
+        if (c == '\r') out += "\\r";
+        else if (c == '\n') out += "\\n";
+        else out += c;
+      }
+      out += '"';
+    }
+    out += " }";
+    return doctest::String(out.c_str());
+  }
+};
+
 namespace outbox::protocol::test {
 
 inline SessionConfig test_config() {
