@@ -575,3 +575,22 @@ TEST_CASE("spool: checkpoint runs and keeps data") {
   s->checkpoint();
   CHECK(body_of(*s, a).size() == 100000);
 }
+
+TEST_CASE("spool: read-only open works when the daemon is not running (no -wal/-shm files)") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  std::string a = ids(1);
+  {
+    auto w = Spool::open(path);
+    store(*w, make_message(a), "P", {"body"});
+  }
+  // The last writer to close checkpoints and removes the WAL.
+  CHECK_FALSE(std::filesystem::exists(path + "-wal"));
+  auto ro = Spool::open(path, Spool::Mode::ReadOnly);
+  CHECK(ro->list().size() == 1);
+  CHECK(body_of(*ro, a) == "Pbody");
+  // A writer may start while the reader is open.
+  auto w = Spool::open(path);
+  CHECK(w->hold(a));
+  CHECK(ro->get(a)->state == kHeld);
+}
