@@ -493,6 +493,18 @@ TEST_CASE("spool: stats") {
   CHECK(n("incoming") == -1);
   CHECK(st.oldest_created == 300);
   CHECK(st.total_size == 10 + 3 + 1);
+  CHECK(st.attempts_last_hour.empty());
+  CHECK(st.attempts_last_day.empty());
+
+  std::int64_t now = now_us();
+  s->add_attempt(b, AttemptRecord{now - 60'000'000, "u", {"x@y"}, "250 ok", "delivered"});
+  s->add_attempt(c, AttemptRecord{now - 120'000'000, "u", {"x@y"}, "451 later", "deferred"});
+  s->add_attempt(c, AttemptRecord{now - 7'200'000'000, "u", {"x@y"}, "451 later", "deferred"});
+  s->add_attempt(c, AttemptRecord{now - 2 * 86'400'000'000LL, "u", {"x@y"}, "451 later", "deferred"});
+  auto recent = s->stats();
+  using Counts = std::vector<std::pair<std::string, std::int64_t>>;
+  CHECK(recent.attempts_last_hour == Counts{{"deferred", 1}, {"delivered", 1}});
+  CHECK(recent.attempts_last_day == Counts{{"deferred", 2}, {"delivered", 1}});
 }
 
 TEST_CASE("spool: max_id remembers deleted ids") {
