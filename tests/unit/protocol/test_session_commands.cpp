@@ -387,6 +387,16 @@ TEST_CASE("timeout and shutdown") {
   CHECK(down.take() == Lines{"421 4.3.2 Service shutting down\r\n"});
   CHECK(down.closes == 1);
 
+  Harness forced;  // the daemon forces shutdown mid-DATA: the message goes
+  forced.ehlo();
+  forced.feed("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\nhalf");
+  forced.session->on_shutdown();
+  forced.collect();
+  CHECK(forced.take().back() == "421 4.3.2 Service shutting down\r\n");
+  REQUIRE(forced.messages.size() == 1);
+  CHECK(forced.messages[0].aborted);
+  CHECK_FALSE(forced.session->in_data());
+
   Harness busy;
   busy.auto_commit = false;
   busy.ehlo();
