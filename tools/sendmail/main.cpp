@@ -303,11 +303,7 @@ int retry_queue(const Settings& s, bool verbose) {
   try {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::system_clock::now().time_since_epoch()).count();
-    int due = 0;
-    for (const auto& m : spool->list()) {
-      if (m.state != outbox::queue::kQueued && m.state != outbox::queue::kDeferred) continue;
-      if (spool->retry(m.id, now)) ++due;
-    }
+    int due = spool->retry_all(now);
     if (verbose) say(std::to_string(due) + " message" + (due == 1 ? "" : "s") + " due now");
   } catch (const std::exception& e) {
     say("cannot update the queue " + s.spool_path + ": " + e.what());
@@ -325,6 +321,7 @@ int main(int argc, char** argv) {
     g_prog = a0.substr(a0.rfind('/') == std::string::npos ? 0 : a0.rfind('/') + 1);
     if (g_prog.empty()) g_prog = "outbox-sendmail";
   }
+  if (g_prog == "newaliases") return EX_OK;   // no alias database to rebuild, like -bi
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   auto parsed = parse_arguments(args, g_prog == "mailq");
   if (auto* err = std::get_if<UsageError>(&parsed)) {
