@@ -124,23 +124,10 @@ int connect_or_explain(const Settings& s) {
   return fd;
 }
 
-struct Caller {
-  std::string login;
-  std::string full_name;   // GECOS up to the first comma
-};
-
-Caller calling_user() {
-  Caller c;
-  if (const passwd* pw = ::getpwuid(::getuid())) {
-    c.login = pw->pw_name;
-    if (pw->pw_gecos) {
-      c.full_name = pw->pw_gecos;
-      c.full_name.erase(std::min(c.full_name.find(','), c.full_name.size()));
-    }
-  } else {
-    c.login = "uid" + std::to_string(::getuid());
-  }
-  return c;
+// The calling user's login name (the default sender's local part).
+std::string calling_user() {
+  if (const passwd* pw = ::getpwuid(::getuid())) return pw->pw_name;
+  return "uid" + std::to_string(::getuid());
 }
 
 bool is_ascii(const std::string& s) {
@@ -163,8 +150,7 @@ int send_message(const Options& o, const Settings& s) {
   in.finish();
   Message msg(split_lines(in.take()));
 
-  Caller caller = calling_user();
-  std::string sender = o.sender ? *o.sender : caller.login + "@" + s.host_domain;
+  std::string sender = o.sender ? *o.sender : calling_user() + "@" + s.host_domain;
   std::vector<std::string> recipients = o.recipients;
   if (o.extract_recipients) {
     for (auto& r : msg.header_recipients()) {
@@ -184,12 +170,9 @@ int send_message(const Options& o, const Settings& s) {
     say("no recipient addresses found in the message header");
     return EX_USAGE;
   }
-  if (!msg.has_field("From") && !sender.empty()) {
-    // Postfix's cleanup adds the same for local submissions; -F wins over
-    // the account's GECOS name, which only fits the caller's own address.
-    std::string name = o.full_name ? *o.full_name : o.sender ? std::string() : caller.full_name;
-    msg.append_field(from_field(name, sender));
-  }
+  // SPEC: -F only names a missing From:; without -F the message is passed
+  // on as written (the daemon adds Date: and Message-ID:, nothing else).
+  if (o.full_name && !msg.has_field("From") && !sender.empty()) msg.append_field(from_field(*o.full_name, sender));
 
   Submission sub;
   sub.helo = s.host_name.empty() ? "localhost" : s.host_name;
