@@ -119,7 +119,7 @@ std::string recipient_text(const DsnRecipient& r, const DsnInput& in) {
 
 }  // namespace
 
-std::string rfc5322_date(std::int64_t us) {
+std::string rfc5322_date_us(std::int64_t us) {
   std::int64_t secs = us >= 0 ? us / 1'000'000 : -((-us + 999'999) / 1'000'000);
   std::int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
   std::int64_t rem = secs - days * 86400;
@@ -188,7 +188,7 @@ DsnMessage build_dsn(const DsnInput& in) {
                  "The reasons are below, followed by the headers of your message.",
                  76, "");
   } else {
-    std::string until = in.retry_until ? " until " + rfc5322_date(*in.retry_until) : "";
+    std::string until = in.retry_until ? " until " + rfc5322_date_us(*in.retry_until) : "";
     text += wrap("Your message could not be delivered yet to one or more recipients. "
                  "It is still queued and will be tried again" + until +
                      "; you do not need to send it again.",
@@ -200,7 +200,7 @@ DsnMessage build_dsn(const DsnInput& in) {
   std::string status;
   status += field("Reporting-MTA", "dns; " + in.reporting_host);
   if (!in.queue_id.empty()) status += field("X-Outbox-Queue-ID", in.queue_id);
-  status += field("Arrival-Date", rfc5322_date(in.arrival));
+  status += field("Arrival-Date", rfc5322_date_us(in.arrival));
   for (const auto& r : in.recipients) {
     status += "\r\n";   // RFC 3464 §2.1: per-recipient groups separated by a blank line
     status += field("Final-Recipient", address_type(r.address) + r.address);
@@ -209,9 +209,9 @@ DsnMessage build_dsn(const DsnInput& in) {
     if (!r.remote_mta.empty()) status += field("Remote-MTA", "dns; " + r.remote_mta);
     if (!r.diagnostic.empty())
       status += field("Diagnostic-Code", (r.smtp_diagnostic ? "smtp; " : "X-Outbox; ") + r.diagnostic);
-    if (r.last_attempt) status += field("Last-Attempt-Date", rfc5322_date(*r.last_attempt));
+    if (r.last_attempt) status += field("Last-Attempt-Date", rfc5322_date_us(*r.last_attempt));
     if (r.action == DsnRecipient::Action::Delayed && in.retry_until)
-      status += field("Will-Retry-Until", rfc5322_date(*in.retry_until));
+      status += field("Will-Retry-Until", rfc5322_date_us(*in.retry_until));
   }
 
   // --- a boundary that occurs in none of the parts (RFC 2046 §5.1.1) ---
@@ -232,7 +232,7 @@ DsnMessage build_dsn(const DsnInput& in) {
   m += "From: MAILER-DAEMON@" + in.reporting_host + " (Mail Delivery System)\r\n";
   m += field("To", "<" + in.original_sender + ">");
   m += field("Subject", failure ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)");
-  m += "Date: " + rfc5322_date(in.date) + "\r\n";
+  m += "Date: " + rfc5322_date_us(in.date) + "\r\n";
   m += field("Message-ID", in.message_id);
   m += "Auto-Submitted: auto-replied\r\n";   // RFC 3834 §5: no auto-replies to this
   m += "MIME-Version: 1.0\r\n";

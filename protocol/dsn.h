@@ -69,7 +69,7 @@ DsnMessage build_dsn(const DsnInput& input);
 bool should_bounce(std::string_view sender, bool bounces_enabled);
 
 // RFC 5322 §3.3 date in UTC: "Tue, 14 Nov 2023 22:13:20 +0000".
-std::string rfc5322_date(std::int64_t microseconds);
+std::string rfc5322_date_us(std::int64_t microseconds);
 
 // The header section of a stored message: everything before the first empty
 // line (CRLF CRLF), or all of it when there is none.

@@ -188,16 +188,17 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   return after;
 }
 
-void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt) {
+void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error) {
   sqlite3* db = spool_.handle();
   Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
           "WHERE message_id = ?1 AND state = 'pending'");
   r.text(1, id).i64(2, next_attempt).run();
   Q m(db,
       "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
-      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 AND state = 'pending') "
+      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 AND state = 'pending'), "
+      "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END "
       "WHERE id = ?1 AND state = 'active'");
-  m.text(1, id).run();
+  m.text(1, id).text(2, last_error).run();
 }
 
 int DeliveryStore::purge_finished(std::int64_t before) {

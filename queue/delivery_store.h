@@ -71,7 +71,7 @@ class DeliveryStore {
   MessageAfter apply(const DeliveryReport& report);
   // A message that was claimed but not attempted (shutdown, upstream busy):
   // back to its previous schedule without counting an attempt.
-  void unclaim(std::string_view id, std::int64_t next_attempt);
+  void unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error = {});
   // Finished (sent/failed) messages whose last update is older than `before`.
   int purge_finished(std::int64_t before);
   // The stored header section (added prefix + original headers up to the
