@@ -20,7 +20,8 @@ class Q {
   Q(const Q&) = delete;
   Q& operator=(const Q&) = delete;
   Q& text(int i, std::string_view s) {
-    sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    // An empty view may have no data pointer, which SQLite would bind as NULL.
+    sqlite3_bind_text(st_, i, s.data() ? s.data() : "", static_cast<int>(s.size()), SQLITE_TRANSIENT);
     return *this;
   }
   Q& i64(int i, std::int64_t v) {
