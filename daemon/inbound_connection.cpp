@@ -374,6 +374,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
               .kv("client", client);
           if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
           log::info(l);
+          if (self) self->server_.message_accepted();
         } else {
           log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
                          .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));

@@ -40,6 +40,9 @@ class Server {
   const Config& config() const { return config_; }
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
+  // Called after each accepted message (the relay looks for work at once).
+  void set_on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
+  void message_accepted() { if (on_accepted_) on_accepted_(); }
   // The [tls] certificate and key, loaded when a listener uses TLS.
   std::shared_ptr<TlsContext> tls_context() const { return tls_ctx_; }
   void connection_closed(InboundConnection* conn);
@@ -62,6 +65,7 @@ class Server {
   std::map<std::string, std::size_t> per_client_;
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
+  std::function<void()> on_accepted_;
   uv_timer_t* grace_timer_ = nullptr;
 };
 
