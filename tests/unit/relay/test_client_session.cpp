@@ -657,7 +657,9 @@ TEST_CASE("several messages on one connection, RSET between them") {
   for (int i = 0; i < 3; ++i) {
     CAPTURE(i);
     h.writes.clear();
-    h.s.send_message(message("M" + std::to_string(i), {"a@x.example"}));
+    std::string id = "M";
+    id += std::to_string(i);
+    h.s.send_message(message(id, {"a@x.example"}));
     h.pump();
     REQUIRE(h.writes.size() == 1);
     std::string expect = i == 0 ? "" : "RSET\r\n";
