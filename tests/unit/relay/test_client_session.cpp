@@ -543,6 +543,8 @@ TEST_CASE("timeouts at every stage") {
       CHECK(rep.recipients[0].scope == Scope::Connection);
       CHECK(rep.recipients[0].stage == r.stage);
       CHECK_FALSE(rep.possible_duplicate);
+      if (r.stage == Stage::Rcpt) CHECK(rep.recipients[0].text() == "4.4.2 timeout waiting for the reply to RCPT TO");
+      if (r.stage == Stage::Body) CHECK(rep.recipients[0].text() == "4.4.2 timeout while sending the message text");
     }
   }
 }
