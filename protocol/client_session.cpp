@@ -705,8 +705,9 @@ struct ClientSession::Impl {
       case St::Txn: case St::Body: case St::DataEnd: {
         Stage s = stage();
         bool dup = st == St::DataEnd;
-        std::string why = detail + (dup ? " after the end of data was sent; the message may have been delivered"
-                                        : std::string(" at ") + std::string(stage_command(s)));
+        std::string why = detail;
+        if (dup) why += " after the end of data was sent; the message may have been delivered";
+        else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
         note("-- " + why);
         for (std::size_t i = 0; i < txn->results.size(); ++i)
           if (!txn->results[i] && (!txn->mail_reply))
@@ -888,7 +889,7 @@ void ClientSession::on_timeout() {
   Stage s = m.stage();
   if (s == Stage::Greeting) return m.broken("timeout waiting for the greeting");
   if (s == Stage::Tls) return m.broken("timeout in the TLS handshake");
-  if (s == Stage::Body) return m.broken("timeout while sending the message");
+  if (s == Stage::Body) return m.broken("timeout while sending the message text");
   m.broken("timeout waiting for the reply to " + std::string(stage_command(s)));
 }
 

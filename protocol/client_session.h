@@ -181,9 +181,13 @@ class ClientSession {
   void on_tls_failed(std::string_view reason);      // handshake or TLS error, any time
   void on_timeout();                                // deadline() passed with no reply
   void on_closed(std::string_view reason = {});     // the server closed / read or write error
+  // To abandon a connection (daemon shutdown), call on_closed("shutting
+  // down"): the message in flight, if any, still gets its MessageDone.
 
   // --- requests from the scheduler ---
   void send_message(OutgoingMessage message);       // only when ready(); else std::logic_error
+  // Only between NeedBody and body_end(); ignored otherwise (e.g. after the
+  // connection failed while the daemon was still reading the spool).
   void body_chunk(std::string_view bytes);          // stored CRLF text, any split
   void body_end();
   void quit();                                      // when ready(): QUIT, then Close

@@ -79,10 +79,17 @@ std::string SmtpReply::text() const {
 }
 
 std::string SmtpReply::one_line(std::size_t max) const {
+  // Appended piecewise: GCC 12 reports a false -Wrestrict on " " + string.
   std::string out = std::to_string(code);
-  if (enhanced) out += " " + enhanced->str();
+  if (enhanced) {
+    out += ' ';
+    out += enhanced->str();
+  }
   std::string t = text();
-  if (!t.empty()) out += " " + t;
+  if (!t.empty()) {
+    out += ' ';
+    out += t;
+  }
   if (out.size() <= max || max < 8) return out;
   std::size_t cut = max - 3;
   // Do not split a UTF-8 sequence: back up over continuation bytes.

@@ -543,6 +543,8 @@ TEST_CASE("timeouts at every stage") {
       CHECK(rep.recipients[0].scope == Scope::Connection);
       CHECK(rep.recipients[0].stage == r.stage);
       CHECK_FALSE(rep.possible_duplicate);
+      if (r.stage == Stage::Rcpt) CHECK(rep.recipients[0].text() == "4.4.2 timeout waiting for the reply to RCPT TO");
+      if (r.stage == Stage::Body) CHECK(rep.recipients[0].text() == "4.4.2 timeout while sending the message text");
     }
   }
 }
@@ -657,7 +659,9 @@ TEST_CASE("several messages on one connection, RSET between them") {
   for (int i = 0; i < 3; ++i) {
     CAPTURE(i);
     h.writes.clear();
-    h.s.send_message(message("M" + std::to_string(i), {"a@x.example"}));
+    std::string id = "M";
+    id += std::to_string(i);
+    h.s.send_message(message(id, {"a@x.example"}));
     h.pump();
     REQUIRE(h.writes.size() == 1);
     std::string expect = i == 0 ? "" : "RSET\r\n";

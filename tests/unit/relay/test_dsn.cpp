@@ -41,7 +41,8 @@ std::map<std::string, std::string> parse_headers(const std::string& text, std::s
     if (line.empty()) break;
     if (line[0] == ' ' || line[0] == '\t') {
       REQUIRE(!last.empty());
-      h[last] += " " + line.substr(line.find_first_not_of(" \t"));
+      h[last] += ' ';
+      h[last] += line.substr(line.find_first_not_of(" \t"));
       continue;
     }
     auto colon = line.find(':');
