@@ -202,7 +202,9 @@ class Relay::Delivery {
   void abort() {
     if (link_ && !link_closed_) link_->close();
     link_closed_ = true;
-    finished_ = true;
+    // The session still reports the message in flight (a drop after the
+    // final dot is a possible duplicate, RFC 1047), then finishes.
+    session_->on_closed("shutting down");
   }
 
   bool busy() const { return current_.has_value(); }

@@ -268,7 +268,7 @@ void UpstreamLink::on_timer(uv_timer_t* t) {
 void UpstreamLink::fail(std::string stage, std::string error) {
   if (done_) return;
   auto handler = std::move(handler_.on_failure);
-  release_handles();
+  release_handles(false);
   if (handler) handler(std::move(stage), std::move(error));
 }
 
@@ -278,12 +278,26 @@ void UpstreamLink::close() {
     tls_->close();   // close_notify before the FIN
     write_raw(tls_->take_cipher());
   }
-  release_handles();
+  release_handles(true);
 }
 
-void UpstreamLink::release_handles() {
+void UpstreamLink::release_handles(bool flush) {
   done_ = true;
   handler_ = Handler{};
+  if (flush && tcp_ && connected_) {
+    // QUIT and close_notify are already queued: uv_shutdown sends the FIN
+    // only after every pending write went out, then the handle is closed.
+    auto* req = new uv_shutdown_t;
+    req->data = tcp_;
+    if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(tcp_), [](uv_shutdown_t* r, int) {
+          close_and_delete_tcp(static_cast<uv_tcp_t*>(r->data));
+          delete r;
+        }) == 0) {
+      tcp_ = nullptr;
+    } else {
+      delete req;
+    }
+  }
   close_and_delete_tcp(tcp_);   // pending writes and connects get UV_ECANCELED
   tcp_ = nullptr;
   if (timer_) {

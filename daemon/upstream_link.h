@@ -70,7 +70,7 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   void handle_cipher(std::string_view bytes);
   void write_raw(std::string bytes);
   void fail(std::string stage, std::string error);
-  void release_handles();
+  void release_handles(bool flush);
 
   uv_loop_t* loop_;
   Handler handler_;
