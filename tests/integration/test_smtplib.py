@@ -10,11 +10,9 @@ import email.charset
 import email.generator
 import email.policy
 import email.utils
-import io
 import os
 import re
 import sys
-import time
 import unittest
 from email.header import Header
 from email.message import EmailMessage
