@@ -1,0 +1,101 @@
+// Private: the state of a ServerSession, shared by server_session.cpp (input
+// loop, DATA, lifecycle) and session_commands.cpp (one handler per verb).
+// Not part of the protocol library's interface.
+#pragma once
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/command.h"
+#include "protocol/data_decoder.h"
+#include "protocol/header_scanner.h"
+#include "protocol/line_framer.h"
+#include "protocol/server_session.h"
+
+namespace outbox::protocol {
+
+// RFC 5321 §4.5.3.1.4: 512 octets including the CRLF.
+inline constexpr std::size_t kMaxCommandLine = 512;
+// Upper bound of one AppendBody chunk.
+inline constexpr std::size_t kMaxChunk = 64 * 1024;
+
+struct ServerSession::Impl {
+  enum class State {
+    Command,      // reading command lines
+    Data,         // between 354 and the end of data
+    AwaitCommit,  // CommitMessage issued; input is held until on_commit_result()
+    TlsWait,      // 220 to STARTTLS sent; input is discarded until on_tls_established()
+    Closed,       // CloseConnection issued; input is ignored
+  };
+  enum class Greeted { None, Helo, Ehlo };
+  enum class AfterCommit { Nothing, Shutdown, Timeout };
+
+  Impl(SessionConfig c, PeerInfo p, IdSource i, Clock k);
+
+  // --- input (server_session.cpp)
+  void feed(std::string_view bytes);
+  void process(std::string_view in);
+  void process_data(std::string_view& in);
+  void end_of_data();
+  void emit_chunk();
+  std::string build_prefix() const;
+  void close();
+  void close_421(std::string_view enhanced, std::string_view text);
+  void discard(std::size_t n);
+
+  // --- replies and bookkeeping
+  void reply(int code, std::string_view text);
+  void reply_lines(int code, const std::vector<std::string>& lines);
+  // A reply caused by a client mistake: counts towards max_errors.
+  void fail(int code, std::string_view text);
+  void log(std::string event, std::vector<std::pair<std::string, std::string>> fields);
+  void reset_transaction();
+
+  // --- commands (session_commands.cpp)
+  void handle_line(std::string_view line);
+  void cmd_helo(const Command& c, bool extended);
+  void cmd_mail(const Command& c);
+  void cmd_rcpt(const Command& c);
+  void cmd_data(const Command& c);
+  void cmd_starttls(const Command& c);
+  void cmd_auth(const Command& c);
+  std::vector<std::string> ehlo_lines() const;
+  bool auth_offered() const;
+  bool param_error(const ParamResult& r);
+  std::string qualify(std::string local, std::string domain) const;
+  std::string resolve_recipient(const std::string& local, const std::string& domain) const;
+
+  SessionConfig cfg;
+  PeerInfo peer;
+  IdSource ids;
+  Clock clock;
+
+  State state = State::Command;
+  std::vector<Action> actions;
+  LineFramer framer{kMaxCommandLine};
+  std::string pending;  // input held while awaiting a commit
+  std::size_t errors = 0;
+  bool tls = false;
+  bool authenticated = false;  // set by AUTH, once it exists
+  AfterCommit after_commit = AfterCommit::Nothing;
+
+  // greeting and transaction (RFC 5321 §4.1.4: EHLO/HELO and RSET clear the latter)
+  Greeted greeted = Greeted::None;
+  std::string helo;
+  bool has_mail = false;
+  Envelope envelope;
+  std::set<std::string> recipient_keys;  // duplicate detection
+  bool logged_too_many = false;
+
+  // message being received
+  std::string msg_id;
+  DataDecoder decoder;
+  HeaderScanner headers;
+  std::string chunk;
+  std::uint64_t body_bytes = 0;
+  bool too_big = false;
+};
+
+}  // namespace outbox::protocol
