@@ -1,1 +1,678 @@
 #include "queue/spool.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+
+namespace outbox::queue {
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;   // outboxctl writes wait this long for the daemon's batch
+
+// Schema migrations: kMigrations[v] takes a spool from user_version v to v+1.
+// Append only; never edit a step that has shipped (spools in the field are at
+// that version already). Each step runs in the same transaction as the
+// user_version bump, so a crash mid-migration leaves the old version intact.
+constexpr const char* kMigrations[] = {
+    // v1
+    R"sql(
+CREATE TABLE messages(
+  id           TEXT PRIMARY KEY,
+  state        TEXT NOT NULL,              -- incoming|queued|active|deferred|held|sent|failed
+  sender       TEXT NOT NULL,              -- '' is the null sender <>
+  size         INTEGER NOT NULL DEFAULT 0, -- prefix + body bytes
+  created      INTEGER NOT NULL,           -- µs since the epoch
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER,                    -- µs; NULL: nothing scheduled
+  last_error   TEXT NOT NULL DEFAULT '',
+  client       TEXT NOT NULL DEFAULT '',
+  uid          INTEGER,
+  helo         TEXT NOT NULL DEFAULT '',
+  smtputf8     INTEGER NOT NULL DEFAULT 0,
+  body_8bit    INTEGER NOT NULL DEFAULT 0,
+  prefix       BLOB,                       -- header lines the server added, stored before the chunks
+  held_from    TEXT,                       -- the state release() returns a held message to
+  updated      INTEGER NOT NULL
+);
+CREATE INDEX messages_state ON messages(state, next_attempt);
+
+CREATE TABLE recipients(
+  message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  address      TEXT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending',   -- pending|sent|failed
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER,
+  last_reply   TEXT NOT NULL DEFAULT '',
+  updated      INTEGER,
+  PRIMARY KEY(message_id, address)
+);
+CREATE INDEX recipients_due ON recipients(state, next_attempt);
+
+CREATE TABLE chunks(
+  message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  seq          INTEGER NOT NULL,
+  data         BLOB NOT NULL,
+  PRIMARY KEY(message_id, seq)
+);
+
+CREATE TABLE attempts(
+  message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  time         INTEGER NOT NULL,
+  upstream     TEXT NOT NULL DEFAULT '',
+  recipients   TEXT NOT NULL DEFAULT '',   -- addresses, '\n'-joined (no address holds a LF)
+  reply        TEXT NOT NULL DEFAULT '',
+  outcome      TEXT NOT NULL
+);
+CREATE INDEX attempts_message ON attempts(message_id, time);
+
+-- Largest id ever created, so a restart never reissues the id of a message
+-- that was deleted meanwhile.
+CREATE TABLE meta(
+  key   TEXT PRIMARY KEY,
+  value
+) WITHOUT ROWID;
+)sql",
+};
+constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
+static_assert(kMigrationCount == Spool::kSchemaVersion, "kSchemaVersion must match the migration list");
+
+std::int64_t now_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool valid_savepoint_name(const char* name) {
+  if (name == nullptr || *name == '\0') return false;
+  for (const char* p = name; *p; ++p) {
+    char c = *p;
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (p != name && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "INSERT INTO chunks", "UPDATE messages": enough of a statement to name it
+// in an error without dumping the whole SQL.
+std::string sql_label(const char* sql) {
+  std::string_view s(sql);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\n')) s.remove_prefix(1);
+  std::size_t end = 0;
+  int words = 0;
+  while (end < s.size() && end < 48) {
+    char c = s[end];
+    if (c == '(' || c == '\n') break;
+    if (c == ' ' && ++words == 3) break;
+    ++end;
+  }
+  return std::string(s.substr(0, end));
+}
+
+std::string join_lines(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += '\n';
+    out += s;
+  }
+  return out;
+}
+
+std::vector<std::string> split_lines(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    auto nl = s.find('\n');
+    out.emplace_back(s.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    s.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+// One use of a cached prepared statement. Resetting on scope exit matters: a
+// statement left mid-step keeps its read snapshot open, which pins the WAL
+// (no checkpoint can pass it) and, in the writer, holds locks.
+class Spool::Stmt {
+ public:
+  Stmt(Spool& spool, const char* sql) : spool_(spool), st_(spool.prepare(sql)) {}
+  ~Stmt() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Text is copied (callers pass temporaries); blobs are bound by reference
+  // (they can be megabytes) and must outlive this Stmt.
+  Stmt& text(int i, std::string_view v) {
+    check(sqlite3_bind_text64(st_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    return *this;
+  }
+  Stmt& blob_ref(int i, std::string_view v) {
+    // A zero-length blob bound from a null pointer would be NULL, not empty.
+    if (v.empty())
+      check(sqlite3_bind_zeroblob(st_, i, 0));
+    else
+      check(sqlite3_bind_blob64(st_, i, v.data(), v.size(), SQLITE_STATIC));
+    return *this;
+  }
+  Stmt& i64(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(st_, i, v));
+    return *this;
+  }
+  Stmt& opt_i64(int i, const std::optional<std::int64_t>& v) {
+    check(v ? sqlite3_bind_int64(st_, i, *v) : sqlite3_bind_null(st_, i));
+    return *this;
+  }
+
+  bool step() {   // true: a row is ready
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    spool_.fail(sql_label(sqlite3_sql(st_)));
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+  int changes() const { return sqlite3_changes(spool_.db_); }
+
+  bool is_null(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+  std::int64_t i64(int c) const { return sqlite3_column_int64(st_, c); }
+  std::optional<std::int64_t> opt_i64(int c) const {
+    if (is_null(c)) return std::nullopt;
+    return i64(c);
+  }
+  std::string_view bytes(int c) const {
+    // Fetch the pointer first: sqlite3_column_bytes after it does not convert.
+    auto* p = static_cast<const char*>(sqlite3_column_blob(st_, c));
+    auto n = static_cast<std::size_t>(sqlite3_column_bytes(st_, c));
+    return p ? std::string_view(p, n) : std::string_view();
+  }
+  std::string str(int c) const { return std::string(bytes(c)); }
+
+ private:
+  void check(int rc) {
+    if (rc != SQLITE_OK) spool_.fail("bind in " + sql_label(sqlite3_sql(st_)));
+  }
+  Spool& spool_;
+  sqlite3_stmt* st_;
+};
+
+// A unit of work that is its own transaction when none is open (outboxctl),
+// and a savepoint inside the caller's transaction otherwise (the StoreWorker's
+// batch, the relay engine), so the operator functions work in both places.
+class Spool::Txn {
+ public:
+  Txn(Spool& spool, bool write) : spool_(spool) {
+    own_ = sqlite3_get_autocommit(spool.db_) != 0;
+    // IMMEDIATE takes the write lock up front, so busy_timeout applies to it;
+    // a deferred read-then-write could fail with SQLITE_BUSY_SNAPSHOT instead.
+    spool_.exec(own_ ? (write ? "BEGIN IMMEDIATE" : "BEGIN") : "SAVEPOINT spool_txn");
+  }
+  ~Txn() {
+    if (done_) return;
+    if (own_) {
+      sqlite3_exec(spool_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    } else if (!sqlite3_get_autocommit(spool_.db_)) {
+      sqlite3_exec(spool_.db_, "ROLLBACK TO spool_txn; RELEASE spool_txn", nullptr, nullptr, nullptr);
+    }
+  }
+  void commit() {
+    spool_.exec(own_ ? "COMMIT" : "RELEASE spool_txn");
+    done_ = true;
+  }
+
+ private:
+  Spool& spool_;
+  bool own_ = false;
+  bool done_ = false;
+};
+
+Spool::Spool(sqlite3* db) : db_(db) {}
+
+Spool::~Spool() {
+  for (auto& [sql, st] : stmts_) sqlite3_finalize(st);
+  sqlite3_close(db_);
+}
+
+void Spool::fail(const std::string& what) {
+  throw SpoolError("spool: " + what + ": " + sqlite3_errmsg(db_), sqlite3_extended_errcode(db_));
+}
+
+sqlite3_stmt* Spool::prepare(const char* sql) {
+  auto it = stmts_.find(sql);
+  if (it != stmts_.end()) return it->second;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK)
+    fail("prepare " + sql_label(sql));
+  stmts_.emplace(sql, st);
+  return st;
+}
+
+void Spool::exec(const char* sql) {
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) fail(sql_label(sql));
+}
+
+std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
+  namespace fs = std::filesystem;
+  int flags = SQLITE_OPEN_NOMUTEX;   // one thread at a time per connection
+  if (mode == Mode::ReadOnly) {
+    std::error_code ec;
+    if (!fs::exists(path, ec))
+      throw SpoolError("spool: " + path + ": no such file (has outboxd ever run with this spool.path?)",
+                       SQLITE_CANTOPEN);
+    flags |= SQLITE_OPEN_READONLY;
+  } else {
+    flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    std::error_code ec;
+    auto parent = fs::path(path).parent_path();
+    if (!parent.empty() && !fs::exists(parent, ec)) {
+      fs::create_directories(parent, ec);
+      if (ec) throw SpoolError("spool: cannot create " + parent.string() + ": " + ec.message(), SQLITE_CANTOPEN);
+      fs::permissions(parent, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
+                      fs::perm_options::replace, ec);
+    }
+    // Messages are private: create the file 0640 rather than leave it to the
+    // umask. SQLite gives the -wal and -shm files the database file's mode.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0)
+      throw SpoolError("spool: cannot create " + path + ": " + std::strerror(errno), SQLITE_CANTOPEN);
+    ::close(fd);
+  }
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    int code = db ? sqlite3_extended_errcode(db) : rc;
+    sqlite3_close(db);
+    throw SpoolError("spool: cannot open " + path + ": " + msg, code);
+  }
+  std::unique_ptr<Spool> spool(new Spool(db));
+  spool->mode_ = mode;
+  spool->path_ = path;
+  spool->configure();
+  if (mode == Mode::ReadWrite) {
+    spool->migrate();
+  } else {
+    int v = spool->schema_version();
+    if (v != kSchemaVersion)
+      throw SpoolError("spool: " + path + " has schema version " + std::to_string(v) + ", this program reads " +
+                           std::to_string(kSchemaVersion) + (v < kSchemaVersion ? " (start outboxd once to migrate it)" : ""),
+                       SQLITE_ERROR);
+  }
+  return spool;
+}
+
+void Spool::configure() {
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+  exec("PRAGMA foreign_keys=ON");
+  if (mode_ == Mode::ReadOnly) return;   // journal mode is a property of the file; the writer set it
+  {
+    // WAL lets outboxctl read while the daemon writes. It needs shared memory
+    // (not over NFS), so refuse rather than silently run in another mode.
+    Stmt st(*this, "PRAGMA journal_mode=WAL");
+    std::string jm = st.step() ? st.str(0) : "";
+    if (jm != "wal")
+      throw SpoolError("spool: " + path_ + ": cannot use WAL journal mode (got '" + jm + "')", SQLITE_ERROR);
+  }
+  // FULL: in WAL mode NORMAL may lose the last commits on power loss, and
+  // the 250 after DATA promises the message is on disk.
+  exec("PRAGMA synchronous=FULL");
+}
+
+int Spool::schema_version() {
+  Stmt st(*this, "PRAGMA user_version");
+  return st.step() ? static_cast<int>(st.i64(0)) : 0;
+}
+
+void Spool::migrate() {
+  exec("BEGIN IMMEDIATE");
+  try {
+    int v = schema_version();
+    if (v > kMigrationCount)
+      throw SpoolError("spool: " + path_ + " has schema version " + std::to_string(v) +
+                           ", newer than this program (" + std::to_string(kMigrationCount) + ")",
+                       SQLITE_ERROR);
+    for (; v < kMigrationCount; ++v) {
+      exec(kMigrations[v]);
+      exec(("PRAGMA user_version=" + std::to_string(v + 1)).c_str());
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+// --- transactions -----------------------------------------------------------
+
+void Spool::begin() { exec("BEGIN IMMEDIATE"); }
+void Spool::commit() { exec("COMMIT"); }
+void Spool::rollback() {
+  // Some errors (SQLITE_FULL, IOERR, NOMEM) have already rolled back.
+  if (!sqlite3_get_autocommit(db_)) exec("ROLLBACK");
+}
+
+void Spool::savepoint(const char* name) {
+  if (!valid_savepoint_name(name)) throw SpoolError("spool: bad savepoint name", SQLITE_MISUSE);
+  exec(("SAVEPOINT " + std::string(name)).c_str());
+}
+void Spool::release(const char* name) {
+  if (!valid_savepoint_name(name)) throw SpoolError("spool: bad savepoint name", SQLITE_MISUSE);
+  exec(("RELEASE " + std::string(name)).c_str());
+}
+void Spool::rollback_to(const char* name) {
+  if (!valid_savepoint_name(name)) throw SpoolError("spool: bad savepoint name", SQLITE_MISUSE);
+  exec(("ROLLBACK TO " + std::string(name)).c_str());
+}
+
+// --- submission ---------------------------------------------------------------
+
+void Spool::create_incoming(const NewMessage& m) {
+  {
+    Stmt st(*this,
+            "INSERT INTO messages(id, state, sender, created, client, uid, helo, smtputf8, body_8bit, updated) "
+            "VALUES(?1, 'incoming', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3)");
+    st.text(1, m.id).text(2, m.sender).i64(3, m.created).text(4, m.client).opt_i64(5, m.uid).text(6, m.helo)
+        .i64(7, m.smtputf8).i64(8, m.body_8bit).run();
+  }
+  for (const auto& r : m.recipients) {
+    // The same RCPT twice is one recipient (and one delivery).
+    Stmt st(*this, "INSERT OR IGNORE INTO recipients(message_id, address, updated) VALUES(?1, ?2, ?3)");
+    st.text(1, m.id).text(2, r).i64(3, m.created).run();
+  }
+  Stmt st(*this,
+          "INSERT INTO meta(key, value) VALUES('max_id', ?1) "
+          "ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > value");
+  st.text(1, m.id).run();
+}
+
+void Spool::append_chunk(std::string_view id, std::int64_t seq, std::string_view bytes) {
+  Stmt st(*this,
+          "INSERT INTO chunks(message_id, seq, data) "
+          "SELECT ?1, ?2, ?3 WHERE EXISTS(SELECT 1 FROM messages WHERE id = ?1 AND state = 'incoming')");
+  st.text(1, id).i64(2, seq).blob_ref(3, bytes).run();
+  if (st.changes() != 1)
+    throw SpoolError("spool: append: no incoming message " + std::string(id), SQLITE_NOTFOUND);
+}
+
+void Spool::finalize(std::string_view id, std::string_view prefix, std::uint64_t size, std::int64_t now) {
+  if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    throw SpoolError("spool: finalize: size out of range", SQLITE_RANGE);
+  {
+    Stmt st(*this,
+            "UPDATE messages SET prefix = ?2, size = ?3, state = 'queued', next_attempt = ?4, updated = ?4 "
+            "WHERE id = ?1 AND state = 'incoming'");
+    st.text(1, id).blob_ref(2, prefix).i64(3, static_cast<std::int64_t>(size)).i64(4, now).run();
+    if (st.changes() != 1)
+      throw SpoolError("spool: finalize: no incoming message " + std::string(id), SQLITE_NOTFOUND);
+  }
+  Stmt st(*this,
+          "UPDATE recipients SET state = 'pending', next_attempt = ?2, updated = ?2 WHERE message_id = ?1");
+  st.text(1, id).i64(2, now).run();
+}
+
+void Spool::discard(std::string_view id) {
+  Stmt st(*this, "DELETE FROM messages WHERE id = ?1 AND state = 'incoming'");
+  st.text(1, id).run();
+}
+
+int Spool::purge_incoming() {
+  Stmt st(*this, "DELETE FROM messages WHERE state = 'incoming'");
+  st.run();
+  return st.changes();
+}
+
+std::string Spool::max_id() {
+  Stmt st(*this,
+          "SELECT MAX(v) FROM (SELECT value AS v FROM meta WHERE key = 'max_id' "
+          "UNION ALL SELECT MAX(id) FROM messages)");
+  if (!st.step() || st.is_null(0)) return {};
+  return st.str(0);
+}
+
+void Spool::checkpoint() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  // BUSY: another connection is checkpointing; PASSIVE never waits for it.
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) fail("wal_checkpoint(PASSIVE)");
+}
+
+// --- reading --------------------------------------------------------------------
+
+namespace {
+MessageRecord read_message(const auto& st) {
+  MessageRecord m;
+  m.id = st.str(0);
+  m.state = st.str(1);
+  m.sender = st.str(2);
+  m.size = static_cast<std::uint64_t>(st.i64(3));
+  m.created = st.i64(4);
+  m.attempts = static_cast<int>(st.i64(5));
+  m.next_attempt = st.opt_i64(6);
+  m.last_error = st.str(7);
+  m.client = st.str(8);
+  m.uid = st.opt_i64(9);
+  m.helo = st.str(10);
+  m.smtputf8 = st.i64(11) != 0;
+  m.body_8bit = st.i64(12) != 0;
+  return m;
+}
+
+RecipientRecord read_recipient(const auto& st, int c) {
+  RecipientRecord r;
+  r.address = st.str(c);
+  r.state = st.str(c + 1);
+  r.attempts = static_cast<int>(st.i64(c + 2));
+  r.next_attempt = st.opt_i64(c + 3);
+  r.last_reply = st.str(c + 4);
+  r.updated = st.opt_i64(c + 5);
+  return r;
+}
+}  // namespace
+
+// A macro so the statement stays one literal (the cache is keyed by it).
+#define OUTBOX_MESSAGE_SELECT                                                                                 \
+  "SELECT id, state, sender, size, created, attempts, next_attempt, last_error, client, uid, helo, smtputf8, " \
+  "body_8bit FROM messages "
+
+std::vector<MessageRecord> Spool::list(std::optional<std::string> state) {
+  std::vector<MessageRecord> out;
+  if (state && *state == kIncoming) return out;   // internal, never listed
+  Txn txn(*this, false);                           // messages and recipients from one snapshot
+  {
+    Stmt st(*this, OUTBOX_MESSAGE_SELECT "WHERE state != 'incoming' AND (?1 IS NULL OR state = ?1) ORDER BY id");
+    if (state) st.text(1, *state);
+    while (st.step()) out.push_back(read_message(st));
+  }
+  if (!out.empty()) {
+    // One pass over the recipients in id order, merged with the id-ordered messages.
+    Stmt st(*this,
+            "SELECT r.message_id, r.address, r.state, r.attempts, r.next_attempt, r.last_reply, r.updated "
+            "FROM recipients r JOIN messages m ON m.id = r.message_id "
+            "WHERE m.state != 'incoming' AND (?1 IS NULL OR m.state = ?1) ORDER BY r.message_id, r.rowid");
+    if (state) st.text(1, *state);
+    std::size_t i = 0;
+    while (st.step()) {
+      auto mid = st.bytes(0);
+      while (i < out.size() && out[i].id < mid) ++i;
+      if (i == out.size()) break;
+      if (out[i].id == mid) out[i].recipients.push_back(read_recipient(st, 1));
+    }
+  }
+  txn.commit();
+  return out;
+}
+
+std::optional<MessageRecord> Spool::get(std::string_view id) {
+  Txn txn(*this, false);
+  std::optional<MessageRecord> m;
+  {
+    Stmt st(*this, OUTBOX_MESSAGE_SELECT "WHERE id = ?1 AND state != 'incoming'");
+    st.text(1, id);
+    if (st.step()) m = read_message(st);
+  }
+  if (m) {
+    {
+      Stmt st(*this,
+              "SELECT address, state, attempts, next_attempt, last_reply, updated FROM recipients "
+              "WHERE message_id = ?1 ORDER BY rowid");
+      st.text(1, id);
+      while (st.step()) m->recipients.push_back(read_recipient(st, 0));
+    }
+    Stmt st(*this,
+            "SELECT time, upstream, recipients, reply, outcome FROM attempts WHERE message_id = ?1 "
+            "ORDER BY time, rowid");
+    st.text(1, id);
+    while (st.step()) {
+      AttemptRecord a;
+      a.time = st.i64(0);
+      a.upstream = st.str(1);
+      a.recipients = split_lines(st.bytes(2));
+      a.reply = st.str(3);
+      a.outcome = st.str(4);
+      m->history.push_back(std::move(a));
+    }
+  }
+  txn.commit();
+  return m;
+}
+
+bool Spool::read_body(std::string_view id, const std::function<void(std::string_view)>& sink) {
+  Txn txn(*this, false);   // prefix and chunks from one snapshot
+  {
+    Stmt st(*this, "SELECT prefix FROM messages WHERE id = ?1 AND state != 'incoming'");
+    st.text(1, id);
+    if (!st.step()) return false;
+    sink(st.bytes(0));
+  }
+  {
+    Stmt st(*this, "SELECT data FROM chunks WHERE message_id = ?1 ORDER BY seq");
+    st.text(1, id);
+    while (st.step()) sink(st.bytes(0));
+  }
+  txn.commit();
+  return true;
+}
+
+QueueStats Spool::stats() {
+  QueueStats s;
+  Txn txn(*this, false);
+  // Every listed state appears, in lifecycle order, so that outputs are stable.
+  for (const char* state : {kQueued, kActive, kDeferred, kHeld, kSent, kFailed}) s.by_state.emplace_back(state, 0);
+  {
+    Stmt st(*this, "SELECT state, COUNT(*) FROM messages WHERE state != 'incoming' GROUP BY state ORDER BY state");
+    while (st.step()) {
+      auto name = st.str(0);
+      bool known = false;
+      for (auto& [k, v] : s.by_state)
+        if (k == name) v = st.i64(1), known = true;
+      if (!known) s.by_state.emplace_back(name, st.i64(1));   // a state from a newer version
+    }
+  }
+  {
+    Stmt st(*this,
+            "SELECT MIN(created), COALESCE(SUM(size), 0) FROM messages "
+            "WHERE state IN ('queued', 'active', 'deferred', 'held')");
+    if (st.step()) {
+      s.oldest_created = st.opt_i64(0);
+      s.total_size = st.i64(1);
+    }
+  }
+  txn.commit();
+  return s;
+}
+
+// --- operator control -------------------------------------------------------------
+
+bool Spool::hold(std::string_view id) {
+  Txn txn(*this, true);
+  Stmt st(*this,
+          "UPDATE messages SET held_from = state, state = 'held', updated = ?2 "
+          "WHERE id = ?1 AND state IN ('queued', 'deferred')");
+  st.text(1, id).i64(2, now_us()).run();
+  bool changed = st.changes() == 1;
+  txn.commit();
+  return changed;
+}
+
+bool Spool::release(std::string_view id) {
+  Txn txn(*this, true);
+  std::int64_t now = now_us();
+  bool changed;
+  {
+    Stmt st(*this,
+            "UPDATE messages SET state = COALESCE(held_from, 'queued'), held_from = NULL, next_attempt = ?2, "
+            "updated = ?2 WHERE id = ?1 AND state = 'held'");
+    st.text(1, id).i64(2, now).run();
+    changed = st.changes() == 1;
+  }
+  if (changed) {
+    Stmt st(*this,
+            "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'");
+    st.text(1, id).i64(2, now).run();
+  }
+  txn.commit();
+  return changed;
+}
+
+bool Spool::remove(std::string_view id) {
+  Txn txn(*this, true);
+  Stmt st(*this, "DELETE FROM messages WHERE id = ?1 AND state != 'incoming'");
+  st.text(1, id).run();
+  bool changed = st.changes() == 1;
+  txn.commit();
+  return changed;
+}
+
+bool Spool::retry(std::string_view id, std::int64_t now) {
+  Txn txn(*this, true);
+  bool changed;
+  {
+    Stmt st(*this,
+            "UPDATE messages SET next_attempt = ?2, updated = ?2 WHERE id = ?1 AND state IN ('queued', 'deferred')");
+    st.text(1, id).i64(2, now).run();
+    changed = st.changes() == 1;
+  }
+  if (changed) {
+    Stmt st(*this,
+            "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'");
+    st.text(1, id).i64(2, now).run();
+  }
+  txn.commit();
+  return changed;
+}
+
+int Spool::retry_all(std::int64_t now) {
+  Txn txn(*this, true);
+  {
+    Stmt st(*this,
+            "UPDATE recipients SET next_attempt = ?1, updated = ?1 WHERE state = 'pending' AND message_id IN "
+            "(SELECT id FROM messages WHERE state IN ('queued', 'deferred'))");
+    st.i64(1, now).run();
+  }
+  Stmt st(*this, "UPDATE messages SET next_attempt = ?1, updated = ?1 WHERE state IN ('queued', 'deferred')");
+  st.i64(1, now).run();
+  int n = st.changes();
+  txn.commit();
+  return n;
+}
+
+void Spool::add_attempt(std::string_view id, const AttemptRecord& a) {
+  Stmt st(*this,
+          "INSERT INTO attempts(message_id, time, upstream, recipients, reply, outcome) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  st.text(1, id).i64(2, a.time).text(3, a.upstream).text(4, join_lines(a.recipients)).text(5, a.reply)
+      .text(6, a.outcome).run();
+}
+
+}  // namespace outbox::queue

@@ -14,11 +14,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "queue/types.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace outbox::queue {
 
@@ -71,12 +73,33 @@ class Spool {
   bool release(std::string_view id);  // held -> queued|deferred (as before), due now
   bool remove(std::string_view id);   // any listed state
   bool retry(std::string_view id, std::int64_t now);  // queued|deferred: next attempt = now
+  int retry_all(std::int64_t now);    // every queued|deferred message; returns how many
+
+  // --- delivery history (writer; the relay engine; joins any open transaction) ---
+  void add_attempt(std::string_view id, const AttemptRecord& a);
+
+  static constexpr int kSchemaVersion = 1;   // PRAGMA user_version after migration
+  int schema_version();
+  Mode mode() const { return mode_; }
+  const std::string& path() const { return path_; }
 
   sqlite3* handle() { return db_; }   // for tests and the relay engine's own statements
 
  private:
   explicit Spool(sqlite3* db);
+  class Stmt;
+  class Txn;
+  friend class Stmt;
+  friend class Txn;
+  sqlite3_stmt* prepare(const char* sql);   // cached per connection
+  void exec(const char* sql);
+  [[noreturn]] void fail(const std::string& what);
+  void configure();
+  void migrate();
   sqlite3* db_ = nullptr;
+  Mode mode_ = Mode::ReadWrite;
+  std::string path_;
+  std::unordered_map<const char*, sqlite3_stmt*> stmts_;   // keyed by the SQL literal
 };
 
 }  // namespace outbox::queue

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include "queue/spool.h"
 #include "queue/types.h"
@@ -50,6 +51,12 @@ class StoreWorker {
   struct Request;
   void loop();
   void run_batch(std::deque<std::unique_ptr<Request>>& batch);
+  void execute(Request& r);
+  template <typename F> bool in_savepoint(Request& r, F&& fn);
+  void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);
+  void enqueue(std::unique_ptr<Request> r);
+  void checkpoint();
+  static int on_wal_commit(void* self, ::sqlite3* db, const char* name, int pages);
 
   Poster post_;
   std::unique_ptr<Spool> spool_;
@@ -60,6 +67,10 @@ class StoreWorker {
   std::deque<std::unique_ptr<Request>> queue_;
   std::size_t pending_bytes_ = 0;
   bool stopping_ = false;
+  // Worker thread only:
+  std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
+  int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)
+  bool dirty_ = false;                            // committed since the last checkpoint
   std::thread thread_;
 };
 

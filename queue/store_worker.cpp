@@ -1,0 +1,307 @@
+#include "queue/store_worker.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <exception>
+#include <utility>
+
+namespace outbox::queue {
+
+namespace {
+
+// Checkpoints run when no request has arrived for this long after a commit,
+// so they do not delay a 250...
+constexpr auto kIdleCheckpoint = std::chrono::milliseconds(500);
+// ...or between batches once the WAL has grown this large (4 KiB pages:
+// ~32 MiB), so it stays bounded under a load that never pauses.
+constexpr int kMaxWalPages = 8192;
+
+std::int64_t now_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct StoreWorker::Request {
+  enum class Kind { Begin, Append, Commit, Abort, Run };
+  Kind kind;
+  std::string id;
+  NewMessage message;                    // Begin
+  std::int64_t seq = 0;                  // Append
+  std::string bytes;                     // Append: body bytes; Commit: header prefix
+  std::uint64_t size = 0;                // Commit
+  std::function<void(Spool&)> work;      // Run
+  Done done;
+  bool ok = false;
+  std::string error;
+
+  explicit Request(Kind k) : kind(k) {}
+};
+
+StoreWorker::StoreWorker(const std::string& path, Poster post) : post_(std::move(post)) {
+  spool_ = Spool::open(path, Spool::Mode::ReadWrite);
+  // Incoming messages never got their 250: the client will send them again.
+  spool_->begin();
+  try {
+    purged_ = spool_->purge_incoming();
+    spool_->commit();
+  } catch (...) {
+    spool_->rollback();
+    throw;
+  }
+  max_id_ = spool_->max_id();
+  // Our hook replaces SQLite's auto-checkpoint, which would otherwise run
+  // inside the COMMIT of whichever batch crossed the threshold.
+  sqlite3_wal_hook(spool_->handle(), &StoreWorker::on_wal_commit, this);
+  thread_ = std::thread([this] { loop(); });
+}
+
+StoreWorker::~StoreWorker() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+int StoreWorker::on_wal_commit(void* self, ::sqlite3*, const char*, int pages) {
+  auto* w = static_cast<StoreWorker*>(self);
+  w->wal_pages_ = pages;
+  w->dirty_ = true;
+  return SQLITE_OK;
+}
+
+// --- submission (any thread; one message's requests from one thread, in order) ---
+
+void StoreWorker::enqueue(std::unique_ptr<Request> r) {
+  {
+    std::lock_guard lk(mu_);
+    if (r->kind == Request::Kind::Append) pending_bytes_ += r->bytes.size();
+    queue_.push_back(std::move(r));
+  }
+  cv_.notify_one();
+}
+
+void StoreWorker::begin_message(NewMessage m, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::Begin);
+  r->id = m.id;
+  r->message = std::move(m);
+  r->done = std::move(done);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::append(std::string id, std::int64_t seq, std::string bytes, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::Append);
+  r->id = std::move(id);
+  r->seq = seq;
+  r->bytes = std::move(bytes);
+  r->done = std::move(done);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::commit_message(std::string id, std::string prefix, std::uint64_t size, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::Commit);
+  r->id = std::move(id);
+  r->bytes = std::move(prefix);
+  r->size = size;
+  r->done = std::move(done);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::abort_message(std::string id) {
+  auto r = std::make_unique<Request>(Request::Kind::Abort);
+  r->id = std::move(id);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::run(std::function<void(Spool&)> work, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::Run);
+  r->work = std::move(work);
+  r->done = std::move(done);
+  enqueue(std::move(r));
+}
+
+std::size_t StoreWorker::pending_bytes() const {
+  std::lock_guard lk(mu_);
+  return pending_bytes_;
+}
+
+// --- the worker thread ---------------------------------------------------------------
+
+void StoreWorker::loop() {
+  std::deque<std::unique_ptr<Request>> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(mu_);
+      auto ready = [this] { return stopping_ || !queue_.empty(); };
+      if (dirty_) {
+        if (!cv_.wait_for(lk, kIdleCheckpoint, ready)) {
+          lk.unlock();
+          checkpoint();
+          continue;
+        }
+      } else {
+        cv_.wait(lk, ready);
+      }
+      if (queue_.empty()) break;   // stopping, and every request is done
+      batch.swap(queue_);          // take everything: one transaction, one fsync
+    }
+    run_batch(batch);
+    batch.clear();
+    if (wal_pages_ >= kMaxWalPages) checkpoint();
+  }
+}
+
+void StoreWorker::checkpoint() {
+  try {
+    spool_->checkpoint();
+    dirty_ = false;
+    wal_pages_ = 0;
+  } catch (const SpoolError&) {
+    // Not fatal: the WAL stays longer; the next idle period tries again. Keep
+    // dirty_ set, but do not spin: wait a full idle period again.
+  }
+}
+
+template <typename F>
+bool StoreWorker::in_savepoint(Request& r, F&& fn) {
+  spool_->savepoint("req");
+  try {
+    fn();
+    spool_->release("req");
+    r.ok = true;
+    return true;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  } catch (...) {
+    r.error = "unknown error";
+  }
+  r.ok = false;
+  // SQLITE_FULL, IOERR, NOMEM and the like may roll back the whole
+  // transaction, and with it the requests before this one: the batch is lost.
+  if (sqlite3_get_autocommit(spool_->handle()))
+    throw SpoolError("transaction rolled back: " + r.error, sqlite3_extended_errcode(spool_->handle()));
+  spool_->rollback_to("req");
+  spool_->release("req");
+  return false;
+}
+
+void StoreWorker::execute(Request& r) {
+  using K = Request::Kind;
+  switch (r.kind) {
+    case K::Begin:
+      if (in_savepoint(r, [&] { spool_->create_incoming(r.message); }))
+        failed_ids_.erase(r.id);
+      else
+        failed_ids_.insert(r.id);
+      break;
+    case K::Append:
+      if (failed_ids_.count(r.id)) {
+        r.error = "message " + r.id + " is incomplete: an earlier write failed";
+      } else if (!in_savepoint(r, [&] { spool_->append_chunk(r.id, r.seq, r.bytes); })) {
+        failed_ids_.insert(r.id);
+      }
+      break;
+    case K::Commit:
+      if (failed_ids_.erase(r.id)) {
+        // Never finalize a message with a hole in it; drop what did get written.
+        Request cleanup(K::Abort);
+        in_savepoint(cleanup, [&] { spool_->discard(r.id); });
+        r.error = "message " + r.id + " is incomplete: an earlier write failed";
+      } else {
+        in_savepoint(r, [&] { spool_->finalize(r.id, r.bytes, r.size, now_us()); });
+      }
+      break;
+    case K::Abort:
+      failed_ids_.erase(r.id);
+      in_savepoint(r, [&] { spool_->discard(r.id); });
+      break;
+    case K::Run:
+      in_savepoint(r, [&] { r.work(*spool_); });
+      break;
+  }
+}
+
+void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
+  bool committed = false;
+  std::string batch_error;
+  try {
+    spool_->begin();
+    for (auto& r : batch) execute(*r);
+    spool_->commit();
+    committed = true;
+  } catch (const std::exception& e) {
+    batch_error = e.what();
+  }
+  if (!committed) {
+    try {
+      spool_->rollback();   // a failed COMMIT can leave the transaction open
+    } catch (const std::exception&) {
+    }
+    for (auto& r : batch) {
+      r->ok = false;
+      r->error = "spool commit failed: " + batch_error;
+    }
+    discard_after_failed_commit(batch);
+  }
+
+  std::size_t written = 0;
+  for (auto& r : batch)
+    if (r->kind == Request::Kind::Append) written += r->bytes.size();
+  {
+    std::lock_guard lk(mu_);
+    pending_bytes_ -= written;
+  }
+
+  // Only now, after COMMIT returned (synchronous=FULL: on disk), may anyone
+  // hear about the outcome; a session says 250 on this.
+  for (auto& r : batch) {
+    if (!r->done) continue;
+    auto fn = [done = std::move(r->done), ok = r->ok, err = std::move(r->error)]() mutable {
+      done(ok, std::move(err));
+    };
+    if (post_)
+      post_(std::move(fn));
+    else
+      fn();
+  }
+}
+
+void StoreWorker::discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch) {
+  // The rollback removed this batch's writes, but messages begun in earlier
+  // batches may still hold chunks; none of them may ever be finalized.
+  std::unordered_set<std::string> ids;
+  for (const auto& r : batch) {
+    switch (r->kind) {
+      case Request::Kind::Begin:
+      case Request::Kind::Append:
+        ids.insert(r->id);
+        failed_ids_.insert(r->id);   // later appends and the commit must fail
+        break;
+      case Request::Kind::Commit:
+      case Request::Kind::Abort:
+        ids.insert(r->id);
+        failed_ids_.erase(r->id);    // the message's life ended in this batch
+        break;
+      case Request::Kind::Run:
+        break;
+    }
+  }
+  if (ids.empty()) return;
+  try {
+    spool_->begin();
+    for (const auto& id : ids) spool_->discard(id);
+    spool_->commit();
+  } catch (const std::exception&) {
+    // Left as 'incoming': never listed, never relayed, purged at next start.
+    try {
+      spool_->rollback();
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+}  // namespace outbox::queue

@@ -1,0 +1,104 @@
+// Shared by the queue unit tests: temporary directories, clocks, and a
+// counter to wait for StoreWorker completions.
+#pragma once
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+namespace outbox::queue::test {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/outbox-queue-test-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline std::int64_t now_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// Single-value query on a raw handle (PRAGMAs, COUNT(*)).
+inline std::string query1(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("prepare: ") + sqlite3_errmsg(db));
+  std::string out;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    throw std::runtime_error(std::string("step: ") + sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+  return out;
+}
+
+inline long long count(sqlite3* db, const std::string& sql) { return std::stoll(query1(db, sql)); }
+
+inline void exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    throw std::runtime_error("exec: " + msg);
+  }
+}
+
+// Counts completions from any thread; wait_for(n) blocks until n arrived.
+class Completions {
+ public:
+  void add(bool ok) {
+    std::lock_guard lk(mu_);
+    ++total_;
+    if (ok) ++ok_;
+    cv_.notify_all();
+  }
+  bool wait_for(int n, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, limit, [&] { return total_ >= n; });
+  }
+  int total() {
+    std::lock_guard lk(mu_);
+    return total_;
+  }
+  int ok() {
+    std::lock_guard lk(mu_);
+    return ok_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int total_ = 0;
+  int ok_ = 0;
+};
+
+inline mode_t file_mode(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+}  // namespace outbox::queue::test
