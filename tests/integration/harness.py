@@ -167,7 +167,11 @@ class SMTPClient:
             self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.timeout = timeout
-        self.sock.connect(addr)
+        try:
+            self.sock.connect(addr)
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
         self.eof = False
 

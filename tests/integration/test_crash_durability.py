@@ -81,6 +81,7 @@ class Load:
         self.cut = set()       # tokens whose DATA was cut before the final dot
         self.big_bytes = 0     # bytes of big bodies written, all clients
         self.big_open = 0      # clients in the middle of a big body
+        self.big_done = 0      # big messages acknowledged
         self.stop = threading.Event()
         self.errors = []
         self.threads = []
@@ -125,7 +126,7 @@ class Load:
                     msg = make_message(token, self.big_size if big else rnd.randint(*self.sizes))
                     with self.lock:
                         self.messages[token] = msg
-                    self.one(c, token, msg, big)
+                    self.one(c, token, msg, big, rnd)
                 c.cmd("QUIT")
             except (OSError, harness.ConnectionClosed, socket.timeout):
                 pass   # the daemon went away; whatever was in flight is recorded
@@ -134,30 +135,34 @@ class Load:
             finally:
                 c.close()
 
-    def one(self, c, token, msg, big):
-        r = c.cmd("MAIL FROM:<load@client.test>")
-        if r.code == 421:   # the daemon is stopping (SIGTERM test)
+    @staticmethod
+    def expect(c, line, code):
+        r = c.cmd(line)
+        if r.code == 421:   # the daemon is stopping (SIGTERM test): as good as closed
             raise harness.ConnectionClosed(r.text)
-        if r.code != 250:
-            raise AssertionError("MAIL: %r" % r)
-        r = c.cmd("RCPT TO:<sink-%s@example.test>" % token)
-        if r.code != 250:
-            raise AssertionError("RCPT: %r" % r)
-        r = c.cmd("DATA")
-        if r.code != 354:
-            raise AssertionError("DATA: %r" % r)
+        if r.code != code:
+            raise AssertionError("%s: %r" % (line, r))
+
+    def one(self, c, token, msg, big, rnd):
+        self.expect(c, "MAIL FROM:<load@client.test>", 250)
+        self.expect(c, "RCPT TO:<sink-%s@example.test>" % token, 250)
+        self.expect(c, "DATA", 354)
         data = harness.dot_stuff(msg)
         with self.lock:
             self.cut.add(token)
             if big:
                 self.big_open += 1
         try:
-            step = 64 * 1024 if big else len(data)
+            # Big bodies go in pieces with pauses, so that at any moment some
+            # clients are inside DATA without their final dot sent: socket
+            # buffers would otherwise swallow a whole MiB at once.
+            step = 256 * 1024 if big else len(data)
             for off in range(0, len(data), step):
                 c.send(data[off:off + step])
                 if big:
                     with self.lock:
                         self.big_bytes += len(data[off:off + step])
+                    time.sleep(rnd.uniform(0.01, 0.08))
         finally:
             if big:
                 with self.lock:
@@ -174,6 +179,7 @@ class Load:
                 if not qid:
                     self.errors.append("250 without a queue id: %r" % r)
                 self.acked[qid] = token
+                self.big_done += 1 if big else 0
             else:
                 self.refused[token] = r
 
@@ -209,8 +215,11 @@ class CrashDurability(unittest.TestCase):
                          % (name, len(load.acked), len(load.uncertain), len(load.cut), len(load.refused)))
         for token, r in load.refused.items():
             self.fail("round %s: message %s refused: %r" % (name, token, r))
+        t0 = time.monotonic()
         d.start()
+        t1 = time.monotonic()
         self.verify()
+        sys.stderr.write("  restart %.2f s, verify %.2f s\n" % (t1 - t0, time.monotonic() - t1))
         return load
 
     def verify(self):
@@ -261,7 +270,7 @@ class CrashDurability(unittest.TestCase):
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 with load.lock:
-                    if load.big_open >= 3 and load.big_bytes >= 3 * (1 << 20):
+                    if load.big_open >= 3 and load.big_done >= 3:
                         return
                 time.sleep(0.002)
 

@@ -208,7 +208,7 @@ class Lifecycle(unittest.TestCase):
             self.assertTrue(c.wait_closed(5))
             self.assertEqual(d.proc.wait(10), 0)
             self.assertLess(time.monotonic() - t0, 10)
-            # a new client is turned away (or cannot connect at all)
+            c.close()
             d.kill9()
 
     def test_sighup_does_not_kill(self):
