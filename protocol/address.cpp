@@ -115,6 +115,12 @@ std::size_t scan_quoted(std::string_view s, std::size_t i) {
 // Splits and checks "local[@domain]"; the whole of s must be the mailbox.
 PathError parse_mailbox(std::string_view s, ParsedPath& out) {
   if (s.empty()) return PathError::Syntax;
+  // Encoding first: a broken UTF-8 sequence is reported as such even when its
+  // bytes would also break the ASCII grammar ("\xc3\x28" holds a '(').
+  if (!is_ascii(s)) {
+    if (!is_valid_utf8(s)) return PathError::InvalidUtf8;
+    out.non_ascii = true;
+  }
   std::size_t end_local;
   if (s[0] == '"') {
     end_local = scan_quoted(s, 0);
@@ -138,10 +144,6 @@ PathError parse_mailbox(std::string_view s, ParsedPath& out) {
       return domain.size() > kMaxDomain ? PathError::TooLong : PathError::Syntax;
     }
     out.domain.assign(domain);
-  }
-  if (!is_ascii(s)) {
-    if (!is_valid_utf8(s)) return PathError::InvalidUtf8;
-    out.non_ascii = true;
   }
   if (out.local.size() > kMaxLocal || s.size() + 2 > kMaxPath) return PathError::TooLong;
   return PathError::None;

@@ -19,7 +19,7 @@ DataDecoder::Result DataDecoder::decode(std::string_view in, std::string& out, s
           ++i;
           break;
         }
-        if (c == '\n' || c == '\0') {  // never legal in a body (RFC 5321 §2.3.8, RFC 6152 §3)
+        if (c == '\n' || c == '\0') {  // never legal in a body (RFC 5321 §2.3.8; RFC 2045 §2.8 forbids NUL)
           bad_ = true;
           out.push_back(c);
           ++i;

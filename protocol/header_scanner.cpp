@@ -53,7 +53,7 @@ void HeaderScanner::feed(std::string_view body) {
         } else if (is_ftext(c)) {
           if (name_.size() < kMaxName) name_.push_back(static_cast<char>(c));
         } else if (c == ' ' || c == '\t') {
-          state_ = State::NameSpace;  // RFC 5322 §4.5.3 obs-optional: "Date :"
+          state_ = State::NameSpace;  // RFC 5322 §4.5 obs-optional: "Date :"
         } else {
           state_ = State::Done;
         }

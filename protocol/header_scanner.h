@@ -1,5 +1,5 @@
 // Watches the start of a streamed message body to learn whether the header
-// section already holds Date: and Message-ID: (RFC 6409 §8.1, §8.3: a
+// section already holds Date: and Message-ID: (RFC 6409 §8.2, §8.3: a
 // submission server adds them only when missing). Field names are matched
 // without regard to case (RFC 5322 §1.2.2). The header section ends at the
 // first empty line (RFC 5322 §2.1) or, like Postfix's cleanup, at the first

@@ -152,7 +152,8 @@ void ServerSession::Impl::process_data(std::string_view& in) {
   if (too_big || decoder.saw_bare_cr_lf_nul()) {
     // Refused at the end anyway: store nothing more, but keep reading up to
     // the real end of data so the rest is not taken as commands (RFC 1870
-    // §6.2, and chasquid's note on smuggling after an oversized message).
+    // §6: 552 after the data; chasquid's note on smuggling after an
+    // oversized message).
     chunk.clear();
   } else if (chunk.size() + 2 > kMaxChunk) {
     emit_chunk();
@@ -179,7 +180,7 @@ std::string ServerSession::Impl::build_prefix() const {
   if (envelope.recipients.size() == 1) t.recipient = envelope.recipients.front();
   t.time = now;
   std::string prefix = received_field(t);
-  // RFC 6409 §8.1 / §8.3: add what the message lacks, nothing else.
+  // RFC 6409 §8.2 / §8.3: add what the message lacks, nothing else.
   if (!headers.has_date()) prefix += "Date: " + rfc5322_date(now) + "\r\n";
   if (!headers.has_message_id()) prefix += "Message-ID: <" + msg_id + "@" + cfg.hostname + ">\r\n";
   return prefix;

@@ -39,7 +39,7 @@ void ServerSession::Impl::handle_line(std::string_view line) {
       fail(500, replies::kBadSyntax);
       return;
     case Verb::Unknown:
-    case Verb::Expn:  // RFC 5321 §3.5.2: EXPN is optional; we never expand lists
+    case Verb::Expn:  // RFC 5321 §3.5: EXPN is optional; we never expand lists
       fail(502, replies::kUnknownCommand);
       return;
     case Verb::Http:
@@ -150,7 +150,7 @@ bool ServerSession::Impl::param_error(const ParamResult& r) {
 }
 
 std::string ServerSession::Impl::qualify(std::string local, std::string domain) const {
-  // RFC 6409 §8.4 / §4.2: the submission server may complete an unqualified
+  // RFC 6409 §4.2: the submission server may complete an unqualified
   // address ("root") with the site's domain.
   if (domain.empty()) domain = cfg.domain;
   return domain.empty() ? local : local + "@" + domain;
@@ -178,7 +178,7 @@ void ServerSession::Impl::cmd_mail(const Command& c) {
   if (param_error(parse_mail_params(path.rest, params))) return;
   // RFC 6531 §3.5: a non-ASCII address without SMTPUTF8 gets 553 5.6.7.
   if (path.non_ascii && !params.smtputf8) return fail(553, replies::kNeedSmtpUtf8);
-  // RFC 1870 §6.1: refuse a declared size over the limit at MAIL.
+  // RFC 1870 §6: refuse a declared size over the limit at MAIL.
   if (params.size && cfg.max_message_size != 0 && *params.size > cfg.max_message_size) {
     log("rejected", {{"reason", "message_too_big"}, {"size", std::to_string(*params.size)}});
     return fail(552, replies::kTooBig);
@@ -188,7 +188,7 @@ void ServerSession::Impl::cmd_mail(const Command& c) {
   envelope.sender = path.null_path ? std::string() : qualify(path.local, path.domain);
   envelope.helo = helo;
   envelope.smtputf8 = params.smtputf8;
-  // RFC 6531 §3.4: SMTPUTF8 implies an 8-bit body.
+  // RFC 6531 §3.1: an SMTPUTF8 server supports 8BITMIME; such mail is 8-bit.
   envelope.body_8bit = params.body_8bit || params.smtputf8;
   envelope.declared_size = params.size;
   reply(250, replies::kMailOk);

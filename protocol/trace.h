@@ -1,7 +1,7 @@
 // Trace and added header fields for a submitted message: the Received: field
 // (RFC 5321 §4.4, with the "with" protocol names of RFC 3848 and RFC 6531
 // §3.7.3) and the Date:/Message-ID: fields a submission server adds when the
-// message lacks them (RFC 6409 §8.1, §8.3). Pure formatting; the session
+// message lacks them (RFC 6409 §8.2, §8.3). Pure formatting; the session
 // decides what goes in.
 #pragma once
 #include <ctime>
@@ -26,7 +26,7 @@ struct ProtocolFlags {
   bool authenticated = false;
   bool smtputf8 = false;
 };
-// RFC 3848 §1 / RFC 6531 §3.7.3: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA,
+// RFC 3848 / RFC 6531 §3.7.3: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA,
 // UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA.
 std::string with_protocol(const ProtocolFlags& f);
 
