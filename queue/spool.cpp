@@ -72,6 +72,7 @@ CREATE TABLE attempts(
   outcome      TEXT NOT NULL
 );
 CREATE INDEX attempts_message ON attempts(message_id, time);
+CREATE INDEX attempts_time ON attempts(time);
 
 -- Largest id ever created, so a restart never reissues the id of a message
 -- that was deleted meanwhile.
@@ -587,6 +588,12 @@ QueueStats Spool::stats() {
       s.oldest_created = st.opt_i64(0);
       s.total_size = st.i64(1);
     }
+  }
+  for (auto [since, out] : {std::pair{now_us() - 3'600'000'000LL, &s.attempts_last_hour},
+                            std::pair{now_us() - 86'400'000'000LL, &s.attempts_last_day}}) {
+    Stmt st(*this, "SELECT outcome, COUNT(*) FROM attempts WHERE time >= ?1 GROUP BY outcome ORDER BY outcome");
+    st.i64(1, since);
+    while (st.step()) out->emplace_back(st.str(0), st.i64(1));
   }
   txn.commit();
   return s;

@@ -70,6 +70,10 @@ struct QueueStats {
   std::vector<std::pair<std::string, std::int64_t>> by_state;  // state -> count (listed states only)
   std::optional<std::int64_t> oldest_created;                   // among unfinished messages
   std::int64_t total_size = 0;                                  // bytes of unfinished messages
+  // Delivery attempts by outcome (delivered, deferred, bounced, ...) whose
+  // time lies within the last hour / the last 24 hours.
+  std::vector<std::pair<std::string, std::int64_t>> attempts_last_hour;
+  std::vector<std::pair<std::string, std::int64_t>> attempts_last_day;
 };
 
 }  // namespace outbox::queue

@@ -493,6 +493,18 @@ TEST_CASE("spool: stats") {
   CHECK(n("incoming") == -1);
   CHECK(st.oldest_created == 300);
   CHECK(st.total_size == 10 + 3 + 1);
+  CHECK(st.attempts_last_hour.empty());
+  CHECK(st.attempts_last_day.empty());
+
+  std::int64_t now = now_us();
+  s->add_attempt(b, AttemptRecord{now - 60'000'000, "u", {"x@y"}, "250 ok", "delivered"});
+  s->add_attempt(c, AttemptRecord{now - 120'000'000, "u", {"x@y"}, "451 later", "deferred"});
+  s->add_attempt(c, AttemptRecord{now - 7'200'000'000, "u", {"x@y"}, "451 later", "deferred"});
+  s->add_attempt(c, AttemptRecord{now - 2 * 86'400'000'000LL, "u", {"x@y"}, "451 later", "deferred"});
+  auto recent = s->stats();
+  using Counts = std::vector<std::pair<std::string, std::int64_t>>;
+  CHECK(recent.attempts_last_hour == Counts{{"deferred", 1}, {"delivered", 1}});
+  CHECK(recent.attempts_last_day == Counts{{"deferred", 2}, {"delivered", 1}});
 }
 
 TEST_CASE("spool: max_id remembers deleted ids") {
@@ -574,4 +586,23 @@ TEST_CASE("spool: checkpoint runs and keeps data") {
   store(*s, make_message(a), "", {std::string(100000, 'x')});
   s->checkpoint();
   CHECK(body_of(*s, a).size() == 100000);
+}
+
+TEST_CASE("spool: read-only open works when the daemon is not running (no -wal/-shm files)") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  std::string a = ids(1);
+  {
+    auto w = Spool::open(path);
+    store(*w, make_message(a), "P", {"body"});
+  }
+  // The last writer to close checkpoints and removes the WAL.
+  CHECK_FALSE(std::filesystem::exists(path + "-wal"));
+  auto ro = Spool::open(path, Spool::Mode::ReadOnly);
+  CHECK(ro->list().size() == 1);
+  CHECK(body_of(*ro, a) == "Pbody");
+  // A writer may start while the reader is open.
+  auto w = Spool::open(path);
+  CHECK(w->hold(a));
+  CHECK(ro->get(a)->state == kHeld);
 }
