@@ -175,24 +175,6 @@ bool network_contains(const Network& n, const Address& a) {
   return false;
 }
 
-// --- the machine's name ----------------------------------------------------
-
-std::string machine_fqdn() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
-  std::string name = host;
-  if (name.find('.') != std::string::npos) return name;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_flags = AI_CANONNAME;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host, nullptr, &hints, &res) == 0 && res) {
-    if (res->ai_canonname && *res->ai_canonname) name = res->ai_canonname;
-    freeaddrinfo(res);
-  }
-  return name;
-}
-
 bool is_loopback_host(const std::string& host) {
   if (iequals(host, "localhost") || iequals(host, "localhost.")) return true;
   auto a = parse_address(host);
@@ -770,6 +752,22 @@ Config load_config(const std::string& path) {
   load_retry(root, c);
   load_misc(root, c);
   return c;
+}
+
+std::string machine_fqdn() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
+  std::string name = host;
+  if (name.find('.') != std::string::npos) return name;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_flags = AI_CANONNAME;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host, nullptr, &hints, &res) == 0 && res) {
+    if (res->ai_canonname && *res->ai_canonname) name = res->ai_canonname;
+    freeaddrinfo(res);
+  }
+  return name;
 }
 
 const ListenConfig* Config::first_unix_listener() const {

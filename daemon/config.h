@@ -119,6 +119,9 @@ struct Config {
 // taken relative to the current directory, as written.
 Config load_config(const std::string& path);
 std::string default_config_path();   // $OUTBOX_CONFIG or /etc/outbox/outbox.toml
+// This machine's FQDN: gethostname(), completed by getaddrinfo(AI_CANONNAME)
+// when it has no dot (host.name's default; outbox-sendmail without a config).
+std::string machine_fqdn();
 
 // Shared value parsers (exposed for tests): "35M" -> bytes, "5m" -> seconds.
 std::optional<std::uint64_t> parse_size(std::string_view s);

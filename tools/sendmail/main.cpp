@@ -1,1 +1,356 @@
-int main() { return 1; }  // placeholder until this program lands
+// outbox-sendmail (and mailq by name): sendmail(8)-compatible submission to
+// outboxd over its Unix socket (SPEC "outbox-sendmail"). Wiring only: the
+// options, the message transform, the SMTP transaction and the mailq layout
+// live in the other files of this directory and are unit-tested there.
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <sysexits.h>
+#include <variant>
+#include <vector>
+
+#include "daemon/config.h"
+#include "queue/spool.h"
+#include "tools/sendmail/mailq.h"
+#include "tools/sendmail/message.h"
+#include "tools/sendmail/options.h"
+#include "tools/sendmail/smtp_submit.h"
+
+namespace {
+
+using namespace outbox::sendmail;
+
+constexpr const char* kDefaultSocket = "/run/outbox/submit.sock";
+constexpr const char* kDefaultSpool = "/var/lib/outbox/spool.db";
+
+std::string g_prog = "outbox-sendmail";
+
+void say(const std::string& text) { std::fprintf(stderr, "%s: %s\n", g_prog.c_str(), text.c_str()); }
+
+const char* kUsage =
+    "usage: %s [options] [--] recipient...\n"
+    "       %s -t [options] [recipient...]   (recipients from To:, Cc:, Bcc:)\n"
+    "       mailq, %s -bp                    (list the queue)\n"
+    "Reads a message on standard input and submits it to outboxd.\n"
+    "  -t            add the To:, Cc: and Bcc: recipients; remove Bcc:\n"
+    "  -i, -oi       a line holding only \".\" does not end the message\n"
+    "  -f ADDR       envelope sender (also -fADDR, -r ADDR; \"<>\" for none)\n"
+    "  -F NAME       full name for a From: header when the message has none\n"
+    "  -C FILE       configuration file (also --config FILE)\n"
+    "  -v            show the SMTP dialogue on standard error\n"
+    "  -bp           list the queue      -bs  speak SMTP on standard input\n"
+    "  -q            retry every queued or deferred message now\n"
+    "  -bi, -I       do nothing (there is no alias database)\n"
+    "Accepted and ignored: -B -N -R -V -L -O -X -h -o* -G -U -m -n.\n";
+
+struct Settings {
+  std::string socket_path = kDefaultSocket;
+  std::string spool_path = kDefaultSpool;
+  std::string host_name;
+  std::string host_domain;
+  bool has_socket = true;
+  std::string config_path;
+};
+
+// SPEC: the first [[listen]] path; the defaults when the file cannot be
+// read. A file that exists but is invalid still lets mail through (cron must
+// not lose its report because of a typo), with a warning.
+Settings load_settings(const std::optional<std::string>& path) {
+  Settings s;
+  s.config_path = path ? *path : outbox::default_config_path();
+  try {
+    outbox::Config c = outbox::load_config(s.config_path);
+    const outbox::ListenConfig* l = c.first_unix_listener();
+    s.has_socket = l != nullptr;
+    if (l) s.socket_path = l->path;
+    s.spool_path = c.spool_path;
+    s.host_name = c.host_name;
+    s.host_domain = c.host_domain;
+    return s;
+  } catch (const outbox::ConfigError& e) {
+    if (::access(s.config_path.c_str(), R_OK) == 0) say(std::string("warning: ") + e.what() + "; using the defaults");
+  }
+  s.host_name = outbox::machine_fqdn();
+  auto dot = s.host_name.find('.');
+  s.host_domain = dot == std::string::npos ? s.host_name : s.host_name.substr(dot + 1);
+  return s;
+}
+
+int connect_unix(const std::string& path, std::string& error) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long";
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  int rc;
+  do rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int connect_or_explain(const Settings& s) {
+  if (!s.has_socket) {
+    say(s.config_path + " has no [[listen]] with a path (a Unix socket) to submit to");
+    return -1;
+  }
+  std::string error;
+  int fd = connect_unix(s.socket_path, error);
+  if (fd < 0) say("cannot connect to " + s.socket_path + ": " + error + " — is outboxd running?");
+  return fd;
+}
+
+struct Caller {
+  std::string login;
+  std::string full_name;   // GECOS up to the first comma
+};
+
+Caller calling_user() {
+  Caller c;
+  if (const passwd* pw = ::getpwuid(::getuid())) {
+    c.login = pw->pw_name;
+    if (pw->pw_gecos) {
+      c.full_name = pw->pw_gecos;
+      c.full_name.erase(std::min(c.full_name.find(','), c.full_name.size()));
+    }
+  } else {
+    c.login = "uid" + std::to_string(::getuid());
+  }
+  return c;
+}
+
+bool is_ascii(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x80; });
+}
+
+int send_message(const Options& o, const Settings& s) {
+  InputCollector in(o.ignore_dots);
+  char buf[65536];
+  while (!in.done()) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      say(std::string("cannot read the message: ") + std::strerror(errno));
+      return EX_IOERR;
+    }
+    if (n == 0) break;
+    in.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+  }
+  in.finish();
+  Message msg(split_lines(in.take()));
+
+  Caller caller = calling_user();
+  std::string sender = o.sender ? *o.sender : caller.login + "@" + s.host_domain;
+  std::vector<std::string> recipients = o.recipients;
+  if (o.extract_recipients) {
+    for (auto& r : msg.header_recipients()) {
+      if (!is_safe_address(r)) {
+        say("invalid recipient address in the header: " + r);
+        return EX_DATAERR;
+      }
+      recipients.push_back(std::move(r));
+    }
+    msg.remove_fields("Bcc");
+  }
+  std::set<std::string> seen;
+  recipients.erase(std::remove_if(recipients.begin(), recipients.end(),
+                                  [&](const std::string& r) { return !seen.insert(r).second; }),
+                   recipients.end());
+  if (recipients.empty()) {
+    say("no recipient addresses found in the message header");
+    return EX_USAGE;
+  }
+  if (!msg.has_field("From") && !sender.empty()) {
+    // Postfix's cleanup adds the same for local submissions; -F wins over
+    // the account's GECOS name, which only fits the caller's own address.
+    std::string name = o.full_name ? *o.full_name : o.sender ? std::string() : caller.full_name;
+    msg.append_field(from_field(name, sender));
+  }
+
+  Submission sub;
+  sub.helo = s.host_name.empty() ? "localhost" : s.host_name;
+  sub.sender = sender;
+  sub.recipients = recipients;
+  sub.data = msg.wire();
+  sub.body_8bit = msg.has_8bit();
+  sub.smtputf8 = !is_ascii(sender) ||
+                 std::any_of(recipients.begin(), recipients.end(), [](const std::string& r) { return !is_ascii(r); });
+
+  int fd = connect_or_explain(s);
+  if (fd < 0) return s.has_socket ? EX_TEMPFAIL : EX_CONFIG;
+  Trace trace;
+  if (o.verbose)
+    trace = [](char dir, std::string_view line) {
+      std::fprintf(stderr, "%s %.*s\n", dir == '>' ? ">>>" : "<<<", static_cast<int>(line.size()), line.data());
+    };
+  SmtpChannel channel(fd, trace);
+  SubmitResult r = submit(channel, sub);
+  ::close(fd);
+  for (const auto& e : r.errors) say(e);
+  if (r.exit_code == 0 && o.verbose) say("queued as " + r.queue_id);
+  return r.exit_code;
+}
+
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// -bs: the caller speaks SMTP; bytes go through unchanged except that a bare
+// LF from the caller becomes CRLF (sendmail -bs accepts LF line ends, the
+// daemon does not: RFC 5321 §2.3.8).
+int smtp_stdin(const Settings& s) {
+  int fd = connect_or_explain(s);
+  if (fd < 0) {
+    const char* reply = "421 4.3.0 outboxd is not available, try again later\r\n";
+    write_all(STDOUT_FILENO, reply, std::strlen(reply));
+    return s.has_socket ? EX_TEMPFAIL : EX_CONFIG;
+  }
+  bool stdin_open = true, prev_cr = false;
+  char buf[65536];
+  std::string out;
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || !write_all(STDOUT_FILENO, buf, static_cast<std::size_t>(n))) break;
+    }
+    if (stdin_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        stdin_open = false;
+        ::shutdown(fd, SHUT_WR);
+        continue;
+      }
+      out.clear();
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] == '\n' && !prev_cr) out += '\r';
+        out += buf[i];
+        prev_cr = buf[i] == '\r';
+      }
+      if (!write_all(fd, out.data(), out.size())) break;
+    }
+  }
+  ::close(fd);
+  return EX_OK;
+}
+
+std::unique_ptr<outbox::queue::Spool> open_spool(const Settings& s, outbox::queue::Spool::Mode mode) {
+  // ReadWrite would create a missing database: a wrong spool.path must show.
+  if (::access(s.spool_path.c_str(), F_OK) != 0) {
+    say("cannot open the queue " + s.spool_path + ": " + std::strerror(errno));
+    return nullptr;
+  }
+  try {
+    return outbox::queue::Spool::open(s.spool_path, mode);
+  } catch (const std::exception& e) {
+    say("cannot open the queue " + s.spool_path + ": " + e.what());
+    return nullptr;
+  }
+}
+
+int list_queue(const Settings& s) {
+  auto spool = open_spool(s, outbox::queue::Spool::Mode::ReadOnly);
+  if (!spool) return EX_UNAVAILABLE;
+  try {
+    std::fputs(format_mailq(spool->list()).c_str(), stdout);
+  } catch (const std::exception& e) {
+    say("cannot read the queue " + s.spool_path + ": " + e.what());
+    return EX_UNAVAILABLE;
+  }
+  return std::fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+int retry_queue(const Settings& s, bool verbose) {
+  auto spool = open_spool(s, outbox::queue::Spool::Mode::ReadWrite);
+  if (!spool) return EX_UNAVAILABLE;
+  try {
+    auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::system_clock::now().time_since_epoch()).count();
+    int due = 0;
+    for (const auto& m : spool->list()) {
+      if (m.state != outbox::queue::kQueued && m.state != outbox::queue::kDeferred) continue;
+      if (spool->retry(m.id, now)) ++due;
+    }
+    if (verbose) say(std::to_string(due) + " message" + (due == 1 ? "" : "s") + " due now");
+  } catch (const std::exception& e) {
+    say("cannot update the queue " + s.spool_path + ": " + e.what());
+    return EX_UNAVAILABLE;
+  }
+  return EX_OK;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  if (argc > 0 && argv[0]) {
+    std::string a0 = argv[0];
+    g_prog = a0.substr(a0.rfind('/') == std::string::npos ? 0 : a0.rfind('/') + 1);
+    if (g_prog.empty()) g_prog = "outbox-sendmail";
+  }
+  std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+  auto parsed = parse_arguments(args, g_prog == "mailq");
+  if (auto* err = std::get_if<UsageError>(&parsed)) {
+    say(err->message);
+    std::fprintf(stderr, "Try '%s --help' for more information.\n", g_prog.c_str());
+    return EX_USAGE;
+  }
+  const Options& o = std::get<Options>(parsed);
+  for (const auto& w : o.warnings) say("warning: " + w);
+  if (o.help) {
+    std::printf(kUsage, g_prog.c_str(), g_prog.c_str(), g_prog.c_str());
+    return EX_OK;
+  }
+  if (o.version) {
+    std::printf("%s %s\n", g_prog.c_str(), OUTBOX_VERSION);
+    return EX_OK;
+  }
+  if (o.mode == Mode::Initialize) return EX_OK;
+
+  Settings s = load_settings(o.config_path);
+  switch (o.mode) {
+    case Mode::ListQueue: return list_queue(s);
+    case Mode::RetryQueue: return retry_queue(s, o.verbose);
+    case Mode::SmtpStdin: return smtp_stdin(s);
+    case Mode::Send:
+    case Mode::Initialize: break;
+  }
+  return send_message(o, s);
+}
