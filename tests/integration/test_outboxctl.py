@@ -155,14 +155,13 @@ class Outboxctl(unittest.TestCase):
         p = d.ctl("delete", ids[0])
         self.assertIsNone(self.state_of(ids[0]))
         d.ctl("show", ids[0], check=NO_SUCH)
-        logged = [e for e in d.events("deleted", id=ids[0])]
-        logged += [harness.parse_kv(l) for l in p.stderr.decode(errors="replace").splitlines()
-                   if harness.parse_kv(l) and harness.parse_kv(l).get("event") == "deleted"]
-        if running:
-            deadline_ok = logged or d.wait_event("deleted", id=ids[0])
-            self.assertTrue(deadline_ok)
-        else:
-            self.assertTrue(logged, "delete left no event=deleted line (stderr: %r)" % p.stderr)
+        # "remove, with a log line": outboxctl writes it (stdout/stderr; and syslog)
+        out = (p.stdout + b"\n" + p.stderr).decode(errors="replace").splitlines()
+        logged = [kv for kv in map(harness.parse_kv, out) if kv and kv.get("event") == "deleted"]
+        logged += d.events("deleted", id=ids[0])
+        self.assertTrue(logged, "delete left no event=deleted line (stdout %r, stderr %r)" % (p.stdout, p.stderr))
+        self.assertEqual(logged[0]["id"], ids[0])
+        self.assertEqual(logged[0].get("from"), "%s@client.test" % tag)
 
         # --- stats -------------------------------------------------------------------------
         stats = d.ctl_json("stats", "--json")

@@ -81,7 +81,7 @@ class Sendmail(unittest.TestCase):
         self.assertEqual(ev["nrcpt"], "5")
 
     def test_missing_date_and_message_id_are_added(self):
-        msg = b"To: frank@example.test\nSubject: minimal\n\nhello\n"
+        msg = b"From: someone@client.test\nTo: frank@example.test\nSubject: minimal\n\nhello\n"
         m = self.one_new(["-t", "-i"], msg)
         stored = self.d.body(m["id"])
         harness.assert_stored(self, stored, crlf(msg), ["received", "date", "message-id"])
@@ -110,6 +110,15 @@ class Sendmail(unittest.TestCase):
         self.assertEqual(m["sender"], DEFAULT_SENDER)
         stored = self.d.body(m["id"])
         harness.assert_stored(self, stored, crlf(msg), ["received", "date", "message-id"])
+
+    def test_missing_from_is_added_by_sendmail(self):
+        # Like Postfix's cleanup for sendmail(1) mail: From: the calling user.
+        m = self.one_new(["-i", "root"], b"To: root\nSubject: no from, no -F\n\nbody\n")
+        fields, rest = harness.header_block(self.d.body(m["id"]))
+        froms = [v for n, v in fields if n.lower() == "from"]
+        self.assertEqual(len(froms), 1, fields)
+        self.assertIn(DEFAULT_SENDER.encode(), froms[0])
+        self.assertEqual(rest, b"body\r\n")
 
     def test_F_names_a_missing_from(self):
         msg = b"To: root\nSubject: no from\n\nbody\n"
