@@ -7,7 +7,10 @@ from the bad transaction is stored, another client can still submit, and the
 daemon is alive at the end."""
 
 import os
+import select
+import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -25,6 +28,14 @@ SMUGGLED = (b"MAIL FROM:<smuggler@attacker.test>\r\n"
 # taken as body bytes, then refused as a whole with 550 5.6.0.
 FAKE_ENDS = [b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r.\n", b"\n.\r", b"\r.\r\n",
              b"\r\n.\r", b"\r\n\x00.\r\n", b"\r\n.\x00\r\n", b"\r\n.\r\r\n", b"\r\r\n.\r\r\n"]
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 class BadInput(unittest.TestCase):
@@ -287,6 +298,65 @@ class BadInput(unittest.TestCase):
                 self.assert_only_expected_stored()
         # the daemon noticed and discarded (it stays discarded across a restart)
         self.assertTrue(self.d.running())
+
+    def test_client_that_never_reads_its_replies(self):
+        """Pipelined NOOPs from a client that reads nothing: the daemon must
+        stop reading (back-pressure) instead of queueing replies without
+        bound, and answer every command in order once the client reads."""
+        pid = self.d.proc.pid
+        rss0 = _rss_kib(pid)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(self.d.addr)
+        s.setblocking(False)
+        line = b"NOOP\r\n"
+        chunk = line * 10000
+        sent = 0
+        limit = 16 * 1024 * 1024
+        while sent < limit:
+            _, w, _ = select.select([], [s], [], 2.0)
+            if not w:
+                break          # the daemon stopped reading: good
+            try:
+                sent += s.send(chunk[sent % len(chunk):])
+            except BlockingIOError:
+                continue
+        grown = _rss_kib(pid) - rss0
+        self.assertLess(sent, limit, "the daemon read 16 MiB of commands whose replies nobody read")
+        self.assertLess(grown, 32 * 1024, "outboxd grew by %d KiB buffering replies" % grown)
+        self.bystander()
+        # now read everything: one 220, then one 250 per complete NOOP, then 221
+        got = bytearray()
+        reader_done = threading.Event()
+
+        def reader():
+            s2 = s.dup()
+            s2.setblocking(True)
+            s2.settimeout(30)
+            try:
+                while True:
+                    b = s2.recv(1 << 20)
+                    if not b:
+                        break
+                    got.extend(b)
+            except OSError:
+                pass
+            s2.close()
+            reader_done.set()
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        s.setblocking(True)
+        s.settimeout(30)
+        rest = len(line) - sent % len(line)
+        s.sendall(line[len(line) - rest:] if rest != len(line) else b"")
+        s.sendall(b"QUIT\r\n")
+        reader_done.wait(60)
+        s.close()
+        replies = bytes(got).split(b"\r\n")
+        self.assertTrue(replies[0].startswith(b"220 "), replies[:2])
+        n = -(-sent // len(line))
+        self.assertEqual(replies[1:n + 1], [b"250 2.0.0 Ok"] * n)
+        self.assertTrue(replies[n + 1].startswith(b"221 "), replies[n - 1:n + 3])
 
     def test_zz_daemon_alive_and_state_survives_restart(self):
         self.assertTrue(self.d.running(), "outboxd died:\n" + self.d.log_tail())
