@@ -13,6 +13,11 @@ namespace {
 // Reading stops while this many body bytes of this connection wait in the
 // store queue, so a fast client cannot make the daemon buffer a whole message.
 constexpr std::size_t kMaxStoreBacklog = 1 << 20;
+// Reading also stops while this many reply bytes wait to be written: a client
+// that pipelines commands and never reads its replies must not make the daemon
+// queue replies without bound (each read of NOOPs yields ~2.5x as many reply
+// bytes). The idle deadline still runs, so such a client is timed out.
+constexpr std::size_t kMaxWriteBacklog = 256 * 1024;
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
 struct WriteReq {
@@ -141,7 +146,8 @@ void InboundConnection::handle_eof(const char* why) {
 void InboundConnection::update_reading() {
   if (closing_) return;
   bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
-              store_inflight_bytes_ < kMaxStoreBacklog;
+              store_inflight_bytes_ < kMaxStoreBacklog &&
+              uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   if (want && !reading_) {
     if (uv_read_start(stream_, &InboundConnection::on_alloc, &InboundConnection::on_read) == 0)
       reading_ = true;
@@ -246,7 +252,11 @@ void InboundConnection::on_write(uv_write_t* req, int status) {
     self->handle_eof(uv_err_name(status));
     return;
   }
-  if (self->close_after_flush_ && self->writes_in_flight_ == 0) self->begin_close();
+  if (self->close_after_flush_ && self->writes_in_flight_ == 0) {
+    self->begin_close();
+    return;
+  }
+  self->update_reading();   // the write backlog may have drained
 }
 
 // --- spool ----------------------------------------------------------------------
