@@ -281,6 +281,29 @@ class BadInput(unittest.TestCase):
         c.close()
         self.assert_only_expected_stored()
 
+    def test_trickle_below_min_data_rate_times_out(self):
+        # SPEC min_data_rate (default 500/s): a client that keeps each gap
+        # under data_timeout (2s) but sends 50 bytes a second must still be
+        # cut off (Postfix smtpd_min_data_rate), not hold the slot for an hour.
+        c = self.open_data("bad-trickle@client.test")
+        c.send(b"Subject: trickle\r\n\r\n")
+        t0 = time.monotonic()
+        r = None
+        while time.monotonic() - t0 < 20:
+            try:
+                c.send(b"t" * 48 + b"\r\n")
+            except OSError:
+                break
+            if not c.nothing_pending(1.0):
+                break
+        r = c.reply(timeout=5)
+        self.assertEqual((r.code, r.enhanced), (421, "4.4.2"), r)
+        self.assertLess(time.monotonic() - t0, 12, "trickling client kept for too long")
+        self.assertTrue(c.wait_closed(5))
+        c.close()
+        self.bystander()
+        self.assert_only_expected_stored()
+
     def test_abrupt_disconnect_mid_data(self):
         for abort in (True, False):
             with self.subTest(rst=abort):
