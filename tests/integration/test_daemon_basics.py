@@ -249,5 +249,91 @@ class Lifecycle(unittest.TestCase):
                         self.assertRegex(k, r"^[a-z_][a-z0-9_]*$", line)
 
 
+class Limits(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = harness.Daemon(limits={"max_connections": 5, "max_connections_per_client": 3,
+                                       "command_timeout": "2s"})
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        cls.d.cleanup()
+        assert rc == 0, rc
+
+    def refused(self, c):
+        r = c.reply()
+        self.assertEqual((r.code, r.enhanced), (421, "4.7.0"), r)
+        self.assertTrue(c.wait_closed(5))
+        c.close()
+
+    def test_connection_limits(self):
+        d = self.d
+        tcp = [d.client() for _ in range(3)]
+        for c in tcp:
+            self.assertEqual(c.reply().code, 220)
+        self.refused(d.client())                      # 4th from 127.0.0.1
+        self.assertTrue(d.events("refused", reason="max_connections_per_client"))
+        unix = [d.client(unix=True) for _ in range(2)]   # Unix peers have no per-client cap
+        for c in unix:
+            self.assertEqual(c.reply().code, 220)
+        self.refused(d.client(unix=True))             # 6th overall
+        self.assertTrue(d.events("refused", reason="max_connections"))
+        for c in tcp + unix:
+            self.assertEqual(c.cmd("QUIT").code, 221)
+            c.close()
+        time.sleep(0.2)
+        d.submit()                                    # slots are given back
+
+    def test_idle_command_timeout(self):
+        c = self.d.client()
+        c.greet()
+        t0 = time.monotonic()
+        r = c.reply(timeout=10)
+        self.assertEqual((r.code, r.enhanced), (421, "4.4.2"), r)
+        self.assertGreater(time.monotonic() - t0, 1.5)
+        self.assertTrue(c.wait_closed(5))
+        c.close()
+
+    def test_whole_session_in_one_write_then_half_close(self):
+        # printf '...' | nc: everything at once, then EOF on our side; the
+        # daemon must still answer all of it and store the message.
+        c = self.d.client()
+        c.send(b"EHLO blast.test\r\nMAIL FROM:<blast@client.test>\r\nRCPT TO:<user@example.test>\r\n"
+               b"DATA\r\nSubject: blast\r\n\r\nall at once\r\n.\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        replies = []
+        try:
+            while True:
+                replies.append(c.reply())
+        except harness.ConnectionClosed:
+            pass
+        c.close()
+        codes = [r.code for r in replies]
+        self.assertEqual(codes, [220, 250, 250, 250, 354, 250, 221], replies)
+        qid = replies[5].queue_id
+        self.assertTrue(self.d.body(qid).endswith(b"Subject: blast\r\n\r\nall at once\r\n"))
+
+    def test_too_many_errors(self):
+        c = self.d.client()
+        c.greet()
+        replies = [c.cmd("FROB %d" % i) for i in range(10)]
+        self.assertTrue(all(500 <= r.code < 600 for r in replies[:-1]), replies)
+        r = c.reply() if replies[-1].code != 421 else replies[-1]
+        self.assertEqual((r.code, r.enhanced), (421, "4.7.0"), r)
+        self.assertTrue(c.wait_closed(5))
+        c.close()
+
+    def test_http_request_is_dropped(self):
+        c = self.d.client()
+        self.assertEqual(c.reply().code, 220)
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.reply()
+        self.assertEqual(r.code, 421, r)
+        self.assertTrue(c.wait_closed(5))
+        c.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
