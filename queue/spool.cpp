@@ -284,10 +284,11 @@ std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
     }
     // Messages are private: create the file 0640 rather than leave it to the
     // umask. SQLite gives the -wal and -shm files the database file's mode.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0)
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd >= 0)
+      ::close(fd);
+    else if (errno != EEXIST)   // an existing file is SQLite's to judge
       throw SpoolError("spool: cannot create " + path + ": " + std::strerror(errno), SQLITE_CANTOPEN);
-    ::close(fd);
   }
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);

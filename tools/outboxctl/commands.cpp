@@ -127,7 +127,7 @@ int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int
   }
   auto msgs = spool.list(state.empty() ? std::nullopt : std::optional<std::string>(state));
   if (json) {
-    auto arr = nlohmann::json::array();
+    auto arr = nlohmann::ordered_json::array();
     for (const auto& m : msgs) arr.push_back(message_json(m, false));
     io.out << dump_json(arr);
   } else {

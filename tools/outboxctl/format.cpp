@@ -29,12 +29,12 @@ std::string fmt(const char* f, auto... args) {
   return buf;
 }
 
-nlohmann::json time_or_null(const std::optional<std::int64_t>& t) {
-  return t ? nlohmann::json(rfc3339(*t)) : nlohmann::json(nullptr);
+nlohmann::ordered_json time_or_null(const std::optional<std::int64_t>& t) {
+  return t ? nlohmann::ordered_json(rfc3339(*t)) : nlohmann::ordered_json(nullptr);
 }
 
-nlohmann::json counts_json(const std::vector<std::pair<std::string, std::int64_t>>& v) {
-  nlohmann::json j = nlohmann::json::object();
+nlohmann::ordered_json counts_json(const std::vector<std::pair<std::string, std::int64_t>>& v) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
   for (const auto& [k, n] : v) j[k] = n;
   return j;
 }
@@ -105,8 +105,8 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-nlohmann::json message_json(const queue::MessageRecord& m, bool with_history) {
-  using nlohmann::json;
+nlohmann::ordered_json message_json(const queue::MessageRecord& m, bool with_history) {
+  using json = nlohmann::ordered_json;
   json rcpts = json::array();
   for (const auto& r : m.recipients) {
     rcpts.push_back({{"address", r.address},
@@ -145,8 +145,8 @@ nlohmann::json message_json(const queue::MessageRecord& m, bool with_history) {
   return j;
 }
 
-nlohmann::json stats_json(const queue::QueueStats& s, std::int64_t now) {
-  using nlohmann::json;
+nlohmann::ordered_json stats_json(const queue::QueueStats& s, std::int64_t now) {
+  using json = nlohmann::ordered_json;
   std::int64_t unfinished = 0;
   for (const auto& [k, n] : s.by_state)
     if (k == queue::kQueued || k == queue::kActive || k == queue::kDeferred || k == queue::kHeld) unfinished += n;
@@ -161,8 +161,8 @@ nlohmann::json stats_json(const queue::QueueStats& s, std::int64_t now) {
   };
 }
 
-std::string dump_json(const nlohmann::json& j) {
-  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+std::string dump_json(const nlohmann::ordered_json& j) {
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
@@ -231,6 +231,9 @@ void render_message(std::ostream& out, const queue::MessageRecord& m, std::strin
   // One output line per header line; folded continuation lines keep their
   // leading whitespace, so the folding stays visible.
   std::string_view h = headers;
+  // The blank line that ends the section is not a header line.
+  while (h.size() >= 2 && h.substr(h.size() - 2) == "\r\n" && (h.size() == 2 || h[h.size() - 3] == '\n'))
+    h.remove_suffix(2);
   while (!h.empty()) {
     auto nl = h.find('\n');
     std::string_view ln = h.substr(0, nl);

@@ -24,11 +24,11 @@ std::string human_size(std::uint64_t bytes);
 // backslash doubled; UTF-8 and other bytes >= 0x80 pass through.
 std::string printable(std::string_view s);
 
-nlohmann::json message_json(const queue::MessageRecord& m, bool with_history);
-nlohmann::json stats_json(const queue::QueueStats& s, std::int64_t now);
+nlohmann::ordered_json message_json(const queue::MessageRecord& m, bool with_history);
+nlohmann::ordered_json stats_json(const queue::QueueStats& s, std::int64_t now);
 // Pretty-printed, newline-terminated; invalid UTF-8 becomes U+FFFD rather
 // than an exception (upstream replies are not guaranteed to be UTF-8).
-std::string dump_json(const nlohmann::json& j);
+std::string dump_json(const nlohmann::ordered_json& j);
 
 // `outboxctl queue`: one row per message with its last error and recipients
 // indented below (as mailq does), then a total line.
