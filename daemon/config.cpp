@@ -581,28 +581,9 @@ void load_limits(const Section& root, Config& c) {
   if (auto v = s->duration("session_timeout")) l.session_timeout = *v;
 }
 
-void load_upstream(const Section& s, UpstreamConfig& u) {
-  s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
-           "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-           "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext"});
-  u.name = s.required_text("name");
-  u.host = s.required_text("host");
-  if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
-    s.fail("host", quoted(u.host) + " is not a host name or address (IPv6 without brackets)");
-  if (auto t = s.choice("tls", {"implicit", "starttls", "none"})) u.tls = tls_mode(*t);
-  // SPEC: the port follows tls (RFC 8314 §3.3 465 implicit, RFC 6409 587 submission).
-  u.port = u.tls == TlsMode::Implicit ? 465 : u.tls == TlsMode::StartTls ? 587 : 25;
-  if (auto p = s.integer("port", 1, 65535)) u.port = static_cast<std::uint16_t>(*p);
-  if (auto v = s.boolean("verify")) u.verify = *v;
-  if (auto v = s.text("ca_file")) u.ca_file = *v;
-  u.tls_name = s.text("tls_name").value_or(u.host);
-  if (auto v = s.boolean("allow_plaintext")) u.allow_plaintext = *v;
-  if (u.tls == TlsMode::None && !u.allow_plaintext && !is_loopback_host(u.host))
-    s.fail("tls", "\"none\" sends mail in clear text to " + quoted(u.host) +
-                       ": only allowed for a loopback host or with allow_plaintext = true");
-  if (u.tls == TlsMode::None && (s.has("ca_file") || s.has("tls_name")))
-    s.fail(s.has("ca_file") ? "ca_file" : "tls_name", "has no effect with tls = \"none\"");
-
+// username, the secret sources and auth (SPEC: no AUTH without a username,
+// never AUTH in clear text).
+void load_upstream_auth(const Section& s, UpstreamConfig& u) {
   if (auto v = s.text("username")) u.username = *v;
   // Report the second source in file order, naming the first.
   std::vector<std::pair<toml::source_position, const char*>> sources;
@@ -643,10 +624,35 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
     if ((u.auth == "plain" || u.auth == "login") && !has_password)
       s.fail("auth", quoted(u.auth) + " needs one of password_file, password_env, password_credential");
     if (!has_password && !has_token)
-      s.fail_at(s.line(), s.key("username"),
-                "needs a secret: one of password_file, password_env, password_credential, oauth2_token_command, "
-                "oauth2_token_file");
+      s.fail("username",
+             "needs a secret: one of password_file, password_env, password_credential, oauth2_token_command, "
+             "oauth2_token_file");
   }
+}
+
+void load_upstream(const Section& s, UpstreamConfig& u) {
+  s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
+           "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
+           "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext"});
+  u.name = s.required_text("name");
+  u.host = s.required_text("host");
+  if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
+    s.fail("host", quoted(u.host) + " is not a host name or address (IPv6 without brackets)");
+  if (auto t = s.choice("tls", {"implicit", "starttls", "none"})) u.tls = tls_mode(*t);
+  // SPEC: the port follows tls (RFC 8314 §3.3 465 implicit, RFC 6409 587 submission).
+  u.port = u.tls == TlsMode::Implicit ? 465 : u.tls == TlsMode::StartTls ? 587 : 25;
+  if (auto p = s.integer("port", 1, 65535)) u.port = static_cast<std::uint16_t>(*p);
+  if (auto v = s.boolean("verify")) u.verify = *v;
+  if (auto v = s.text("ca_file")) u.ca_file = *v;
+  u.tls_name = s.text("tls_name").value_or(u.host);
+  if (auto v = s.boolean("allow_plaintext")) u.allow_plaintext = *v;
+  if (u.tls == TlsMode::None && !u.allow_plaintext && !is_loopback_host(u.host))
+    s.fail("tls", "\"none\" sends mail in clear text to " + quoted(u.host) +
+                       ": only allowed for a loopback host or with allow_plaintext = true");
+  if (u.tls == TlsMode::None && (s.has("ca_file") || s.has("tls_name")))
+    s.fail(s.has("ca_file") ? "ca_file" : "tls_name", "has no effect with tls = \"none\"");
+
+  load_upstream_auth(s, u);
   if (auto v = s.text("envelope_from")) u.envelope_from = *v;
   if (auto v = s.choice("from_header", {"keep", "rewrite"})) u.from_header = *v;
   if (auto v = s.size("max_message_size")) {

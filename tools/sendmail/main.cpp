@@ -124,23 +124,10 @@ int connect_or_explain(const Settings& s) {
   return fd;
 }
 
-struct Caller {
-  std::string login;
-  std::string full_name;   // GECOS up to the first comma
-};
-
-Caller calling_user() {
-  Caller c;
-  if (const passwd* pw = ::getpwuid(::getuid())) {
-    c.login = pw->pw_name;
-    if (pw->pw_gecos) {
-      c.full_name = pw->pw_gecos;
-      c.full_name.erase(std::min(c.full_name.find(','), c.full_name.size()));
-    }
-  } else {
-    c.login = "uid" + std::to_string(::getuid());
-  }
-  return c;
+// The calling user's login name (the default sender's local part).
+std::string calling_user() {
+  if (const passwd* pw = ::getpwuid(::getuid())) return pw->pw_name;
+  return "uid" + std::to_string(::getuid());
 }
 
 bool is_ascii(const std::string& s) {
@@ -163,8 +150,7 @@ int send_message(const Options& o, const Settings& s) {
   in.finish();
   Message msg(split_lines(in.take()));
 
-  Caller caller = calling_user();
-  std::string sender = o.sender ? *o.sender : caller.login + "@" + s.host_domain;
+  std::string sender = o.sender ? *o.sender : calling_user() + "@" + s.host_domain;
   std::vector<std::string> recipients = o.recipients;
   if (o.extract_recipients) {
     for (auto& r : msg.header_recipients()) {
@@ -184,12 +170,9 @@ int send_message(const Options& o, const Settings& s) {
     say("no recipient addresses found in the message header");
     return EX_USAGE;
   }
-  if (!msg.has_field("From") && !sender.empty()) {
-    // Postfix's cleanup adds the same for local submissions; -F wins over
-    // the account's GECOS name, which only fits the caller's own address.
-    std::string name = o.full_name ? *o.full_name : o.sender ? std::string() : caller.full_name;
-    msg.append_field(from_field(name, sender));
-  }
+  // SPEC: -F only names a missing From:; without -F the message is passed
+  // on as written (the daemon adds Date: and Message-ID:, nothing else).
+  if (o.full_name && !msg.has_field("From") && !sender.empty()) msg.append_field(from_field(*o.full_name, sender));
 
   Submission sub;
   sub.helo = s.host_name.empty() ? "localhost" : s.host_name;
@@ -303,11 +286,7 @@ int retry_queue(const Settings& s, bool verbose) {
   try {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::system_clock::now().time_since_epoch()).count();
-    int due = 0;
-    for (const auto& m : spool->list()) {
-      if (m.state != outbox::queue::kQueued && m.state != outbox::queue::kDeferred) continue;
-      if (spool->retry(m.id, now)) ++due;
-    }
+    int due = spool->retry_all(now);
     if (verbose) say(std::to_string(due) + " message" + (due == 1 ? "" : "s") + " due now");
   } catch (const std::exception& e) {
     say("cannot update the queue " + s.spool_path + ": " + e.what());
@@ -325,6 +304,7 @@ int main(int argc, char** argv) {
     g_prog = a0.substr(a0.rfind('/') == std::string::npos ? 0 : a0.rfind('/') + 1);
     if (g_prog.empty()) g_prog = "outbox-sendmail";
   }
+  if (g_prog == "newaliases") return EX_OK;   // no alias database to rebuild, like -bi
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   auto parsed = parse_arguments(args, g_prog == "mailq");
   if (auto* err = std::get_if<UsageError>(&parsed)) {

@@ -246,7 +246,7 @@ TEST_CASE("upstreams") {
       {"auth without username", up + "host = \"a.example\"\nauth = \"plain\"\n",
        "FILE:9: upstream[0].auth: needs username (no AUTH is used without one)"},
       {"username without secret", up + "host = \"a.example\"\nusername = \"me\"\n",
-       "FILE:6: upstream[0].username: needs a secret: one of password_file, password_env, password_credential, "
+       "FILE:9: upstream[0].username: needs a secret: one of password_file, password_env, password_credential, "
        "oauth2_token_command, oauth2_token_file"},
       {"auth enum", up + "host = \"a.example\"\nusername = \"me\"\npassword_env = \"P\"\nauth = \"cram-md5\"\n",
        "FILE:11: upstream[0].auth: \"cram-md5\" is not one of \"auto\", \"plain\", \"login\", \"xoauth2\""},
