@@ -56,6 +56,8 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void flush_writes();
   void update_reading();
   void arm_idle_timer();
+  void account_data(bool was_in_data, std::size_t n);
+  bool store_paused() const;
   void begin_close();
   void on_handle_closed();
   std::string client_label() const;
@@ -92,6 +94,11 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::string msg_from_;
   std::size_t msg_nrcpt_ = 0;
   std::uint64_t started_ms_ = 0;
+  // DATA deadline (SPEC min_data_rate, as Postfix smtpd_min_data_rate): each
+  // read spends the time since the previous one and earns n / rate seconds,
+  // never above data_timeout.
+  std::int64_t data_budget_ms_ = 0;
+  std::uint64_t last_data_ms_ = 0;
 };
 
 }  // namespace outbox::daemon
