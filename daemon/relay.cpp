@@ -387,7 +387,7 @@ std::string Relay::route_label(const Upstream& up) const {
 void Relay::start() {
   std::weak_ptr<bool> alive = alive_;
   auto recovered = std::make_shared<int>(0);
-  store_.run(
+  run_store(
       [recovered](queue::Spool& s) { *recovered = queue::DeliveryStore(s).recover_active(now_us()); },
       [this, alive, recovered](bool ok, std::string err) {
         if (alive.expired()) return;
@@ -426,13 +426,21 @@ void Relay::tick() {
   auto due = std::make_shared<std::vector<queue::DueMessage>>();
   auto next = std::make_shared<std::optional<std::int64_t>>();
   std::weak_ptr<bool> alive = alive_;
-  store_.run(
-      [due, next, limit](queue::Spool& s) {
+  auto no_route = std::make_shared<std::vector<std::string>>();
+  const Config* cfg = &config_;
+  run_store(
+      [due, next, limit, no_route, cfg](queue::Spool& s) {
         queue::DeliveryStore ds(s);
-        *due = ds.claim_due(now_us(), limit);
+        std::int64_t now = now_us();
+        auto routable = [cfg](const queue::DueMessage& m) {
+          if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
+          return m.sender.empty() && !m.recipients.empty() &&
+                 !routing::upstreams_for(*cfg, m.recipients.front()).empty();
+        };
+        *due = ds.claim_due(now, limit, routable, now + kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
       },
-      [this, alive, due, next](bool ok, std::string err) {
+      [this, alive, due, next, no_route](bool ok, std::string err) {
         if (alive.expired()) return;
         tick_running_ = false;
         if (!ok) {
@@ -440,6 +448,10 @@ void Relay::tick() {
           schedule_tick(kPollInterval);
           return;
         }
+        for (const auto& id : *no_route)
+          if (no_route_warned_.insert(id).second)
+            log::warn(log::Line("no_route").kv("id", id)
+                          .kv("hint", "no [[route]] matches its sender; add one (sender = \"*\" for all), then reload"));
         bool full = !due->empty();
         dispatch(std::move(*due));
         if (stopping_) return;
@@ -540,7 +552,7 @@ bool Relay::rate_allows(Upstream& up, std::int64_t now, std::int64_t* free_at) {
 void Relay::park(const std::string& id, std::int64_t next, std::string last_error) {
   in_flight_.erase(id);
   std::weak_ptr<bool> alive = alive_;
-  store_.run(
+  run_store(
       [id, next, last_error](queue::Spool& s) {
         queue::DeliveryStore(s).unclaim(id, next, last_error);
       },
@@ -667,7 +679,7 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   const bool bounces = config_.bounces;
   const std::string host = config_.host_name;
   const std::string lifetime_text = duration_words(params.lifetime);
-  store_.run(
+  run_store(
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
@@ -776,7 +788,7 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
     }
     std::string id = job.msg.id;
     std::string from = job.msg.sender;
-    store_.run([rep](queue::Spool& s) { queue::DeliveryStore(s).apply(rep); },
+    run_store([rep](queue::Spool& s) { queue::DeliveryStore(s).apply(rep); },
                [this, alive = std::weak_ptr<bool>(alive_), id, from, recipients = job.msg.recipients, reason,
                 relay = route_label(up)](bool ok, std::string err) {
                  if (alive.expired()) return;
@@ -817,13 +829,28 @@ void Relay::delivery_finished(Delivery* d) {
   }
   graveyard_.push_back(std::move(it->second));   // freed at the next tick, off this call stack
   deliveries_.erase(it);
-  if (stopping_ && deliveries_.empty() && on_stopped_) {
-    auto cb = std::move(on_stopped_);
-    on_stopped_ = nullptr;
-    cb();
-  } else if (!stopping_) {
+  if (stopping_) {
+    maybe_stopped();
+  } else {
     schedule_tick(std::chrono::milliseconds(10));
   }
+}
+
+void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done) {
+  ++store_ops_;
+  store_.run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](bool ok, std::string err) {
+    if (alive.expired()) return;
+    --store_ops_;
+    if (done) done(ok, std::move(err));
+    maybe_stopped();
+  });
+}
+
+void Relay::maybe_stopped() {
+  if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || tick_running_) return;
+  auto cb = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  cb();
 }
 
 void Relay::stop(std::function<void()> on_stopped) {
@@ -837,12 +864,8 @@ void Relay::stop(std::function<void()> on_stopped) {
       up->pending.pop_front();
       in_flight_.erase(j.msg.id);
       std::string id = j.msg.id;
-      store_.run([id](queue::Spool& s) { queue::DeliveryStore(s).unclaim(id, now_us()); }, nullptr);
+      run_store([id](queue::Spool& s) { queue::DeliveryStore(s).unclaim(id, now_us()); }, nullptr);
     }
-  }
-  if (deliveries_.empty()) {
-    on_stopped();
-    return;
   }
   on_stopped_ = std::move(on_stopped);
   std::vector<Delivery*> idle;
@@ -852,6 +875,7 @@ void Relay::stop(std::function<void()> on_stopped) {
   }
   for (auto* d : idle)
     if (deliveries_.count(d)) d->quit_when_idle();
+  maybe_stopped();
 }
 
 void Relay::abort() {

@@ -69,6 +69,11 @@ class Relay {
   void message_done(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer);
   void session_failed(Upstream& up, const protocol::client::SessionFailure& failure);
   void delivery_finished(Delivery* d);
+  // Every spool operation of the relay goes through here, so stop() can
+  // wait for them: the StoreWorker must outlive their completions.
+  void run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done);
+  void maybe_stopped();
+  int store_ops_ = 0;
   void read_body(std::string id, std::function<void(bool ok, std::string body)> done);
 
   Upstream& upstream(const UpstreamConfig* cfg);

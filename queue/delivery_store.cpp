@@ -68,7 +68,9 @@ const char* result_state(RecipientResult r) {
 
 }  // namespace
 
-std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t limit) {
+std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t limit,
+                                                 const std::function<bool(const DueMessage&)>& routable,
+                                                 std::int64_t no_route_retry, std::vector<std::string>* no_route) {
   sqlite3* db = spool_.handle();
   std::vector<DueMessage> out;
   {
@@ -97,6 +99,15 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
         "AND next_attempt IS NOT NULL AND next_attempt <= ?2 ORDER BY rowid");
     r.text(1, m.id).i64(2, now);
     while (r.step()) m.recipients.push_back(r.col_text(0));
+    if (routable && !m.recipients.empty() && !routable(m)) {
+      Q p(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND state = 'pending'");
+      p.text(1, m.id).i64(2, no_route_retry).run();
+      Q u(db, "UPDATE messages SET next_attempt = ?2, last_error = 'no route' WHERE id = ?1");
+      u.text(1, m.id).i64(2, no_route_retry).run();
+      if (no_route) no_route->push_back(m.id);
+      m.recipients.clear();   // dropped from the result below
+      continue;
+    }
     Q u(db, "UPDATE messages SET state = 'active', updated = ?2 WHERE id = ?1");
     u.text(1, m.id).i64(2, now).run();
   }

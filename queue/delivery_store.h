@@ -6,6 +6,7 @@
 // inside the batch transaction. Knows nothing of SMTP or sockets.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,7 +60,12 @@ class DeliveryStore {
 
   // Marks up to `limit` due messages active and returns them with their due
   // pending recipients, oldest due first.
-  std::vector<DueMessage> claim_due(std::int64_t now, std::size_t limit);
+  // A message `routable` refuses is not claimed: it stays queued with
+  // last error "no route", looked at again at `no_route_retry`, and its id
+  // is added to *no_route.
+  std::vector<DueMessage> claim_due(std::int64_t now, std::size_t limit,
+                                    const std::function<bool(const DueMessage&)>& routable = {},
+                                    std::int64_t no_route_retry = 0, std::vector<std::string>* no_route = nullptr);
   // The earliest next attempt among queued/deferred messages (µs), if any.
   std::optional<std::int64_t> next_due();
   // At start-up: messages left active by a crash go back to deferred, due now
