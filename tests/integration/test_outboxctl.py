@@ -281,7 +281,7 @@ class UnderLoad(unittest.TestCase):
             for t in threads:
                 t.join(60)
             self.assertEqual(bad, [], "clients refused while outboxctl wrote")
-            self.assertGreater(rounds, 5)
+            self.assertGreaterEqual(rounds, 3)
             q = d.queue_by_id()
             self.assertEqual(set(q), set(acked) - deleted)
             for qid in held:
