@@ -71,6 +71,16 @@ std::optional<Rate> parse_rate(std::string_view s, bool allow_size) {
   return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<RateLimit> parse_rate_limit(std::string_view s) {
+  auto r = parse_rate(s, false);
+  if (!r || r->count == 0) return std::nullopt;
+  return RateLimit{r->count, std::chrono::seconds(r->per_seconds)};
+}
+
+namespace {
+
 // --- CIDR networks ----------------------------------------------------------
 
 struct Address {
@@ -633,7 +643,8 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
 void load_upstream(const Section& s, UpstreamConfig& u) {
   s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
            "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-           "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext"});
+           "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
+           "timeout", "connect_timeout"});
   u.name = s.required_text("name");
   u.host = s.required_text("host");
   if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
@@ -660,6 +671,9 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
     u.max_message_size = *v;
   }
   if (auto v = s.count("max_connections")) u.max_connections = *v;
+  if (u.max_connections == 0) s.fail("max_connections", "must be at least 1");
+  if (auto v = s.duration("timeout")) u.timeout = *v;
+  if (auto v = s.duration("connect_timeout")) u.connect_timeout = *v;
   if (auto v = s.strings("rate")) {
     for (std::size_t i = 0; i < v->size(); ++i) {
       auto r = parse_rate((*v)[i], false);

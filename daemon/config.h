@@ -79,6 +79,10 @@ struct UpstreamConfig {
   std::size_t max_connections = 2;
   std::vector<std::string> rate;
   bool allow_plaintext = false;
+  // How long to wait for each reply (RFC 5321 §4.5.3.2 gives 2-10 min), and
+  // for the TCP connection. Shorter values make a stalled upstream fail fast.
+  std::chrono::seconds timeout{300};
+  std::chrono::seconds connect_timeout{30};
 };
 
 struct RouteConfig {
@@ -126,6 +130,12 @@ std::string machine_fqdn();
 // Shared value parsers (exposed for tests): "35M" -> bytes, "5m" -> seconds.
 std::optional<std::uint64_t> parse_size(std::string_view s);
 std::optional<std::chrono::seconds> parse_duration(std::string_view s);
+// An upstream's rate ceiling, "20/min" -> {20, 60 s}.
+struct RateLimit {
+  std::uint64_t count = 0;
+  std::chrono::seconds per{1};
+};
+std::optional<RateLimit> parse_rate_limit(std::string_view s);
 // true when addr (textual IPv4/IPv6) lies in one of the CIDR networks.
 bool address_in_networks(const std::string& addr, const std::vector<std::string>& cidrs);
 

@@ -68,6 +68,7 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   pi.trusted = peer_.unix_socket || address_in_networks(peer_.address, listener_.trusted_networks);
   session_ = std::make_unique<protocol::ServerSession>(
       sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });
+  if (listener_.tls == TlsMode::Implicit) tls_ = std::make_unique<TlsEngine>(server_.tls_context());
 }
 
 InboundConnection::~InboundConnection() = default;
@@ -87,8 +88,10 @@ void InboundConnection::start() {
   log::debug(l);
   auto session_ms = static_cast<std::uint64_t>(server_.config().limits.session_timeout.count()) * 1000;
   uv_timer_start(session_timer_, &InboundConnection::on_session_timer, session_ms, 0);
-  session_->start();
+  // Implicit TLS: the greeting is sent once the handshake is done (RFC 8314 §3.3).
+  if (!tls_) session_->start();
   run_actions();
+  arm_idle_timer();
   update_reading();
 }
 
@@ -116,7 +119,10 @@ void InboundConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b
   auto* self = static_cast<InboundConnection*>(s->data);
   std::unique_ptr<char[]> owned(buf->base);
   if (nread > 0) {
-    self->handle_bytes(buf->base, static_cast<size_t>(nread));
+    if (self->tls_)
+      self->handle_cipher(buf->base, static_cast<size_t>(nread));
+    else
+      self->handle_bytes(buf->base, static_cast<size_t>(nread));
   } else if (nread < 0) {
     self->handle_eof(nread == UV_EOF ? "eof" : uv_err_name(static_cast<int>(nread)));
   }
@@ -131,6 +137,46 @@ void InboundConnection::handle_bytes(const char* data, size_t n) {
   if (server_.shutting_down()) shutdown(false);   // a busy session just went idle
   arm_idle_timer();
   update_reading();
+}
+
+void InboundConnection::handle_cipher(const char* data, size_t n) {
+  if (closing_) return;
+  tls_->feed_cipher(std::string_view(data, n));
+  write_raw(tls_->take_cipher());   // handshake records, alerts
+  if (tls_->state() == TlsEngine::State::Failed) {
+    log::info(log::Line("tls_failed").kv("client", client_label()).kv("listener", listener_.name)
+                  .kv("error", tls_->error()));
+    if (!msg_id_.empty() && !session_->awaiting_commit()) store_abort(msg_id_);
+    close_after_flush_ = true;
+    flush_writes();
+    return;
+  }
+  if (tls_->handshake_done() && !tls_announced_) {
+    tls_announced_ = true;
+    log::debug(log::Line("tls").kv("client", client_label()).kv("version", tls_->version())
+                   .kv("cipher", tls_->cipher()));
+    if (listener_.tls == TlsMode::Implicit)
+      session_->start();
+    else
+      session_->on_tls_established();   // RFC 3207 §4.2: back to the just-greeted state
+    run_actions();
+  }
+  std::string plain = tls_->take_plain();
+  if (!plain.empty()) handle_bytes(plain.data(), plain.size());
+  if (tls_ && tls_->state() == TlsEngine::State::Closed) {
+    // close_notify: whatever transaction was open ends here (its message is
+    // aborted in handle_eof); plaintext is never read after it.
+    handle_eof("tls_close");
+  } else {
+    arm_idle_timer();
+  }
+}
+
+void InboundConnection::start_tls() {
+  // The 220 goes out in plaintext; everything after it is TLS. The session
+  // already dropped whatever the client pipelined behind STARTTLS.
+  flush_writes();
+  tls_ = std::make_unique<TlsEngine>(server_.tls_context());
 }
 
 void InboundConnection::handle_eof(const char* why) {
@@ -232,10 +278,7 @@ void InboundConnection::run_actions() {
           } else if constexpr (std::is_same_v<T, protocol::AbortMessage>) {
             store_abort(a.id);
           } else if constexpr (std::is_same_v<T, protocol::StartTls>) {
-            // Server-side TLS arrives with the submission-security work; a
-            // listener cannot be configured for it yet, so this is a bug.
-            log::error(log::Line("error").kv("client", client_label()).kv("reason", "starttls without tls"));
-            close_after_flush_ = true;
+            start_tls();
           } else if constexpr (std::is_same_v<T, protocol::CloseConnection>) {
             close_after_flush_ = true;
           } else if constexpr (std::is_same_v<T, protocol::LogEvent>) {
@@ -252,9 +295,24 @@ void InboundConnection::run_actions() {
 
 void InboundConnection::flush_writes() {
   if (closing_) return;
-  if (!out_.empty()) {
+  if (tls_) {
+    if (!out_.empty()) tls_->write_plain(out_);   // held by the engine until the handshake is done
+    out_.clear();
+    if (close_after_flush_) tls_->close();        // close_notify (RFC 8446 §6.1)
+    write_raw(tls_->take_cipher());
+  } else {
+    std::string bytes;
+    bytes.swap(out_);
+    write_raw(std::move(bytes));
+  }
+  if (close_after_flush_ && writes_in_flight_ == 0) begin_close();
+}
+
+void InboundConnection::write_raw(std::string bytes) {
+  if (closing_ || bytes.empty()) return;
+  {
     auto* w = new WriteReq;
-    w->data.swap(out_);
+    w->data = std::move(bytes);
     w->conn = weak_from_this();
     w->req.data = w;
     uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
@@ -266,7 +324,6 @@ void InboundConnection::flush_writes() {
     }
     ++writes_in_flight_;
   }
-  if (close_after_flush_ && writes_in_flight_ == 0) begin_close();
 }
 
 void InboundConnection::on_write(uv_write_t* req, int status) {
@@ -356,6 +413,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
               .kv("client", client);
           if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
           log::info(l);
+          if (self) self->server_.message_accepted();
         } else {
           log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
                          .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));

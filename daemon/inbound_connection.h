@@ -14,6 +14,7 @@
 #include <string>
 
 #include "daemon/config.h"
+#include "daemon/tls.h"
 #include "protocol/server_session.h"
 
 namespace outbox::daemon {
@@ -47,6 +48,9 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   static void on_session_timer(uv_timer_t* t);
 
   void handle_bytes(const char* data, size_t n);
+  void handle_cipher(const char* data, size_t n);
+  void start_tls();
+  void write_raw(std::string bytes);
   void handle_eof(const char* why);
   void run_actions();
   void flush_writes();
@@ -71,6 +75,11 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   Peer peer_;
   std::unique_ptr<protocol::ServerSession> session_;
   std::string out_;                  // replies waiting for the next uv_write
+  // Present from the first byte on an implicit-TLS listener (RFC 8314), and
+  // from the 220 to STARTTLS on (RFC 3207); from then on every byte read is
+  // ciphertext and plaintext is never read again on this connection.
+  std::unique_ptr<TlsEngine> tls_;
+  bool tls_announced_ = false;       // session told that the handshake is done
   std::size_t writes_in_flight_ = 0;
   bool reading_ = false;
   bool close_after_flush_ = false;

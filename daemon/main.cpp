@@ -12,6 +12,7 @@
 #include "daemon/config.h"
 #include "daemon/logging.h"
 #include "daemon/loop_poster.h"
+#include "daemon/relay.h"
 #include "daemon/server.h"
 #include "queue/store_worker.h"
 
@@ -39,15 +40,39 @@ struct Daemon {
   std::unique_ptr<outbox::daemon::LoopPoster> poster;
   std::unique_ptr<outbox::queue::StoreWorker> store;
   std::unique_ptr<outbox::daemon::Server> server;
+  std::unique_ptr<outbox::daemon::Relay> relay;
   uv_signal_t sigterm{}, sigint{}, sighup{};
+  uv_timer_t relay_grace{};
   bool stopping = false;
+  bool server_drained = false, relay_stopped = false;
 
   void stop(const char* why) {
     if (stopping) return;
     stopping = true;
     notify("STOPPING=1");
     outbox::log::info(outbox::log::Line("stopping").kv("signal", why));
-    server->shutdown(kStopGrace, [this] { finish(); });
+    // Deliveries in flight may finish their message within the grace period;
+    // after it their connections are dropped and the messages stay in the
+    // spool, retried after the next start (nothing accepted is lost).
+    uv_timer_init(loop, &relay_grace);
+    relay_grace.data = this;
+    uv_timer_start(&relay_grace, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->relay->abort(); },
+                   static_cast<std::uint64_t>(kStopGrace.count()), 0);
+    relay->stop([this] {
+      relay_stopped = true;
+      uv_timer_stop(&relay_grace);
+      maybe_finish();
+    });
+    server->shutdown(kStopGrace, [this] {
+      server_drained = true;
+      maybe_finish();
+    });
+  }
+
+  void maybe_finish() {
+    if (!server_drained || !relay_stopped) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(&relay_grace), nullptr);
+    finish();
   }
 
   void finish() {
@@ -98,6 +123,13 @@ int main(int argc, char** argv) {
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
   d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
+  {
+    auto* server = d.server.get();
+    d.relay = std::make_unique<outbox::daemon::Relay>(d.loop, d.config, *d.store,
+                                                      [server] { return server->next_id(); });
+    auto* relay = d.relay.get();
+    d.server->set_on_accepted([relay] { relay->kick(); });
+  }
   try {
     d.server->bind_listeners();
   } catch (const std::exception& e) {
@@ -120,9 +152,11 @@ int main(int argc, char** argv) {
   for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;
   outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
                         .kv("spool", d.config.spool_path));
+  d.relay->start();
   notify("READY=1");
 
   uv_run(d.loop, UV_RUN_DEFAULT);
+  d.relay.reset();
   d.server.reset();
   d.poster.reset();
   uv_run(d.loop, UV_RUN_NOWAIT);

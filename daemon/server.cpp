@@ -78,6 +78,9 @@ Server::Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store)
 Server::~Server() = default;
 
 void Server::bind_listeners() {
+  bool any_tls = false;
+  for (const auto& lc : config_.listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  if (any_tls) tls_ctx_ = TlsContext::server(config_.tls_cert, config_.tls_key);   // throws, naming the file
   for (const auto& lc : config_.listen) {
     auto l = std::make_unique<Listener>();
     l->server = this;

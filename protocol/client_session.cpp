@@ -1,0 +1,944 @@
+#include "protocol/client_session.h"
+
+#include <array>
+#include <stdexcept>
+#include <utility>
+
+#include "protocol/sasl.h"
+
+namespace outbox::protocol::client {
+
+namespace {
+
+char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string to_upper(std::string_view s) {
+  std::string out;
+  for (char c : s) out += upper(c);
+  return out;
+}
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    std::size_t k = 0;
+    while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
+    if (k == needle.size()) return true;
+  }
+  return false;
+}
+
+// An address that could smuggle a command into MAIL/RCPT (RFC 5321 §4.1.2
+// forbids all of these in a Mailbox anyway).
+bool unsafe_address(std::string_view a) {
+  for (unsigned char c : a)
+    if (c < 0x20 || c == 0x7F || c == '<' || c == '>') return true;
+  return false;
+}
+
+// Replies seen in the field that mean "slow down" (anchors §3): matched in
+// transient replies only, case-insensitively.
+constexpr std::array<std::string_view, 12> kThrottleText = {
+    "throttl", "MI:SFQ", "MI:DMC", "RP:DRC", "HL:IFC", "HL:ICC",
+    "too quickly", "rate limit", "sending rate", "concurrent connections",
+    "too many connections", "frequency limited"};
+
+}  // namespace
+
+std::string_view stage_name(Stage s) {
+  switch (s) {
+    case Stage::Connect: return "connect";
+    case Stage::Tls: return "tls";
+    case Stage::Greeting: return "greeting";
+    case Stage::Ehlo: return "ehlo";
+    case Stage::StartTls: return "starttls";
+    case Stage::Auth: return "auth";
+    case Stage::Rset: return "rset";
+    case Stage::Mail: return "mail";
+    case Stage::Rcpt: return "rcpt";
+    case Stage::Data: return "data";
+    case Stage::Body: return "body";
+    case Stage::DataEnd: return "end-of-data";
+    case Stage::Quit: return "quit";
+    case Stage::Idle: return "idle";
+  }
+  return "";
+}
+
+std::string_view stage_command(Stage s) {
+  switch (s) {
+    case Stage::Connect: return "connect";
+    case Stage::Tls: return "TLS handshake";
+    case Stage::Greeting: return "greeting";
+    case Stage::Ehlo: return "EHLO";
+    case Stage::StartTls: return "STARTTLS";
+    case Stage::Auth: return "AUTH";
+    case Stage::Rset: return "RSET";
+    case Stage::Mail: return "MAIL FROM";
+    case Stage::Rcpt: return "RCPT TO";
+    case Stage::Data: return "DATA";
+    case Stage::Body: return "message text";
+    case Stage::DataEnd: return "end of DATA";
+    case Stage::Quit: return "QUIT";
+    case Stage::Idle: return "idle connection";
+  }
+  return "";
+}
+
+std::string_view scope_name(Scope s) {
+  switch (s) {
+    case Scope::Recipient: return "recipient";
+    case Scope::Message: return "message";
+    case Scope::Connection: return "connection";
+    case Scope::Upstream: return "upstream";
+  }
+  return "";
+}
+
+std::string_view outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::Delivered: return "delivered";
+    case Outcome::Temporary: return "temporary";
+    case Outcome::Permanent: return "permanent";
+  }
+  return "";
+}
+
+bool is_throttle(const SmtpReply& r) {
+  if (r.code == 421 || r.code == 432) return true;
+  if (r.enhanced) {
+    const auto& e = *r.enhanced;
+    if (e.cls == 4 && e.subject == 3 && e.detail == 2) return true;   // 4.3.2 system not accepting
+    if (e.subject == 4 && e.detail == 5) return true;                  // X.4.5 congestion / quota
+    if (e.cls == 4 && e.subject == 7) return true;                     // 4.7.x policy: rate, auth
+  }
+  if (!r.transient()) return false;
+  std::string text = r.text();
+  for (auto t : kThrottleText)
+    if (icontains(text, t)) return true;
+  return false;
+}
+
+Scope classify(Stage stage, const SmtpReply& r) {
+  switch (stage) {
+    case Stage::Connect: case Stage::Tls: case Stage::Greeting: case Stage::Ehlo:
+    case Stage::StartTls: case Stage::Auth:
+      return Scope::Upstream;
+    default: break;
+  }
+  if (is_throttle(r)) return Scope::Upstream;
+  if (r.code == 530) return Scope::Upstream;   // "authentication required": our account set-up
+  switch (stage) {
+    case Stage::Rcpt: return Scope::Recipient;
+    case Stage::Rset: case Stage::Quit: case Stage::Idle: case Stage::Body: return Scope::Connection;
+    default: return Scope::Message;
+  }
+}
+
+std::chrono::seconds suggested_backoff(const SmtpReply& r) {
+  using namespace std::chrono_literals;
+  std::string text = r.text();
+  if (icontains(text, "MI:SFQ")) return 15min;                         // 163: per-sender 15-minute cap
+  if (icontains(text, "Daily message quota exceeded")) return 1h;      // SES daily quota
+  if (icontains(text, "Maximum sending rate exceeded")) return 1min;   // SES per-second rate
+  if (r.code == 432 || icontains(text, "HL:ICC")) return 1min;         // concurrent connections
+  return 0s;
+}
+
+// --- Capabilities -------------------------------------------------------------
+
+Capabilities Capabilities::parse(const SmtpReply& ehlo) {
+  Capabilities c;
+  c.esmtp = true;
+  // RFC 5321 §4.1.1.1: the first line is the greeting, then one keyword per line.
+  for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
+    std::string_view line = ehlo.lines[i];
+    std::size_t sp = line.find_first_of(" =");
+    std::string kw = to_upper(line.substr(0, sp));
+    std::string_view params = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+    if (kw == "PIPELINING") c.pipelining = true;
+    else if (kw == "STARTTLS") c.starttls = true;
+    else if (kw == "SMTPUTF8") c.smtputf8 = true;
+    else if (kw == "8BITMIME") c.eightbitmime = true;
+    else if (kw == "ENHANCEDSTATUSCODES") c.enhancedstatuscodes = true;
+    else if (kw == "SIZE") {
+      c.size = true;
+      std::uint64_t v = 0;
+      bool ok = !params.empty() && params.size() <= 19;
+      for (char ch : params) {
+        if (ch < '0' || ch > '9') { ok = false; break; }
+        v = v * 10 + static_cast<std::uint64_t>(ch - '0');
+      }
+      c.size_limit = ok ? v : 0;
+    } else if (kw == "AUTH") {
+      // "AUTH PLAIN LOGIN" and the old "AUTH=PLAIN LOGIN" form; merged.
+      std::size_t p = 0;
+      while (p < params.size()) {
+        std::size_t q = params.find(' ', p);
+        if (q == std::string_view::npos) q = params.size();
+        if (q > p) {
+          std::string m = to_upper(params.substr(p, q - p));
+          bool seen = false;
+          for (const auto& a : c.auth) seen = seen || a == m;
+          if (!seen) c.auth.push_back(m);
+        }
+        p = q + 1;
+      }
+    }
+  }
+  return c;
+}
+
+bool Capabilities::offers_auth(std::string_view mechanism) const {
+  for (const auto& a : auth)
+    if (a == to_upper(mechanism)) return true;
+  return false;
+}
+
+// --- results --------------------------------------------------------------------
+
+std::string RecipientResult::text() const {
+  if (reply) {
+    std::string s = reply->one_line();
+    if (!detail.empty()) s = detail + ": " + s;
+    return s;
+  }
+  return status.str() + " " + detail;
+}
+
+bool MessageReport::all_delivered() const {
+  for (const auto& r : recipients)
+    if (r.outcome != Outcome::Delivered) return false;
+  return true;
+}
+
+Scope MessageReport::scope() const {
+  Scope s = Scope::Recipient;
+  for (const auto& r : recipients)
+    if (r.outcome != Outcome::Delivered && static_cast<int>(r.scope) > static_cast<int>(s)) s = r.scope;
+  return s;
+}
+
+const RecipientResult* MessageReport::first_failure() const {
+  for (const auto& r : recipients)
+    if (r.outcome != Outcome::Delivered) return &r;
+  return nullptr;
+}
+
+std::string SessionFailure::text() const {
+  if (reply && !detail.empty()) return detail + ": " + reply->one_line();
+  if (reply) return reply->one_line();
+  return detail;
+}
+
+// --- the session ---------------------------------------------------------------
+
+struct ClientSession::Impl {
+  enum class St { Init, Greeting, Ehlo, Helo, StartTls, TlsHandshake, Auth, Ready, Txn, Body, DataEnd,
+                  Quitting, Done };
+  enum class Cmd { Greeting, Ehlo, Helo, StartTls, AuthPlain, AuthLogin, AuthLoginUser, AuthLoginPass,
+                   AuthXoauth2, AuthXoauth2Error, Rset, Mail, Rcpt, Data, Dot, DotDiscard, Quit };
+  struct Pending {
+    Cmd cmd;
+    std::string wire;    // bytes to send (kept only until sent)
+    std::string shown;   // the redacted form, for the transcript and the report
+    std::size_t rcpt = 0;
+  };
+  struct Txn {
+    OutgoingMessage msg;
+    std::vector<std::optional<RecipientResult>> results;
+    std::vector<bool> accepted;
+    std::size_t n_accepted = 0;
+    std::optional<SmtpReply> mail_reply;   // set when MAIL was refused
+    std::optional<SmtpReply> data_reply;   // set when DATA was refused
+    std::optional<SmtpReply> dot_reply;
+    std::vector<Exchange> exchanges;
+    bool pipelined = false;
+    bool possible_duplicate = false;
+  };
+
+  explicit Impl(ClientConfig c) : cfg(std::move(c)) {}
+  ~Impl() { sasl::wipe(cfg.secret); }
+
+  ClientConfig cfg;
+  ReplyParser parser;
+  St st = St::Init;
+  Capabilities caps;
+  bool tls = false;
+  bool authed = false;
+  bool had_transaction = false;   // RSET before the next MAIL (RFC 5321 §4.1.1.5)
+  std::string mech;
+  std::string xoauth2_error;
+  std::deque<Pending> awaiting;   // replies expected, in order (RFC 2920 §3.1)
+  std::deque<Pending> unsent;     // without PIPELINING: the rest of the transaction
+  std::optional<Txn> txn;
+  std::string out;                // bytes not yet handed over as a Send
+  std::vector<Action> actions;
+  std::deque<std::string> transcript;
+  // body encoder
+  bool line_start = true;
+  bool prev_cr = false;
+  std::size_t line_len = 0;
+  std::uint64_t body_octets = 0;
+
+  // --- plumbing ---
+  void note(std::string line) {
+    transcript.push_back(std::move(line));
+    while (transcript.size() > 400) transcript.pop_front();
+  }
+  void flush() {
+    if (!out.empty()) actions.emplace_back(Send{std::move(out)});
+    out.clear();
+  }
+  void emit(Action a) {
+    flush();
+    actions.push_back(std::move(a));
+  }
+  void write_cmd(Pending p) {
+    out += p.wire;
+    sasl::wipe(p.wire);
+    note("C: " + p.shown);
+    awaiting.push_back(std::move(p));
+  }
+  void command(Cmd c, std::string wire, std::string shown, std::size_t rcpt = 0) {
+    write_cmd(Pending{c, std::move(wire), std::move(shown), rcpt});
+  }
+  void close_now() {
+    sasl::wipe(cfg.secret);
+    st = St::Done;
+    awaiting.clear();
+    unsent.clear();
+    emit(Close{});
+  }
+
+  Stage stage() const {
+    switch (st) {
+      case St::Init: return Stage::Connect;
+      case St::Greeting: return Stage::Greeting;
+      case St::Ehlo: case St::Helo: return Stage::Ehlo;
+      case St::StartTls: return Stage::StartTls;
+      case St::TlsHandshake: return Stage::Tls;
+      case St::Auth: return Stage::Auth;
+      case St::Ready: case St::Done: return Stage::Idle;
+      case St::Body: return Stage::Body;
+      case St::DataEnd: return Stage::DataEnd;
+      case St::Quitting: return Stage::Quit;
+      case St::Txn: return awaiting.empty() ? Stage::Mail : cmd_stage(awaiting.front().cmd);
+    }
+    return Stage::Idle;
+  }
+  static Stage cmd_stage(Cmd c) {
+    switch (c) {
+      case Cmd::Rset: return Stage::Rset;
+      case Cmd::Mail: return Stage::Mail;
+      case Cmd::Rcpt: return Stage::Rcpt;
+      case Cmd::Data: return Stage::Data;
+      case Cmd::Dot: case Cmd::DotDiscard: return Stage::DataEnd;
+      case Cmd::Quit: return Stage::Quit;
+      case Cmd::Greeting: return Stage::Greeting;
+      case Cmd::Ehlo: case Cmd::Helo: return Stage::Ehlo;
+      case Cmd::StartTls: return Stage::StartTls;
+      default: return Stage::Auth;
+    }
+  }
+
+  // --- session set-up ---
+  void setup_fail(Stage s, std::optional<SmtpReply> reply, std::string detail, bool polite) {
+    SessionFailure f;
+    f.stage = s;
+    f.reply = std::move(reply);
+    f.detail = std::move(detail);
+    note("-- failed at " + std::string(stage_name(s)) + ": " + f.text());
+    emit(SessionFailed{std::move(f)});
+    if (polite) {
+      out += "QUIT\r\n";   // RFC 5321 §3.1/§4.1.1.10; the reply does not matter
+      note("C: QUIT");
+    }
+    close_now();
+  }
+  bool need_auth() const { return !cfg.username.empty() && !authed; }
+  void send_ehlo() {
+    st = St::Ehlo;
+    command(Cmd::Ehlo, "EHLO " + cfg.helo_name + "\r\n", "EHLO " + cfg.helo_name);
+  }
+  void go_ready() {
+    st = St::Ready;
+    emit(Ready{});
+  }
+  void after_ehlo() {
+    if (cfg.tls == TlsPolicy::StartTls && !tls) {
+      // RFC 3207 §4: no downgrade. The mail stays queued; never plaintext.
+      if (!caps.starttls) return setup_fail(Stage::StartTls, std::nullopt, "STARTTLS not offered", true);
+      st = St::StartTls;
+      return command(Cmd::StartTls, "STARTTLS\r\n", "STARTTLS");
+    }
+    if (need_auth()) return start_auth();
+    go_ready();
+  }
+  std::string offered_list() const {
+    std::string s;
+    for (const auto& a : caps.auth) s += (s.empty() ? "" : " ") + a;
+    return s.empty() ? "none" : s;
+  }
+  void start_auth() {
+    if (!tls)
+      return setup_fail(Stage::Auth, std::nullopt, "refusing to send credentials over a connection without TLS",
+                        true);
+    if (caps.auth.empty()) return setup_fail(Stage::Auth, std::nullopt, "the server does not offer AUTH", true);
+    std::optional<sasl::Mechanism> m;
+    switch (cfg.auth) {
+      case AuthPolicy::Auto:
+        if (caps.offers_auth("PLAIN")) m = sasl::Mechanism::Plain;
+        else if (caps.offers_auth("LOGIN")) m = sasl::Mechanism::Login;
+        else
+          return setup_fail(Stage::Auth, std::nullopt,
+                            "no usable AUTH mechanism: the server offers " + offered_list() +
+                                "; auth = \"auto\" uses PLAIN or LOGIN",
+                            true);
+        break;
+      case AuthPolicy::Plain: m = sasl::Mechanism::Plain; break;
+      case AuthPolicy::Login: m = sasl::Mechanism::Login; break;
+      case AuthPolicy::XOAuth2: m = sasl::Mechanism::XOAuth2; break;
+    }
+    std::string name(sasl::mechanism_name(*m));
+    if (!caps.offers_auth(name))
+      return setup_fail(Stage::Auth, std::nullopt,
+                        "the server does not offer AUTH " + name + " (it offers " + offered_list() + ")", true);
+    mech = name;
+    st = St::Auth;
+    switch (*m) {
+      case sasl::Mechanism::Plain: {
+        // RFC 4954 §4 initial response; RFC 4616 empty authzid.
+        std::string msg = sasl::plain_message("", cfg.username, cfg.secret);
+        command(Cmd::AuthPlain, "AUTH PLAIN " + sasl::base64_encode(msg) + "\r\n", "AUTH PLAIN <redacted>");
+        sasl::wipe(msg);
+        break;
+      }
+      case sasl::Mechanism::Login:
+        command(Cmd::AuthLogin, "AUTH LOGIN\r\n", "AUTH LOGIN");
+        break;
+      case sasl::Mechanism::XOAuth2: {
+        std::string msg = sasl::xoauth2_message(cfg.username, cfg.secret);
+        command(Cmd::AuthXoauth2, "AUTH XOAUTH2 " + sasl::base64_encode(msg) + "\r\n", "AUTH XOAUTH2 <redacted>");
+        sasl::wipe(msg);
+        break;
+      }
+    }
+  }
+  void auth_ok() {
+    authed = true;
+    sasl::wipe(cfg.secret);
+    go_ready();
+  }
+
+  void on_setup_reply(const Pending& p, const SmtpReply& r) {
+    bool polite = r.code != 421;   // 421: the server is closing (RFC 5321 §3.8)
+    switch (p.cmd) {
+      case Cmd::Greeting:
+        if (r.code == 220) return send_ehlo();
+        return setup_fail(Stage::Greeting, r, "", polite);
+      case Cmd::Ehlo:
+        if (r.positive()) {
+          caps = Capabilities::parse(r);
+          return after_ehlo();
+        }
+        // RFC 5321 §4.1.4: fall back to HELO, unless an extension is required.
+        if (r.permanent() && !(cfg.tls == TlsPolicy::StartTls && !tls) && !need_auth()) {
+          st = St::Helo;
+          return command(Cmd::Helo, "HELO " + cfg.helo_name + "\r\n", "HELO " + cfg.helo_name);
+        }
+        return setup_fail(Stage::Ehlo, r, "", polite);
+      case Cmd::Helo:
+        if (r.positive()) {
+          caps = Capabilities{};
+          return go_ready();
+        }
+        return setup_fail(Stage::Ehlo, r, "", polite);
+      case Cmd::StartTls:
+        if (r.code != 220) return setup_fail(Stage::StartTls, r, "STARTTLS refused", polite);
+        // RFC 3207 §4.2 / CVE-2011-1575: anything after the 220 and before
+        // the handshake was injected in plaintext.
+        if (parser.buffered() > 0)
+          return setup_fail(Stage::StartTls, std::nullopt,
+                            "protocol violation: the server sent data after its 220 to STARTTLS, before the "
+                            "TLS handshake",
+                            false);
+        st = St::TlsHandshake;
+        return emit(StartTls{});
+      case Cmd::AuthPlain:
+        if (r.positive()) return auth_ok();
+        if (r.code == 334)
+          return setup_fail(Stage::Auth, r, "unexpected challenge after AUTH PLAIN with an initial response", false);
+        return setup_fail(Stage::Auth, r, "", polite);
+      case Cmd::AuthLogin:
+        if (r.code == 334)
+          return command(Cmd::AuthLoginUser, sasl::base64_encode(cfg.username) + "\r\n", "<username, base64>");
+        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
+      case Cmd::AuthLoginUser:
+        if (r.code == 334)
+          return command(Cmd::AuthLoginPass, sasl::base64_encode(cfg.secret) + "\r\n", "<password, base64>");
+        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
+      case Cmd::AuthLoginPass:
+        if (r.positive()) return auth_ok();
+        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
+      case Cmd::AuthXoauth2:
+        if (r.positive()) return auth_ok();
+        if (r.code == 334) {
+          // The server's JSON error; the client answers with an empty line
+          // and gets the final 535 (Google's XOAUTH2 protocol).
+          auto json = sasl::base64_decode(r.text());
+          xoauth2_error = json ? *json : r.text();
+          return command(Cmd::AuthXoauth2Error, "\r\n", "<empty response>");
+        }
+        return setup_fail(Stage::Auth, r, "", polite);
+      case Cmd::AuthXoauth2Error:
+        return setup_fail(Stage::Auth, r, xoauth2_error.empty() ? "" : "token refused " + xoauth2_error,
+                          polite && !r.intermediate());
+      default:
+        return;
+    }
+  }
+
+  // --- transactions ---
+  static RecipientResult result_from(std::string address, Stage stage, const SmtpReply& r) {
+    RecipientResult res;
+    res.address = std::move(address);
+    res.stage = stage;
+    res.reply = r;
+    res.scope = classify(stage, r);
+    // Upstream-scope replies never bounce mail (SPEC "Relay"): 5.4.5 quota
+    // or 530 becomes temporary.
+    res.outcome = (r.permanent() && res.scope != Scope::Upstream) ? Outcome::Permanent : Outcome::Temporary;
+    res.status = r.status();
+    if (res.status.cls != 4 && res.status.cls != 5) res.status = EnhancedStatus{4, 0, 0};
+    if (res.outcome == Outcome::Temporary) res.status.cls = 4;
+    return res;
+  }
+  static RecipientResult local_result(std::string address, Outcome o, Scope s, Stage stage, EnhancedStatus st,
+                                      std::string detail) {
+    RecipientResult res;
+    res.address = std::move(address);
+    res.outcome = o;
+    res.scope = s;
+    res.stage = stage;
+    res.status = st;
+    res.detail = std::move(detail);
+    return res;
+  }
+
+  void begin(OutgoingMessage m) {
+    Txn t;
+    t.results.resize(m.recipients.size());
+    t.accepted.assign(m.recipients.size(), false);
+    t.msg = std::move(m);
+    txn = std::move(t);
+    const auto& msg = txn->msg;
+
+    // Refusals decided here, before a command is sent.
+    auto refuse_all = [&](EnhancedStatus st, std::string detail) {
+      for (std::size_t i = 0; i < msg.recipients.size(); ++i)
+        txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Message, Stage::Mail, st, detail);
+      finish();
+    };
+    if (unsafe_address(msg.sender)) return refuse_all({5, 1, 7}, "invalid sender address");
+    if (msg.smtputf8 && !caps.smtputf8)
+      return refuse_all({5, 6, 7},
+                        "the message needs SMTPUTF8 (RFC 6531) and the upstream does not offer it");
+    if (caps.size && caps.size_limit > 0 && msg.size > caps.size_limit)
+      return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) + " exceeds the upstream's limit of " +
+                                       std::to_string(caps.size_limit));
+    std::vector<Pending> cmds;
+    if (had_transaction) cmds.push_back({Cmd::Rset, "RSET\r\n", "RSET"});
+    std::string mail = "MAIL FROM:<" + msg.sender + ">";
+    if (caps.size) mail += " SIZE=" + std::to_string(msg.size);                 // RFC 1870 §6
+    if (msg.body_8bit && caps.eightbitmime) mail += " BODY=8BITMIME";         // RFC 6152 §3
+    if (msg.smtputf8) mail += " SMTPUTF8";                                     // RFC 6531 §3.4
+    cmds.push_back({Cmd::Mail, mail + "\r\n", mail});
+    std::size_t valid = 0;
+    for (std::size_t i = 0; i < msg.recipients.size(); ++i) {
+      if (unsafe_address(msg.recipients[i]) || msg.recipients[i].empty()) {
+        txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Recipient, Stage::Rcpt,
+                                       {5, 1, 3}, "invalid recipient address");
+        continue;
+      }
+      std::string rcpt = "RCPT TO:<" + msg.recipients[i] + ">";
+      cmds.push_back({Cmd::Rcpt, rcpt + "\r\n", rcpt, i});
+      ++valid;
+    }
+    if (valid == 0) return finish();
+    cmds.push_back({Cmd::Data, "DATA\r\n", "DATA"});
+    had_transaction = true;
+    st = St::Txn;
+    txn->pipelined = caps.pipelining;
+    if (caps.pipelining) {
+      // RFC 2920 §3.1: RSET, MAIL, RCPT may go anywhere in a group; DATA last.
+      for (auto& c : cmds) write_cmd(std::move(c));
+    } else {
+      for (auto& c : cmds) unsent.push_back(std::move(c));
+      send_next();
+    }
+  }
+  void send_next() {
+    if (unsent.empty()) return;
+    Pending p = std::move(unsent.front());
+    unsent.pop_front();
+    write_cmd(std::move(p));
+  }
+
+  void on_txn_reply(const Pending& p, const SmtpReply& r) {
+    Stage s = cmd_stage(p.cmd);
+    txn->exchanges.push_back({p.shown, r});
+    if (r.code == 421 && p.cmd != Cmd::Dot && p.cmd != Cmd::DotDiscard) {
+      // The server is closing the connection (RFC 5321 §3.8): later replies
+      // will not come. Everything undecided takes this reply.
+      for (std::size_t i = 0; i < txn->results.size(); ++i)
+        if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], s, r);
+      return finish(true);
+    }
+    switch (p.cmd) {
+      case Cmd::Rset:
+        if (r.positive()) return send_next();
+        // The server lost track of the session; pipelined replies to MAIL
+        // and RCPT would be meaningless. Give up this connection.
+        for (std::size_t i = 0; i < txn->results.size(); ++i)
+          if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Rset, r);
+        return finish(true);
+      case Cmd::Mail:
+        if (r.positive()) return send_next();
+        txn->mail_reply = r;
+        if (!txn->pipelined) return finish();
+        return;   // pipelined: the RCPT and DATA replies still come
+      case Cmd::Rcpt:
+        if (!txn->mail_reply) {
+          if (r.positive()) {
+            txn->accepted[p.rcpt] = true;
+            ++txn->n_accepted;
+          } else {
+            txn->results[p.rcpt] = result_from(txn->msg.recipients[p.rcpt], Stage::Rcpt, r);
+          }
+        }
+        if (!txn->pipelined) {
+          // RFC 5321 §3.3: no DATA when no recipient was accepted.
+          if (!unsent.empty() && unsent.front().cmd == Cmd::Data && txn->n_accepted == 0) return finish();
+          send_next();
+        }
+        return;
+      case Cmd::Data:
+        if (r.code == 354) {
+          if (txn->mail_reply || txn->n_accepted == 0) {
+            // RFC 2920 §3.1: the server started DATA with nobody to deliver
+            // to; end it at once, with nothing in it.
+            return command(Cmd::DotDiscard, ".\r\n", "end of data (empty: no recipient accepted)");
+          }
+          st = St::Body;
+          line_start = true;
+          prev_cr = false;
+          line_len = 0;
+          body_octets = 0;
+          return emit(NeedBody{txn->msg.id});
+        }
+        if (!txn->mail_reply && txn->n_accepted > 0) txn->data_reply = r;
+        return finish();
+      case Cmd::Dot:
+        txn->dot_reply = r;
+        return finish(r.code == 421);
+      case Cmd::DotDiscard:
+        return finish();
+      default:
+        return;
+    }
+  }
+
+  // Settles every recipient, reports, and decides what the connection does next.
+  void finish(bool server_closing = false) {
+    Txn& t = *txn;
+    bool upstream_trouble = false;
+    MessageReport rep;
+    rep.id = t.msg.id;
+    rep.possible_duplicate = t.possible_duplicate;
+    rep.exchanges = std::move(t.exchanges);
+    for (std::size_t i = 0; i < t.results.size(); ++i) {
+      const std::string& a = t.msg.recipients[i];
+      RecipientResult res;
+      if (t.results[i]) res = std::move(*t.results[i]);
+      else if (t.mail_reply) res = result_from(a, Stage::Mail, *t.mail_reply);
+      else if (!t.accepted[i])
+        res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::Rcpt, {4, 0, 0}, "not attempted");
+      else if (t.data_reply) res = result_from(a, Stage::Data, *t.data_reply);
+      else if (t.dot_reply && t.dot_reply->positive()) {
+        res.address = a;
+        res.outcome = Outcome::Delivered;
+        res.scope = Scope::Recipient;
+        res.stage = Stage::DataEnd;
+        res.reply = t.dot_reply;
+        res.status = t.dot_reply->status();
+      } else if (t.dot_reply) res = result_from(a, Stage::DataEnd, *t.dot_reply);
+      else res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::DataEnd, {4, 0, 0}, "no reply");
+      if (res.outcome != Outcome::Delivered && res.scope == Scope::Upstream) upstream_trouble = true;
+      rep.recipients.push_back(std::move(res));
+    }
+    txn.reset();
+    unsent.clear();
+    emit(MessageDone{std::move(rep)});
+    if (server_closing) return close_now();
+    if (upstream_trouble) {
+      // The provider is throttling or refusing the account: stop using this
+      // connection; the scheduler backs off the upstream.
+      st = St::Quitting;
+      awaiting.clear();
+      return command(Cmd::Quit, "QUIT\r\n", "QUIT");
+    }
+    go_ready();
+  }
+
+  // The connection broke (timeout, close, TLS or protocol error).
+  void broken(std::string detail) {
+    switch (st) {
+      case St::Done: return;
+      case St::Init: case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls:
+      case St::TlsHandshake: case St::Auth:
+        return setup_fail(stage(), std::nullopt, std::move(detail), false);
+      case St::Ready: case St::Quitting:
+        note("-- " + detail);
+        return close_now();
+      case St::Txn: case St::Body: case St::DataEnd: {
+        Stage s = stage();
+        bool dup = st == St::DataEnd;
+        std::string why = detail;
+        if (dup) why += " after the end of data was sent; the message may have been delivered";
+        else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
+        note("-- " + why);
+        for (std::size_t i = 0; i < txn->results.size(); ++i)
+          if (!txn->results[i] && (!txn->mail_reply))
+            txn->results[i] = local_result(txn->msg.recipients[i], Outcome::Temporary, Scope::Connection, s,
+                                           {4, 4, 2}, why);
+        // RFC 1047: the server may have taken the message without saying so.
+        if (dup)
+          for (bool a : txn->accepted) txn->possible_duplicate = txn->possible_duplicate || a;
+        return finish(true);
+      }
+    }
+  }
+
+  void on_reply(const SmtpReply& r) {
+    for (std::size_t i = 0; i < r.lines.size(); ++i)
+      note("S: " + std::to_string(r.code) + (i + 1 == r.lines.size() ? " " : "-") + r.lines[i]);
+    if (awaiting.empty()) {
+      if (st == St::Body) {
+        if (r.code == 421) {
+          // Sent during the body: undecided recipients take the 421 (upstream).
+          for (std::size_t i = 0; i < txn->results.size(); ++i)
+            if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Body, r);
+          return finish(true);
+        }
+        return broken("unexpected reply while the message was being sent (" + r.one_line(200) + ")");
+      }
+      return broken("unexpected reply (" + r.one_line(200) + ")");
+    }
+    Pending p = std::move(awaiting.front());
+    awaiting.pop_front();
+    switch (st) {
+      case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth:
+        return on_setup_reply(p, r);
+      case St::Txn: case St::DataEnd:
+        return on_txn_reply(p, r);
+      case St::Quitting:
+        return close_now();
+      default:
+        return;
+    }
+  }
+
+  void feed(std::string_view bytes) {
+    if (st == St::Done || st == St::Init) return;
+    if (st == St::TlsHandshake) {
+      return setup_fail(Stage::StartTls, std::nullopt,
+                        "protocol violation: the server sent data after its 220 to STARTTLS, before the TLS "
+                        "handshake",
+                        false);
+    }
+    parser.feed(bytes);
+    SmtpReply r;
+    while (st != St::Done && st != St::TlsHandshake) {
+      auto res = parser.next(r);
+      if (res == ReplyParser::Result::NeedMore) break;
+      if (res == ReplyParser::Result::Error) return broken("protocol error: " + parser.error());
+      on_reply(r);
+    }
+  }
+
+  // --- the message text (RFC 5321 §4.5.2 transparency, §2.3.8 line ends) ---
+  void body_chunk(std::string_view bytes) {
+    body_octets += bytes.size();
+    out.reserve(out.size() + bytes.size() + bytes.size() / 64 + 8);
+    for (char c : bytes) {
+      if (prev_cr) {
+        prev_cr = false;
+        out += '\n';   // a CR alone becomes CRLF; CRLF passes
+        line_start = true;
+        line_len = 0;
+        if (c == '\n') continue;
+      }
+      if (c == '\r') {
+        out += '\r';
+        prev_cr = true;
+        continue;
+      }
+      if (c == '\n') {   // a bare LF becomes CRLF: never relayed bare
+        out += "\r\n";
+        line_start = true;
+        line_len = 0;
+        continue;
+      }
+      if (line_len >= 998) {
+        // RFC 5321 §4.5.3.1.6: at most 998 octets before CRLF. Postfix's
+        // smtp_line_length_limit folds the same way (CRLF SPACE).
+        out += "\r\n ";
+        line_len = 1;
+        line_start = false;
+      }
+      if (line_start && c == '.') {
+        out += '.';
+        ++line_len;
+      }
+      out += c;
+      ++line_len;
+      line_start = false;
+    }
+    flush();
+  }
+  void body_end() {
+    if (prev_cr) {
+      out += '\n';
+      prev_cr = false;
+      line_start = true;
+    }
+    if (!line_start) out += "\r\n";   // the final "." must start a line
+    note("C: <message text, " + std::to_string(body_octets) + " octets>");
+    st = St::DataEnd;
+    command(Cmd::Dot, ".\r\n", "end of data");
+  }
+
+  std::chrono::seconds deadline() const {
+    const auto& t = cfg.timeouts;
+    switch (st) {
+      case St::Greeting: return t.greeting;
+      case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth: return t.ehlo;
+      case St::TlsHandshake: return t.tls;
+      case St::Body: return t.data_block;
+      case St::DataEnd: return t.data_end;
+      case St::Quitting: return t.quit;
+      case St::Txn:
+        if (awaiting.empty()) return t.mail;
+        switch (awaiting.front().cmd) {
+          case Cmd::Rset: return t.ehlo;
+          case Cmd::Mail: return t.mail;
+          case Cmd::Rcpt: return t.rcpt;
+          case Cmd::Data: return t.data_init;
+          default: return t.data_end;
+        }
+      default: return std::chrono::seconds{0};
+    }
+  }
+};
+
+ClientSession::ClientSession(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+ClientSession::~ClientSession() = default;
+
+void ClientSession::on_connect_failed(std::string_view reason) {
+  if (impl_->st != Impl::St::Init) return;
+  impl_->setup_fail(Stage::Connect, std::nullopt, std::string(reason), false);
+}
+
+void ClientSession::on_connected() {
+  auto& m = *impl_;
+  if (m.st != Impl::St::Init) return;
+  m.tls = m.cfg.tls == TlsPolicy::Implicit;   // RFC 8314: TLS from the first byte
+  m.st = Impl::St::Greeting;
+  m.awaiting.push_back({Impl::Cmd::Greeting, {}, "(greeting)"});
+}
+
+void ClientSession::on_bytes(std::string_view bytes) {
+  impl_->feed(bytes);
+  impl_->flush();
+}
+
+void ClientSession::on_tls_established() {
+  auto& m = *impl_;
+  if (m.st != Impl::St::TlsHandshake) return;
+  // RFC 3207 §4.2: discard all knowledge from before TLS; EHLO again.
+  m.tls = true;
+  m.caps = Capabilities{};
+  m.parser = ReplyParser{};
+  m.note("-- TLS established");
+  m.send_ehlo();
+  m.flush();
+}
+
+void ClientSession::on_tls_failed(std::string_view reason) {
+  auto& m = *impl_;
+  if (m.st == Impl::St::Init || m.st == Impl::St::TlsHandshake)
+    m.setup_fail(Stage::Tls, std::nullopt, std::string(reason), false);
+  else
+    m.broken("TLS error: " + std::string(reason));
+}
+
+void ClientSession::on_timeout() {
+  auto& m = *impl_;
+  Stage s = m.stage();
+  if (s == Stage::Greeting) return m.broken("timeout waiting for the greeting");
+  if (s == Stage::Tls) return m.broken("timeout in the TLS handshake");
+  if (s == Stage::Body) return m.broken("timeout while sending the message text");
+  m.broken("timeout waiting for the reply to " + std::string(stage_command(s)));
+}
+
+void ClientSession::on_closed(std::string_view reason) {
+  std::string why = "connection closed by the server";
+  if (!reason.empty()) why += " (" + std::string(reason) + ")";
+  impl_->broken(why);
+}
+
+void ClientSession::send_message(OutgoingMessage message) {
+  if (!ready()) throw std::logic_error("ClientSession::send_message: session not ready");
+  impl_->begin(std::move(message));
+  impl_->flush();
+}
+
+void ClientSession::body_chunk(std::string_view bytes) {
+  if (impl_->st != Impl::St::Body) return;   // the connection may have failed meanwhile
+  impl_->body_chunk(bytes);
+}
+
+void ClientSession::body_end() {
+  if (impl_->st != Impl::St::Body) return;
+  impl_->body_end();
+  impl_->flush();
+}
+
+void ClientSession::quit() {
+  auto& m = *impl_;
+  if (m.st == Impl::St::Done || m.st == Impl::St::Quitting) return;
+  if (m.st == Impl::St::Init) return m.close_now();
+  if (m.st != Impl::St::Ready) throw std::logic_error("ClientSession::quit: a transaction is in progress");
+  m.st = Impl::St::Quitting;
+  m.command(Impl::Cmd::Quit, "QUIT\r\n", "QUIT");
+  m.flush();
+}
+
+std::vector<Action> ClientSession::take_actions() {
+  impl_->flush();
+  return std::exchange(impl_->actions, {});
+}
+
+bool ClientSession::ready() const { return impl_->st == Impl::St::Ready; }
+bool ClientSession::finished() const { return impl_->st == Impl::St::Done; }
+bool ClientSession::tls_active() const { return impl_->tls; }
+bool ClientSession::authenticated() const { return impl_->authed; }
+Stage ClientSession::stage() const { return impl_->stage(); }
+std::chrono::seconds ClientSession::deadline() const { return impl_->deadline(); }
+const Capabilities& ClientSession::capabilities() const { return impl_->caps; }
+const std::deque<std::string>& ClientSession::transcript() const { return impl_->transcript; }
+std::string ClientSession::mechanism() const { return impl_->mech; }
+
+}  // namespace outbox::protocol::client

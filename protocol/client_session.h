@@ -1,0 +1,227 @@
+// ClientSession: the sans-I/O SMTP client that relays messages to one
+// upstream over one connection (RFC 5321, 3207, 4954, 2920, 1870, 6152, 6531).
+//
+// The daemon (daemon/relay_*.cpp with UpstreamLink) owns the socket, TLS and
+// timers; this class owns every protocol decision. Events and server bytes go
+// in; take_actions() says what to do: Send bytes, StartTls, Close, and the
+// results (Ready, NeedBody, MessageDone, SessionFailed). No sockets, no
+// OpenSSL, no clock: deadline() says how long the daemon should wait for the
+// server right now. Single-threaded; not reentrant.
+//
+// Life of a connection:
+//   on_connected()            TCP up; with TlsPolicy::Implicit, TLS already done
+//   greeting, EHLO, [STARTTLS, handshake, EHLO again], [AUTH]
+//   Ready                     -> send_message(m)            (one at a time)
+//   NeedBody{id}              -> body_chunk(..)* body_end()
+//   MessageDone{report}       -> then Ready again, or the session ends itself
+//   quit()                    -> QUIT, Close
+// Setup failures (connect, TLS, greeting, EHLO, STARTTLS, AUTH) give one
+// SessionFailed (scope Upstream, always temporary) and Close. Every message
+// handed over gets exactly one MessageDone, whatever happens.
+//
+// Never: plaintext fallback when STARTTLS is required; AUTH without TLS;
+// credentials in the transcript; bare CR or LF in the data (RFC 5321 §2.3.8).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "protocol/reply_parser.h"
+
+namespace outbox::protocol::client {
+
+enum class TlsPolicy { None, StartTls, Implicit };
+enum class AuthPolicy { Auto, Plain, Login, XOAuth2 };   // Auto: PLAIN, else LOGIN
+
+// Where a connection or a message stood when something happened.
+enum class Stage {
+  Connect, Tls, Greeting, Ehlo, StartTls, Auth,
+  Rset, Mail, Rcpt, Data,      // Data: the DATA command, waiting for 354
+  Body,                        // sending the message text
+  DataEnd,                     // final "." sent, waiting for the reply
+  Quit, Idle
+};
+// "connect", "tls", "greeting", "ehlo", "starttls", "auth", "rset", "mail",
+// "rcpt", "data", "body", "end-of-data", "quit", "idle"
+std::string_view stage_name(Stage s);
+// For DSNs and operators: "MAIL FROM", "RCPT TO", "DATA", "end of DATA", ...
+std::string_view stage_command(Stage s);
+
+// Who a failure is about (STYLE lesson 10):
+//   Upstream   the provider refused or throttled the account or connection
+//              (setup failures, 421, 432/4.3.2, 4.7.x, X.4.5, 530, 454
+//              Throttling, 451 MI:SFQ ...): back off the whole upstream, do
+//              not count it against the message, never bounce.
+//   Connection this connection broke (timeout, drop, protocol error): retry
+//              the message; the upstream is not known to be at fault.
+//   Message    the MAIL FROM or the data was refused.
+//   Recipient  only this recipient was refused at RCPT.
+enum class Scope { Recipient, Message, Connection, Upstream };
+std::string_view scope_name(Scope s);   // "recipient", "message", "connection", "upstream"
+
+enum class Outcome { Delivered, Temporary, Permanent };
+std::string_view outcome_name(Outcome o);  // "delivered", "temporary", "permanent"
+
+struct Timeouts {   // RFC 5321 §4.5.3.2 minimums; SMTP-level waits for a reply
+  std::chrono::seconds greeting{300};
+  std::chrono::seconds ehlo{300};       // also STARTTLS, AUTH, RSET
+  std::chrono::seconds tls{300};        // the handshake after STARTTLS
+  std::chrono::seconds mail{300};
+  std::chrono::seconds rcpt{300};
+  std::chrono::seconds data_init{120};
+  std::chrono::seconds data_block{180}; // while the body is being sent
+  std::chrono::seconds data_end{600};
+  std::chrono::seconds quit{60};
+};
+
+struct ClientConfig {
+  std::string helo_name = "localhost";   // EHLO argument: [host] name
+  TlsPolicy tls = TlsPolicy::Implicit;
+  AuthPolicy auth = AuthPolicy::Auto;
+  std::string username;                  // empty: no AUTH
+  std::string secret;                    // password / authorization code, or the OAuth2 token
+  Timeouts timeouts;
+};
+
+// What the server's last EHLO advertised (RFC 5321 §4.1.1.1).
+struct Capabilities {
+  bool esmtp = false;                 // false after a HELO fallback
+  bool pipelining = false;            // RFC 2920
+  bool starttls = false;              // RFC 3207
+  bool smtputf8 = false;              // RFC 6531
+  bool eightbitmime = false;          // RFC 6152
+  bool enhancedstatuscodes = false;   // RFC 2034
+  bool size = false;                  // RFC 1870
+  std::uint64_t size_limit = 0;       // 0: none announced
+  std::vector<std::string> auth;      // mechanisms, upper case ("AUTH=" lines too)
+
+  static Capabilities parse(const SmtpReply& ehlo);
+  bool offers_auth(std::string_view mechanism) const;
+};
+
+// A message to relay. Only the recipients still pending.
+struct OutgoingMessage {
+  std::string id;
+  std::string sender;                     // "" = <>; already rewritten (envelope_from)
+  std::vector<std::string> recipients;
+  std::uint64_t size = 0;                 // as stored, for SIZE= and the size check
+  bool smtputf8 = false;                  // needs SMTPUTF8 (RFC 6531)
+  bool body_8bit = false;                 // BODY=8BITMIME when offered (RFC 6152)
+};
+
+// One command and the reply to it, for `outboxctl show`. AUTH lines never
+// carry credentials ("AUTH PLAIN <redacted>").
+struct Exchange {
+  std::string command;   // "MAIL FROM:<a@b> SIZE=1234", "end of data"
+  SmtpReply reply;
+};
+
+struct RecipientResult {
+  std::string address;
+  Outcome outcome = Outcome::Temporary;
+  Scope scope = Scope::Recipient;
+  Stage stage = Stage::Rcpt;       // where it was decided
+  EnhancedStatus status;           // 2.x.x / 4.x.x / 5.x.x (Upstream-scope: never 5)
+  std::optional<SmtpReply> reply;  // the server's reply that decided, if any
+  std::string detail;              // our words, when there is no reply or to add to it
+  // For last_reply, logs and DSNs: the reply's one_line(), else
+  // "X.Y.Z detail" ("5.3.4 message size 40000000 exceeds the upstream's limit of 35882577").
+  std::string text() const;
+};
+
+struct MessageReport {
+  std::string id;
+  std::vector<RecipientResult> recipients;   // one per recipient given, same order
+  bool possible_duplicate = false;           // the final "." went out, no reply came (RFC 1047)
+  std::vector<Exchange> exchanges;           // every reply for this message, in order
+
+  bool all_delivered() const;
+  // The widest scope among the recipients not delivered (Upstream first); a
+  // fully delivered message gives Recipient.
+  Scope scope() const;
+  const RecipientResult* first_failure() const;   // nullptr when all delivered
+};
+
+struct SessionFailure {
+  Stage stage = Stage::Connect;
+  Scope scope = Scope::Upstream;
+  std::optional<SmtpReply> reply;
+  std::string detail;        // "STARTTLS not offered", TLS or socket error text
+  std::string text() const;  // "detail: reply" / reply / detail
+};
+
+// --- actions -----------------------------------------------------------------
+struct Send { std::string bytes; };         // write as is, in order
+struct StartTls {};                         // begin the client handshake now; then on_tls_established()
+struct Close {};                            // after the queued writes are flushed
+struct Ready {};                            // idle: send_message() or quit()
+struct NeedBody { std::string id; };        // the 354 came: body_chunk()* then body_end()
+struct MessageDone { MessageReport report; };
+struct SessionFailed { SessionFailure failure; };
+using Action = std::variant<Send, StartTls, Close, Ready, NeedBody, MessageDone, SessionFailed>;
+
+class ClientSession {
+ public:
+  explicit ClientSession(ClientConfig config);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // --- events from the I/O layer ---
+  void on_connect_failed(std::string_view reason);   // resolve/connect error: SessionFailed(connect)
+  void on_connected();                              // TCP up (Implicit: and TLS done)
+  void on_bytes(std::string_view bytes);            // plaintext from the server
+  void on_tls_established();                        // handshake after StartTls done
+  void on_tls_failed(std::string_view reason);      // handshake or TLS error, any time
+  void on_timeout();                                // deadline() passed with no reply
+  void on_closed(std::string_view reason = {});     // the server closed / read or write error
+  // To abandon a connection (daemon shutdown), call on_closed("shutting
+  // down"): the message in flight, if any, still gets its MessageDone.
+
+  // --- requests from the scheduler ---
+  void send_message(OutgoingMessage message);       // only when ready(); else std::logic_error
+  // Only between NeedBody and body_end(); ignored otherwise (e.g. after the
+  // connection failed while the daemon was still reading the spool).
+  void body_chunk(std::string_view bytes);          // stored CRLF text, any split
+  void body_end();
+  void quit();                                      // when ready(): QUIT, then Close
+
+  std::vector<Action> take_actions();
+
+  bool ready() const;               // idle, may take a message
+  bool finished() const;            // Close issued; nothing more will happen
+  bool tls_active() const;
+  bool authenticated() const;
+  Stage stage() const;
+  // How long to wait for the server now; zero when no reply is expected
+  // (idle, or waiting for the daemon's body chunks: use data_block there).
+  std::chrono::seconds deadline() const;
+  const Capabilities& capabilities() const;
+  // The dialogue so far, "C: ..." / "S: ..." lines (at most the last 400),
+  // credentials redacted, no message text. For `outboxctl test-upstream`.
+  const std::deque<std::string>& transcript() const;
+  std::string mechanism() const;    // the AUTH mechanism used, "" when none
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Scope of a failure reply at a stage (see Scope). Exposed for the table tests
+// and for the scheduler's logs.
+Scope classify(Stage stage, const SmtpReply& reply);
+// true for the replies that mean "slow down" rather than "no".
+bool is_throttle(const SmtpReply& reply);
+// A lower bound for the upstream's backoff a throttling reply asks for
+// (163 "451 MI:SFQ": 15 minutes; SES "454 Throttling failure: Daily message
+// quota exceeded": 1 hour, "Maximum sending rate exceeded": 10 minutes, as
+// AWS advises), else zero.
+std::chrono::seconds suggested_backoff(const SmtpReply& reply);
+
+}  // namespace outbox::protocol::client

@@ -1,0 +1,142 @@
+#include "protocol/sasl.h"
+
+#include <array>
+
+namespace outbox::protocol::sasl {
+
+namespace {
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int value_of(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+
+}  // namespace
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                 (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  std::size_t rest = bytes.size() - i;
+  if (rest == 1) {
+    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (rest == 2) {
+    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    bool last = i + 4 == text.size();
+    std::array<int, 4> v{};
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = text[i + k];
+      if (c == '=') {
+        // Padding only in the last quantum, only in its last two places, and
+        // nothing but padding after it.
+        if (!last || k < 2) return std::nullopt;
+        ++pad;
+        v[k] = 0;
+      } else {
+        if (pad) return std::nullopt;
+        v[k] = value_of(c);
+        if (v[k] < 0) return std::nullopt;
+      }
+    }
+    unsigned n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
+    out += static_cast<char>((n >> 16) & 0xFF);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(n & 0xFF);
+  }
+  return out;
+}
+
+std::string_view mechanism_name(Mechanism m) {
+  switch (m) {
+    case Mechanism::Plain: return "PLAIN";
+    case Mechanism::Login: return "LOGIN";
+    case Mechanism::XOAuth2: return "XOAUTH2";
+  }
+  return "";
+}
+
+std::optional<Mechanism> parse_mechanism(std::string_view name) {
+  std::string up;
+  for (char c : name) up += upper(c);
+  if (up == "PLAIN") return Mechanism::Plain;
+  if (up == "LOGIN") return Mechanism::Login;
+  if (up == "XOAUTH2") return Mechanism::XOAuth2;
+  return std::nullopt;
+}
+
+std::string plain_message(std::string_view authzid, std::string_view authcid, std::string_view passwd) {
+  std::string m;
+  m.reserve(authzid.size() + authcid.size() + passwd.size() + 2);
+  m.append(authzid);
+  m += '\0';
+  m.append(authcid);
+  m += '\0';
+  m.append(passwd);
+  return m;
+}
+
+std::optional<PlainCredentials> parse_plain_message(std::string_view message) {
+  auto a = message.find('\0');
+  if (a == std::string_view::npos) return std::nullopt;
+  auto b = message.find('\0', a + 1);
+  if (b == std::string_view::npos) return std::nullopt;
+  if (message.find('\0', b + 1) != std::string_view::npos) return std::nullopt;
+  PlainCredentials c;
+  c.authzid = std::string(message.substr(0, a));
+  c.authcid = std::string(message.substr(a + 1, b - a - 1));
+  c.passwd = std::string(message.substr(b + 1));
+  if (c.authcid.empty() || c.authcid.size() > 255 || c.passwd.empty() || c.passwd.size() > 255)
+    return std::nullopt;
+  return c;
+}
+
+std::string xoauth2_message(std::string_view user, std::string_view token) {
+  std::string m = "user=";
+  m.append(user);
+  m += "\x01" "auth=Bearer ";
+  m.append(token);
+  m += "\x01\x01";
+  return m;
+}
+
+void wipe(std::string& secret) {
+  // volatile stores: the compiler may not drop them as dead writes.
+  volatile char* p = secret.data();
+  for (std::size_t i = 0; i < secret.size(); ++i) p[i] = 0;
+  secret.clear();
+}
+
+}  // namespace outbox::protocol::sasl
