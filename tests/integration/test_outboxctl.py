@@ -257,9 +257,9 @@ class UnderLoad(unittest.TestCase):
 
             threads = harness.run_threads([lambda k=k: client(k) for k in range(10)])
             deleted, held = set(), set()
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60
             rounds = 0
-            while time.monotonic() < deadline:
+            while rounds < 6 and time.monotonic() < deadline:
                 with lock:
                     ids = [i for i in acked if i not in deleted]
                 if len(ids) < 3:
@@ -281,7 +281,7 @@ class UnderLoad(unittest.TestCase):
             for t in threads:
                 t.join(60)
             self.assertEqual(bad, [], "clients refused while outboxctl wrote")
-            self.assertGreaterEqual(rounds, 3)
+            self.assertEqual(rounds, 6)
             q = d.queue_by_id()
             self.assertEqual(set(q), set(acked) - deleted)
             for qid in held:
