@@ -376,7 +376,10 @@ void InboundConnection::store_append(protocol::AppendBody& a) {
   std::string id = a.id;
   server_.store().append(a.id, chunk_seq_++, std::move(a.bytes), [weak, id, n](bool ok, std::string err) {
     auto self = weak.lock();
-    if (!ok) log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
+    // Once a message has failed, its later chunks fail too ("an earlier write
+    // failed"): one line per message, not one per 64 KiB chunk.
+    bool known = self && self->msg_id_ == id && self->msg_failed_;
+    if (!ok && !known) log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
     if (!self) return;
     self->store_inflight_bytes_ -= n;
     if (!ok && self->msg_id_ == id) self->msg_failed_ = true;

@@ -470,14 +470,20 @@ class Daemon:
         return (self.host, self.port)
 
     # process control ------------------------------------------------------------
-    def start(self, wait=True):
+    def start(self, wait=True, preexec=None):
+        """preexec: an extra callable run in the child before exec."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
+
+        def child_setup():
+            _set_pdeathsig()
+            if preexec:
+                preexec()
         self._logfile = open(self.log_path, "ab")
         self.log_offset = self._logfile.tell()
         self.proc = subprocess.Popen(
             [binpath("outboxd"), "--config", self.config_path],
             stdin=subprocess.DEVNULL, stdout=self._logfile, stderr=self._logfile,
-            cwd=self.dir, preexec_fn=_set_pdeathsig)
+            cwd=self.dir, preexec_fn=child_setup)
         if wait:
             self.wait_ready()
         return self

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -224,6 +226,67 @@ class Outboxctl(unittest.TestCase):
         self.assertEqual(len(out.strip().splitlines()), 1, "stdout holds only the hash: %r" % out)
         self.assertTrue(out.startswith("$scrypt$"), out)
         self.assertNotIn("s3cret", out + p.stderr.decode(errors="replace"))
+
+
+class UnderLoad(unittest.TestCase):
+    """Operators change the queue while mail pours in: outboxctl's writes and
+    the daemon's commits share one SQLite file; neither may fail for it."""
+
+    def test_changes_while_clients_submit(self):
+        with harness.Daemon() as d:
+            d.start()
+            stop = threading.Event()
+            lock = threading.Lock()
+            acked, bad = [], []
+
+            def client(k):
+                while not stop.is_set():
+                    try:
+                        with d.client(timeout=30) as c:
+                            c.greet()
+                            for i in range(5):
+                                body = b"Subject: load %d %d\r\n\r\n" % (k, i) + b"z" * 2000 + b"\r\n"
+                                r = c.submit("load@client.test", ["sink@example.test"], body)
+                                with lock:
+                                    (acked if r.code == 250 else bad).append(r.queue_id if r.code == 250 else r)
+                            c.cmd("QUIT")
+                    except Exception as e:   # noqa: BLE001 - reported below
+                        with lock:
+                            bad.append(repr(e))
+                        return
+
+            threads = harness.run_threads([lambda k=k: client(k) for k in range(10)])
+            deleted, held = set(), set()
+            deadline = time.monotonic() + 60
+            rounds = 0
+            while rounds < 6 and time.monotonic() < deadline:
+                with lock:
+                    ids = [i for i in acked if i not in deleted]
+                if len(ids) < 3:
+                    time.sleep(0.05)
+                    continue
+                rounds += 1
+                d.queue()
+                victim, keep = ids[-1], ids[-2]
+                d.ctl("hold", keep)
+                held.add(keep)
+                d.ctl("delete", victim)
+                deleted.add(victim)
+                if rounds % 2:
+                    d.ctl("release", keep)
+                    held.discard(keep)
+                d.ctl("retry", "--all")
+                d.ctl_json("stats", "--json")
+            stop.set()
+            for t in threads:
+                t.join(60)
+            self.assertEqual(bad, [], "clients refused while outboxctl wrote")
+            self.assertEqual(rounds, 6)
+            q = d.queue_by_id()
+            self.assertEqual(set(q), set(acked) - deleted)
+            for qid in held:
+                self.assertEqual(q[qid]["state"], "held")
+            self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

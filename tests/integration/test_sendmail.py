@@ -175,6 +175,18 @@ class Sendmail(unittest.TestCase):
         qid = m.group(1).decode()
         self.assertTrue(self.d.body(qid).endswith(b"Subject: bs\r\n\r\nvia -bs\r\n"))
 
+    def test_more_recipients_than_max_recipients(self):
+        # RFC 5321 §4.5.3.1.10: 452 for excess recipients means "send the
+        # rest in another transaction"; a -t message to 150 people must not
+        # fail for ever with 75 (Postfix's sendmail has no such limit).
+        rcpts = ["list%03d@example.test" % i for i in range(150)]
+        msg = ("From: boss@client.test\nTo: %s\nSubject: all hands\n\nhello all\n" % ",\n ".join(rcpts)).encode()
+        p, new = self.run_sendmail(["-t", "-i"], msg)
+        got = sorted(r["address"] for m in new for r in m["recipients"])
+        self.assertEqual(got, rcpts)
+        for m in new:
+            harness.assert_stored(self, self.d.body(m["id"]), crlf(msg), ["received", "date", "message-id"])
+
     def test_refused_recipient_exit_67(self):
         p, new = self.run_sendmail(["-i", "bad@@example.test"], b"Subject: x\n\nx\n", expect=harness.EX_NOUSER)
         self.assertEqual(new, [])

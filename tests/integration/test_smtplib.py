@@ -12,7 +12,9 @@ import email.policy
 import email.utils
 import os
 import re
+import socket
 import sys
+import time
 import unittest
 from email.header import Header
 from email.message import EmailMessage
@@ -242,6 +244,26 @@ class SmtplibSubmission(unittest.TestCase):
             s.sendmail("v6@client.test", rcpts, msg)
             qid = s.last_queue_id
         self.check_queued(qid, "v6@client.test", rcpts, msg.encode(), ["received"], client="::1")
+
+    def test_one_byte_per_segment(self):
+        # Every boundary falls inside a token: CRLF, the dot-stuffed dot, the
+        # final <CRLF>.<CRLF>. The stored bytes must not care.
+        msg = (b"From: slow@client.test\r\nSubject: bytes\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+               b"Message-ID: <bytes@client.test>\r\n\r\n.leading dot\r\n..two\r\nline\r\n")
+        with self.d.client() as c:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.greet()
+            for b in b"MAIL FROM:<slow@client.test>\r\n":
+                c.send(bytes([b]))
+            self.assertEqual(c.reply().code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<slow@example.test>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            for b in harness.dot_stuff(msg) + b".\r\n":
+                c.send(bytes([b]))
+                time.sleep(0.0005)
+            r = c.reply()
+        self.assertEqual(r.code, 250, r)
+        self.check_queued(r.queue_id, "slow@client.test", ["slow@example.test"], msg, ["received"])
 
     def test_large_message(self):
         # 3 MiB of 76-column lines: crosses many read buffers and store chunks.
