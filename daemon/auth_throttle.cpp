@@ -5,7 +5,7 @@
 namespace outbox::daemon {
 
 namespace {
-constexpr unsigned kMaxLevel = 5;   // 1 s << 4 = 16 s is reached at level 4
+constexpr unsigned kMaxLevel = 4;   // 1 s << 4 = 16 s: more failures would only slow forgiving
 }
 
 unsigned AuthThrottle::decayed(const Entry& e, std::uint64_t now_ms) {
