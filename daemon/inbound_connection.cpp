@@ -2,6 +2,7 @@
 
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <type_traits>
@@ -17,6 +18,11 @@ namespace {
 // Reading stops while this many body bytes of this connection wait in the
 // store queue, so a fast client cannot make the daemon buffer a whole message.
 constexpr std::size_t kMaxStoreBacklog = 1 << 20;
+// Reading also stops while this many reply bytes wait to be written: a client
+// that pipelines commands and never reads its replies must not make the daemon
+// queue replies without bound (each read of NOOPs yields ~2.5x as many reply
+// bytes). The idle deadline still runs, so such a client is timed out.
+constexpr std::size_t kMaxWriteBacklog = 256 * 1024;
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
 struct WriteReq {
@@ -178,6 +184,7 @@ void InboundConnection::handle_bytes(const char* data, size_t n) {
   session_->feed(std::string_view(data, n));
   if (was_in_data || session_->in_data()) data_bytes_ += n;
   run_actions();
+  account_data(was_in_data, n);
   if (server_.shutting_down()) shutdown(false);   // a busy session just went idle
   arm_idle_timer();
   update_reading();
@@ -246,28 +253,52 @@ void InboundConnection::handle_eof(const char* why) {
 void InboundConnection::update_reading() {
   if (closing_) return;
   bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
-              !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog;
+              !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
+              uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   if (want && !reading_) {
     if (uv_read_start(stream_, &InboundConnection::on_alloc, &InboundConnection::on_read) == 0)
       reading_ = true;
+    last_data_ms_ = uv_now(server_.loop());   // time we did not read is not the client's
   } else if (!want && reading_) {
     uv_read_stop(stream_);
     reading_ = false;
   }
 }
 
+void InboundConnection::account_data(bool was_in_data, std::size_t n) {
+  if (!session_->in_data()) return;
+  const auto& lim = server_.config().limits;
+  auto full = static_cast<std::int64_t>(lim.data_timeout.count()) * 1000;
+  std::uint64_t now = uv_now(server_.loop());
+  if (!was_in_data || lim.min_data_rate == 0) {
+    data_budget_ms_ = full;
+  } else {
+    auto spent = static_cast<std::int64_t>(now - last_data_ms_);
+    auto earned = static_cast<std::int64_t>(n * 1000 / lim.min_data_rate);
+    data_budget_ms_ = std::min(full, data_budget_ms_ - spent + earned);
+  }
+  last_data_ms_ = now;
+}
+
+bool InboundConnection::store_paused() const { return store_inflight_bytes_ >= kMaxStoreBacklog; }
+
 void InboundConnection::arm_idle_timer() {
   if (closing_) return;
   const auto& lim = server_.config().limits;
-  auto secs = session_->in_data() ? lim.data_timeout : lim.command_timeout;
-  uv_timer_start(idle_timer_, &InboundConnection::on_timer,
-                 static_cast<std::uint64_t>(secs.count()) * 1000, 0);
+  auto ms = session_->in_data() ? std::max<std::int64_t>(data_budget_ms_, 0)
+                                : static_cast<std::int64_t>(lim.command_timeout.count()) * 1000;
+  uv_timer_start(idle_timer_, &InboundConnection::on_timer, static_cast<std::uint64_t>(ms), 0);
 }
 
 void InboundConnection::on_timer(uv_timer_t* t) {
   auto* self = static_cast<InboundConnection*>(t->data);
   if (self->closing_) return;
   if (self->session_->awaiting_commit() || self->session_->awaiting_auth()) {  // our own delay, not the client's
+    self->arm_idle_timer();
+    return;
+  }
+  if (self->session_->in_data() && self->store_paused()) {   // likewise: we stopped reading
+    self->data_budget_ms_ = static_cast<std::int64_t>(self->server_.config().limits.data_timeout.count()) * 1000;
     self->arm_idle_timer();
     return;
   }
@@ -451,7 +482,11 @@ void InboundConnection::on_write(uv_write_t* req, int status) {
     self->handle_eof(uv_err_name(status));
     return;
   }
-  if (self->close_after_flush_ && self->writes_in_flight_ == 0) self->begin_close();
+  if (self->close_after_flush_ && self->writes_in_flight_ == 0) {
+    self->begin_close();
+    return;
+  }
+  self->update_reading();   // the write backlog may have drained
 }
 
 // --- spool ----------------------------------------------------------------------

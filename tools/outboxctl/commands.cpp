@@ -1,0 +1,259 @@
+#include "tools/outboxctl/commands.h"
+
+#include <openssl/crypto.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "tools/outboxctl/format.h"
+#include "tools/outboxctl/password.h"
+
+namespace outbox::ctl {
+
+namespace {
+
+constexpr std::size_t kMaxHeaderBytes = 1 << 20;
+
+struct StopReading {};   // thrown from a read_body sink to stop early
+
+int no_such_message(const std::string& id, Io io) {
+  io.err << "outboxctl: no such message: " << printable(id) << "\n";
+  return kExitNoSuchMessage;
+}
+
+// After a change did not apply: explain why (exit 1), or say it is gone (3).
+int not_applicable(queue::Spool& spool, const std::string& id, const char* what, Io io) {
+  auto m = spool.get(id);
+  if (!m) return no_such_message(id, io);
+  io.err << "outboxctl: " << m->id << " is " << m->state << "; " << what << "\n";
+  return kExitFailure;
+}
+
+// Interactive password entry: echo off on the terminal, restored on every
+// exit path, including ^C.
+struct termios g_saved_termios;
+volatile std::sig_atomic_t g_termios_saved = 0;
+
+void restore_echo_and_exit(int sig) {
+  if (g_termios_saved) tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
+  const char nl = '\n';
+  (void)!write(STDERR_FILENO, &nl, 1);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+std::optional<std::string> read_secret_line(std::istream& in, std::ostream& err, const char* prompt) {
+  err << prompt << std::flush;
+  struct termios t;
+  bool have = tcgetattr(STDIN_FILENO, &t) == 0;
+  if (have) {
+    g_saved_termios = t;
+    g_termios_saved = 1;
+    std::signal(SIGINT, restore_echo_and_exit);
+    std::signal(SIGTERM, restore_echo_and_exit);
+    t.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    t.c_lflag |= ECHONL;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+  }
+  std::string line;
+  bool got = static_cast<bool>(std::getline(in, line));
+  if (have) {
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
+    g_termios_saved = 0;
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+  if (!got) return std::nullopt;
+  return line;
+}
+
+}  // namespace
+
+bool is_listed_state(std::string_view s) {
+  for (const char* k : {queue::kQueued, queue::kActive, queue::kDeferred, queue::kHeld, queue::kSent, queue::kFailed})
+    if (s == k) return true;
+  return false;
+}
+
+std::string log_value(std::string_view v) {
+  bool quote = v.empty();
+  std::string body;
+  for (unsigned char c : v) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\\') quote = true;
+    if (c == '"' || c == '\\') {
+      body += '\\';
+      body += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      body += buf;
+    } else {
+      body += static_cast<char>(c);
+    }
+  }
+  return quote ? "\"" + body + "\"" : body;
+}
+
+std::string read_headers(queue::Spool& spool, const std::string& id) {
+  std::string h;
+  try {
+    spool.read_body(id, [&](std::string_view chunk) {
+      std::size_t from = h.size() < 3 ? 0 : h.size() - 3;   // a CRLFCRLF may straddle chunks
+      h.append(chunk);
+      auto end = h.find("\r\n\r\n", from);
+      if (end != std::string::npos) {
+        h.resize(end + 4);
+        throw StopReading{};
+      }
+      if (h.size() >= kMaxHeaderBytes) {
+        h.resize(kMaxHeaderBytes);
+        throw StopReading{};
+      }
+    });
+  } catch (const StopReading&) {
+  }
+  return h;
+}
+
+int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io) {
+  if (!state.empty() && !is_listed_state(state)) {
+    io.err << "outboxctl: unknown state '" << printable(state)
+           << "' (queued, active, deferred, held, sent, failed)\n";
+    return kExitUsage;
+  }
+  auto msgs = spool.list(state.empty() ? std::nullopt : std::optional<std::string>(state));
+  if (json) {
+    auto arr = nlohmann::json::array();
+    for (const auto& m : msgs) arr.push_back(message_json(m, false));
+    io.out << dump_json(arr);
+  } else {
+    render_queue(io.out, msgs, now, state);
+  }
+  return kExitOk;
+}
+
+int cmd_show(queue::Spool& spool, const std::string& id, bool json, bool body, std::int64_t now, Io io) {
+  if (body) {
+    // Straight through, byte for byte: the stored message is the output.
+    bool found = spool.read_body(id, [&](std::string_view b) { io.out.write(b.data(), static_cast<std::streamsize>(b.size())); });
+    if (!found) return no_such_message(id, io);
+    io.out.flush();
+    return io.out ? kExitOk : kExitFailure;
+  }
+  auto m = spool.get(id);
+  if (!m) return no_such_message(id, io);
+  if (json)
+    io.out << dump_json(message_json(*m, true));
+  else
+    render_message(io.out, *m, read_headers(spool, id), now);
+  return kExitOk;
+}
+
+int cmd_hold(queue::Spool& spool, const std::string& id, Io io) {
+  if (!spool.hold(std::string_view(id)))
+    return not_applicable(spool, id, "only queued or deferred messages can be held", io);
+  io.out << id << ": held\n";
+  return kExitOk;
+}
+
+int cmd_release(queue::Spool& spool, const std::string& id, Io io) {
+  if (!spool.release(std::string_view(id))) return not_applicable(spool, id, "it is not held", io);
+  auto m = spool.get(id);
+  io.out << id << ": released" << (m ? " (" + m->state + ", due now)" : std::string()) << "\n";
+  return kExitOk;
+}
+
+int cmd_delete(queue::Spool& spool, const std::string& id, Io io,
+               const std::function<void(const std::string&)>& log) {
+  auto m = spool.get(id);
+  if (!m) return no_such_message(id, io);
+  // Between get() and remove() the relay may finish it, or retention purge
+  // it; whichever: report only what this call removed.
+  if (!spool.remove(std::string_view(id))) return no_such_message(id, io);
+  std::string to;
+  for (const auto& r : m->recipients) to += (to.empty() ? "" : ",") + r.address;
+  std::string line = "event=deleted id=" + m->id + " state=" + m->state +
+                     " from=" + log_value(m->sender.empty() ? "<>" : m->sender) +
+                     " to=" + log_value(to) + " nrcpt=" + std::to_string(m->recipients.size()) +
+                     " size=" + std::to_string(m->size);
+  io.out << line << "\n";
+  if (log) log(line);
+  return kExitOk;
+}
+
+int cmd_retry(queue::Spool& spool, const std::string& id, bool all, std::int64_t now, Io io) {
+  if (all == !id.empty()) {
+    io.err << "outboxctl: retry needs a message id or --all (not both)\n";
+    return kExitUsage;
+  }
+  if (all) {
+    int n = spool.retry_all(now);
+    io.out << n << (n == 1 ? " message" : " messages") << " due now\n";
+    return kExitOk;
+  }
+  if (!spool.retry(id, now))
+    return not_applicable(spool, id, "only queued or deferred messages are retried (release held ones)", io);
+  io.out << id << ": due now\n";
+  return kExitOk;
+}
+
+int cmd_stats(queue::Spool& spool, StatsFormat format, std::int64_t now, Io io) {
+  auto s = spool.stats();
+  switch (format) {
+    case StatsFormat::Json:
+      io.out << dump_json(stats_json(s, now));
+      break;
+    case StatsFormat::Prometheus:
+      render_prometheus(io.out, s, now);
+      break;
+    case StatsFormat::Human:
+      render_stats(io.out, s, now);
+      break;
+  }
+  return kExitOk;
+}
+
+int cmd_hash_password(std::istream& in, bool interactive, Io io) {
+  std::string password;
+  if (interactive) {
+    auto first = read_secret_line(in, io.err, "Password: ");
+    if (!first) {
+      io.err << "outboxctl: no password read\n";
+      return kExitFailure;
+    }
+    auto second = read_secret_line(in, io.err, "Repeat password: ");
+    if (!second || *second != *first) {
+      io.err << "outboxctl: the passwords differ\n";
+      return kExitFailure;
+    }
+    password = std::move(*first);
+  } else {
+    // One line; its line end (LF or CRLF) is not part of the password.
+    if (!std::getline(in, password) && password.empty()) {
+      io.err << "outboxctl: no password on standard input\n";
+      return kExitFailure;
+    }
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+  }
+  if (password.empty()) {
+    io.err << "outboxctl: refusing an empty password\n";
+    return kExitFailure;
+  }
+  std::string hash;
+  try {
+    hash = hash_password(password);
+  } catch (const std::exception& e) {
+    OPENSSL_cleanse(password.data(), password.size());
+    io.err << "outboxctl: " << e.what() << "\n";
+    return kExitFailure;
+  }
+  OPENSSL_cleanse(password.data(), password.size());
+  io.out << hash << "\n";
+  return kExitOk;
+}
+
+}  // namespace outbox::ctl

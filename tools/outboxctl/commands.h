@@ -1,0 +1,57 @@
+// outboxctl's commands (SPEC "outboxctl") as functions of an open spool, the
+// output streams and the current time, so unit tests run them against a
+// temporary spool. main.cpp only parses the command line, finds the spool
+// and opens it (read-only for queue/show/stats, read-write for changes).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <istream>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "queue/spool.h"
+
+namespace outbox::ctl {
+
+// SPEC: 0 ok, 1 failure, 2 usage, 3 no such message.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitNoSuchMessage = 3;
+
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+// The states `queue --state` accepts (every listed state; not "incoming").
+bool is_listed_state(std::string_view s);
+
+int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io);
+// body: the stored message bytes exactly (prefix + chunks), nothing else.
+int cmd_show(queue::Spool& spool, const std::string& id, bool json, bool body, std::int64_t now, Io io);
+int cmd_hold(queue::Spool& spool, const std::string& id, Io io);
+int cmd_release(queue::Spool& spool, const std::string& id, Io io);
+// Prints (and passes to log, e.g. syslog) one key=value line naming what went.
+int cmd_delete(queue::Spool& spool, const std::string& id, Io io,
+               const std::function<void(const std::string&)>& log = {});
+// Exactly one of id / all.
+int cmd_retry(queue::Spool& spool, const std::string& id, bool all, std::int64_t now, Io io);
+
+enum class StatsFormat { Human, Json, Prometheus };
+int cmd_stats(queue::Spool& spool, StatsFormat format, std::int64_t now, Io io);
+
+// Reads the password (one line from `in`; when interactive, prompts on err
+// with echo off and asks twice) and prints only the hash on out.
+int cmd_hash_password(std::istream& in, bool interactive, Io io);
+
+// The stored header section of a message (up to and including the blank
+// line, at most 1 MiB); empty when the message does not exist.
+std::string read_headers(queue::Spool& spool, const std::string& id);
+
+// SPEC "Logs" value quoting: quoted when holding a space, '"', '=' or '\',
+// with '"' and '\' escaped; control bytes written \xNN.
+std::string log_value(std::string_view v);
+
+}  // namespace outbox::ctl

@@ -1,0 +1,276 @@
+#include "tools/outboxctl/format.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+
+namespace outbox::ctl {
+
+namespace {
+
+constexpr std::int64_t kMicros = 1'000'000;
+
+std::int64_t seconds_between(std::int64_t from_us, std::int64_t to_us) {
+  return to_us > from_us ? (to_us - from_us) / kMicros : 0;
+}
+
+std::string sender_label(const std::string& s) { return s.empty() ? "<>" : printable(s); }
+
+std::string next_label(const std::optional<std::int64_t>& next, std::int64_t now) {
+  if (!next) return "-";
+  if (*next <= now) return "now";
+  // Round up: "in 0s" for something 0.4 s away would read as overdue.
+  return "in " + human_duration((*next - now + kMicros - 1) / kMicros);
+}
+
+std::string fmt(const char* f, auto... args) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, f, args...);
+  return buf;
+}
+
+nlohmann::json time_or_null(const std::optional<std::int64_t>& t) {
+  return t ? nlohmann::json(rfc3339(*t)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json counts_json(const std::vector<std::pair<std::string, std::int64_t>>& v) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, n] : v) j[k] = n;
+  return j;
+}
+
+std::string prom_label(std::string_view v) {   // Prometheus text format escaping
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string counts_line(const std::vector<std::pair<std::string, std::int64_t>>& v) {
+  if (v.empty()) return "none";
+  std::string out;
+  for (const auto& [k, n] : v) {
+    if (!out.empty()) out += ", ";
+    out += printable(k) + " " + std::to_string(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string rfc3339(std::int64_t micros) {
+  // Floor, not truncate, so times before 1970 stay ordered.
+  std::int64_t secs = micros / kMicros - (micros % kMicros < 0 ? 1 : 0);
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  if (!gmtime_r(&t, &tm)) return "invalid-time";
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string human_duration(std::int64_t s) {
+  if (s < 0) s = 0;
+  if (s < 60) return fmt("%" PRId64 "s", s);
+  if (s < 3600) return fmt("%" PRId64 "m", s / 60);
+  if (s < 86400) return fmt("%" PRId64 "h%02" PRId64 "m", s / 3600, (s % 3600) / 60);
+  return fmt("%" PRId64 "d%02" PRId64 "h", s / 86400, (s % 86400) / 3600);
+}
+
+std::string human_size(std::uint64_t b) {
+  if (b < 1024) return std::to_string(b);
+  const char* units = "KMGT";
+  double v = static_cast<double>(b) / 1024.0;
+  int u = 0;
+  while (v >= 1024.0 && u < 3) v /= 1024.0, ++u;
+  return fmt("%.1f%c", v, units[u]);
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      // Escape sequences in a subject or a reply must not drive the terminal.
+      out += fmt("\\x%02x", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+nlohmann::json message_json(const queue::MessageRecord& m, bool with_history) {
+  using nlohmann::json;
+  json rcpts = json::array();
+  for (const auto& r : m.recipients) {
+    rcpts.push_back({{"address", r.address},
+                     {"state", r.state},
+                     {"last_reply", r.last_reply},
+                     {"attempts", r.attempts},
+                     {"next_attempt", time_or_null(r.next_attempt)}});
+  }
+  json j = {
+      {"id", m.id},
+      {"state", m.state},
+      {"sender", m.sender},
+      {"recipients", rcpts},
+      {"size", m.size},
+      {"created", rfc3339(m.created)},
+      {"attempts", m.attempts},
+      {"next_attempt", time_or_null(m.next_attempt)},
+      {"last_error", m.last_error},
+      {"client", m.client},
+      {"uid", m.uid ? json(*m.uid) : json(nullptr)},
+      {"helo", m.helo},
+      {"smtputf8", m.smtputf8},
+      {"body_8bit", m.body_8bit},
+  };
+  if (with_history) {
+    json h = json::array();
+    for (const auto& a : m.history) {
+      h.push_back({{"time", rfc3339(a.time)},
+                   {"upstream", a.upstream},
+                   {"recipients", a.recipients},
+                   {"reply", a.reply},
+                   {"outcome", a.outcome}});
+    }
+    j["attempts_history"] = h;
+  }
+  return j;
+}
+
+nlohmann::json stats_json(const queue::QueueStats& s, std::int64_t now) {
+  using nlohmann::json;
+  std::int64_t unfinished = 0;
+  for (const auto& [k, n] : s.by_state)
+    if (k == queue::kQueued || k == queue::kActive || k == queue::kDeferred || k == queue::kHeld) unfinished += n;
+  return {
+      {"states", counts_json(s.by_state)},
+      {"unfinished", unfinished},
+      {"total_size", s.total_size},
+      {"oldest_created", time_or_null(s.oldest_created)},
+      {"oldest_age_seconds", s.oldest_created ? json(seconds_between(*s.oldest_created, now)) : json(nullptr)},
+      {"attempts_last_hour", counts_json(s.attempts_last_hour)},
+      {"attempts_last_day", counts_json(s.attempts_last_day)},
+  };
+}
+
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
+                  std::string_view state_filter) {
+  if (msgs.empty()) {
+    if (state_filter.empty())
+      out << "Queue is empty\n";
+    else
+      out << "No " << printable(state_filter) << " messages\n";
+    return;
+  }
+  out << fmt("%-14s  %-8s  %6s  %6s  %5s  %-8s  %s\n", "ID", "STATE", "AGE", "SIZE", "TRIES", "NEXT", "SENDER");
+  std::uint64_t total = 0;
+  const std::string indent(16, ' ');
+  for (const auto& m : msgs) {
+    total += m.size;
+    out << fmt("%-14s  %-8s  %6s  %6s  %5d  %-8s  ", m.id.c_str(), m.state.c_str(),
+               human_duration(seconds_between(m.created, now)).c_str(), human_size(m.size).c_str(), m.attempts,
+               next_label(m.next_attempt, now).c_str())
+        << sender_label(m.sender) << "\n";
+    if (!m.last_error.empty()) out << indent << "(" << printable(m.last_error) << ")\n";
+    for (const auto& r : m.recipients) {
+      out << indent << printable(r.address) << "  " << r.state;
+      if (r.state != queue::kSent && !r.last_reply.empty()) out << "  (" << printable(r.last_reply) << ")";
+      out << "\n";
+    }
+  }
+  out << "-- " << msgs.size() << (msgs.size() == 1 ? " message, " : " messages, ") << human_size(total)
+      << (total < 1024 ? " bytes" : "") << "\n";
+}
+
+void render_message(std::ostream& out, const queue::MessageRecord& m, std::string_view headers, std::int64_t now) {
+  auto line = [&](const char* key, const std::string& value) { out << fmt("%-13s ", key) << value << "\n"; };
+  line("id:", m.id);
+  line("state:", m.state);
+  line("sender:", sender_label(m.sender));
+  line("size:", std::to_string(m.size));
+  line("created:", rfc3339(m.created) + " (" + human_duration(seconds_between(m.created, now)) + " ago)");
+  std::string client = printable(m.client);
+  if (m.uid) client += " uid=" + std::to_string(*m.uid);
+  line("client:", client);
+  line("helo:", printable(m.helo));
+  line("smtputf8:", m.smtputf8 ? "yes" : "no");
+  line("8bitmime:", m.body_8bit ? "yes" : "no");
+  line("attempts:", std::to_string(m.attempts));
+  line("next attempt:", m.next_attempt ? rfc3339(*m.next_attempt) + " (" + next_label(m.next_attempt, now) + ")" : "-");
+  line("last error:", m.last_error.empty() ? "-" : printable(m.last_error));
+  out << "recipients:\n";
+  for (const auto& r : m.recipients) {
+    out << "  " << printable(r.address) << "  " << r.state << "  attempts=" << r.attempts;
+    if (r.next_attempt && r.state == "pending") out << "  next=" << rfc3339(*r.next_attempt);
+    if (!r.last_reply.empty()) out << "  (" << printable(r.last_reply) << ")";
+    out << "\n";
+  }
+  out << "history:\n";
+  if (m.history.empty()) out << "  (no delivery attempts yet)\n";
+  for (const auto& a : m.history) {
+    std::string to;
+    for (const auto& r : a.recipients) to += (to.empty() ? "" : ",") + printable(r);
+    out << "  " << rfc3339(a.time) << "  " << printable(a.outcome) << "  upstream=" << printable(a.upstream)
+        << "  to=" << to;
+    if (!a.reply.empty()) out << "  (" << printable(a.reply) << ")";
+    out << "\n";
+  }
+  out << "headers:\n";
+  // One output line per header line; folded continuation lines keep their
+  // leading whitespace, so the folding stays visible.
+  std::string_view h = headers;
+  while (!h.empty()) {
+    auto nl = h.find('\n');
+    std::string_view ln = h.substr(0, nl);
+    if (!ln.empty() && ln.back() == '\r') ln.remove_suffix(1);
+    out << "  " << printable(ln) << "\n";
+    if (nl == std::string_view::npos) break;
+    h.remove_prefix(nl + 1);
+  }
+}
+
+void render_stats(std::ostream& out, const queue::QueueStats& s, std::int64_t now) {
+  for (const auto& [k, n] : s.by_state) out << fmt("%-10s %8" PRId64 "\n", printable(k).c_str(), n);
+  if (s.oldest_created)
+    out << fmt("%-10s ", "oldest") << human_duration(seconds_between(*s.oldest_created, now)) << " ("
+        << rfc3339(*s.oldest_created) << ")\n";
+  else
+    out << fmt("%-10s ", "oldest") << "-\n";
+  out << fmt("%-10s ", "size") << human_size(static_cast<std::uint64_t>(s.total_size))
+      << (s.total_size < 1024 ? " bytes" : "") << " unfinished\n";
+  out << fmt("%-10s ", "last hour") << counts_line(s.attempts_last_hour) << "\n";
+  out << fmt("%-10s ", "last 24h") << counts_line(s.attempts_last_day) << "\n";
+}
+
+void render_prometheus(std::ostream& out, const queue::QueueStats& s, std::int64_t now) {
+  auto family = [&](const char* name, const char* help) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+  };
+  family("outbox_messages", "Messages in the spool, by state.");
+  for (const auto& [k, n] : s.by_state) out << "outbox_messages{state=\"" << prom_label(k) << "\"} " << n << "\n";
+  family("outbox_oldest_message_age_seconds", "Age of the oldest unfinished message (0 when there is none).");
+  out << "outbox_oldest_message_age_seconds " << (s.oldest_created ? seconds_between(*s.oldest_created, now) : 0)
+      << "\n";
+  family("outbox_unfinished_bytes", "Bytes of queued, active, deferred and held messages.");
+  out << "outbox_unfinished_bytes " << s.total_size << "\n";
+  family("outbox_attempts_last_hour", "Delivery attempts in the last hour, by outcome.");
+  for (const auto& [k, n] : s.attempts_last_hour)
+    out << "outbox_attempts_last_hour{outcome=\"" << prom_label(k) << "\"} " << n << "\n";
+  family("outbox_attempts_last_day", "Delivery attempts in the last 24 hours, by outcome.");
+  for (const auto& [k, n] : s.attempts_last_day)
+    out << "outbox_attempts_last_day{outcome=\"" << prom_label(k) << "\"} " << n << "\n";
+}
+
+}  // namespace outbox::ctl

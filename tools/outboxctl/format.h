@@ -1,0 +1,43 @@
+// How outboxctl shows spool records: JSON (SPEC "outboxctl": field names are
+// a contract for scripts), the human tables, and Prometheus text. Pure
+// functions of their inputs and an explicit `now` (µs), so tests pin them.
+// Nothing here touches the spool or the terminal.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue/types.h"
+
+namespace outbox::ctl {
+
+// 2024-05-01T12:34:56Z (RFC 3339, UTC, whole seconds).
+std::string rfc3339(std::int64_t micros);
+// Compact human durations: 45s, 12m, 3h05m, 2d04h. Negative counts as 0.
+std::string human_duration(std::int64_t seconds);
+// 512, 1.2K, 35.0M, 1.5G (K/M/G are KiB/MiB/GiB, as in the configuration).
+std::string human_size(std::uint64_t bytes);
+// Bytes safe to print on a terminal: control bytes and DEL as \xNN, and
+// backslash doubled; UTF-8 and other bytes >= 0x80 pass through.
+std::string printable(std::string_view s);
+
+nlohmann::json message_json(const queue::MessageRecord& m, bool with_history);
+nlohmann::json stats_json(const queue::QueueStats& s, std::int64_t now);
+// Pretty-printed, newline-terminated; invalid UTF-8 becomes U+FFFD rather
+// than an exception (upstream replies are not guaranteed to be UTF-8).
+std::string dump_json(const nlohmann::json& j);
+
+// `outboxctl queue`: one row per message with its last error and recipients
+// indented below (as mailq does), then a total line.
+void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
+                  std::string_view state_filter = {});
+// `outboxctl show`: envelope, recipients, attempt history, then the stored
+// header section (already cut at the blank line).
+void render_message(std::ostream& out, const queue::MessageRecord& m, std::string_view headers, std::int64_t now);
+void render_stats(std::ostream& out, const queue::QueueStats& s, std::int64_t now);
+void render_prometheus(std::ostream& out, const queue::QueueStats& s, std::int64_t now);
+
+}  // namespace outbox::ctl
