@@ -45,8 +45,15 @@ bool any_matches(const std::vector<std::string>& patterns, const std::string& se
   return false;
 }
 
+// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its code and
+// CRLF; a 254-octet address and a 256-octet user name would not fit both.
+constexpr std::size_t kMaxReplyText = 512 - 6;
+
 protocol::PolicyRejection not_owned(const std::string& sender, const std::string& user) {
-  return {550, "5.7.1 Sender address <" + sender + "> not owned by user " + user, "sender_not_owned"};
+  std::string text = "5.7.1 Sender address <" + sender + "> not owned by user " + user;
+  if (text.size() > kMaxReplyText) text = "5.7.1 Sender address not owned by user " + user;
+  if (text.size() > kMaxReplyText) text = "5.7.1 Sender address not owned by user";
+  return {550, std::move(text), "sender_not_owned"};
 }
 
 }  // namespace
@@ -80,7 +87,9 @@ std::optional<protocol::PolicyRejection> check_sender(const Config& config, cons
       if (any_matches(u.may_send_as, sender)) return std::nullopt;
       return not_owned(sender, name);
     }
-  return protocol::PolicyRejection{550, "5.7.1 Local user " + name + " may not submit mail", "local_user_not_allowed"};
+  std::string text = "5.7.1 Local user " + name + " may not submit mail";
+  if (text.size() > kMaxReplyText) text = "5.7.1 Local user may not submit mail";
+  return protocol::PolicyRejection{550, std::move(text), "local_user_not_allowed"};
 }
 
 }  // namespace outbox::daemon

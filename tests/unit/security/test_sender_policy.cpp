@@ -87,3 +87,18 @@ TEST_CASE("[[local_user]] entries: only listed users, only their senders") {
   // TCP peers are not local users.
   CHECK_FALSE(check_sender(c, tcp(), "ceo@example.com", ""));
 }
+
+TEST_CASE("policy replies fit in a 512-octet reply line") {
+  Config c;
+  std::string user(256, 'u');
+  c.users.push_back(UserConfig{user, "$scrypt$x", {"*@example.com"}});
+  std::string sender = std::string(64, 'l') + "@" + std::string(180, 'd') + ".test";
+  auto r = check_sender(c, tcp(), sender, user);
+  REQUIRE(r);
+  CHECK(r->text.size() + 6 <= 512);
+  CHECK(r->text == "5.7.1 Sender address not owned by user " + user);
+  c.local_users.push_back(LocalUserConfig{"x", {}});
+  r = check_sender(c, unix_user(std::string(600, 'n')), "a@b.test", "");
+  REQUIRE(r);
+  CHECK(r->text.size() + 6 <= 512);
+}
