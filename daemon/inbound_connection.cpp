@@ -1,11 +1,15 @@
 #include "daemon/inbound_connection.h"
 
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <type_traits>
 
 #include "daemon/logging.h"
+#include "daemon/password.h"
+#include "daemon/sender_policy.h"
 #include "daemon/server.h"
 
 namespace outbox::daemon {
@@ -27,6 +31,34 @@ struct WriteReq {
   std::weak_ptr<InboundConnection> conn;
 };
 
+// min_data_rate (like Postfix's smtpd_min_data_rate) is judged only after
+// this grace, so a short message or TCP slow start never trips it.
+constexpr std::uint64_t kDataRateGraceMs = 10000;
+
+// An unknown user name is checked against this hash (a valid scrypt hash of
+// the default cost whose password nobody knows), so a failure costs the same
+// time whether the user exists or not: no user enumeration by timing.
+constexpr const char* kDummyHash =
+    "$scrypt$ln=15,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mei4FlEO+cPRDekOvLpFNlGN8/F+hv3deC+4ur1e3zU";
+
+void wipe(std::string& s) {
+  volatile char* p = s.data();
+  for (std::size_t i = 0; i < s.size(); ++i) p[i] = 0;
+  s.clear();
+}
+
+// One credential check on the libuv thread pool: scrypt takes tens of
+// milliseconds and 32 MiB, never on the loop thread.
+struct AuthWork {
+  uv_work_t req;
+  std::string hash;
+  bool known = false;
+  std::string user;
+  std::string password;
+  bool ok = false;
+  std::weak_ptr<InboundConnection> conn;
+};
+
 std::uint64_t now_micros() {
   using namespace std::chrono;
   return static_cast<std::uint64_t>(
@@ -37,13 +69,14 @@ std::uint64_t now_micros() {
 InboundConnection::InboundConnection(Server& server, const ListenConfig& listener,
                                      uv_stream_t* stream, Peer peer)
     : server_(server), listener_(listener), stream_(stream),
-      idle_timer_(new uv_timer_t), session_timer_(new uv_timer_t), peer_(std::move(peer)) {
+      idle_timer_(new uv_timer_t), session_timer_(new uv_timer_t), rate_timer_(new uv_timer_t),
+      auth_timer_(new uv_timer_t), peer_(std::move(peer)) {
   stream_->data = this;
-  uv_timer_init(server_.loop(), idle_timer_);
-  uv_timer_init(server_.loop(), session_timer_);
-  idle_timer_->data = this;
-  session_timer_->data = this;
-  open_handles_ = 3;
+  for (uv_timer_t* t : {idle_timer_, session_timer_, rate_timer_, auth_timer_}) {
+    uv_timer_init(server_.loop(), t);
+    t->data = this;
+  }
+  open_handles_ = 5;
 
   const Config& cfg = server_.config();
   protocol::SessionConfig sc;
@@ -53,6 +86,7 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   sc.max_message_size = cfg.limits.max_message_size;
   sc.max_recipients = cfg.limits.max_recipients;
   sc.max_errors = cfg.limits.max_errors;
+  sc.max_auth_failures = cfg.limits.max_auth_failures;
   sc.tls = listener_.tls == TlsMode::StartTls  ? protocol::ListenerTls::StartTls
            : listener_.tls == TlsMode::Implicit ? protocol::ListenerTls::Implicit
                                                 : protocol::ListenerTls::None;
@@ -66,6 +100,12 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   pi.user = peer_.user;
   // Unauthenticated mail only from trusted networks and Unix peers (SPEC).
   pi.trusted = peer_.unix_socket || address_in_networks(peer_.address, listener_.trusted_networks);
+  // Sender rights from [[user]] / [[local_user]] (RFC 6409 §6.1).
+  Submitter who{peer_.unix_socket, peer_.uid, peer_.user};
+  const Config* config = &cfg;
+  sc.sender_policy = [config, who](const std::string& sender, const std::string& auth_user) {
+    return check_sender(*config, who, sender, auth_user);
+  };
   session_ = std::make_unique<protocol::ServerSession>(
       sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });
   if (listener_.tls == TlsMode::Implicit) tls_ = std::make_unique<TlsEngine>(server_.tls_context());
@@ -89,10 +129,20 @@ void InboundConnection::start() {
   auto session_ms = static_cast<std::uint64_t>(server_.config().limits.session_timeout.count()) * 1000;
   uv_timer_start(session_timer_, &InboundConnection::on_session_timer, session_ms, 0);
   // Implicit TLS: the greeting is sent once the handshake is done (RFC 8314 §3.3).
-  if (!tls_) session_->start();
+  if (!tls_) session_->start(pending_pregreet());
   run_actions();
   arm_idle_timer();
   update_reading();
+}
+
+bool InboundConnection::pending_pregreet() const {
+  // Bytes already queued on the socket before the 220 was even written were
+  // sent without waiting for it (RFC 5321 §4.3.1): pre-greet traffic.
+  if (peer_.unix_socket) return false;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(stream_), &fd) != 0) return false;
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 void InboundConnection::refuse(std::string_view reply) {
@@ -132,6 +182,7 @@ void InboundConnection::handle_bytes(const char* data, size_t n) {
   if (closing_) return;
   bool was_in_data = session_->in_data();
   session_->feed(std::string_view(data, n));
+  if (was_in_data || session_->in_data()) data_bytes_ += n;
   run_actions();
   account_data(was_in_data, n);
   if (server_.shutting_down()) shutdown(false);   // a busy session just went idle
@@ -155,11 +206,18 @@ void InboundConnection::handle_cipher(const char* data, size_t n) {
     tls_announced_ = true;
     log::debug(log::Line("tls").kv("client", client_label()).kv("version", tls_->version())
                    .kv("cipher", tls_->cipher()));
-    if (listener_.tls == TlsMode::Implicit)
-      session_->start();
-    else
+    if (listener_.tls == TlsMode::Implicit) {
+      // Application data that came with the client's last handshake flight
+      // was written before our 220 existed: pre-greet traffic.
+      std::string early = tls_->take_plain();
+      session_->start(!early.empty());
+      run_actions();
+      if (!early.empty()) handle_bytes(early.data(), early.size());
+      if (closing_) return;
+    } else {
       session_->on_tls_established();   // RFC 3207 §4.2: back to the just-greeted state
-    run_actions();
+      run_actions();
+    }
   }
   std::string plain = tls_->take_plain();
   if (!plain.empty()) handle_bytes(plain.data(), plain.size());
@@ -195,7 +253,7 @@ void InboundConnection::handle_eof(const char* why) {
 void InboundConnection::update_reading() {
   if (closing_) return;
   bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
-              store_inflight_bytes_ < kMaxStoreBacklog &&
+              !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
               uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   if (want && !reading_) {
     if (uv_read_start(stream_, &InboundConnection::on_alloc, &InboundConnection::on_read) == 0)
@@ -235,7 +293,7 @@ void InboundConnection::arm_idle_timer() {
 void InboundConnection::on_timer(uv_timer_t* t) {
   auto* self = static_cast<InboundConnection*>(t->data);
   if (self->closing_) return;
-  if (self->session_->awaiting_commit()) {  // our own delay, not the client's
+  if (self->session_->awaiting_commit() || self->session_->awaiting_auth()) {  // our own delay, not the client's
     self->arm_idle_timer();
     return;
   }
@@ -260,6 +318,93 @@ void InboundConnection::on_session_timer(uv_timer_t* t) {
   self->run_actions();
 }
 
+void InboundConnection::on_rate_timer(uv_timer_t* t) {
+  auto* self = static_cast<InboundConnection*>(t->data);
+  if (self->closing_) return;
+  if (!self->session_->in_data()) {
+    uv_timer_stop(t);
+    return;
+  }
+  std::uint64_t now = uv_now(self->server_.loop());
+  // Time while reading was stopped for back-pressure (the spool is behind)
+  // is our delay, not the client's slowness.
+  if (self->reading_) self->data_elapsed_ms_ += now - self->data_tick_ms_;
+  self->data_tick_ms_ = now;
+  auto rate = static_cast<double>(self->server_.config().limits.min_data_rate);
+  if (self->data_elapsed_ms_ < kDataRateGraceMs) return;
+  if (static_cast<double>(self->data_bytes_) * 1000.0 >= rate * static_cast<double>(self->data_elapsed_ms_)) return;
+  uv_timer_stop(t);
+  self->session_->on_slow_data(self->data_bytes_, self->data_elapsed_ms_ / 1000);
+  self->run_actions();
+}
+
+// --- SMTP AUTH ------------------------------------------------------------------
+
+void InboundConnection::check_credentials(protocol::CheckCredentials& a) {
+  auto* w = new AuthWork;
+  w->req.data = w;
+  w->user = a.user;
+  w->password = a.password;
+  wipe(a.password);
+  w->conn = weak_from_this();
+  for (const auto& u : server_.config().users) {
+    if (u.name == w->user) {
+      w->hash = u.password_hash;
+      w->known = true;
+      break;
+    }
+  }
+  if (!w->known) w->hash = kDummyHash;
+  auto work = [](uv_work_t* req) {
+    auto* w = static_cast<AuthWork*>(req->data);
+    bool match = password::verify_password(w->hash, w->password);
+    w->ok = match && w->known;
+    wipe(w->password);
+  };
+  auto after = [](uv_work_t* req, int status) {
+    std::unique_ptr<AuthWork> w(static_cast<AuthWork*>(req->data));
+    wipe(w->password);
+    auto self = w->conn.lock();
+    if (!self || self->closing_) return;
+    self->finish_auth(status == 0 && w->ok, w->user);
+  };
+  int rc = uv_queue_work(server_.loop(), &w->req, work, after);
+  if (rc != 0) {
+    log::error(log::Line("auth_error").kv("client", client_label()).kv("error", uv_err_name(rc)));
+    std::string user = w->user;
+    wipe(w->password);
+    delete w;
+    finish_auth(false, user);
+  }
+}
+
+void InboundConnection::finish_auth(bool ok, const std::string& user) {
+  if (ok) {
+    session_->on_auth_result(true);
+    run_actions();
+    arm_idle_timer();
+    update_reading();
+    return;
+  }
+  // Slow guessing down before the 535 (S6): per address and per user.
+  std::string key = peer_.unix_socket ? "unix:" + (peer_.uid ? std::to_string(*peer_.uid) : std::string("?"))
+                                      : peer_.address;
+  auto delay = server_.auth_throttle().failure(key, user, uv_now(server_.loop()));
+  log::debug(log::Line("auth_delay").kv("client", client_label()).kv("user", user)
+                 .kv("ms", static_cast<std::uint64_t>(delay.count())));
+  uv_timer_start(auth_timer_, &InboundConnection::on_auth_delay, static_cast<std::uint64_t>(delay.count()), 0);
+}
+
+void InboundConnection::on_auth_delay(uv_timer_t* t) {
+  auto* self = static_cast<InboundConnection*>(t->data);
+  if (self->closing_) return;
+  self->session_->on_auth_result(false);
+  self->run_actions();
+  if (self->server_.shutting_down()) self->shutdown(false);
+  self->arm_idle_timer();
+  self->update_reading();
+}
+
 // --- session actions ------------------------------------------------------------
 
 void InboundConnection::run_actions() {
@@ -281,6 +426,8 @@ void InboundConnection::run_actions() {
             start_tls();
           } else if constexpr (std::is_same_v<T, protocol::CloseConnection>) {
             close_after_flush_ = true;
+          } else if constexpr (std::is_same_v<T, protocol::CheckCredentials>) {
+            check_credentials(a);
           } else if constexpr (std::is_same_v<T, protocol::LogEvent>) {
             log::Line l(a.event);
             l.kv("client", client_label());
@@ -350,6 +497,13 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
   msg_failed_ = false;
   msg_from_ = a.envelope.sender;
   msg_nrcpt_ = a.envelope.recipients.size();
+  msg_user_ = a.envelope.auth_user;
+  if (server_.config().limits.min_data_rate > 0) {
+    data_bytes_ = 0;
+    data_elapsed_ms_ = 0;
+    data_tick_ms_ = uv_now(server_.loop());
+    uv_timer_start(rate_timer_, &InboundConnection::on_rate_timer, 1000, 1000);
+  }
   queue::NewMessage m;
   m.id = a.id;
   m.sender = std::move(a.envelope.sender);
@@ -394,11 +548,12 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
   std::string from = msg_from_;
   std::size_t nrcpt = msg_nrcpt_;
   std::string client = client_label();
+  std::string user = msg_user_;
   std::optional<std::uint32_t> uid = peer_.uid;
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
   server_.store().commit_message(a.id, std::move(a.prefix), a.size,
-      [weak, id, size, from, nrcpt, client, uid, failed_before](bool ok, std::string err) {
+      [weak, id, size, from, nrcpt, client, user, uid, failed_before](bool ok, std::string err) {
         auto self = weak.lock();
         bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
         if (ok && failed) {
@@ -412,6 +567,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
           l.kv("id", id).kv("from", from.empty() ? "<>" : from).kv("nrcpt", nrcpt).kv("size", size)
               .kv("client", client);
           if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
+          if (!user.empty()) l.kv("user", user);
           log::info(l);
           if (self) self->server_.message_accepted();
         } else {
@@ -447,6 +603,8 @@ void InboundConnection::begin_close() {
   uv_close(reinterpret_cast<uv_handle_t*>(stream_), on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_), on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(session_timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(rate_timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(auth_timer_), on_close);
 }
 
 void InboundConnection::on_handle_closed() {
@@ -458,6 +616,8 @@ void InboundConnection::on_handle_closed() {
     delete reinterpret_cast<uv_tcp_t*>(stream_);
   delete idle_timer_;
   delete session_timer_;
+  delete rate_timer_;
+  delete auth_timer_;
   stream_ = nullptr;
   server_.connection_closed(this);   // may destroy *this
 }

@@ -46,6 +46,8 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   static void on_write(uv_write_t* req, int status);
   static void on_timer(uv_timer_t* t);
   static void on_session_timer(uv_timer_t* t);
+  static void on_rate_timer(uv_timer_t* t);
+  static void on_auth_delay(uv_timer_t* t);
 
   void handle_bytes(const char* data, size_t n);
   void handle_cipher(const char* data, size_t n);
@@ -66,12 +68,17 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void store_append(protocol::AppendBody& a);
   void store_commit(protocol::CommitMessage& a);
   void store_abort(const std::string& id);
+  void check_credentials(protocol::CheckCredentials& a);
+  void finish_auth(bool ok, const std::string& user);
+  bool pending_pregreet() const;
 
   Server& server_;
   const ListenConfig& listener_;
   uv_stream_t* stream_;
   uv_timer_t* idle_timer_;
   uv_timer_t* session_timer_;
+  uv_timer_t* rate_timer_;           // min_data_rate checks, once a second during DATA
+  uv_timer_t* auth_timer_;           // holds a 535 for the failure delay
   Peer peer_;
   std::unique_ptr<protocol::ServerSession> session_;
   std::string out_;                  // replies waiting for the next uv_write
@@ -93,12 +100,19 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::size_t store_inflight_bytes_ = 0;
   std::string msg_from_;
   std::size_t msg_nrcpt_ = 0;
+  std::string msg_user_;             // the AUTH user of the message, for the accepted line
   std::uint64_t started_ms_ = 0;
   // DATA deadline (SPEC min_data_rate, as Postfix smtpd_min_data_rate): each
   // read spends the time since the previous one and earns n / rate seconds,
-  // never above data_timeout.
+  // never above data_timeout. It catches a client that stalls after a burst.
   std::int64_t data_budget_ms_ = 0;
   std::uint64_t last_data_ms_ = 0;
+  // min_data_rate as an average (after a 10 s grace): plaintext bytes fed
+  // while in DATA, and the time spent reading them (time while we stopped
+  // reading for back-pressure is ours). It catches a steady trickle.
+  std::uint64_t data_bytes_ = 0;
+  std::uint64_t data_elapsed_ms_ = 0;
+  std::uint64_t data_tick_ms_ = 0;
 };
 
 }  // namespace outbox::daemon

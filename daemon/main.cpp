@@ -12,6 +12,7 @@
 #include "daemon/config.h"
 #include "daemon/logging.h"
 #include "daemon/loop_poster.h"
+#include "daemon/password.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
 #include "queue/store_worker.h"
@@ -101,6 +102,18 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "outboxd: %s\n", e.what());
     return kExitConfig;
+  }
+  // The config library links no crypto, so the hash format is checked here:
+  // a typo must stop the start, not lock the user out silently.
+  for (std::size_t i = 0; i < d.config.users.size(); ++i) {
+    const auto& u = d.config.users[i];
+    if (!outbox::password::is_valid_hash(u.password_hash)) {
+      std::fprintf(stderr,
+                   "outboxd: %s: user[%zu].password_hash: not a $scrypt$ or $pbkdf2-sha256$ hash "
+                   "(user %s; make one with outboxctl hash-password)\n",
+                   config_path.c_str(), i, u.name.c_str());
+      return kExitConfig;
+    }
   }
   if (check) {
     std::printf("%s: configuration ok\n", config_path.c_str());

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/auth_throttle.h"
 #include "daemon/config.h"
 #include "daemon/tls.h"
 #include "protocol/server_session.h"
@@ -46,6 +47,8 @@ class Server {
   // The [tls] certificate and key, loaded when a listener uses TLS.
   std::shared_ptr<TlsContext> tls_context() const { return tls_ctx_; }
   void connection_closed(InboundConnection* conn);
+  // Failed AUTH delays, shared by all connections (per address, per user).
+  AuthThrottle& auth_throttle() { return auth_throttle_; }
   bool shutting_down() const { return shutting_down_; }
 
  private:
@@ -63,6 +66,7 @@ class Server {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<InboundConnection*, std::shared_ptr<InboundConnection>> connections_;
   std::map<std::string, std::size_t> per_client_;
+  AuthThrottle auth_throttle_;
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
   std::function<void()> on_accepted_;

@@ -19,6 +19,11 @@ inline constexpr std::string_view kVrfy = "2.0.0 Cannot VRFY user; try RCPT to a
 inline constexpr std::string_view kHelp =
     "2.0.0 Commands: HELO EHLO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP";  // 214
 inline constexpr std::string_view kStartTls = "2.0.0 Ready to start TLS";  // 220
+inline constexpr std::string_view kAuthOk = "2.7.0 Authentication successful";  // 235
+// 334 challenges of the LOGIN mechanism (draft-murchison-sasl-login):
+// base64 of "Username:" and "Password:"; PLAIN's challenge is empty.
+inline constexpr std::string_view kLoginUser = "VXNlcm5hbWU6";
+inline constexpr std::string_view kLoginPassword = "UGFzc3dvcmQ6";
 
 // 4xx
 inline constexpr std::string_view kTooManyRecipients = "4.5.3 Too many recipients";  // 452
@@ -55,6 +60,14 @@ inline constexpr std::string_view kBadSender = "5.1.7 Bad sender address syntax"
 inline constexpr std::string_view kBadRecipient = "5.1.3 Bad recipient address syntax";  // 501
 inline constexpr std::string_view kNeedSmtpUtf8 = "5.6.7 Non-ASCII address requires SMTPUTF8";  // 553
 inline constexpr std::string_view kAuthRequired = "5.7.0 Authentication required";  // 530
+inline constexpr std::string_view kAuthFailed = "5.7.8 Authentication credentials invalid";  // 535
+inline constexpr std::string_view kAuthAborted = "5.7.0 Authentication aborted";  // 501
+inline constexpr std::string_view kAuthBadBase64 = "5.5.2 Cannot decode response";  // 501
+inline constexpr std::string_view kAuthLineTooLong = "5.5.6 Authentication exchange line is too long";  // 500
+inline constexpr std::string_view kAuthTwice = "5.5.1 Error: already authenticated";  // 503
+inline constexpr std::string_view kAuthMechanism = "5.5.4 Unrecognized authentication type";  // 504
+inline constexpr std::string_view kSyntaxAuth = "5.5.4 Syntax: AUTH mechanism [initial-response]";  // 501
+inline constexpr std::string_view kPregreet = "5.5.1 Error: SMTP protocol synchronization";  // 554
 inline constexpr std::string_view kTooBig = "5.3.4 Message size exceeds fixed maximum message size";  // 552
 inline constexpr std::string_view kBareInData = "5.6.0 Message contains bare CR, LF or NUL; not accepted";  // 550
 
@@ -62,5 +75,7 @@ inline constexpr std::string_view kBareInData = "5.6.0 Message contains bare CR,
 inline constexpr std::string_view kTooManyErrors = "Error: too many errors";       // 4.7.0
 inline constexpr std::string_view kTimeout = "Error: timeout exceeded";            // 4.4.2
 inline constexpr std::string_view kHttpRequest = "Error: HTTP requests are not accepted";  // 4.7.0
+inline constexpr std::string_view kTooManyAuthFailures = "Error: too many authentication failures";  // 4.7.0
+inline constexpr std::string_view kSlowData = "Error: data rate too low";  // 4.4.2
 
 }  // namespace outbox::protocol::replies

@@ -9,6 +9,15 @@
 
 namespace outbox::protocol {
 
+namespace {
+bool is_auth_line(std::string_view line) {
+  if (line.size() < 5 || line[4] != ' ') return false;
+  for (std::size_t i = 0; i < 4; ++i)
+    if ((line[i] & ~0x20) != "AUTH"[i]) return false;
+  return true;
+}
+}  // namespace
+
 ServerSession::Impl::Impl(SessionConfig c, PeerInfo p, IdSource i, Clock k)
     : cfg(std::move(c)), peer(std::move(p)), ids(std::move(i)), clock(std::move(k)) {
   // Implicit TLS (RFC 8314 §3.3): the handshake happened before any SMTP.
@@ -83,8 +92,9 @@ void ServerSession::Impl::feed(std::string_view bytes) {
       discard(bytes.size());
       return;
     case State::AwaitCommit:
-      // RFC 2920: pipelined commands after the final dot are kept in order
-      // and run once the commit answered.
+    case State::AwaitAuth:
+      // RFC 2920: pipelined commands after the final dot (or an AUTH) are
+      // kept in order and run once the commit (the credential check) answered.
       pending.append(bytes);
       return;
     case State::Command:
@@ -110,6 +120,7 @@ void ServerSession::Impl::process(std::string_view in) {
         discard(in.size());
         return;
       case State::AwaitCommit:
+      case State::AwaitAuth:
         pending.assign(in);
         return;
       case State::Data:
@@ -122,16 +133,31 @@ void ServerSession::Impl::process(std::string_view in) {
           case LineFramer::Status::NeedMore:
             break;
           case LineFramer::Status::Line:
-            handle_line(framer.line());
+            if (auth_step != AuthStep::None) {
+              auth_response(framer.line());
+            } else if (framer.line().size() + 2 > kMaxCommandLine && !is_auth_line(framer.line())) {
+              // RFC 5321 §4.5.3.1.4: 512 octets; only AUTH may carry a longer
+              // initial response (RFC 4954 §4).
+              log("rejected", {{"reason", "line_too_long"}});
+              fail(500, replies::kLineTooLong);
+            } else {
+              handle_line(framer.line());
+            }
             break;
           case LineFramer::Status::TooLong:
             log("rejected", {{"reason", "line_too_long"}});
-            fail(500, replies::kLineTooLong);
+            if (auth_step != AuthStep::None) {
+              end_auth_exchange();
+              fail(500, replies::kAuthLineTooLong);  // RFC 4954 §4: 500 5.5.6
+            } else {
+              fail(500, replies::kLineTooLong);
+            }
             break;
           case LineFramer::Status::BadBytes:
             // RFC 5321 §2.3.8: only CRLF ends a line; the line is one bad
             // command, never split into two (SMTP smuggling in commands).
             log("rejected", {{"reason", "bare_cr_lf_nul_in_command"}});
+            end_auth_exchange();
             fail(500, replies::kBareInCommand);
             break;
         }
@@ -218,9 +244,21 @@ ServerSession::ServerSession(SessionConfig config, PeerInfo peer, IdSource ids, 
 
 ServerSession::~ServerSession() = default;
 
-void ServerSession::start() {
-  if (impl_->state == Impl::State::Closed) return;
-  impl_->reply(220, impl_->cfg.hostname + " ESMTP outbox");
+void ServerSession::start(bool pregreet) {
+  Impl& s = *impl_;
+  if (s.state == Impl::State::Closed) return;
+  // Like postscreen's pre-greet test (and Postfix's
+  // smtpd_forbid_unauth_pipelining): a client that talks before the 220
+  // (RFC 5321 §4.3.1) is a bot blasting commands, not an MUA. Trusted
+  // peers (trusted_networks, Unix sockets) are let through, like
+  // postscreen_access_list = permit_mynetworks.
+  if (pregreet && !s.peer.trusted) {
+    s.log("rejected", {{"reason", "pregreet"}});
+    s.reply(554, replies::kPregreet);
+    s.close();
+    return;
+  }
+  s.reply(220, s.cfg.hostname + " ESMTP outbox");
 }
 
 void ServerSession::feed(std::string_view bytes) { impl_->feed(bytes); }
@@ -250,6 +288,32 @@ void ServerSession::on_commit_result(bool ok) {
   s.process(held);
 }
 
+void ServerSession::on_auth_result(bool ok) {
+  Impl& s = *impl_;
+  if (s.state != Impl::State::AwaitAuth) return;
+  s.state = Impl::State::Command;
+  std::string user = std::move(s.checking_user);
+  s.checking_user.clear();
+  if (ok) {
+    s.authenticated = true;
+    s.auth_user = user;
+    s.log("auth", {{"user", user}, {"mechanism", s.auth_mechanism}});
+    s.reply(235, replies::kAuthOk);  // RFC 4954 §6
+  } else {
+    s.auth_failed(user);
+    if (s.state == Impl::State::Closed) return;
+  }
+  if (s.after_commit == Impl::AfterCommit::Timeout) {
+    s.after_commit = Impl::AfterCommit::Nothing;
+    s.log("disconnect", {{"reason", "timeout"}, {"state", "command"}});
+    s.close_421("4.4.2", replies::kTimeout);
+    return;
+  }
+  std::string held = std::move(s.pending);
+  s.pending.clear();
+  s.process(held);
+}
+
 void ServerSession::on_tls_established() {
   Impl& s = *impl_;
   if (s.state != Impl::State::TlsWait && s.state != Impl::State::Command) return;
@@ -261,13 +325,20 @@ void ServerSession::on_tls_established() {
   s.greeted = Impl::Greeted::None;
   s.helo.clear();
   s.reset_transaction();
+  // Authentication before TLS is knowledge from before TLS too (possible
+  // only on a Unix socket with STARTTLS).
+  s.authenticated = false;
+  s.auth_user.clear();
+  s.end_auth_exchange();
   s.state = Impl::State::Command;
 }
 
 void ServerSession::on_timeout() {
   Impl& s = *impl_;
   if (s.state == Impl::State::Closed) return;
-  if (s.state == Impl::State::AwaitCommit) {  // our own delay: answer the message first
+  if (s.state == Impl::State::AwaitCommit || s.state == Impl::State::AwaitAuth) {
+    // Our own delay (the spool, or the credential check and its failure
+    // delay): answer the client first.
     s.after_commit = Impl::AfterCommit::Timeout;
     return;
   }
@@ -282,8 +353,20 @@ void ServerSession::on_shutdown() {
     s.after_commit = Impl::AfterCommit::Shutdown;
     return;
   }
+  // A credential check in flight is simply dropped: on_auth_result() after
+  // the close does nothing.
   s.reply(421, replies::kShutdown);
   s.close();
+}
+
+void ServerSession::on_slow_data(std::uint64_t bytes, std::uint64_t seconds) {
+  Impl& s = *impl_;
+  if (s.state != Impl::State::Data) return;
+  // Slowloris: a client trickling a message holds a connection slot and a
+  // half-written spool entry; Postfix's smtpd_min_data_rate, cut like a timeout.
+  s.log("disconnect", {{"reason", "slow_data"}, {"bytes", std::to_string(bytes)},
+                       {"seconds", std::to_string(seconds)}});
+  s.close_421("4.4.2", replies::kSlowData);
 }
 
 std::vector<Action> ServerSession::take_actions() {
@@ -293,6 +376,7 @@ std::vector<Action> ServerSession::take_actions() {
 }
 
 bool ServerSession::awaiting_commit() const { return impl_->state == Impl::State::AwaitCommit; }
+bool ServerSession::awaiting_auth() const { return impl_->state == Impl::State::AwaitAuth; }
 bool ServerSession::in_data() const { return impl_->state == Impl::State::Data; }
 bool ServerSession::closed() const { return impl_->state == Impl::State::Closed; }
 bool ServerSession::tls_active() const { return impl_->tls; }

@@ -31,6 +31,18 @@ namespace outbox::protocol {
 enum class ListenerTls { None, StartTls, Implicit };
 enum class ListenerAuth { None, Optional, Required };
 
+// A refusal decided outside the session (the daemon's sender rights, RFC 6409
+// §6.1), so that protocol/ needs no configuration model.
+struct PolicyRejection {
+  int code = 550;
+  std::string text;    // with its enhanced code: "5.7.1 Sender address <a@b> not owned by user app"
+  std::string reason;  // for the log line event=rejected reason=...
+};
+// Asked at MAIL with the sender as it will be stored ("" for <>) and the
+// authenticated user ("" when none); nullopt lets the sender through.
+using SenderPolicy =
+    std::function<std::optional<PolicyRejection>(const std::string& sender, const std::string& auth_user)>;
+
 struct SessionConfig {
   std::string hostname = "localhost";       // greeting, EHLO, Received:, Message-ID:
   std::string domain;                        // qualifies bare addresses ("root" -> root@domain)
@@ -38,8 +50,10 @@ struct SessionConfig {
   std::uint64_t max_message_size = 35ull << 20;  // SIZE, RFC 1870
   std::size_t max_recipients = 100;          // RFC 5321 §4.5.3.1.8: >= 100
   std::size_t max_errors = 10;               // then 421 4.7.0 and close
+  std::size_t max_auth_failures = 3;         // per connection, then 421 4.7.0 and close; 0 = no cap
   ListenerTls tls = ListenerTls::None;
   ListenerAuth auth = ListenerAuth::None;
+  SenderPolicy sender_policy;                // empty: every sender allowed
 };
 
 struct PeerInfo {
@@ -57,6 +71,7 @@ struct Envelope {
   bool smtputf8 = false;               // RFC 6531 SMTPUTF8 parameter
   bool body_8bit = false;              // RFC 6152 BODY=8BITMIME
   std::optional<std::uint64_t> declared_size;  // RFC 1870 SIZE=
+  std::string auth_user;               // RFC 4954 authenticated user; empty when none
 };
 
 // --- actions for the I/O layer -------------------------------------------
@@ -71,11 +86,14 @@ struct AbortMessage { std::string id; };
 struct StartTls {};       // the 220 was queued; discard unread plaintext, handshake, then on_tls_established()
 struct CloseConnection {};  // after flushing queued replies
 struct LogEvent {         // one key=value log line, e.g. event=rejected reason=...
-  std::string event;
+  std::string event;      // never holds a password
   std::vector<std::pair<std::string, std::string>> fields;
 };
+// SMTP AUTH (RFC 4954): verify these credentials, then on_auth_result().
+// Input is held until then. The password is a secret: never log or keep it.
+struct CheckCredentials { std::string user; std::string password; };
 using Action = std::variant<SendReply, BeginMessage, AppendBody, CommitMessage,
-                            AbortMessage, StartTls, CloseConnection, LogEvent>;
+                            AbortMessage, StartTls, CloseConnection, LogEvent, CheckCredentials>;
 
 class ServerSession {
  public:
@@ -87,15 +105,24 @@ class ServerSession {
   ServerSession(const ServerSession&) = delete;
   ServerSession& operator=(const ServerSession&) = delete;
 
-  void start();                         // queues the 220 greeting
+  // Queues the 220 greeting. pregreet: the client already sent bytes that
+  // cannot have followed this greeting (postscreen's pre-greet test, RFC 5321
+  // §4.3.1: the client waits for the 220); an untrusted peer then gets
+  // 554 5.5.1 and is closed, a trusted one the usual 220.
+  void start(bool pregreet = false);
   void feed(std::string_view bytes);    // network bytes in (buffered while awaiting a commit)
   void on_commit_result(bool ok);       // 250 2.0.0 Ok: queued as ID, or 451 4.3.0
+  void on_auth_result(bool ok);         // after CheckCredentials: 235 2.7.0, or 535 5.7.8
   void on_tls_established();            // RFC 3207 §4.2: forget everything, wait for EHLO
   void on_timeout();                    // 421 4.4.2 + close
   void on_shutdown();                   // 421 4.3.2 + close (daemon stopping)
+  // DATA below min_data_rate (bytes received in DATA over seconds, for the
+  // log line): 421 4.4.2 + close; the message is aborted.
+  void on_slow_data(std::uint64_t bytes, std::uint64_t seconds);
   std::vector<Action> take_actions();
 
   bool awaiting_commit() const;         // stop reading until on_commit_result()
+  bool awaiting_auth() const;           // stop reading until on_auth_result()
   bool in_data() const;                 // between 354 and the end of data (data_timeout applies)
   bool closed() const;                  // CloseConnection was issued
   bool tls_active() const;

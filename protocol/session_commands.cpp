@@ -1,6 +1,7 @@
 // ServerSession command handlers: one function per verb, each answering with
 // exactly one reply (RFC 2920 §3.1: replies in order, one per command).
 #include "protocol/address.h"
+#include "protocol/base64.h"
 #include "protocol/replies.h"
 #include "protocol/session_impl.h"
 #include "protocol/utf8.h"
@@ -28,6 +29,13 @@ bool has_control(std::string_view s) {
   for (unsigned char c : s)
     if (c < 0x20 || c == 0x7f) return true;
   return false;
+}
+
+// Overwrites a secret before its memory goes back to the allocator.
+void wipe(std::string& s) {
+  volatile char* p = s.data();
+  for (std::size_t i = 0; i < s.size(); ++i) p[i] = 0;
+  s.clear();
 }
 
 }  // namespace
@@ -183,9 +191,23 @@ void ServerSession::Impl::cmd_mail(const Command& c) {
     log("rejected", {{"reason", "message_too_big"}, {"size", std::to_string(*params.size)}});
     return fail(552, replies::kTooBig);
   }
+  std::string sender = path.null_path ? std::string() : qualify(path.local, path.domain);
+  // RFC 6409 §6.1: the sender rights of the authenticated (or local) user,
+  // decided by the daemon from [[user]] / [[local_user]].
+  if (cfg.sender_policy) {
+    if (auto r = cfg.sender_policy(sender, authenticated ? auth_user : std::string())) {
+      std::vector<std::pair<std::string, std::string>> fields{{"reason", r->reason},
+                                                              {"from", sender.empty() ? "<>" : sender}};
+      if (authenticated) fields.emplace_back("user", auth_user);
+      else if (peer.unix_socket && !peer.user.empty()) fields.emplace_back("user", peer.user);
+      log("rejected", std::move(fields));
+      return fail(r->code, r->text);
+    }
+  }
   reset_transaction();
   has_mail = true;
-  envelope.sender = path.null_path ? std::string() : qualify(path.local, path.domain);
+  envelope.sender = std::move(sender);
+  envelope.auth_user = authenticated ? auth_user : std::string();
   envelope.helo = helo;
   envelope.smtputf8 = params.smtputf8;
   // RFC 6531 §3.1: an SMTPUTF8 server supports 8BITMIME; such mail is 8-bit.
@@ -282,14 +304,115 @@ void ServerSession::Impl::cmd_starttls(const Command& c) {
   state = State::TlsWait;
 }
 
-void ServerSession::Impl::cmd_auth(const Command&) {
-  // The slot for SMTP AUTH (RFC 4954): the mechanisms need a credential check
-  // outside this library, which the session interface does not carry yet.
-  if (greeted == Greeted::None) return fail(503, replies::kNeedHelo);
+void ServerSession::Impl::cmd_auth(const Command& c) {
+  if (greeted == Greeted::None) return fail(503, replies::kNeedHelo);  // RFC 4954 §4: after EHLO
+  if (cfg.auth == ListenerAuth::None) return fail(502, replies::kAuthNotAvailable);
+  // RFC 4954 §4 / §6: no plaintext password mechanism without TLS (a Unix
+  // socket cannot be sniffed): 538, and AUTH was not advertised either.
+  if (!auth_offered()) return fail(538, replies::kAuthNeedsTls);
+  if (authenticated) return fail(503, replies::kAuthTwice);  // RFC 4954 §4: once per session
   if (has_mail) return fail(503, replies::kAuthInTransaction);  // RFC 4954 §4
-  if (cfg.auth != ListenerAuth::None && !auth_offered())
-    return fail(538, replies::kAuthNeedsTls);  // RFC 4954 §6, SPEC: 538 on plaintext TCP
-  fail(502, replies::kAuthNotAvailable);
+  std::string_view arg = c.arg;
+  auto sp = arg.find(' ');
+  std::string_view mechanism = arg.substr(0, sp);
+  std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
+  if (mechanism.empty() || (sp != std::string_view::npos && (initial.empty() || initial.find(' ') != std::string_view::npos)))
+    return fail(501, replies::kSyntaxAuth);
+  if (iequals(mechanism, "PLAIN")) auth_mechanism = "PLAIN";
+  else if (iequals(mechanism, "LOGIN")) auth_mechanism = "LOGIN";
+  else return fail(504, replies::kAuthMechanism);  // RFC 4954 §4: 504 for an unsupported mechanism
+
+  if (initial.empty()) {
+    // RFC 4954 §4: 334 and a base64 challenge (empty for PLAIN, RFC 4616 §2).
+    auth_step = auth_mechanism == "PLAIN" ? AuthStep::PlainResponse : AuthStep::LoginUser;
+    reply(334, auth_mechanism == "PLAIN" ? std::string_view() : replies::kLoginUser);
+    return;
+  }
+  // An initial response: "=" stands for an empty one (RFC 4954 §4).
+  auth_step = auth_mechanism == "PLAIN" ? AuthStep::PlainResponse : AuthStep::LoginUser;
+  auth_response(initial == "=" ? std::string_view() : initial);
+}
+
+void ServerSession::Impl::auth_response(std::string_view line) {
+  // RFC 4954 §4: "*" cancels the exchange, with a 501.
+  if (line == "*") {
+    end_auth_exchange();
+    return fail(501, replies::kAuthAborted);
+  }
+  auto decoded = line == "=" ? std::optional<std::string>(std::string()) : base64_decode(line);
+  if (!decoded) {
+    end_auth_exchange();
+    return fail(501, replies::kAuthBadBase64);
+  }
+  switch (auth_step) {
+    case AuthStep::None:
+      return;
+    case AuthStep::PlainResponse:
+      auth_step = AuthStep::None;
+      auth_plain(*decoded);
+      break;
+    case AuthStep::LoginUser:
+      login_user = std::move(*decoded);
+      auth_step = AuthStep::LoginPassword;
+      reply(334, replies::kLoginPassword);
+      break;
+    case AuthStep::LoginPassword:
+      auth_step = AuthStep::None;
+      check_credentials(std::move(login_user), *decoded);
+      login_user.clear();
+      break;
+  }
+  wipe(*decoded);
+}
+
+void ServerSession::Impl::auth_plain(std::string& message) {
+  // RFC 4616 §2: [authzid] NUL authcid NUL passwd.
+  auto n1 = message.find('\0');
+  auto n2 = n1 == std::string::npos ? std::string::npos : message.find('\0', n1 + 1);
+  if (n2 == std::string::npos || message.find('\0', n2 + 1) != std::string::npos)
+    return auth_failed(n1 == std::string::npos ? std::string() : message.substr(n1 + 1, n2 - n1 - 1));
+  std::string authzid = message.substr(0, n1);
+  std::string authcid = message.substr(n1 + 1, n2 - n1 - 1);
+  std::string password = message.substr(n2 + 1);
+  // Acting as another identity (proxy authorization) is not offered: a
+  // differing authzid fails like wrong credentials (RFC 4616 §2).
+  if (!authzid.empty() && authzid != authcid) {
+    wipe(password);
+    return auth_failed(authcid);
+  }
+  check_credentials(std::move(authcid), password);
+  wipe(password);
+}
+
+void ServerSession::Impl::check_credentials(std::string user, std::string& password) {
+  // Only names that can be a [[user]] and can go in a log line reach the
+  // check; anything else fails at once (no password is ever looked at).
+  if (user.empty() || user.size() > kMaxAuthUser || has_control(user) || !is_valid_utf8(user)) {
+    wipe(password);
+    return auth_failed(user);
+  }
+  checking_user = user;
+  actions.emplace_back(CheckCredentials{std::move(user), password});
+  wipe(password);
+  state = State::AwaitAuth;
+}
+
+void ServerSession::Impl::auth_failed(const std::string& user) {
+  log("auth_failed", {{"user", user.substr(0, kMaxAuthUser)}, {"mechanism", auth_mechanism}});
+  ++auth_failures;
+  fail(535, replies::kAuthFailed);  // RFC 4954 §6
+  if (state == State::Closed) return;
+  // chasquid/Postfix style: a client that keeps guessing is cut off; the
+  // daemon also slows every failure down per address and per user.
+  if (cfg.max_auth_failures != 0 && auth_failures >= cfg.max_auth_failures) {
+    log("disconnect", {{"reason", "too_many_auth_failures"}, {"failures", std::to_string(auth_failures)}});
+    close_421("4.7.0", replies::kTooManyAuthFailures);
+  }
+}
+
+void ServerSession::Impl::end_auth_exchange() {
+  auth_step = AuthStep::None;
+  wipe(login_user);
 }
 
 }  // namespace outbox::protocol

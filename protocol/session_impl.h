@@ -18,6 +18,12 @@ namespace outbox::protocol {
 
 // RFC 5321 §4.5.3.1.4: 512 octets including the CRLF.
 inline constexpr std::size_t kMaxCommandLine = 512;
+// RFC 4954 §4: an AUTH exchange line (the initial response included) may be
+// 12,288 octets; the framer takes lines that long and handle_line() holds
+// every other command to kMaxCommandLine.
+inline constexpr std::size_t kMaxAuthLine = 12288;
+// Longest user name taken to a credential check (and into a log line).
+inline constexpr std::size_t kMaxAuthUser = 256;
 // Upper bound of one AppendBody chunk.
 inline constexpr std::size_t kMaxChunk = 64 * 1024;
 
@@ -26,11 +32,13 @@ struct ServerSession::Impl {
     Command,      // reading command lines
     Data,         // between 354 and the end of data
     AwaitCommit,  // CommitMessage issued; input is held until on_commit_result()
+    AwaitAuth,    // CheckCredentials issued; input is held until on_auth_result()
     TlsWait,      // 220 to STARTTLS sent; input is discarded until on_tls_established()
     Closed,       // CloseConnection issued; input is ignored
   };
   enum class Greeted { None, Helo, Ehlo };
   enum class AfterCommit { Nothing, Shutdown, Timeout };
+  enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };  // waiting for a 334 response
 
   Impl(SessionConfig c, PeerInfo p, IdSource i, Clock k);
 
@@ -61,6 +69,11 @@ struct ServerSession::Impl {
   void cmd_data(const Command& c);
   void cmd_starttls(const Command& c);
   void cmd_auth(const Command& c);
+  void auth_response(std::string_view line);
+  void auth_plain(std::string& message);
+  void check_credentials(std::string user, std::string& password);
+  void auth_failed(const std::string& user);
+  void end_auth_exchange();
   std::vector<std::string> ehlo_lines() const;
   bool auth_offered() const;
   bool param_error(const ParamResult& r);
@@ -74,11 +87,17 @@ struct ServerSession::Impl {
 
   State state = State::Command;
   std::vector<Action> actions;
-  LineFramer framer{kMaxCommandLine};
+  LineFramer framer{kMaxAuthLine};
   std::string pending;  // input held while awaiting a commit
   std::size_t errors = 0;
   bool tls = false;
-  bool authenticated = false;  // set by AUTH, once it exists
+  bool authenticated = false;  // RFC 4954: a successful AUTH, until STARTTLS
+  std::string auth_user;
+  AuthStep auth_step = AuthStep::None;
+  std::string auth_mechanism;  // "PLAIN" / "LOGIN" of the exchange under way
+  std::string login_user;      // LOGIN: the user name, while the password is asked for
+  std::string checking_user;   // the user of the CheckCredentials in flight
+  std::size_t auth_failures = 0;
   AfterCommit after_commit = AfterCommit::Nothing;
 
   // greeting and transaction (RFC 5321 §4.1.4: EHLO/HELO and RSET clear the latter)

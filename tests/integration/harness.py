@@ -682,3 +682,54 @@ def run_threads(fns):
     for t in ts:
         t.start()
     return ts
+
+
+# --- TLS and AUTH helpers (security tests) -------------------------------------------
+
+def make_test_certs(directory, names=("localhost",), ips=("127.0.0.1", "::1")):
+    """A throw-away CA and a server certificate signed by it, made with the
+    openssl CLI at test time (no keys in the tree). Returns a dict with
+    ca, cert, key paths; the server certificate names `names` and `ips`."""
+    ca_key = os.path.join(directory, "ca.key")
+    ca = os.path.join(directory, "ca.pem")
+    key = os.path.join(directory, "server.key")
+    csr = os.path.join(directory, "server.csr")
+    cert = os.path.join(directory, "server.pem")
+    ext = os.path.join(directory, "server.ext")
+    san = ",".join(["DNS:" + n for n in names] + ["IP:" + i for i in ips])
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\n" % san)
+
+    def run(*args):
+        p = subprocess.run(["openssl"] + list(args), capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("openssl %s failed: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
+        "-out", ca, "-days", "2", "-subj", "/CN=outbox test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=%s" % names[0])
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+        "-extfile", ext)
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def client_tls_context(ca_file):
+    """What an application does: verify the chain and the name (here the IP)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca_file)
+    return ctx
+
+
+def scrypt_hash(password, ln=15, r=8, p=1, salt=None):
+    """A [[user]] password_hash in outbox's format, made with Python's own
+    scrypt (a cross-check of the format): $scrypt$ln=..,r=..,p=..$salt$key,
+    standard base64 without padding."""
+    import base64
+    import hashlib
+    salt = os.urandom(16) if salt is None else salt
+    key = hashlib.scrypt(password.encode() if isinstance(password, str) else password, salt=salt,
+                         n=1 << ln, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
+    return "$scrypt$ln=%d,r=%d,p=%d$%s$%s" % (ln, r, p, b64(salt), b64(key))

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "daemon/config.h"
+#include "daemon/upstream_probe.h"
 #include "queue/spool.h"
 #include "tools/outboxctl/commands.h"
 
@@ -103,6 +104,13 @@ int main(int argc, char** argv) {
   auto* stats_json = stats->add_flag("--json", json, "one JSON object");
   stats->add_flag("--prometheus", prometheus, "Prometheus text format")->excludes(stats_json);
 
+  std::string upstream_name;
+  auto* test_up = app.add_subcommand("test-upstream",
+                                     "connect to an upstream, negotiate TLS, authenticate, QUIT; explain any failure");
+  test_up->add_option("name", upstream_name, "the [[upstream]] name")->required();
+  bool verbose = false;
+  test_up->add_flag("-v,--verbose", verbose, "print the SMTP dialogue (credentials redacted)");
+
   auto* hash = app.add_subcommand("hash-password",
                                   "read a password (one line on stdin, or a no-echo prompt on a terminal) "
                                   "and print its password_hash");
@@ -121,6 +129,29 @@ int main(int argc, char** argv) {
 
   ctl::Io io{std::cout, std::cerr};
   if (hash->parsed()) return ctl::cmd_hash_password(std::cin, isatty(STDIN_FILENO) == 1, io);
+
+  if (test_up->parsed()) {
+    outbox::Config cfg;
+    try {
+      cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+    } catch (const std::exception& e) {
+      std::cerr << "outboxctl: " << e.what() << "\n";
+      return ctl::kExitFailure;
+    }
+    const outbox::UpstreamConfig* up = nullptr;
+    for (const auto& u : cfg.upstreams)
+      if (u.name == upstream_name) up = &u;
+    if (!up) {
+      std::cerr << "outboxctl: no [[upstream]] named \"" << upstream_name << "\" in " << cfg.source << "\n";
+      return ctl::kExitFailure;
+    }
+    auto r = outbox::probe::probe_upstream(cfg, *up);
+    if (verbose || !r.ok)
+      for (const auto& line : r.transcript) std::cout << "  " << line << "\n";
+    std::cout << (r.ok ? "ok: " : "FAILED: ") << r.summary << "\n";
+    if (!r.hint.empty()) std::cout << "hint: " << r.hint << "\n";
+    return r.ok ? ctl::kExitOk : ctl::kExitFailure;
+  }
 
   std::int64_t now = now_us();
   if (queue_cmd->parsed())

@@ -72,6 +72,10 @@ struct Harness {
 
   // Commits succeed at once unless the test wants to drive them.
   bool auto_commit = true;
+  // Credential checks: answered at once from `users` unless auto_auth is off.
+  bool auto_auth = true;
+  std::map<std::string, std::string> users;
+  std::vector<CheckCredentials> checks;
   bool commit_ok = true;
   int ids = 0;
   std::time_t now = 1700000000;  // Tue, 14 Nov 2023 22:13:20 +0000
@@ -91,6 +95,11 @@ struct Harness {
   }
   Harness& feed(std::string_view bytes) {
     session->feed(bytes);
+    collect();
+    return *this;
+  }
+  Harness& auth_result(bool ok) {
+    session->on_auth_result(ok);
     collect();
     return *this;
   }
@@ -184,6 +193,14 @@ struct Harness {
       ++closes;
     } else if (auto* l = std::get_if<LogEvent>(&a)) {
       logs.push_back(*l);
+    } else if (auto* cc = std::get_if<CheckCredentials>(&a)) {
+      checks.push_back(*cc);
+      CHECK(session->awaiting_auth());
+      if (auto_auth) {
+        auto it = users.find(cc->user);
+        session->on_auth_result(it != users.end() && it->second == cc->password);
+        return true;
+      }
     }
     return false;
   }

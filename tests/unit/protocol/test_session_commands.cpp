@@ -257,7 +257,7 @@ TEST_CASE("unauthenticated mail only from trusted peers") {
   CHECK(h.take() == Lines{"530 5.7.0 Authentication required\r\n"});
 }
 
-TEST_CASE("AUTH is a slot: 538 on plaintext TCP, 502 elsewhere") {
+TEST_CASE("AUTH: 503 before EHLO, 538 on plaintext TCP, 502 where the listener takes none") {
   SessionConfig cfg = test_config();
   cfg.auth = ListenerAuth::Optional;
   Harness h(cfg);
@@ -266,14 +266,15 @@ TEST_CASE("AUTH is a slot: 538 on plaintext TCP, 502 elsewhere") {
   h.ehlo();
   h.feed("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
   CHECK(h.take() == Lines{"538 5.7.11 Encryption required for requested authentication mechanism\r\n"});
+  CHECK(h.checks.empty());  // the password never left the session
   h.feed("MAIL FROM:<a@example.org>\r\nAUTH PLAIN\r\n");
-  CHECK(h.take() == Lines{"250 2.1.0 Ok\r\n", "503 5.5.1 Error: MAIL transaction in progress\r\n"});
+  CHECK(h.take() == Lines{"250 2.1.0 Ok\r\n", "538 5.7.11 Encryption required for requested authentication mechanism\r\n"});
 
   cfg.tls = ListenerTls::Implicit;
   Harness t(cfg);
   t.ehlo();
-  t.feed("AUTH LOGIN\r\n");
-  CHECK(t.take() == Lines{"502 5.5.1 AUTH not available\r\n"});
+  t.feed("MAIL FROM:<a@example.org>\r\nAUTH LOGIN\r\n");
+  CHECK(t.take() == Lines{"250 2.1.0 Ok\r\n", "503 5.5.1 Error: MAIL transaction in progress\r\n"});
   Harness none;
   none.ehlo();
   none.feed("AUTH LOGIN\r\n");

@@ -1,0 +1,95 @@
+#include "daemon/sender_policy.h"
+
+#include <vector>
+
+namespace outbox::daemon {
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Lower-cases what follows the last '@' (the domain); the local part stays.
+std::string fold_domain(std::string_view s) {
+  std::string out(s);
+  auto at = out.rfind('@');
+  if (at != std::string::npos)
+    for (std::size_t i = at + 1; i < out.size(); ++i) out[i] = lower(out[i]);
+  return out;
+}
+
+// '*' = any run, everything else literal. Iterative with one backtrack
+// point, so a pattern of many stars cannot blow up.
+bool glob(std::string_view p, std::string_view s) {
+  std::size_t pi = 0, si = 0, star = std::string_view::npos, mark = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      mark = si;
+    } else if (pi < p.size() && p[pi] == s[si]) {
+      ++pi;
+      ++si;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      si = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+bool any_matches(const std::vector<std::string>& patterns, const std::string& sender) {
+  for (const auto& p : patterns)
+    if (sender_matches(p, sender)) return true;
+  return false;
+}
+
+// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its code and
+// CRLF; a 254-octet address and a 256-octet user name would not fit both.
+constexpr std::size_t kMaxReplyText = 512 - 6;
+
+protocol::PolicyRejection not_owned(const std::string& sender, const std::string& user) {
+  std::string text = "5.7.1 Sender address <" + sender + "> not owned by user " + user;
+  if (text.size() > kMaxReplyText) text = "5.7.1 Sender address not owned by user " + user;
+  if (text.size() > kMaxReplyText) text = "5.7.1 Sender address not owned by user";
+  return {550, std::move(text), "sender_not_owned"};
+}
+
+}  // namespace
+
+bool sender_matches(std::string_view pattern, std::string_view sender) {
+  // The null sender is its own thing: a bounce or an MDN, never "any address
+  // at a domain" (RFC 5321 §4.5.5).
+  if (sender.empty()) return pattern == "*" || pattern == "<>";
+  if (pattern == "<>") return false;
+  return glob(fold_domain(pattern), fold_domain(sender));
+}
+
+std::optional<protocol::PolicyRejection> check_sender(const Config& config, const Submitter& who,
+                                                      const std::string& sender, const std::string& auth_user) {
+  if (!auth_user.empty()) {
+    // RFC 6409 §6.1: the submission server may check that the
+    // authenticated identity is allowed to use this sender.
+    for (const auto& u : config.users)
+      if (u.name == auth_user) {
+        if (any_matches(u.may_send_as, sender)) return std::nullopt;
+        break;
+      }
+    return not_owned(sender, auth_user);
+  }
+  if (!who.unix_socket || config.local_users.empty()) return std::nullopt;
+  // Like Postfix's authorized_submit_users: with a list, only those listed.
+  std::string name = who.local_user;
+  if (name.empty()) name = who.uid ? "uid " + std::to_string(*who.uid) : "unknown";
+  for (const auto& u : config.local_users)
+    if (!who.local_user.empty() && u.name == who.local_user) {
+      if (any_matches(u.may_send_as, sender)) return std::nullopt;
+      return not_owned(sender, name);
+    }
+  std::string text = "5.7.1 Local user " + name + " may not submit mail";
+  if (text.size() > kMaxReplyText) text = "5.7.1 Local user may not submit mail";
+  return protocol::PolicyRejection{550, std::move(text), "local_user_not_allowed"};
+}
+
+}  // namespace outbox::daemon
