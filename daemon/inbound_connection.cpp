@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <type_traits>
 
 #include "daemon/logging.h"
 #include "daemon/password.h"
+#include "daemon/routing.h"
 #include "daemon/sender_policy.h"
 #include "daemon/server.h"
 
@@ -103,8 +105,19 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   // Sender rights from [[user]] / [[local_user]] (RFC 6409 §6.1).
   Submitter who{peer_.unix_socket, peer_.uid, peer_.user};
   const Config* config = &cfg;
-  sc.sender_policy = [config, who](const std::string& sender, const std::string& auth_user) {
-    return check_sender(*config, who, sender, auth_user);
+  sc.sender_policy = [config, who](const std::string& sender,
+                                   const std::string& auth_user) -> std::optional<protocol::PolicyRejection> {
+    if (auto r = check_sender(*config, who, sender, auth_user)) return r;
+    // An upstream that takes only its own account as sender (QQ, 163, ...)
+    // would bounce the message later: say so now, at MAIL.
+    auto route = routing::check_sender(*config, sender);
+    if (route.allowed) return std::nullopt;
+    protocol::PolicyRejection rej;
+    rej.code = std::atoi(route.reply.c_str());
+    auto sp = route.reply.find(' ');
+    rej.text = sp == std::string::npos ? route.reply : route.reply.substr(sp + 1);
+    rej.reason = "upstream_sender_mismatch";
+    return rej;
   };
   session_ = std::make_unique<protocol::ServerSession>(
       sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });

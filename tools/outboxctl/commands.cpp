@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "tools/outboxctl/format.h"
-#include "tools/outboxctl/password.h"
+#include "daemon/password.h"
 
 namespace outbox::ctl {
 
@@ -245,7 +245,7 @@ int cmd_hash_password(std::istream& in, bool interactive, Io io) {
   }
   std::string hash;
   try {
-    hash = hash_password(password);
+    hash = outbox::password::hash_password(password);
   } catch (const std::exception& e) {
     OPENSSL_cleanse(password.data(), password.size());
     io.err << "outboxctl: " << e.what() << "\n";

@@ -162,28 +162,14 @@ class Transaction {
         return quit();
       }
       for (std::size_t i = 1; i < ehlo.lines.size(); ++i) caps_.insert(upper_word(ehlo.lines[i]));
-      if (!mail() || !rcpts()) return quit();
-      stage_ = Stage::Data;
-      c_.send_line("DATA");
-      Reply data = c_.read_reply(t_.reply_ms);
-      if (data.code != 354) {
-        fail(Stage::Data, data, "message refused");
-        return quit();
-      }
-      c_.send_raw(s_.data);
-      c_.send_line(".");
-      stage_ = Stage::EndOfData;   // from here a lost connection is ambiguous
-      Reply done = c_.read_reply(t_.end_of_data_ms);
-      if (done.code / 100 != 2) {
-        fail(Stage::EndOfData, done, "message refused");
-        return quit();
-      }
-      auto pos = done.str().find("queued as ");
-      if (pos != std::string::npos) {
-        std::string id = done.str().substr(pos + 10);
-        id.erase(std::find_if(id.begin(), id.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }),
-                 id.end());
-        r_.queue_id = id;
+      // RFC 5321 §4.5.3.1.10: a server may cap recipients per transaction
+      // with 452 4.5.3; the rest then go in further transactions.
+      std::vector<std::string> todo = s_.recipients;
+      while (!todo.empty()) {
+        std::vector<std::string> rest;
+        if (!mail() || !rcpts(todo, rest)) return quit();
+        if (!send_data()) return quit();
+        todo.swap(rest);
       }
       quit();
     } catch (const ChannelError& e) {
@@ -192,6 +178,34 @@ class Transaction {
   }
 
  private:
+  bool send_data() {
+    {
+      stage_ = Stage::Data;
+      c_.send_line("DATA");
+      Reply data = c_.read_reply(t_.reply_ms);
+      if (data.code != 354) {
+        fail(Stage::Data, data, "message refused");
+        return false;
+      }
+      c_.send_raw(s_.data);
+      c_.send_line(".");
+      stage_ = Stage::EndOfData;   // from here a lost connection is ambiguous
+      Reply done = c_.read_reply(t_.end_of_data_ms);
+      if (done.code / 100 != 2) {
+        fail(Stage::EndOfData, done, "message refused");
+        return false;
+      }
+      auto pos = done.str().find("queued as ");
+      if (pos != std::string::npos) {
+        std::string id = done.str().substr(pos + 10);
+        id.erase(std::find_if(id.begin(), id.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }),
+                 id.end());
+        r_.queue_id = id;
+      }
+      return true;
+    }
+  }
+
   bool expect(Stage stage, int code, const char* what) {
     stage_ = stage;
     Reply r = c_.read_reply(t_.reply_ms);
@@ -214,13 +228,24 @@ class Transaction {
   }
 
   // Every recipient, so that all refusals are reported at once.
-  bool rcpts() {
+  // A 452 4.5.3 after at least one accepted recipient ends this batch:
+  // that recipient and the ones after it go into `rest`.
+  bool rcpts(const std::vector<std::string>& batch, std::vector<std::string>& rest) {
     stage_ = Stage::Rcpt;
     bool ok = true;
-    for (const auto& rcpt : s_.recipients) {
+    std::size_t accepted = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& rcpt = batch[i];
       c_.send_line("RCPT TO:" + angle(rcpt));
       Reply r = c_.read_reply(t_.reply_ms);
-      if (r.code == 250 || r.code == 251) continue;
+      if (r.code == 250 || r.code == 251) {
+        ++accepted;
+        continue;
+      }
+      if (r.code == 452 && ok && accepted > 0 && r.str().find("4.5.3") != std::string::npos) {
+        rest.assign(batch.begin() + static_cast<std::ptrdiff_t>(i), batch.end());
+        return true;
+      }
       ok = false;
       fail(Stage::Rcpt, r, ("recipient " + angle(rcpt) + (r.code / 100 == 4 ? " deferred" : " refused")).c_str());
     }

@@ -8,7 +8,7 @@
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "tools/outboxctl/commands.h"
-#include "tools/outboxctl/password.h"
+#include "daemon/password.h"
 #include "unit/queue/helpers.h"
 
 using namespace outbox;
@@ -286,7 +286,7 @@ TEST_CASE("outboxctl hash-password from a pipe prints only the hash") {
     out.pop_back();
     CHECK(out.find('\n') == std::string::npos);
     CHECK(out.rfind("$scrypt$ln=15,r=8,p=1$", 0) == 0);
-    CHECK(verify_password("s3cret pass", out));
+    CHECK(outbox::password::verify_password(out, "s3cret pass"));
     CHECK(c.err.str().empty());
   }
   {
@@ -295,7 +295,7 @@ TEST_CASE("outboxctl hash-password from a pipe prints only the hash") {
     CHECK(cmd_hash_password(in, false, c.io()) == kExitOk);
     auto out = c.out.str();
     out.pop_back();
-    CHECK(verify_password("no newline at end", out));
+    CHECK(outbox::password::verify_password(out, "no newline at end"));
   }
   for (const char* empty : {"", "\n", "\r\n"}) {
     std::istringstream in(empty);
