@@ -171,6 +171,9 @@ int main(int argc, char** argv) {
   }
   outbox::log::init(d.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
+  // error (EFBIG -> 451 4.3.0), not a signal that kills every session.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   d.loop = uv_default_loop();
   d.poster = std::make_unique<outbox::daemon::LoopPoster>(d.loop);
