@@ -426,7 +426,10 @@ void Relay::kick() {
     kicked_ = true;
     return;
   }
-  schedule_tick(std::chrono::milliseconds(0));
+  // Coalesce: under a burst of submissions one claim every few milliseconds
+  // takes them all, instead of one spool query per accepted message.
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) && uv_timer_get_due_in(timer_) <= 20) return;
+  schedule_tick(std::chrono::milliseconds(10));
 }
 
 void Relay::schedule_tick(std::chrono::milliseconds after) {
