@@ -153,6 +153,7 @@ class Upstream:
         self.auth_attempts = []     # dict(mechanism, login, password, success, tls)
         self.connections = 0
         self.ehlos = 0
+        self.auth_message = None    # the reply to a refused AUTH (default aiosmtpd's 535 5.7.8)
         ctx = None
         if mode != "plain":
             certs = make_certs()
@@ -290,7 +291,8 @@ class Upstream:
             self.auth_attempts.append({"mechanism": mechanism, "login": login, "password": password,
                                        "success": ok, "tls": session.ssl is not None
                                        or getattr(session, "implicit_tls", False)})
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, message=None if ok else self.auth_message,
+                          auth_data=auth_data if ok else None)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
@@ -352,3 +354,48 @@ def _free_port():
 def closed_port():
     """A port on 127.0.0.1 where nothing listens (connections are refused)."""
     return _free_port()
+
+
+# --- outboxd configuration for relay tests ----------------------------------------------
+
+FAST_RETRY = {"initial": "1s", "max": "2s", "factor": 2.0, "jitter": 0.0, "lifetime": "20s"}
+
+
+def _toml(v):
+    import json
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def upstream_section(name, port, tls="none", **keys):
+    """One [[upstream]] table for 127.0.0.1:port; keys override or add
+    (ca_file, username, password_file, auth, timeout, ...)."""
+    out = {"name": name, "host": HOST, "port": port, "tls": tls, "timeout": "3s", "connect_timeout": "2s"}
+    if tls != "none":
+        out["ca_file"] = make_certs()["ca"]
+    out.update(keys)
+    return "[[upstream]]\n" + "".join("%s = %s\n" % (k, _toml(v)) for k, v in out.items() if v is not None)
+
+
+def relay_toml(upstreams, routes=(("*", None),), retry=None, bounces=True):
+    """[[upstream]]s (already rendered), [[route]]s (sender, [names] or None =
+    every upstream in order), [retry] (FAST_RETRY updated by `retry`) and
+    [bounces]."""
+    names = []
+    for u in upstreams:
+        for line in u.splitlines():
+            if line.startswith("name = "):
+                names.append(line.split("=", 1)[1].strip().strip('"'))
+    parts = list(upstreams)
+    for sender, ups in routes:
+        parts.append("[[route]]\nsender = %s\nupstreams = %s\n" % (_toml(sender), _toml(list(ups or names))))
+    r = dict(FAST_RETRY)
+    r.update(retry or {})
+    parts.append("[retry]\n" + "".join("%s = %s\n" % (k, _toml(v)) for k, v in r.items()))
+    parts.append("[bounces]\nenabled = %s\n" % _toml(bounces))
+    return "\n".join(parts)
