@@ -648,6 +648,9 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
       o.reply = "expired after " + duration_words(params.lifetime) + "; last reply: " + r.text();
       lines.push_back({r.address, "expired", "4.4.7", o.reply});
       auto d = protocol::dsn_recipient(r, up.cfg->host);
+      // dsn_recipient() reads a temporary result as "delayed"; expiry is
+      // final (RFC 3464 §2.3.3: Action failed, with 5.4.7).
+      d.action = protocol::DsnRecipient::Action::Failed;
       d.expired = true;
       d.status = protocol::EnhancedStatus{5, 4, 7};   // RFC 3463: delivery time expired
       d.last_attempt = now;
