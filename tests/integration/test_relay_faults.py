@@ -108,7 +108,7 @@ class RelayFaults(unittest.TestCase):
 
     def test_451_to_the_final_dot_k_times_follows_the_backoff(self):
         K = 3
-        self.up.fail("DATA", "451 4.7.1 Please try again later", times=K)
+        self.up.fail("DATA", "451 4.3.0 Please try again later", times=K)
         # initial 1 s, factor 2, max 4 s: delays 1, 2, 4 s
         self.relay(retry={"max": "4s"})
         qid = self.submit()
@@ -120,7 +120,7 @@ class RelayFaults(unittest.TestCase):
         hist = m["attempts_history"]
         self.assertEqual([h["outcome"] for h in hist], ["deferred"] * K + ["delivered"])
         for h in hist[:K]:
-            self.assertEqual(h["reply"], "451 4.7.1 Please try again later")
+            self.assertEqual(h["reply"], "451 4.3.0 Please try again later")
         # Delivered exactly once; every attempt carried the whole message.
         self.assertEqual(len(self.up.delivered()), 1)
         tries = [x for x in self.up.messages]

@@ -88,7 +88,8 @@ class Received:
     """One message as the upstream saw it."""
 
     def __init__(self, envelope, session, outcome):
-        self.mail_from = envelope.mail_from            # "" for <>
+        # aiosmtpd keeps the null reverse-path as "<>"; "" here, as in outboxctl.
+        self.mail_from = "" if envelope.mail_from in ("<>", None) else envelope.mail_from
         self.mail_options = list(envelope.mail_options)
         self.rcpt_tos = list(envelope.rcpt_tos)
         self.data = envelope.original_content          # bytes, dot-unstuffed, CRLF
@@ -305,7 +306,7 @@ class Upstream:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self._lock:
-            self.mail_froms.append(address)
+            self.mail_froms.append("" if address == "<>" else address)
         rule = self._take("MAIL")
         if rule is not None and await self._act(server, rule):
             return rule
