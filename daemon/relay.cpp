@@ -77,6 +77,35 @@ std::string dsn_of(const client::RecipientResult& r) {
   return std::to_string(s.cls) + "." + std::to_string(s.subject) + "." + std::to_string(s.detail);
 }
 
+// A set-up failure (connect, TLS, greeting, EHLO, STARTTLS, AUTH) as the
+// result of a recipient that was waiting for the connection: temporary, of
+// scope upstream, with the status a reply-less failure deserves (RFC 3463).
+client::RecipientResult setup_result(const std::string& address, const client::SessionFailure& f) {
+  client::RecipientResult r;
+  r.address = address;
+  r.outcome = client::Outcome::Temporary;
+  r.scope = client::Scope::Upstream;
+  r.stage = f.stage;
+  r.reply = f.reply;
+  r.detail = f.detail;
+  if (f.reply) {
+    r.status = f.reply->status();
+    if (r.status.cls != 4 && r.status.cls != 5) r.status = protocol::EnhancedStatus{4, 0, 0};
+    r.status.cls = 4;   // an upstream failure never bounces (SPEC "Relay")
+  } else if (f.detail.rfind("timeout", 0) == 0 || f.detail.rfind("connection closed", 0) == 0) {
+    r.status = protocol::EnhancedStatus{4, 4, 2};   // bad connection
+  } else if (f.stage == client::Stage::Connect) {
+    r.status = protocol::EnhancedStatus{4, 4, 1};   // no answer from host
+  } else if (f.stage == client::Stage::Tls) {
+    r.status = protocol::EnhancedStatus{4, 7, 5};   // cryptographic failure
+  } else if (f.stage == client::Stage::StartTls) {
+    r.status = protocol::EnhancedStatus{4, 7, 4};   // security features not supported
+  } else {
+    r.status = protocol::EnhancedStatus{4, 7, 0};
+  }
+  return r;
+}
+
 std::string duration_words(std::chrono::seconds s) {
   auto n = s.count();
   if (n % 86400 == 0) return std::to_string(n / 86400) + (n == 86400 ? " day" : " days");
@@ -595,22 +624,29 @@ void Relay::read_body(std::string id, std::function<void(bool, std::string)> don
 
 void Relay::message_done(Upstream& up, Job job, client::MessageReport report, const std::string& peer) {
   std::int64_t now = now_us();
-  const auto& m = job.msg;
-  const client::Scope scope = report.scope();
-  const bool upstream_fault = !report.all_delivered() && scope == client::Scope::Upstream;
-  auto params = retry_params(config_.retry);
-
+  const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
-    ++up.failures;
     const client::RecipientResult* f = report.first_failure();
-    auto floor = f && f->reply ? client::suggested_backoff(*f->reply) : std::chrono::seconds{0};
-    up.retry_at = queue::upstream_retry_at(params, up.failures, now, random01(), floor);
-    up.last_failure = f ? f->text() : "failed";
+    suspend(up, now, f && f->reply ? client::suggested_backoff(*f->reply) : std::chrono::seconds{0},
+            f ? f->text() : "failed");
     log::warn(log::Line("upstream_suspended").kv("upstream", up.cfg->name).kv("until_s", seconds_text(up.retry_at - now))
                   .kv("reply", up.last_failure));
   } else {
     up.failures = 0;
   }
+  settle(up, std::move(job), std::move(report), peer, upstream_fault, now);
+}
+
+void Relay::suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why) {
+  ++up.failures;
+  up.retry_at = queue::upstream_retry_at(retry_params(config_.retry), up.failures, now, random01(), floor);
+  up.last_failure = std::move(why);
+}
+
+void Relay::settle(Upstream& up, Job job, client::MessageReport report, const std::string& peer, bool upstream_fault,
+                   std::int64_t now) {
+  const auto& m = job.msg;
+  auto params = retry_params(config_.retry);
 
   queue::DeliveryReport rep;
   rep.id = m.id;
@@ -664,7 +700,11 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
     }
     rep.recipients.push_back(std::move(o));
   }
-  rep.last_error = last_error;
+  std::string hint;
+  if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
+    hint = protocol::diagnose(summary(*up.cfg), *f).hint;
+  // outboxctl queue/show print last_error: the hint is what the operator needs.
+  rep.last_error = last_error.empty() || hint.empty() ? last_error : last_error + " (" + hint + ")";
   rep.outcome = report.all_delivered() ? "delivered"
                 : expired             ? "expired"
                 : !dsn_rcpts.empty()  ? "bounced"
@@ -674,9 +714,6 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   // The DSN goes into the spool in the same transaction as the outcome: a
   // crash cannot lose it or make it twice.
   std::string dsn_id = next_id_();
-  std::string hint;
-  if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
-    hint = protocol::diagnose(summary(*up.cfg), *f).hint;
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
   const bool bounces = config_.bounces;
@@ -748,11 +785,8 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
 
 void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) {
   std::int64_t now = now_us();
-  auto params = retry_params(config_.retry);
-  ++up.failures;
-  auto floor = failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0};
-  up.retry_at = queue::upstream_retry_at(params, up.failures, now, random01(), floor);
-  up.last_failure = failure.text();
+  suspend(up, now, failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0},
+          failure.text());
   auto diag = protocol::diagnose(summary(*up.cfg), failure);
   log::Line l("upstream_failed");
   l.kv("upstream", up.cfg->name).kv("relay", route_label(up)).kv("stage", client::stage_name(failure.stage))
@@ -762,10 +796,10 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
   if (failure.stage == client::Stage::Auth) log::error(l); else log::warn(l);
 
   // The messages waiting for this upstream try the next one of their route,
-  // or wait, with the reason recorded for `outboxctl show`.
+  // or wait (or expire: an upstream that stays down must not keep a message
+  // past retry.lifetime), with the reason recorded for `outboxctl show`.
   std::deque<Job> waiting;
   waiting.swap(up.pending);
-  std::string reason = failure.text() + (diag.hint.empty() ? "" : " (" + diag.hint + ")");
   for (auto& job : waiting) {
     if (job.route_index + 1 < job.route.size()) {
       ++job.route_index;
@@ -774,36 +808,10 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
       assign(std::move(job), now);
       continue;
     }
-    queue::DeliveryReport rep;
-    rep.id = job.msg.id;
-    rep.upstream = up.cfg->name;
-    rep.time = now;
-    rep.count_attempt = false;
-    rep.outcome = "deferred";
-    rep.last_error = reason;
-    for (const auto& a : job.msg.recipients) {
-      queue::RecipientOutcome o;
-      o.address = a;
-      o.result = queue::RecipientResult::Deferred;
-      o.reply = failure.text();
-      o.next_attempt = up.retry_at;
-      rep.recipients.push_back(std::move(o));
-    }
-    std::string id = job.msg.id;
-    std::string from = job.msg.sender;
-    run_store([rep](queue::Spool& s) { queue::DeliveryStore(s).apply(rep); },
-               [this, alive = std::weak_ptr<bool>(alive_), id, from, recipients = job.msg.recipients, reason,
-                relay = route_label(up)](bool ok, std::string err) {
-                 if (alive.expired()) return;
-                 in_flight_.erase(id);
-                 if (!ok) {
-                   log::error(log::Line("spool_error").kv("id", id).kv("op", "defer").kv("error", err));
-                   return;
-                 }
-                 for (const auto& r : recipients)
-                   log::warn(log::Line("deferred").kv("id", id).kv("from", from.empty() ? "<>" : from).kv("to", r)
-                                 .kv("relay", relay).kv("reply", reason));
-               });
+    client::MessageReport report;
+    report.id = job.msg.id;
+    for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, failure));
+    settle(up, std::move(job), std::move(report), "", true, now);
   }
 }
 
