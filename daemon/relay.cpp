@@ -637,6 +637,17 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   settle(up, std::move(job), std::move(report), peer, upstream_fault, now);
 }
 
+std::int64_t Relay::route_available_at(const Job& job, std::int64_t now) {
+  std::int64_t best = 0;
+  for (const auto* cfg : job.route) {
+    const Upstream& u = upstream(cfg);
+    if (!u.setup_error.empty()) continue;
+    std::int64_t at = std::max(now, u.retry_at);
+    if (best == 0 || at < best) best = at;
+  }
+  return best == 0 ? now + 3600LL * 1000000 : best;
+}
+
 void Relay::suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why) {
   ++up.failures;
   up.retry_at = queue::upstream_retry_at(retry_params(config_.retry), up.failures, now, random01(), floor);
@@ -655,6 +666,11 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
   rep.count_attempt = !upstream_fault;
   queue::RetryDecision decision = queue::next_attempt(params, m.attempts + 1, m.created, now, random01());
   bool expired = !upstream_fault && decision.expired();
+  // After an upstream failure the message waits for its route, not for this
+  // upstream: another upstream of the route that is not suspended takes it
+  // at once (failover), through the spool like any due message.
+  const std::int64_t route_at = upstream_fault ? route_available_at(job, now) : 0;
+  const bool failover = upstream_fault && route_at <= now;
   if (upstream_fault) {
     // The upstream, not the message, failed: wait for the upstream, but do
     // not let that outlive the message's lifetime.
@@ -694,7 +710,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
       last_error = o.reply;
     } else {
       o.result = queue::RecipientResult::Deferred;
-      o.next_attempt = upstream_fault ? up.retry_at : decision.at;
+      o.next_attempt = upstream_fault ? route_at : decision.at;
       lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
       if (last_error.empty()) last_error = o.reply;
     }
@@ -754,7 +770,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now](bool ok, std::string err) {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover](bool ok, std::string err) {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (!ok) {
@@ -777,6 +793,10 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         }
         if (*dsn_made) {
           log::info(log::Line("bounce_queued").kv("id", dsn_id).kv("original", m.id).kv("to", m.sender));
+          kick();
+        }
+        if (failover && after->exists && after->state == queue::kDeferred) {
+          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", rep.upstream));
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
@@ -824,13 +844,12 @@ void Relay::delivery_finished(Delivery* d) {
     if (&it->second->upstream_ref() == up.get()) {
       if (up->connections > 0) --up->connections;
       if (!up->pending.empty() && !stopping_) {
-        if (up->retry_at > now_us()) {
-          // Suspended meanwhile: the rest waits in the spool.
-          while (!up->pending.empty()) {
-            Job j = std::move(up->pending.front());
-            up->pending.pop_front();
-            park(j.msg.id, up->retry_at, "upstream \"" + up->cfg->name + "\" suspended: " + up->last_failure);
-          }
+        if (std::int64_t now = now_us(); up->retry_at > now) {
+          // Suspended meanwhile: the rest goes to the next upstream of its
+          // route, or waits in the spool.
+          std::deque<Job> waiting;
+          waiting.swap(up->pending);
+          for (auto& j : waiting) assign(std::move(j), now);
         } else {
           start_connections(*up);
         }

@@ -68,6 +68,9 @@ class Relay {
   // from deliveries
   void message_done(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer);
   void session_failed(Upstream& up, const protocol::client::SessionFailure& failure);
+  // When a message of this route can next be tried: now if one of its
+  // upstreams is usable, else when the first suspension ends.
+  std::int64_t route_available_at(const Job& job, std::int64_t now);
   // Back off the upstream after a failure of scope upstream.
   void suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why);
   // Records one message's outcome (spool, DSN, log): after a transaction,
