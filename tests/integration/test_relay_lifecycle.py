@@ -70,6 +70,30 @@ class RelayLifecycle(unittest.TestCase):
         self.assertEqual(len(second.delivered()), 2)
         self.assertEqual(d.stop(), 0)
 
+    def test_failover_after_the_first_upstream_throttles_mid_session(self):
+        # The first upstream takes the connection, then refuses the
+        # transaction with a reply of scope upstream (a rate limit): the
+        # message goes to the second upstream, not back to the first.
+        first, second = self.upstream(), self.upstream()
+        first.fail("MAIL", "421 4.7.0 Too many messages, slow down")
+        d = harness.Daemon(name="outbox-relay")
+        self.addCleanup(d.cleanup)
+        d.extra_toml = relay_toml([upstream_section("first", first.port), upstream_section("second", second.port)],
+                                  routes=[("*", ["first", "second"])], retry={"initial": "5s", "max": "10s"})
+        d.write_config()
+        d.start()
+        t0 = time.monotonic()
+        qid = self.submit(d)
+        got = second.wait_delivered(1, timeout=15)
+        self.assertLess(time.monotonic() - t0, 4, "the message waited for the first upstream's backoff")
+        self.assertEqual(got[0].data, d.body(qid))
+        self.assertEqual(d.wait_event("delivered", id=qid)["relay"], "second[127.0.0.1:%d]" % second.port)
+        m = self.wait_state(d, qid, "sent")
+        self.assertEqual([h["upstream"] for h in m["attempts_history"]], ["first", "second"])
+        self.assertEqual(m["attempts"], 1, "the throttled try is not counted against the message")
+        self.assertEqual(first.delivered(), [])
+        self.assertEqual(d.stop(), 0)
+
     def test_expiry_after_the_lifetime_bounces_with_a_dsn(self):
         up = self.upstream()
         up.fail("RCPT", "451 4.2.0 Mailbox busy", address="busy@example.test")
