@@ -740,7 +740,11 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
         if (!after->exists || after->newly_failed.empty()) return;
-        if (!protocol::should_bounce(m.sender, bounces) || ds.bounce_sent(m.id)) return;
+        // One DSN per report that failed recipients, naming only those: a
+        // recipient turns failed once (apply() changes only pending ones), in
+        // this same transaction, so none is reported twice, and one that
+        // fails later (expiry after an earlier 550) is still reported.
+        if (!protocol::should_bounce(m.sender, bounces)) return;
         protocol::DsnInput in;
         in.kind = protocol::DsnInput::Kind::Failure;
         in.reporting_host = host;
@@ -752,6 +756,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         for (const auto& d : dsn_rcpts)
           if (std::find(after->newly_failed.begin(), after->newly_failed.end(), d.address) != after->newly_failed.end())
             in.recipients.push_back(d);
+        if (in.recipients.empty()) return;
         in.original_headers = ds.headers(m.id);
         in.original_smtputf8 = m.smtputf8;
         in.lifetime_text = lifetime_text;
