@@ -214,6 +214,69 @@ class RelayFaults(unittest.TestCase):
         self.assertEqual(len(self.d.queue()), 2)
         self.stop_clean()
 
+    def test_451_for_one_recipient_retries_only_that_one(self):
+        busy, ok = "busy@example.test", "ok@example.test"
+        self.up.fail("RCPT", "451 4.2.0 Mailbox busy", times=1, address=busy)
+        self.relay()
+        qid = self.submit([ok, busy])
+        ev = self.d.wait_event("deferred", id=qid)
+        self.assertEqual(ev["to"], busy)
+        self.d.wait_event("delivered", id=qid, to=ok)
+        self.d.wait_event("delivered", id=qid, to=busy)
+        m = self.wait_state(qid, "sent")
+        self.assertEqual(m["attempts"], 2)
+        self.assertEqual([x.rcpt_tos for x in self.up.delivered()], [[ok], [busy]])
+        self.no_bounce()
+        self.stop_clean()
+
+    def test_each_failed_recipient_is_reported_once(self):
+        # One recipient refused at once, another expires later: the sender
+        # hears about each exactly once (Postfix sends one bounce per
+        # failure; never a recipient twice).
+        bad, busy, ok = "bad@example.test", "busy@example.test", "ok@example.test"
+        self.up.fail("RCPT", "550 5.1.1 No such user", address=bad)
+        self.up.fail("RCPT", "451 4.2.0 Mailbox busy", address=busy)
+        self.relay(retry={"lifetime": "3s"})
+        qid = self.submit([bad, busy, ok])
+        self.d.wait_event("bounced", id=qid, to=bad)
+        self.d.wait_event("expired", id=qid, to=busy, timeout=15)
+        self.wait_state(qid, "failed")
+        dsns = self.up.wait_for(lambda: [x for x in self.up.delivered() if x.mail_from == ""], what="the DSNs")
+        time.sleep(2)
+        dsns = [x for x in self.up.delivered() if x.mail_from == ""]
+        named = [r for x in dsns for r in (bad, busy, ok) if b"Final-Recipient: rfc822; " + r.encode() in x.data]
+        self.assertEqual(sorted(named), sorted([bad, busy]), "DSNs: %r" % [x.data for x in dsns])
+        self.assertEqual(len(self.up.received_for(ok)), 1)
+        self.stop_clean()
+
+    def test_stalled_greeting_is_an_upstream_timeout(self):
+        self.up.fail("GREETING", "stall", times=1)
+        self.relay(extra={"timeout": "1s"})
+        qid = self.submit()
+        ev = self.d.wait_event("deferred", id=qid, timeout=10)
+        self.assertIn("timeout waiting for the greeting", ev["reply"])
+        self.d.wait_event("upstream_failed", upstream="mail")
+        self.up.wait_delivered(1)
+        m = self.wait_state(qid, "sent")
+        self.assertEqual(m["attempts"], 1)
+        self.stop_clean()
+
+    def test_implicit_tls_against_a_plaintext_server(self):
+        self.d = harness.Daemon(name="outbox-relay")
+        self.addCleanup(self.d.cleanup)
+        import upstream as upmod
+        self.d.extra_toml = upmod.relay_toml([upmod.upstream_section("mail", self.up.port, tls="implicit")])
+        self.d.write_config()
+        self.d.start()
+        qid = self.submit()
+        ev = self.d.wait_event("upstream_failed", upstream="mail", timeout=10)
+        self.assertEqual(ev["stage"].lower(), "tls", ev)
+        self.assertIn("starts in plaintext", ev.get("hint", ""), ev)
+        self.assertEqual(self.d.show(qid)["state"], "deferred")
+        self.assertEqual(self.up.mail_froms, [])
+        self.no_bounce()
+        self.stop_clean()
+
     # --- connection trouble -----------------------------------------------------------------
     def test_connection_dropped_after_the_final_dot_is_retried_as_possible_duplicate(self):
         self.up.fail("DATA", "drop", times=1)
