@@ -1,6 +1,7 @@
 #include "daemon/relay.h"
 
 #include <algorithm>
+#include <cctype>
 #include <type_traits>
 
 #include "daemon/logging.h"
@@ -104,6 +105,55 @@ client::RecipientResult setup_result(const std::string& address, const client::S
     r.status = protocol::EnhancedStatus{4, 7, 0};
   }
   return r;
+}
+
+// from_header = "rewrite": the address the provider accepts in From: (the
+// envelope_from, else a username that is an address).
+std::string rewrite_address(const UpstreamConfig& u) {
+  if (!u.envelope_from.empty()) return u.envelope_from;
+  if (u.username.find('@') != std::string::npos) return u.username;
+  return {};
+}
+
+bool field_named(std::string_view line, std::string_view name) {
+  if (line.size() <= name.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+  std::size_t i = name.size();
+  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;   // RFC 5322 §4.5.3 obs-optional
+  return i < line.size() && line[i] == ':';
+}
+
+// Providers that accept only their own account in From: (QQ, 163, Outlook's
+// SendAs) get it there; the author's From: field moves, folded lines and
+// all, to Reply-To: (RFC 5322 §3.6.2) unless the message already has one,
+// so replies still reach the author. Every other byte is kept.
+std::string rewrite_from(std::string msg, const std::string& account) {
+  std::size_t head_end = msg.find("\r\n\r\n");
+  head_end = head_end == std::string::npos ? msg.size() : head_end + 2;
+  std::size_t from_at = std::string::npos, from_end = 0;
+  bool has_reply_to = false;
+  for (std::size_t pos = 0; pos < head_end;) {
+    std::size_t end = pos;   // the field runs to a CRLF not followed by WSP
+    do {
+      std::size_t crlf = msg.find("\r\n", end);
+      end = crlf == std::string::npos || crlf + 2 > head_end ? head_end : crlf + 2;
+    } while (end < head_end && (msg[end] == ' ' || msg[end] == '\t'));
+    std::string_view field(msg.data() + pos, end - pos);
+    if (field_named(field, "reply-to")) has_reply_to = true;
+    if (from_at == std::string::npos && field_named(field, "from")) {
+      from_at = pos;
+      from_end = end;
+    }
+    pos = end;
+  }
+  std::string fresh = "From: " + account + "\r\n";
+  if (from_at == std::string::npos) return fresh + msg;
+  if (!has_reply_to) {
+    std::string_view old(msg.data() + from_at, from_end - from_at);
+    fresh += "Reply-To" + std::string(old.substr(old.find(':')));
+  }
+  return msg.replace(from_at, from_end - from_at, fresh);
 }
 
 std::string duration_words(std::chrono::seconds s) {
@@ -347,6 +397,10 @@ class Relay::Delivery {
         session_->on_closed("message deleted during delivery");
         pump();
         return;
+      }
+      if (up_.cfg->from_header == "rewrite") {
+        std::string account = rewrite_address(*up_.cfg);
+        if (!account.empty()) body = rewrite_from(std::move(body), account);
       }
       session_->body_chunk(body);
       session_->body_end();
