@@ -136,6 +136,33 @@ class RelayQueueing(unittest.TestCase):
         self.assertEqual(d.show(qid)["sender"], SENDER)
         self.assertEqual(d.stop(), 0)
 
+    def test_from_header_rewrite(self):
+        # SPEC [[upstream]] from_header = "rewrite": the account goes into
+        # From:, the author's From: (folded here) moves to Reply-To:.
+        up = self.upstream()
+        d = start_relay(self, up, "none", user=None,
+                        extra={"envelope_from": "account@provider.test", "from_header": "rewrite"})
+        author = b"From: \"Application, Inc.\"\r\n <app@client.test>\r\n"
+        rest = (b"To: rcpt@example.test\r\nSubject: rewrite\r\nDate: " + email.utils.formatdate().encode()
+                + b"\r\nMessage-ID: <rw@client.test>\r\n\r\nFrom: this body line stays\r\n")
+        qid = self.submit(d, msg=b"Subject: first\r\n" + author + rest)
+        got = up.wait_delivered(1)[0]
+        stored = d.body(qid)
+        self.assertIn(author, stored, "the spool keeps the original")
+        want = stored.replace(author, b"From: account@provider.test\r\nReply-To: \"Application, Inc.\"\r\n"
+                                      b" <app@client.test>\r\n")
+        self.assertEqual(got.data, want)
+        self.assertEqual(got.mail_from, "account@provider.test")
+
+        # A message that has its own Reply-To: keeps it; only From: changes.
+        msg = b"Reply-To: <replies@client.test>\r\nFrom: <app@client.test>\r\n" + rest
+        qid = self.submit(d, msg=msg)
+        got = up.wait_delivered(2)[1]
+        self.assertEqual(got.data, d.body(qid).replace(b"From: <app@client.test>\r\n",
+                                                       b"From: account@provider.test\r\n"))
+        self.assertEqual(got.data.count(b"Reply-To:"), 1)
+        self.assertEqual(d.stop(), 0)
+
     def test_large_message_byte_for_byte(self):
         up = self.upstream("implicit")
         d = start_relay(self, up, "implicit", user=None)
