@@ -580,16 +580,22 @@ void Relay::assign(Job job, std::int64_t now) {
   // The first upstream of the route that is not suspended takes it.
   std::int64_t earliest = 0;
   std::string why;
+  Upstream* blamed = nullptr;
+  bool misconfigured = false;
   for (std::size_t i = job.route_index; i < job.route.size(); ++i) {
     Upstream& up = upstream(job.route[i]);
     if (!up.setup_error.empty()) {
+      // Fixed only by a restart, which reads the files again: look again
+      // at the retry pace, not hours later.
       why = up.setup_error;
-      earliest = earliest == 0 ? now + 3600LL * 1000000 : earliest;
+      blamed = &up;
+      misconfigured = true;
       continue;
     }
     if (up.retry_at > now) {
       if (earliest == 0 || up.retry_at < earliest) earliest = up.retry_at;
       why = "upstream \"" + up.cfg->name + "\" suspended: " + up.last_failure;
+      blamed = &up;
       continue;
     }
     job.route_index = i;
@@ -597,8 +603,27 @@ void Relay::assign(Job job, std::int64_t now) {
     start_connections(up);
     return;
   }
+  const std::int64_t deadline = job.msg.created + config_.retry.lifetime.count() * 1000000;
+  if (blamed && now >= deadline) {
+    // No upstream of its route will take it within its lifetime: it expires
+    // now, like any message whose upstream keeps failing (SPEC "[retry]").
+    client::SessionFailure f;
+    f.detail = why;
+    client::MessageReport report;
+    report.id = job.msg.id;
+    for (const auto& a : job.msg.recipients) {
+      report.recipients.push_back(setup_result(a, f));
+      if (misconfigured) report.recipients.back().status = protocol::EnhancedStatus{4, 3, 5};   // RFC 3463: system incorrectly configured
+    }
+    settle(*blamed, std::move(job), std::move(report), "", true, now);
+    return;
+  }
+  if (misconfigured) {
+    std::int64_t soon = now + config_.retry.initial.count() * 1000000;
+    earliest = earliest == 0 ? soon : std::min(earliest, soon);
+  }
   in_flight_.erase(job.msg.id);
-  park(job.msg.id, earliest == 0 ? now + 60LL * 1000000 : earliest, why);
+  park(job.msg.id, std::min<std::int64_t>(earliest == 0 ? now + 60LL * 1000000 : earliest, std::max(now, deadline)), why);
 }
 
 void Relay::start_connections(Upstream& up) {
