@@ -128,6 +128,46 @@ class RelayRefusals(unittest.TestCase):
             self.assertEqual((a["login"], a["password"], a["success"], a["tls"]), (USER, PASSWORD, False, True))
         self.assertEqual(d.stop(), 0)
 
+    def test_missing_password_file_then_fixed(self):
+        # A secret outboxd cannot read: the message waits with the reason
+        # shown; once the file is there, a restart sends it within seconds.
+        up = self.upstream("implicit", users={USER: PASSWORD})
+        d = start_relay(self, up, "implicit", auth="plain")
+        pw = os.path.join(d.dir, "upstream.secret")
+        os.unlink(pw)
+        d.restart()
+        ev = d.wait_event("upstream_error", upstream="mail")
+        self.assertIn("password_file", ev["error"])
+        qid = self.submit(d)
+        deadline = time.monotonic() + 10
+        while "password_file" not in d.show(qid)["last_error"]:
+            self.assertLess(time.monotonic(), deadline, d.show(qid))
+            time.sleep(0.1)
+        m = d.show(qid)
+        self.assertIn(m["state"], ("queued", "deferred"))
+        self.assertEqual(m["attempts"], 0)
+        self.assertEqual(up.connections, 0)
+        with open(pw, "w") as f:
+            f.write(PASSWORD + "\n")
+        d.restart()
+        up.wait_delivered(1, timeout=8)
+        d.wait_event("delivered", id=qid)
+        self.assertEqual(d.stop(), 0)
+
+    def test_missing_password_file_expires(self):
+        up = self.upstream("implicit", users={USER: PASSWORD})
+        d = start_relay(self, up, "implicit", auth="plain", retry={"lifetime": "3s"})
+        os.unlink(os.path.join(d.dir, "upstream.secret"))
+        d.restart()
+        qid = self.submit(d)
+        ev = d.wait_event("expired", id=qid, timeout=10)
+        self.assertIn("password_file", ev["reply"])
+        m = d.show(qid)
+        self.assertEqual(m["state"], "failed")
+        self.assertIn("expired", m["last_error"])
+        d.wait_event("bounce_queued", original=qid)
+        self.assertEqual(d.stop(), 0)
+
     def test_535_naming_the_authorization_code(self):
         # Chinese providers answer with words about the authorization code (授权码).
         up = self.upstream("implicit", users={USER: "the-real-one"})
