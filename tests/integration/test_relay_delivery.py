@@ -79,6 +79,7 @@ class RelayDelivery(unittest.TestCase):
         self.assertEqual(m.rcpt_tos, rcpts)
         self.assertEqual(m.tls, tls)
         self.assertIn("SIZE=%d" % len(stored), m.mail_options)
+        self.assertEqual(up.sent_behind_mail, [b""], "commands pipelined to a server without PIPELINING")
         if mechanism:
             self.assertEqual(m.auth_login, USER.encode())
             self.assertEqual(len(up.auth_attempts), 1, up.auth_attempts)

@@ -138,7 +138,7 @@ class _FaultySMTP(SMTP):
 
 class Upstream:
     def __init__(self, mode="plain", cert="good", users=None, exclude_auth=(), require_starttls=True,
-                 smtputf8=True, name="upstream"):
+                 smtputf8=True, pipelining=False, name="upstream"):
         assert mode in ("plain", "starttls", "implicit"), mode
         self.mode = mode
         self.cert = cert
@@ -150,11 +150,15 @@ class Upstream:
         self._rules = []
         self.messages = []          # Received, every DATA the upstream finished reading
         self.mail_froms = []        # every MAIL FROM address
+        self.sent_behind_mail = []  # bytes already received after each MAIL FROM line
         self.rcpt_log = []          # (address, reply)
         self.auth_attempts = []     # dict(mechanism, login, password, success, tls)
         self.connections = 0
         self.ehlos = 0
         self.auth_message = None    # the reply to a refused AUTH (default aiosmtpd's 535 5.7.8)
+        # aiosmtpd reads commands one line at a time, so pipelined commands
+        # (RFC 2920) work; it just does not say so.
+        self.pipelining = pipelining
         ctx = None
         if mode != "plain":
             certs = make_certs()
@@ -302,11 +306,17 @@ class Upstream:
         rule = self._take("EHLO")
         if rule is not None and await self._act(server, rule):
             return [rule]
+        if self.pipelining:
+            responses = responses[:-1] + ["250-PIPELINING"] + responses[-1:]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # What the client had already sent behind MAIL: with PIPELINING the
+        # RCPTs and DATA come in the same write (RFC 2920 §3.1).
+        behind = bytes(getattr(server._reader, "_buffer", b""))
         with self._lock:
             self.mail_froms.append("" if address == "<>" else address)
+            self.sent_behind_mail.append(behind)
         rule = self._take("MAIL")
         if rule is not None and await self._act(server, rule):
             return rule
