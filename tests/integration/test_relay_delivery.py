@@ -149,6 +149,56 @@ class RelayDelivery(unittest.TestCase):
     def test_starttls_auth_auto_falls_back_to_login(self):
         self.run_case("starttls", "starttls", "auto", "LOGIN", exclude_auth=["PLAIN"])
 
+    # XOAUTH2 (Gmail, Microsoft 365) -------------------------------------------------------
+    def test_xoauth2_token_file(self):
+        up = self.upstream("implicit", tokens={USER: "ya29.token-from-file"})
+        d = harness.Daemon(name="outbox-relay")
+        self.addCleanup(d.cleanup)
+        tok = os.path.join(d.dir, "token")
+        with open(tok, "w") as f:
+            f.write("ya29.token-from-file\n")
+        d.extra_toml = relay_toml([upstream_section("mail", up.port, tls="implicit", username=USER, auth="xoauth2",
+                                                    oauth2_token_file=tok)])
+        d.write_config()
+        d.start()
+        qid = self.submit(d, "app@client.test", ["x@example.test"], message("app@client.test", ["x@example.test"],
+                                                                            "xoauth2", BODY))
+        got = up.wait_delivered(1)
+        self.assertEqual(got[0].data, d.body(qid))
+        self.assertEqual([(a["mechanism"], a["login"], a["success"]) for a in up.auth_attempts],
+                         [("XOAUTH2", USER, True)])
+        self.assertNotIn(b"ya29.token-from-file", d.log_bytes())
+        self.assertEqual(d.stop(), 0)
+
+    def test_xoauth2_token_command_and_a_refused_token(self):
+        up = self.upstream("implicit", tokens={USER: "fresh-token"})
+        d = harness.Daemon(name="outbox-relay")
+        self.addCleanup(d.cleanup)
+        script = os.path.join(d.dir, "get-token")
+        state = os.path.join(d.dir, "calls")
+        # The first token is stale (the provider refuses it); later calls give a fresh one.
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho x >> %s\nif [ $(wc -l < %s) -le 1 ]; then echo stale-token; "
+                    "else echo fresh-token; fi\n" % (state, state))
+        os.chmod(script, 0o755)
+        d.extra_toml = relay_toml([upstream_section("mail", up.port, tls="implicit", username=USER, auth="xoauth2",
+                                                    oauth2_token_command=[script])])
+        d.write_config()
+        d.start()
+        qid = self.submit(d, "app@client.test", ["x@example.test"], message("app@client.test", ["x@example.test"],
+                                                                            "xoauth2", BODY))
+        ev = d.wait_event("upstream_failed", upstream="mail")
+        self.assertIn("535", ev["error"])
+        self.assertIn("token", ev.get("hint", ""), ev)
+        got = up.wait_delivered(1, timeout=10)
+        self.assertEqual(got[0].data, d.body(qid))
+        self.assertEqual([(a["password"], a["success"]) for a in up.auth_attempts],
+                         [("stale-token", False), ("fresh-token", True)])
+        m = d.show(qid)
+        self.assertEqual(m["attempts"], 1)
+        self.assertNotIn(b"stale-token", d.log_bytes())
+        self.assertEqual(d.stop(), 0)
+
     # plaintext loopback, no AUTH ---------------------------------------------------------
     def test_plaintext_8bit_and_several_messages(self):
         up = self.upstream("plain")

@@ -138,11 +138,12 @@ class _FaultySMTP(SMTP):
 
 class Upstream:
     def __init__(self, mode="plain", cert="good", users=None, exclude_auth=(), require_starttls=True,
-                 smtputf8=True, pipelining=False, name="upstream"):
+                 smtputf8=True, pipelining=False, tokens=None, name="upstream"):
         assert mode in ("plain", "starttls", "implicit"), mode
         self.mode = mode
         self.cert = cert
         self.users = dict(users or {})       # login -> password
+        self.tokens = dict(tokens or {})     # login -> OAuth2 bearer token (AUTH XOAUTH2)
         self.name = name
         self.port = None
         self.host = HOST
@@ -171,12 +172,18 @@ class Upstream:
         elif mode == "starttls":
             kwargs["tls_context"] = ctx
             kwargs["require_starttls"] = require_starttls
-        if self.users:
+        if self.users or self.tokens:
             kwargs["authenticator"] = self._authenticate
             # Implicit TLS is TLS from the first byte; aiosmtpd only knows STARTTLS.
             kwargs["auth_require_tls"] = mode != "implicit"
-            if exclude_auth:
-                kwargs["auth_exclude_mechanism"] = list(exclude_auth)
+            exclude = list(exclude_auth)
+            if not self.tokens:
+                exclude.append("XOAUTH2")
+            if not self.users:
+                exclude += ["PLAIN", "LOGIN"]
+            kwargs["auth_exclude_mechanism"] = exclude
+        else:
+            kwargs["auth_exclude_mechanism"] = ["XOAUTH2"]
         self._kwargs = kwargs
         self._controller = None
 
@@ -299,6 +306,34 @@ class Upstream:
         return AuthResult(success=ok, handled=False, message=None if ok else self.auth_message,
                           auth_data=auth_data if ok else None)
 
+    async def auth_XOAUTH2(self, server, args):
+        """Google's SASL XOAUTH2: base64("user=U^Aauth=Bearer T^A^A"); a bad
+        token gets a 334 with a JSON error, then 535 after the client's
+        empty line (https://developers.google.com/gmail/imap/xoauth2-protocol)."""
+        import base64
+        if len(args) < 2:
+            raw = await server.challenge_auth("")
+        else:
+            try:
+                raw = base64.b64decode(args[1], validate=True)
+            except Exception:
+                raw = b""
+        user = token = None
+        parts = raw.split(b"\x01") if isinstance(raw, bytes) else []
+        if len(parts) >= 2 and parts[0].startswith(b"user=") and parts[1].startswith(b"auth=Bearer "):
+            user = parts[0][5:].decode("utf-8", "replace")
+            token = parts[1][len(b"auth=Bearer "):].decode("utf-8", "replace")
+        ok = user is not None and self.tokens.get(user) == token
+        tls = server.session.ssl is not None or getattr(server.session, "implicit_tls", False)
+        with self._lock:
+            self.auth_attempts.append({"mechanism": "XOAUTH2", "login": user, "password": token,
+                                       "success": ok, "tls": tls})
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), token.encode()))
+        await server.challenge_auth(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Username and Password not accepted. Learn more at https://support.google.com/mail/?p=BadCredentials")
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
             self.ehlos += 1
@@ -320,7 +355,7 @@ class Upstream:
         rule = self._take("MAIL")
         if rule is not None and await self._act(server, rule):
             return rule
-        if self.users and not session.authenticated:
+        if (self.users or self.tokens) and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
