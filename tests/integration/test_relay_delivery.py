@@ -149,6 +149,32 @@ class RelayDelivery(unittest.TestCase):
     def test_starttls_auth_auto_falls_back_to_login(self):
         self.run_case("starttls", "starttls", "auto", "LOGIN", exclude_auth=["PLAIN"])
 
+    # certificate names -------------------------------------------------------------------
+    def simple_relay(self, up, tls, **keys):
+        d = harness.Daemon(name="outbox-relay")
+        self.addCleanup(d.cleanup)
+        d.extra_toml = relay_toml([upstream_section("mail", up.port, tls=tls, **keys)])
+        d.write_config()
+        d.start()
+        qid = self.submit(d, "app@client.test", ["n@example.test"],
+                          message("app@client.test", ["n@example.test"], "names", BODY))
+        got = up.wait_delivered(1)
+        self.assertEqual(got[0].data, d.body(qid))
+        self.assertTrue(got[0].tls)
+        self.assertEqual(d.stop(), 0)
+
+    def test_host_name_verified_by_dns_name(self):
+        # host = "localhost": the certificate's DNS name is checked (and ::1,
+        # where nothing listens, is skipped for 127.0.0.1 if tried first).
+        self.simple_relay(self.upstream("implicit"), "implicit", host="localhost")
+
+    def test_tls_name_names_the_certificate(self):
+        # The server's certificate names wrong.example only: tls_name says so.
+        self.simple_relay(self.upstream("starttls", cert="wrong"), "starttls", tls_name="wrong.example")
+
+    def test_verify_false_accepts_a_self_signed_certificate(self):
+        self.simple_relay(self.upstream("implicit", cert="self"), "implicit", verify=False, ca_file=None)
+
     # XOAUTH2 (Gmail, Microsoft 365) -------------------------------------------------------
     def test_xoauth2_token_file(self):
         up = self.upstream("implicit", tokens={USER: "ya29.token-from-file"})
