@@ -262,6 +262,10 @@ class Relay::Delivery {
         session_->on_tls_failed(error);
       } else if (stage == "timeout") {
         session_->on_timeout();
+      } else if (stage == "closed") {
+        // The session says "connection closed by the server"; the peer's
+        // address is in relay= already.
+        session_->on_closed("");
       } else {
         session_->on_closed(error);
       }
@@ -281,6 +285,7 @@ class Relay::Delivery {
   void abort() {
     if (link_ && !link_closed_) link_->close();
     link_closed_ = true;
+    aborted_ = true;
     // The session still reports the message in flight (a drop after the
     // final dot is a possible duplicate, RFC 1047), then finishes.
     session_->on_closed("shutting down");
@@ -345,7 +350,8 @@ class Relay::Delivery {
               relay_.message_done(up_, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
             }
           } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
-            relay_.session_failed(up_, a.failure);
+            // Dropped by our own shutdown: not the upstream's fault, nothing to suspend.
+            if (!aborted_) relay_.session_failed(up_, a.failure);
           }
         },
         action);
@@ -419,6 +425,7 @@ class Relay::Delivery {
   std::optional<Job> current_;
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
+  bool aborted_ = false;
   bool finished_ = false;
   bool reported_finished_ = false;
   bool pumping_ = false;
