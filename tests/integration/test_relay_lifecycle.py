@@ -139,6 +139,31 @@ class RelayLifecycle(unittest.TestCase):
         d.wait_event("bounce_queued", original=qid)
         self.assertEqual(d.stop(), 0)
 
+    def test_sigterm_while_connecting_to_a_silent_upstream(self):
+        # The upstream accepts the connection and says nothing; three
+        # messages wait behind it. SIGTERM: out within 10 s, nothing counted
+        # as an attempt, all three sent once after the restart.
+        up = self.upstream()
+        up.fail("GREETING", "stall", times=1)
+        d = start_relay(self, up, "none", user=None, extra={"timeout": "60s", "max_connections": 1})
+        ids = [self.submit(d, ["s%d@example.test" % i]) for i in range(3)]
+        up.wait_for(lambda: up.connections >= 1, what="a connection")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(timeout=12), 0)
+        self.assertLess(time.monotonic() - t0, 10.5)
+        for q in ids:
+            m = d.show(q)
+            self.assertIn(m["state"], ("queued", "deferred"), m)
+            self.assertEqual(m["attempts"], 0, m)
+        d.start()
+        up.wait_delivered(3, timeout=15)
+        for q in ids:
+            self.wait_state(d, q, "sent")
+        self.assertEqual(sorted(r for m in up.delivered() for r in m.rcpt_tos),
+                         ["s%d@example.test" % i for i in range(3)])
+        self.assertEqual(d.stop(), 0)
+
     def sigterm_during_delivery(self, fault, expect_duplicate):
         up = self.upstream()
         up.fail("DATA", fault, times=1)
