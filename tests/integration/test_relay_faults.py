@@ -228,6 +228,24 @@ class RelayFaults(unittest.TestCase):
         self.no_bounce()
         self.stop_clean()
 
+    def test_recipient_limit_of_the_upstream(self):
+        # 452 to the recipients over the upstream's limit: they go in later
+        # transactions, each recipient exactly once (RFC 5321 §4.5.3.1.10).
+        self.up.max_rcpts = 3
+        self.relay()
+        rcpts = ["m%d@example.test" % i for i in range(7)]
+        qid = self.submit(rcpts)
+        self.up.wait_for(lambda: sum(len(m.rcpt_tos) for m in self.up.delivered()) >= 7, timeout=20,
+                         what="all 7 recipients")
+        m = self.wait_state(qid, "sent")
+        got = sorted(r for x in self.up.delivered() for r in x.rcpt_tos)
+        self.assertEqual(got, sorted(rcpts))
+        self.assertTrue(all(len(x.rcpt_tos) <= 3 for x in self.up.delivered()))
+        self.assertEqual(len(self.up.delivered()), 3)
+        self.assertTrue(all(x.data == self.d.body(qid) for x in self.up.delivered()))
+        self.no_bounce()
+        self.stop_clean()
+
     def test_each_failed_recipient_is_reported_once(self):
         # One recipient refused at once, another expires later: the sender
         # hears about each exactly once (Postfix sends one bounce per

@@ -157,6 +157,7 @@ class Upstream:
         self.connections = 0
         self.ehlos = 0
         self.auth_message = None    # the reply to a refused AUTH (default aiosmtpd's 535 5.7.8)
+        self.max_rcpts = None       # recipients per transaction; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)
         # aiosmtpd reads commands one line at a time, so pipelined commands
         # (RFC 2920) work; it just does not say so.
         self.pipelining = pipelining
@@ -365,6 +366,8 @@ class Upstream:
         rule = self._take("RCPT", address)
         if rule is not None and await self._act(server, rule):
             reply = rule
+        elif self.max_rcpts is not None and len(envelope.rcpt_tos) >= self.max_rcpts:
+            reply = "452 4.5.3 Too many recipients"
         else:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
