@@ -177,6 +177,19 @@ class RelayQueueing(unittest.TestCase):
         self.wait_state(d, qid, "sent")
         self.assertEqual(d.stop(), 0)
 
+    def test_message_over_the_upstreams_size_limit_bounces_before_sending(self):
+        up = self.upstream(size_limit=5000)
+        d = start_relay(self, up, "none", user=None)
+        qid = self.submit(d, msg=message(SENDER, ["rcpt@example.test"], "big", ["y" * 70] * 150))
+        ev = d.wait_event("bounced", id=qid)
+        self.assertEqual(ev["dsn"], "5.3.4")
+        self.assertIn("exceeds the upstream's limit of 5000", ev["reply"])
+        self.wait_state(d, qid, "failed")
+        dsn = up.wait_for(lambda: [m for m in up.delivered() if m.mail_from == ""], what="the DSN")
+        self.assertIn(b"Status: 5.3.4", dsn[0].data)
+        self.assertEqual([f for f in up.mail_froms if f == SENDER], [], "the message itself was sent")
+        self.assertEqual(d.stop(), 0)
+
     def submit_utf8(self, up):
         d = start_relay(self, up, "none", user=None)
         rc = ["用户@example.test"]

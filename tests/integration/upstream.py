@@ -138,7 +138,7 @@ class _FaultySMTP(SMTP):
 
 class Upstream:
     def __init__(self, mode="plain", cert="good", users=None, exclude_auth=(), require_starttls=True,
-                 smtputf8=True, pipelining=False, tokens=None, name="upstream"):
+                 smtputf8=True, pipelining=False, tokens=None, size_limit=50 * 1024 * 1024, name="upstream"):
         assert mode in ("plain", "starttls", "implicit"), mode
         self.mode = mode
         self.cert = cert
@@ -167,7 +167,7 @@ class Upstream:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(certs[cert + "_cert"], certs[cert + "_key"])
         kwargs = dict(hostname=HOST, port=0, server_hostname="upstream.test", enable_SMTPUTF8=smtputf8,
-                      data_size_limit=50 * 1024 * 1024, decode_data=False, ready_timeout=10)
+                      data_size_limit=size_limit, decode_data=False, ready_timeout=10)
         if mode == "implicit":
             kwargs["ssl_context"] = ctx
         elif mode == "starttls":
