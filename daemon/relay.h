@@ -73,6 +73,15 @@ class Relay {
   // from deliveries
   void message_done(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer);
   void session_failed(Upstream& up, const protocol::client::SessionFailure& failure);
+  // When a message of this route can next be tried: now if one of its
+  // upstreams is usable, else when the first suspension ends.
+  std::int64_t route_available_at(const Job& job, std::int64_t now);
+  // Back off the upstream after a failure of scope upstream.
+  void suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why);
+  // Records one message's outcome (spool, DSN, log): after a transaction,
+  // or for the messages a failed connection was meant to carry.
+  void settle(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer,
+              bool upstream_fault, std::int64_t now);
   void delivery_finished(Delivery* d);
   // Every spool operation of the relay goes through here, so stop() can
   // wait for them: the StoreWorker must outlive their completions.
