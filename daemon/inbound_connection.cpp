@@ -310,9 +310,19 @@ void InboundConnection::on_timer(uv_timer_t* t) {
     self->arm_idle_timer();
     return;
   }
+  const auto data_timeout_ms = static_cast<std::uint64_t>(self->server_.config().limits.data_timeout.count()) * 1000;
   if (self->session_->in_data() && self->store_paused()) {   // likewise: we stopped reading
-    self->data_budget_ms_ = static_cast<std::int64_t>(self->server_.config().limits.data_timeout.count()) * 1000;
+    self->data_budget_ms_ = static_cast<std::int64_t>(data_timeout_ms);
     self->arm_idle_timer();
+    return;
+  }
+  if (self->session_->in_data() && uv_now(self->server_.loop()) - self->last_data_ms_ < data_timeout_ms) {
+    // The deadline ran out before data_timeout of silence: the client is
+    // sending, only too slowly. Same answer as the average-rate check.
+    uv_timer_stop(self->rate_timer_);
+    self->session_->on_slow_data(self->data_bytes_, (uv_now(self->server_.loop()) - self->data_tick_ms_ +
+                                                     self->data_elapsed_ms_) / 1000);
+    self->run_actions();
     return;
   }
   log::Line l("timeout");

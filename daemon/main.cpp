@@ -15,6 +15,8 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "daemon/config.h"
@@ -104,6 +106,28 @@ std::vector<outbox::daemon::InheritedSocket> inherited_sockets() {
   return out;
 }
 
+// The config library links no crypto, so the hash format is checked here:
+// a typo must stop the start (or the reload), not lock the user out silently.
+std::optional<std::string> bad_password_hash(const outbox::Config& c, const std::string& path) {
+  for (std::size_t i = 0; i < c.users.size(); ++i) {
+    const auto& u = c.users[i];
+    if (!outbox::password::is_valid_hash(u.password_hash))
+      return path + ": user[" + std::to_string(i) + "].password_hash: not a $scrypt$ or $pbkdf2-sha256$ hash (user " +
+             u.name + "; make one with outboxctl hash-password)";
+  }
+  return std::nullopt;
+}
+
+bool same_listeners(const outbox::Config& a, const outbox::Config& b) {
+  if (a.listen.size() != b.listen.size()) return false;
+  for (std::size_t i = 0; i < a.listen.size(); ++i) {
+    const auto &x = a.listen[i], &y = b.listen[i];
+    if (x.name != y.name || x.address != y.address || x.path != y.path || x.mode != y.mode || x.group != y.group)
+      return false;
+  }
+  return true;
+}
+
 struct Daemon {
   uv_loop_t* loop = nullptr;
   outbox::Config config;
@@ -140,6 +164,45 @@ struct Daemon {
       server_drained = true;
       maybe_finish();
     });
+  }
+
+  // SIGHUP (SPEC "systemd": ExecReload): re-read the configuration, the TLS
+  // certificate and the upstream secrets without dropping a connection or a
+  // message. A bad new configuration is refused, the old one stays. Earlier
+  // generations stay alive: connections and deliveries in flight finish
+  // with the settings they started with.
+  std::string config_path;
+  std::vector<std::unique_ptr<outbox::Config>> generations;
+  const outbox::Config* current = nullptr;
+
+  void reload() {
+    if (stopping) return;
+    // sd_notify(3): RELOADING=1 ... READY=1 brackets the reload, whether the
+    // new configuration is taken or refused (the daemon serves either way).
+    notify("RELOADING=1");
+    struct Ready {
+      ~Ready() { notify("READY=1"); }
+    } ready;
+    auto fresh = std::make_unique<outbox::Config>();
+    try {
+      *fresh = outbox::load_config(config_path);
+      if (auto bad = bad_password_hash(*fresh, config_path)) throw std::runtime_error(*bad);
+      if (fresh->spool_path != current->spool_path)
+        throw std::runtime_error("spool.path changed: restart outboxd to move the spool");
+      server->reload(*fresh);   // throws when the new certificate or key is unusable
+    } catch (const std::exception& e) {
+      outbox::log::error(outbox::log::Line("reload").kv("status", "refused").kv("error", e.what())
+                             .kv("hint", "the running configuration stays in effect"));
+      return;
+    }
+    if (!same_listeners(*current, *fresh))
+      outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
+                            .kv("hint", "listener changes take effect when outboxd restarts"));
+    relay->reload(*fresh);
+    outbox::log::set_level(fresh->log_level);
+    current = fresh.get();
+    generations.push_back(std::move(fresh));
+    outbox::log::info(outbox::log::Line("reload").kv("status", "ok").kv("config", config_path));
   }
 
   void maybe_finish() {
@@ -211,17 +274,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "outboxd: %s\n", e.what());
     return kExitConfig;
   }
-  // The config library links no crypto, so the hash format is checked here:
-  // a typo must stop the start, not lock the user out silently.
-  for (std::size_t i = 0; i < d.config.users.size(); ++i) {
-    const auto& u = d.config.users[i];
-    if (!outbox::password::is_valid_hash(u.password_hash)) {
-      std::fprintf(stderr,
-                   "outboxd: %s: user[%zu].password_hash: not a $scrypt$ or $pbkdf2-sha256$ hash "
-                   "(user %s; make one with outboxctl hash-password)\n",
-                   config_path.c_str(), i, u.name.c_str());
-      return kExitConfig;
-    }
+  if (auto bad = bad_password_hash(d.config, config_path)) {
+    std::fprintf(stderr, "outboxd: %s\n", bad->c_str());
+    return kExitConfig;
   }
   if (check) {
     std::printf("%s: configuration ok\n", config_path.c_str());
@@ -231,6 +286,9 @@ int main(int argc, char** argv) {
   const auto inherited = inherited_sockets();
   outbox::log::init(d.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
+  // error (EFBIG -> 451 4.3.0), not a signal that kills every session.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   d.loop = uv_default_loop();
   d.poster = std::make_unique<outbox::daemon::LoopPoster>(d.loop);
@@ -245,6 +303,7 @@ int main(int argc, char** argv) {
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
+  d.current = &d.config;
   d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
   {
     auto* server = d.server.get();
@@ -269,10 +328,8 @@ int main(int argc, char** argv) {
   d.sigterm.data = d.sigint.data = d.sighup.data = &d;
   uv_signal_start(&d.sigterm, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("TERM"); }, SIGTERM);
   uv_signal_start(&d.sigint, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("INT"); }, SIGINT);
-  // Reloading arrives with the operations work; until then SIGHUP must not kill us.
-  uv_signal_start(&d.sighup, [](uv_signal_t*, int) {
-    outbox::log::warn(outbox::log::Line("reload").kv("status", "unsupported").kv("hint", "restart outboxd to apply changes"));
-  }, SIGHUP);
+  d.config_path = config_path;
+  uv_signal_start(&d.sighup, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->reload(); }, SIGHUP);
 
   std::string listeners;
   for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;

@@ -114,7 +114,7 @@ class Relay::Delivery {
   static client::ClientConfig make_config(Relay& relay, Upstream& up) {
     const UpstreamConfig& u = *up.cfg;
     client::ClientConfig c;
-    c.helo_name = relay.config_.host_name;
+    c.helo_name = relay.config_->host_name;
     c.tls = tls_policy(u.tls);
     c.auth = auth_policy(u);
     c.username = u.username;
@@ -345,8 +345,20 @@ class Relay::Delivery {
 // --- scheduler ---------------------------------------------------------------------
 
 Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, std::function<std::string()> next_id)
-    : loop_(loop), config_(config), store_(store), next_id_(std::move(next_id)), rng_(std::random_device{}()) {
-  for (const auto& u : config_.upstreams) {
+    : loop_(loop), config_(&config), store_(store), next_id_(std::move(next_id)), rng_(std::random_device{}()) {
+  build_upstreams();
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  try {
+    reader_ = queue::Spool::open(config_->spool_path, queue::Spool::Mode::ReadOnly);
+  } catch (const std::exception& e) {
+    log::error(log::Line("relay_error").kv("error", e.what()));
+  }
+}
+
+void Relay::build_upstreams() {
+  for (const auto& u : config_->upstreams) {
     auto up = std::make_unique<Upstream>();
     up->cfg = &u;
     try {
@@ -360,14 +372,25 @@ Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, s
       if (auto rl = parse_rate_limit(r)) up->rates.push_back(*rl);
     upstreams_[u.name] = std::move(up);
   }
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
-  try {
-    reader_ = queue::Spool::open(config_.spool_path, queue::Spool::Mode::ReadOnly);
-  } catch (const std::exception& e) {
-    log::error(log::Line("relay_error").kv("error", e.what()));
+}
+
+void Relay::reload(const Config& config) {
+  std::int64_t now = now_us();
+  for (auto& [name, up] : upstreams_) {
+    (void)name;
+    while (!up->pending.empty()) {
+      Job j = std::move(up->pending.front());
+      up->pending.pop_front();
+      park(j.msg.id, now, {});
+    }
+    retired_upstreams_.push_back(std::move(up));   // deliveries in flight still use it
   }
+  upstreams_.clear();
+  config_ = &config;
+  build_upstreams();
+  no_route_warned_.clear();
+  run_store([now](queue::Spool& s) { queue::DeliveryStore(s).release_waiting(now); }, nullptr);
+  kick();
 }
 
 Relay::~Relay() {
@@ -403,7 +426,10 @@ void Relay::kick() {
     kicked_ = true;
     return;
   }
-  schedule_tick(std::chrono::milliseconds(0));
+  // Coalesce: under a burst of submissions one claim every few milliseconds
+  // takes them all, instead of one spool query per accepted message.
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) && uv_timer_get_due_in(timer_) <= 20) return;
+  schedule_tick(std::chrono::milliseconds(10));
 }
 
 void Relay::schedule_tick(std::chrono::milliseconds after) {
@@ -427,7 +453,7 @@ void Relay::tick() {
   auto next = std::make_shared<std::optional<std::int64_t>>();
   std::weak_ptr<bool> alive = alive_;
   auto no_route = std::make_shared<std::vector<std::string>>();
-  const Config* cfg = &config_;
+  const Config* cfg = config_;
   run_store(
       [due, next, limit, no_route, cfg](queue::Spool& s) {
         queue::DeliveryStore ds(s);
@@ -474,12 +500,12 @@ void Relay::dispatch(std::vector<queue::DueMessage> due) {
       continue;
     }
     Job job;
-    job.route = routing::upstreams_for(config_, m.sender);
+    job.route = routing::upstreams_for(*config_, m.sender);
     // A bounce (<>) that no route takes goes the way its recipient (the
     // original sender) would send (SPEC: "a bounce with no route uses its
     // message's route").
     if (job.route.empty() && m.sender.empty() && !m.recipients.empty())
-      job.route = routing::upstreams_for(config_, m.recipients.front());
+      job.route = routing::upstreams_for(*config_, m.recipients.front());
     if (job.route.empty()) {
       if (no_route_warned_.insert(m.id).second)
         log::warn(log::Line("no_route").kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender)
@@ -580,7 +606,7 @@ void Relay::read_body(std::string id, std::function<void(bool, std::string)> don
         std::lock_guard<std::mutex> lock(w->relay->reader_mu_);
         try {
           if (!w->relay->reader_)
-            w->relay->reader_ = queue::Spool::open(w->relay->config_.spool_path, queue::Spool::Mode::ReadOnly);
+            w->relay->reader_ = queue::Spool::open(w->relay->config_->spool_path, queue::Spool::Mode::ReadOnly);
           w->ok = w->relay->reader_->read_body(w->id, [&](std::string_view c) { w->body.append(c); });
         } catch (const std::exception&) {
           w->ok = false;
@@ -598,7 +624,7 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   const auto& m = job.msg;
   const client::Scope scope = report.scope();
   const bool upstream_fault = !report.all_delivered() && scope == client::Scope::Upstream;
-  auto params = retry_params(config_.retry);
+  auto params = retry_params(config_->retry);
 
   if (upstream_fault) {
     ++up.failures;
@@ -676,8 +702,8 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
     hint = protocol::diagnose(summary(*up.cfg), *f).hint;
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
-  const bool bounces = config_.bounces;
-  const std::string host = config_.host_name;
+  const bool bounces = config_->bounces;
+  const std::string host = config_->host_name;
   const std::string lifetime_text = duration_words(params.lifetime);
   run_store(
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
@@ -745,7 +771,7 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
 
 void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) {
   std::int64_t now = now_us();
-  auto params = retry_params(config_.retry);
+  auto params = retry_params(config_->retry);
   ++up.failures;
   auto floor = failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0};
   up.retry_at = queue::upstream_retry_at(params, up.failures, now, random01(), floor);

@@ -44,6 +44,11 @@ class Relay {
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);
   void abort();     // the grace period is over: drop the connections now
+  // New upstreams, routes, secrets and retry settings (config must outlive
+  // the relay). Deliveries in flight finish with the old settings; waiting
+  // messages are re-routed; upstream suspensions are lifted; "no route"
+  // messages are looked at again at once.
+  void reload(const Config& config);
   std::size_t active_deliveries() const { return deliveries_.size(); }
 
   struct Job {
@@ -81,7 +86,9 @@ class Relay {
   double random01();
 
   uv_loop_t* loop_;
-  const Config& config_;
+  const Config* config_;
+  std::vector<std::unique_ptr<Upstream>> retired_upstreams_;
+  void build_upstreams();
   queue::StoreWorker& store_;
   std::function<std::string()> next_id_;
   uv_timer_t* timer_ = nullptr;

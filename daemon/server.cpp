@@ -183,17 +183,27 @@ std::vector<int> match_inherited(const std::vector<ListenConfig>& listen,
 }  // namespace
 
 Server::Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store)
-    : loop_(loop), config_(config), store_(store), ids_(store.max_id()) {}
+    : loop_(loop), config_(&config), store_(store), ids_(store.max_id()) {}
 
 Server::~Server() = default;
 
-void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
-  std::vector<int> fd_of = match_inherited(config_.listen, inherited);
+void Server::reload(const Config& config) {
   bool any_tls = false;
-  for (const auto& lc : config_.listen) any_tls = any_tls || lc.tls != TlsMode::None;
-  if (any_tls) tls_ctx_ = TlsContext::server(config_.tls_cert, config_.tls_key);   // throws, naming the file
-  for (std::size_t i = 0; i < config_.listen.size(); ++i) {
-    const auto& lc = config_.listen[i];
+  for (const auto& lc : config.listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  std::shared_ptr<TlsContext> ctx = tls_ctx_;
+  if (any_tls) ctx = TlsContext::server(config.tls_cert, config.tls_key);   // throws, naming the file
+  // Connections that already hold the old context keep it until they close.
+  tls_ctx_ = std::move(ctx);
+  config_ = &config;
+}
+
+void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
+  std::vector<int> fd_of = match_inherited(config_->listen, inherited);
+  bool any_tls = false;
+  for (const auto& lc : config_->listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  if (any_tls) tls_ctx_ = TlsContext::server(config_->tls_cert, config_->tls_key);   // throws, naming the file
+  for (std::size_t i = 0; i < config_->listen.size(); ++i) {
+    const auto& lc = config_->listen[i];
     auto l = std::make_unique<Listener>();
     l->server = this;
     l->config = &lc;
@@ -317,7 +327,7 @@ void Server::accept_from(Listener& l) {
   std::string key = conn->client_key();
   std::size_t& count = per_client_[key];
   ++count;
-  const auto& lim = config_.limits;
+  const auto& lim = config_->limits;
   if (shutting_down_) {
     conn->refuse("421 4.3.2 Service shutting down\r\n");
   } else if (connections_.size() > lim.max_connections) {

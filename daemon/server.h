@@ -59,7 +59,10 @@ class Server {
 
   // used by InboundConnection
   uv_loop_t* loop() const { return loop_; }
-  const Config& config() const { return config_; }
+  const Config& config() const { return *config_; }
+  // New connections use `config` (which must outlive them); the certificate
+  // and key are re-read first and a failure throws with nothing changed.
+  void reload(const Config& config);
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
   // Called after each accepted message (the relay looks for work at once).
@@ -80,7 +83,7 @@ class Server {
   void maybe_drained();
 
   uv_loop_t* loop_;
-  const Config& config_;
+  const Config* config_;
   queue::StoreWorker& store_;
   queue::QueueIdGenerator ids_;
   std::shared_ptr<TlsContext> tls_ctx_;

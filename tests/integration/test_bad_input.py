@@ -281,6 +281,7 @@ class BadInput(unittest.TestCase):
         r = c.reply(timeout=15)
         elapsed = time.monotonic() - t0
         self.assertEqual((r.code, r.enhanced), (421, "4.4.2"), r)
+        self.assertIn("timeout exceeded", r.text)
         self.assertLess(elapsed, 10, "data_timeout is 2s")
         self.assertTrue(c.wait_closed(5), "connection not closed after 421")
         c.close()
@@ -303,6 +304,7 @@ class BadInput(unittest.TestCase):
                 break
         r = c.reply(timeout=5)
         self.assertEqual((r.code, r.enhanced), (421, "4.4.2"), r)
+        self.assertIn("data rate too low", r.text)
         self.assertLess(time.monotonic() - t0, 12, "trickling client kept for too long")
         self.assertTrue(c.wait_closed(5))
         c.close()

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """sd_notify (SPEC "systemd"): READY=1 once the listeners accept connections
 and the spool is open, STATUS= with the number of messages queued (at start
-and every 30 s), WATCHDOG=1 every WATCHDOG_USEC/2, STOPPING=1 on SIGTERM.
+and every 30 s), WATCHDOG=1 every WATCHDOG_USEC/2, RELOADING=1 then READY=1
+on SIGHUP, STOPPING=1 on SIGTERM.
 The test plays systemd: it binds the NOTIFY_SOCKET datagram socket."""
 
 import os
@@ -115,11 +116,17 @@ class Notify(unittest.TestCase):
         self.d.submit(unix=True)
         self.n.wait_for(lambda l: l == "STATUS=2 messages queued", 40, "STATUS with 2 messages")
 
+        # SIGHUP (ExecReload=): RELOADING=1, then READY=1 again.
+        self.d.proc.send_signal(1)
+        self.n.wait_for(lambda l: l == "RELOADING=1", 10, "RELOADING=1")
+        self.d.wait_event("reload", status="ok")
+        self.n.wait_for(lambda l: [x for _, x in self.n.got].count("READY=1") == 2, 10, "READY=1 after reload")
+
         self.d.proc.send_signal(15)
         self.n.wait_for(lambda l: l == "STOPPING=1", 10, "STOPPING=1")
         self.assertEqual(self.d.proc.wait(15), 0)
-        order = [l for _, l in self.n.got if l in ("READY=1", "STOPPING=1")]
-        self.assertEqual(order, ["READY=1", "STOPPING=1"])
+        order = [l for _, l in self.n.got if l in ("READY=1", "RELOADING=1", "STOPPING=1")]
+        self.assertEqual(order, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"])
 
     def test_status_at_start_counts_the_spool(self):
         self.d.start()
