@@ -3,11 +3,18 @@
 // SIGTERM/SIGINT, then drain and exit 0.
 #include <uv.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -18,6 +25,7 @@
 #include "daemon/password.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
+#include "queue/spool.h"
 #include "queue/store_worker.h"
 
 #ifdef OUTBOX_HAVE_SYSTEMD
@@ -29,13 +37,73 @@ namespace {
 constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
 constexpr int kExitSoftware = 70; // EX_SOFTWARE
 constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
+constexpr std::uint64_t kStatusEveryMs = 30'000;                 // STATUS= refresh
 
-void notify(const char* state) {
+void notify(const std::string& state) {
 #ifdef OUTBOX_HAVE_SYSTEMD
-  sd_notify(0, state);
+  sd_notify(0, state.c_str());
 #else
   (void)state;
 #endif
+}
+
+// The watchdog interval systemd asks for (WatchdogSec=), 0 when none.
+std::uint64_t watchdog_usec() {
+#ifdef OUTBOX_HAVE_SYSTEMD
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0) return usec;
+#endif
+  return 0;
+}
+
+// Sockets passed by the service manager (sd_listen_fds(3)). The variables are
+// removed from the environment either way so that programs outboxd starts
+// (oauth2_token_command) do not believe the sockets are theirs.
+std::vector<outbox::daemon::InheritedSocket> inherited_sockets() {
+  std::vector<outbox::daemon::InheritedSocket> out;
+#ifdef OUTBOX_HAVE_SYSTEMD
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(1, &names);
+  for (int i = 0; i < n; ++i) {
+    std::string name = names && names[i] ? names[i] : "";
+    out.push_back({SD_LISTEN_FDS_START + i, name});
+  }
+  if (names) {
+    for (int i = 0; i < n; ++i) std::free(names[i]);
+    std::free(names);
+  }
+#else
+  // The protocol itself, for builds without libsystemd: LISTEN_PID must be
+  // ours, fds start at 3, LISTEN_FDNAMES is colon-separated.
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  const char* fdnames = std::getenv("LISTEN_FDNAMES");
+  if (pid && fds && std::strtol(pid, nullptr, 10) == static_cast<long>(::getpid())) {
+    long n = std::strtol(fds, nullptr, 10);
+    std::vector<std::string> names;
+    if (fdnames) {
+      std::string all = fdnames, cur;
+      for (char c : all) {
+        if (c == ':') names.push_back(cur), cur.clear();
+        else cur += c;
+      }
+      names.push_back(cur);
+    }
+    for (long i = 0; i < n && i < 1024; ++i) {
+      int fd = 3 + static_cast<int>(i);
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      out.push_back({fd, static_cast<std::size_t>(i) < names.size() ? names[i] : ""});
+    }
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+#endif
+  // systemd names an fd "unknown" when the unit sets no FileDescriptorName=
+  // and socket-activate tools do the same: that is no name at all.
+  for (auto& s : out)
+    if (s.name == "unknown") s.name.clear();
+  return out;
 }
 
 // The config library links no crypto, so the hash format is checked here:
@@ -69,13 +137,16 @@ struct Daemon {
   std::unique_ptr<outbox::daemon::Relay> relay;
   uv_signal_t sigterm{}, sigint{}, sighup{};
   uv_timer_t relay_grace{};
+  uv_timer_t status_timer{}, watchdog_timer{};
+  bool watchdog = false;
   bool stopping = false;
   bool server_drained = false, relay_stopped = false;
 
   void stop(const char* why) {
     if (stopping) return;
     stopping = true;
-    notify("STOPPING=1");
+    uv_timer_stop(&status_timer);
+    notify("STOPPING=1\nSTATUS=Stopping: finishing the sessions and deliveries in flight");
     outbox::log::info(outbox::log::Line("stopping").kv("signal", why));
     // Deliveries in flight may finish their message within the grace period;
     // after it their connections are dropped and the messages stay in the
@@ -106,6 +177,12 @@ struct Daemon {
 
   void reload() {
     if (stopping) return;
+    // sd_notify(3): RELOADING=1 ... READY=1 brackets the reload, whether the
+    // new configuration is taken or refused (the daemon serves either way).
+    notify("RELOADING=1");
+    struct Ready {
+      ~Ready() { notify("READY=1"); }
+    } ready;
     auto fresh = std::make_unique<outbox::Config>();
     try {
       *fresh = outbox::load_config(config_path);
@@ -134,7 +211,43 @@ struct Daemon {
     finish();
   }
 
+  // STATUS= for systemctl status: the messages not finished yet (queued,
+  // being delivered, deferred or held), counted by the spool thread.
+  void report_status() {
+    if (stopping) return;
+    auto count = std::make_shared<std::int64_t>(0);
+    store->run(
+        [count](outbox::queue::Spool& s) {
+          for (const auto& [state, n] : s.stats().by_state)
+            if (state == "queued" || state == "active" || state == "deferred" || state == "held") *count += n;
+        },
+        [this, count](bool ok, const std::string&) {
+          if (!ok || stopping) return;
+          notify("STATUS=" + std::to_string(*count) + (*count == 1 ? " message" : " messages") + " queued");
+        });
+  }
+
+  void start_timers() {
+    uv_timer_init(loop, &status_timer);
+    status_timer.data = this;
+    report_status();
+    uv_timer_start(&status_timer, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->report_status(); },
+                   kStatusEveryMs, kStatusEveryMs);
+    uv_timer_init(loop, &watchdog_timer);
+    watchdog_timer.data = this;
+    // Half the interval, as sd_watchdog_enabled(3) recommends; the ping comes
+    // from the event loop, so a wedged loop stops it and systemd restarts us.
+    if (std::uint64_t usec = watchdog_usec(); usec > 0) {
+      watchdog = true;
+      std::uint64_t ms = std::max<std::uint64_t>(usec / 2000, 1);
+      notify("WATCHDOG=1");
+      uv_timer_start(&watchdog_timer, [](uv_timer_t*) { notify("WATCHDOG=1"); }, ms, ms);
+    }
+  }
+
   void finish() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&status_timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
@@ -169,6 +282,8 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration ok\n", config_path.c_str());
     return 0;
   }
+  // Before any thread exists: this edits the environment.
+  const auto inherited = inherited_sockets();
   outbox::log::init(d.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
   // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
@@ -198,7 +313,10 @@ int main(int argc, char** argv) {
     d.server->set_on_accepted([relay] { relay->kick(); });
   }
   try {
-    d.server->bind_listeners();
+    d.server->bind_listeners(inherited);
+  } catch (const outbox::daemon::ListenerMismatch& e) {
+    std::fprintf(stderr, "outboxd: %s: %s\n", config_path.c_str(), e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     outbox::log::error(outbox::log::Line("fatal").kv("error", e.what()));
     return kExitSoftware;
@@ -216,9 +334,10 @@ int main(int argc, char** argv) {
   std::string listeners;
   for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;
   outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
-                        .kv("spool", d.config.spool_path));
+                        .kv("spool", d.config.spool_path).kv("activated", d.server->activated_count()));
   d.relay->start();
   notify("READY=1");
+  d.start_timers();
 
   uv_run(d.loop, UV_RUN_DEFAULT);
   d.relay.reset();
