@@ -346,7 +346,7 @@ void ServerSession::Impl::auth_response(std::string_view line) {
   }
   switch (auth_step) {
     case AuthStep::None:
-      return;
+      break;
     case AuthStep::PlainResponse:
       auth_step = AuthStep::None;
       auth_plain(*decoded);

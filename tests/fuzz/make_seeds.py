@@ -139,6 +139,7 @@ ADDRESS_SEEDS = {
     "long_local": b"<" + b"l" * 64 + b"@example.test>",
     "trailing_dot": b"<a@b.test.>",
     "cr_inside": b"<a\r@b.test>",
+    "literal_gt": b"u@[2:>b8]",            # fuzz_address finding: must be refused
 }
 
 

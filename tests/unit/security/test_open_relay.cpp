@@ -69,3 +69,10 @@ TEST_CASE("trusted: probes are ordinary addresses, stored as written or refused 
                                  "\"user@outside.test\"@localhost", "user@[192.0.2.1]",
                                  "user@[IPv6:2001:db8::1]"});
 }
+
+TEST_CASE("an address literal holding '>' is refused, bracketed or not (it could not be relayed intact)") {
+  Harness h;
+  h.ehlo();
+  h.feed("MAIL FROM:<app@example.org>\r\nRCPT TO:u@[2:>b8]\r\nRCPT TO:<u@[2:>b8]>\r\nRCPT TO:<u@[x:y<z]>\r\n");
+  CHECK(h.codes() == Lines{"250", "501", "501", "501"});
+}
