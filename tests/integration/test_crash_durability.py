@@ -279,6 +279,10 @@ class CrashDurability(unittest.TestCase):
         self.run_round("r3", after(2.0))
         big = self.run_round("r4", mid_big, big_every=2)
         self.assertGreater(len(big.cut), 0, "no client was mid-DATA at the kill")
+        # the half-received messages were found and dropped at start (SPEC)
+        rec = self.d.events("recovered", since_start=True)
+        self.assertTrue(rec and int(rec[0].get("discarded_incomplete", 0)) >= 1,
+                        "no event=recovered discarded_incomplete=N after killing mid-DATA: %r" % rec)
         self.run_round("r5", after_acks(30))
         self.run_round("r6", after(random.Random(6).uniform(0.05, 1.5)))
         self.assertGreater(len(self.acked), 50, "too little load to mean anything")
