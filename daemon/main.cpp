@@ -3,11 +3,21 @@
 // SIGTERM/SIGINT, then drain and exit 0.
 #include <uv.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <optional>
+#include <stdexcept>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/logging.h"
@@ -15,6 +25,7 @@
 #include "daemon/password.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
+#include "queue/spool.h"
 #include "queue/store_worker.h"
 
 #ifdef OUTBOX_HAVE_SYSTEMD
@@ -26,13 +37,95 @@ namespace {
 constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
 constexpr int kExitSoftware = 70; // EX_SOFTWARE
 constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
+constexpr std::uint64_t kStatusEveryMs = 30'000;                 // STATUS= refresh
 
-void notify(const char* state) {
+void notify(const std::string& state) {
 #ifdef OUTBOX_HAVE_SYSTEMD
-  sd_notify(0, state);
+  sd_notify(0, state.c_str());
 #else
   (void)state;
 #endif
+}
+
+// The watchdog interval systemd asks for (WatchdogSec=), 0 when none.
+std::uint64_t watchdog_usec() {
+#ifdef OUTBOX_HAVE_SYSTEMD
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0) return usec;
+#endif
+  return 0;
+}
+
+// Sockets passed by the service manager (sd_listen_fds(3)). The variables are
+// removed from the environment either way so that programs outboxd starts
+// (oauth2_token_command) do not believe the sockets are theirs.
+std::vector<outbox::daemon::InheritedSocket> inherited_sockets() {
+  std::vector<outbox::daemon::InheritedSocket> out;
+#ifdef OUTBOX_HAVE_SYSTEMD
+  char** names = nullptr;
+  int n = sd_listen_fds_with_names(1, &names);
+  for (int i = 0; i < n; ++i) {
+    std::string name = names && names[i] ? names[i] : "";
+    out.push_back({SD_LISTEN_FDS_START + i, name});
+  }
+  if (names) {
+    for (int i = 0; i < n; ++i) std::free(names[i]);
+    std::free(names);
+  }
+#else
+  // The protocol itself, for builds without libsystemd: LISTEN_PID must be
+  // ours, fds start at 3, LISTEN_FDNAMES is colon-separated.
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  const char* fdnames = std::getenv("LISTEN_FDNAMES");
+  if (pid && fds && std::strtol(pid, nullptr, 10) == static_cast<long>(::getpid())) {
+    long n = std::strtol(fds, nullptr, 10);
+    std::vector<std::string> names;
+    if (fdnames) {
+      std::string all = fdnames, cur;
+      for (char c : all) {
+        if (c == ':') names.push_back(cur), cur.clear();
+        else cur += c;
+      }
+      names.push_back(cur);
+    }
+    for (long i = 0; i < n && i < 1024; ++i) {
+      int fd = 3 + static_cast<int>(i);
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      out.push_back({fd, static_cast<std::size_t>(i) < names.size() ? names[i] : ""});
+    }
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+#endif
+  // systemd names an fd "unknown" when the unit sets no FileDescriptorName=
+  // and socket-activate tools do the same: that is no name at all.
+  for (auto& s : out)
+    if (s.name == "unknown") s.name.clear();
+  return out;
+}
+
+// The config library links no crypto, so the hash format is checked here:
+// a typo must stop the start (or the reload), not lock the user out silently.
+std::optional<std::string> bad_password_hash(const outbox::Config& c, const std::string& path) {
+  for (std::size_t i = 0; i < c.users.size(); ++i) {
+    const auto& u = c.users[i];
+    if (!outbox::password::is_valid_hash(u.password_hash))
+      return path + ": user[" + std::to_string(i) + "].password_hash: not a $scrypt$ or $pbkdf2-sha256$ hash (user " +
+             u.name + "; make one with outboxctl hash-password)";
+  }
+  return std::nullopt;
+}
+
+bool same_listeners(const outbox::Config& a, const outbox::Config& b) {
+  if (a.listen.size() != b.listen.size()) return false;
+  for (std::size_t i = 0; i < a.listen.size(); ++i) {
+    const auto &x = a.listen[i], &y = b.listen[i];
+    if (x.name != y.name || x.address != y.address || x.path != y.path || x.mode != y.mode || x.group != y.group)
+      return false;
+  }
+  return true;
 }
 
 struct Daemon {
@@ -44,13 +137,16 @@ struct Daemon {
   std::unique_ptr<outbox::daemon::Relay> relay;
   uv_signal_t sigterm{}, sigint{}, sighup{};
   uv_timer_t relay_grace{};
+  uv_timer_t status_timer{}, watchdog_timer{};
+  bool watchdog = false;
   bool stopping = false;
   bool server_drained = false, relay_stopped = false;
 
   void stop(const char* why) {
     if (stopping) return;
     stopping = true;
-    notify("STOPPING=1");
+    uv_timer_stop(&status_timer);
+    notify("STOPPING=1\nSTATUS=Stopping: finishing the sessions and deliveries in flight");
     outbox::log::info(outbox::log::Line("stopping").kv("signal", why));
     // Deliveries in flight may finish their message within the grace period;
     // after it their connections are dropped and the messages stay in the
@@ -70,13 +166,88 @@ struct Daemon {
     });
   }
 
+  // SIGHUP (SPEC "systemd": ExecReload): re-read the configuration, the TLS
+  // certificate and the upstream secrets without dropping a connection or a
+  // message. A bad new configuration is refused, the old one stays. Earlier
+  // generations stay alive: connections and deliveries in flight finish
+  // with the settings they started with.
+  std::string config_path;
+  std::vector<std::unique_ptr<outbox::Config>> generations;
+  const outbox::Config* current = nullptr;
+
+  void reload() {
+    if (stopping) return;
+    // sd_notify(3): RELOADING=1 ... READY=1 brackets the reload, whether the
+    // new configuration is taken or refused (the daemon serves either way).
+    notify("RELOADING=1");
+    struct Ready {
+      ~Ready() { notify("READY=1"); }
+    } ready;
+    auto fresh = std::make_unique<outbox::Config>();
+    try {
+      *fresh = outbox::load_config(config_path);
+      if (auto bad = bad_password_hash(*fresh, config_path)) throw std::runtime_error(*bad);
+      if (fresh->spool_path != current->spool_path)
+        throw std::runtime_error("spool.path changed: restart outboxd to move the spool");
+      server->reload(*fresh);   // throws when the new certificate or key is unusable
+    } catch (const std::exception& e) {
+      outbox::log::error(outbox::log::Line("reload").kv("status", "refused").kv("error", e.what())
+                             .kv("hint", "the running configuration stays in effect"));
+      return;
+    }
+    if (!same_listeners(*current, *fresh))
+      outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
+                            .kv("hint", "listener changes take effect when outboxd restarts"));
+    relay->reload(*fresh);
+    outbox::log::set_level(fresh->log_level);
+    current = fresh.get();
+    generations.push_back(std::move(fresh));
+    outbox::log::info(outbox::log::Line("reload").kv("status", "ok").kv("config", config_path));
+  }
+
   void maybe_finish() {
     if (!server_drained || !relay_stopped) return;
     uv_close(reinterpret_cast<uv_handle_t*>(&relay_grace), nullptr);
     finish();
   }
 
+  // STATUS= for systemctl status: the messages not finished yet (queued,
+  // being delivered, deferred or held), counted by the spool thread.
+  void report_status() {
+    if (stopping) return;
+    auto count = std::make_shared<std::int64_t>(0);
+    store->run(
+        [count](outbox::queue::Spool& s) {
+          for (const auto& [state, n] : s.stats().by_state)
+            if (state == "queued" || state == "active" || state == "deferred" || state == "held") *count += n;
+        },
+        [this, count](bool ok, const std::string&) {
+          if (!ok || stopping) return;
+          notify("STATUS=" + std::to_string(*count) + (*count == 1 ? " message" : " messages") + " queued");
+        });
+  }
+
+  void start_timers() {
+    uv_timer_init(loop, &status_timer);
+    status_timer.data = this;
+    report_status();
+    uv_timer_start(&status_timer, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->report_status(); },
+                   kStatusEveryMs, kStatusEveryMs);
+    uv_timer_init(loop, &watchdog_timer);
+    watchdog_timer.data = this;
+    // Half the interval, as sd_watchdog_enabled(3) recommends; the ping comes
+    // from the event loop, so a wedged loop stops it and systemd restarts us.
+    if (std::uint64_t usec = watchdog_usec(); usec > 0) {
+      watchdog = true;
+      std::uint64_t ms = std::max<std::uint64_t>(usec / 2000, 1);
+      notify("WATCHDOG=1");
+      uv_timer_start(&watchdog_timer, [](uv_timer_t*) { notify("WATCHDOG=1"); }, ms, ms);
+    }
+  }
+
   void finish() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&status_timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
@@ -103,22 +274,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "outboxd: %s\n", e.what());
     return kExitConfig;
   }
-  // The config library links no crypto, so the hash format is checked here:
-  // a typo must stop the start, not lock the user out silently.
-  for (std::size_t i = 0; i < d.config.users.size(); ++i) {
-    const auto& u = d.config.users[i];
-    if (!outbox::password::is_valid_hash(u.password_hash)) {
-      std::fprintf(stderr,
-                   "outboxd: %s: user[%zu].password_hash: not a $scrypt$ or $pbkdf2-sha256$ hash "
-                   "(user %s; make one with outboxctl hash-password)\n",
-                   config_path.c_str(), i, u.name.c_str());
-      return kExitConfig;
-    }
+  if (auto bad = bad_password_hash(d.config, config_path)) {
+    std::fprintf(stderr, "outboxd: %s\n", bad->c_str());
+    return kExitConfig;
   }
   if (check) {
     std::printf("%s: configuration ok\n", config_path.c_str());
     return 0;
   }
+  // Before any thread exists: this edits the environment.
+  const auto inherited = inherited_sockets();
   outbox::log::init(d.config.log_level);
   std::signal(SIGPIPE, SIG_IGN);
   // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
@@ -138,6 +303,7 @@ int main(int argc, char** argv) {
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
+  d.current = &d.config;
   d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
   {
     auto* server = d.server.get();
@@ -147,7 +313,10 @@ int main(int argc, char** argv) {
     d.server->set_on_accepted([relay] { relay->kick(); });
   }
   try {
-    d.server->bind_listeners();
+    d.server->bind_listeners(inherited);
+  } catch (const outbox::daemon::ListenerMismatch& e) {
+    std::fprintf(stderr, "outboxd: %s: %s\n", config_path.c_str(), e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     outbox::log::error(outbox::log::Line("fatal").kv("error", e.what()));
     return kExitSoftware;
@@ -159,17 +328,16 @@ int main(int argc, char** argv) {
   d.sigterm.data = d.sigint.data = d.sighup.data = &d;
   uv_signal_start(&d.sigterm, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("TERM"); }, SIGTERM);
   uv_signal_start(&d.sigint, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop("INT"); }, SIGINT);
-  // Reloading arrives with the operations work; until then SIGHUP must not kill us.
-  uv_signal_start(&d.sighup, [](uv_signal_t*, int) {
-    outbox::log::warn(outbox::log::Line("reload").kv("status", "unsupported").kv("hint", "restart outboxd to apply changes"));
-  }, SIGHUP);
+  d.config_path = config_path;
+  uv_signal_start(&d.sighup, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->reload(); }, SIGHUP);
 
   std::string listeners;
   for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;
   outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
-                        .kv("spool", d.config.spool_path));
+                        .kv("spool", d.config.spool_path).kv("activated", d.server->activated_count()));
   d.relay->start();
   notify("READY=1");
+  d.start_timers();
 
   uv_run(d.loop, UV_RUN_DEFAULT);
   d.relay.reset();

@@ -1,6 +1,7 @@
 #include "daemon/relay.h"
 
 #include <algorithm>
+#include <cctype>
 #include <type_traits>
 
 #include "daemon/logging.h"
@@ -77,6 +78,84 @@ std::string dsn_of(const client::RecipientResult& r) {
   return std::to_string(s.cls) + "." + std::to_string(s.subject) + "." + std::to_string(s.detail);
 }
 
+// A set-up failure (connect, TLS, greeting, EHLO, STARTTLS, AUTH) as the
+// result of a recipient that was waiting for the connection: temporary, of
+// scope upstream, with the status a reply-less failure deserves (RFC 3463).
+client::RecipientResult setup_result(const std::string& address, const client::SessionFailure& f) {
+  client::RecipientResult r;
+  r.address = address;
+  r.outcome = client::Outcome::Temporary;
+  r.scope = client::Scope::Upstream;
+  r.stage = f.stage;
+  r.reply = f.reply;
+  r.detail = f.detail;
+  if (f.reply) {
+    r.status = f.reply->status();
+    if (r.status.cls != 4 && r.status.cls != 5) r.status = protocol::EnhancedStatus{4, 0, 0};
+    r.status.cls = 4;   // an upstream failure never bounces (SPEC "Relay")
+  } else if (f.detail.rfind("timeout", 0) == 0 || f.detail.rfind("connection closed", 0) == 0) {
+    r.status = protocol::EnhancedStatus{4, 4, 2};   // bad connection
+  } else if (f.stage == client::Stage::Connect) {
+    r.status = protocol::EnhancedStatus{4, 4, 1};   // no answer from host
+  } else if (f.stage == client::Stage::Tls) {
+    r.status = protocol::EnhancedStatus{4, 7, 5};   // cryptographic failure
+  } else if (f.stage == client::Stage::StartTls) {
+    r.status = protocol::EnhancedStatus{4, 7, 4};   // security features not supported
+  } else {
+    r.status = protocol::EnhancedStatus{4, 7, 0};
+  }
+  return r;
+}
+
+// from_header = "rewrite": the address the provider accepts in From: (the
+// envelope_from, else a username that is an address).
+std::string rewrite_address(const UpstreamConfig& u) {
+  if (!u.envelope_from.empty()) return u.envelope_from;
+  if (u.username.find('@') != std::string::npos) return u.username;
+  return {};
+}
+
+bool field_named(std::string_view line, std::string_view name) {
+  if (line.size() <= name.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+  std::size_t i = name.size();
+  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;   // RFC 5322 §4.5.3 obs-optional
+  return i < line.size() && line[i] == ':';
+}
+
+// Providers that accept only their own account in From: (QQ, 163, Outlook's
+// SendAs) get it there; the author's From: field moves, folded lines and
+// all, to Reply-To: (RFC 5322 §3.6.2) unless the message already has one,
+// so replies still reach the author. Every other byte is kept.
+std::string rewrite_from(std::string msg, const std::string& account) {
+  std::size_t head_end = msg.find("\r\n\r\n");
+  head_end = head_end == std::string::npos ? msg.size() : head_end + 2;
+  std::size_t from_at = std::string::npos, from_end = 0;
+  bool has_reply_to = false;
+  for (std::size_t pos = 0; pos < head_end;) {
+    std::size_t end = pos;   // the field runs to a CRLF not followed by WSP
+    do {
+      std::size_t crlf = msg.find("\r\n", end);
+      end = crlf == std::string::npos || crlf + 2 > head_end ? head_end : crlf + 2;
+    } while (end < head_end && (msg[end] == ' ' || msg[end] == '\t'));
+    std::string_view field(msg.data() + pos, end - pos);
+    if (field_named(field, "reply-to")) has_reply_to = true;
+    if (from_at == std::string::npos && field_named(field, "from")) {
+      from_at = pos;
+      from_end = end;
+    }
+    pos = end;
+  }
+  std::string fresh = "From: " + account + "\r\n";
+  if (from_at == std::string::npos) return fresh + msg;
+  if (!has_reply_to) {
+    std::string_view old(msg.data() + from_at, from_end - from_at);
+    fresh += "Reply-To" + std::string(old.substr(old.find(':')));
+  }
+  return msg.replace(from_at, from_end - from_at, fresh);
+}
+
 std::string duration_words(std::chrono::seconds s) {
   auto n = s.count();
   if (n % 86400 == 0) return std::to_string(n / 86400) + (n == 86400 ? " day" : " days");
@@ -114,7 +193,7 @@ class Relay::Delivery {
   static client::ClientConfig make_config(Relay& relay, Upstream& up) {
     const UpstreamConfig& u = *up.cfg;
     client::ClientConfig c;
-    c.helo_name = relay.config_.host_name;
+    c.helo_name = relay.config_->host_name;
     c.tls = tls_policy(u.tls);
     c.auth = auth_policy(u);
     c.username = u.username;
@@ -183,6 +262,10 @@ class Relay::Delivery {
         session_->on_tls_failed(error);
       } else if (stage == "timeout") {
         session_->on_timeout();
+      } else if (stage == "closed") {
+        // The session says "connection closed by the server"; the peer's
+        // address is in relay= already.
+        session_->on_closed("");
       } else {
         session_->on_closed(error);
       }
@@ -202,6 +285,7 @@ class Relay::Delivery {
   void abort() {
     if (link_ && !link_closed_) link_->close();
     link_closed_ = true;
+    aborted_ = true;
     // The session still reports the message in flight (a drop after the
     // final dot is a possible duplicate, RFC 1047), then finishes.
     session_->on_closed("shutting down");
@@ -266,7 +350,8 @@ class Relay::Delivery {
               relay_.message_done(up_, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
             }
           } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
-            relay_.session_failed(up_, a.failure);
+            // Dropped by our own shutdown: not the upstream's fault, nothing to suspend.
+            if (!aborted_) relay_.session_failed(up_, a.failure);
           }
         },
         action);
@@ -319,6 +404,10 @@ class Relay::Delivery {
         pump();
         return;
       }
+      if (up_.cfg->from_header == "rewrite") {
+        std::string account = rewrite_address(*up_.cfg);
+        if (!account.empty()) body = rewrite_from(std::move(body), account);
+      }
       session_->body_chunk(body);
       session_->body_end();
       pump();
@@ -336,6 +425,7 @@ class Relay::Delivery {
   std::optional<Job> current_;
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
+  bool aborted_ = false;
   bool finished_ = false;
   bool reported_finished_ = false;
   bool pumping_ = false;
@@ -345,8 +435,20 @@ class Relay::Delivery {
 // --- scheduler ---------------------------------------------------------------------
 
 Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, std::function<std::string()> next_id)
-    : loop_(loop), config_(config), store_(store), next_id_(std::move(next_id)), rng_(std::random_device{}()) {
-  for (const auto& u : config_.upstreams) {
+    : loop_(loop), config_(&config), store_(store), next_id_(std::move(next_id)), rng_(std::random_device{}()) {
+  build_upstreams();
+  timer_ = new uv_timer_t;
+  uv_timer_init(loop_, timer_);
+  timer_->data = this;
+  try {
+    reader_ = queue::Spool::open(config_->spool_path, queue::Spool::Mode::ReadOnly);
+  } catch (const std::exception& e) {
+    log::error(log::Line("relay_error").kv("error", e.what()));
+  }
+}
+
+void Relay::build_upstreams() {
+  for (const auto& u : config_->upstreams) {
     auto up = std::make_unique<Upstream>();
     up->cfg = &u;
     try {
@@ -360,14 +462,25 @@ Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, s
       if (auto rl = parse_rate_limit(r)) up->rates.push_back(*rl);
     upstreams_[u.name] = std::move(up);
   }
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
-  try {
-    reader_ = queue::Spool::open(config_.spool_path, queue::Spool::Mode::ReadOnly);
-  } catch (const std::exception& e) {
-    log::error(log::Line("relay_error").kv("error", e.what()));
+}
+
+void Relay::reload(const Config& config) {
+  std::int64_t now = now_us();
+  for (auto& [name, up] : upstreams_) {
+    (void)name;
+    while (!up->pending.empty()) {
+      Job j = std::move(up->pending.front());
+      up->pending.pop_front();
+      park(j.msg.id, now, {});
+    }
+    retired_upstreams_.push_back(std::move(up));   // deliveries in flight still use it
   }
+  upstreams_.clear();
+  config_ = &config;
+  build_upstreams();
+  no_route_warned_.clear();
+  run_store([now](queue::Spool& s) { queue::DeliveryStore(s).release_waiting(now); }, nullptr);
+  kick();
 }
 
 Relay::~Relay() {
@@ -403,7 +516,10 @@ void Relay::kick() {
     kicked_ = true;
     return;
   }
-  schedule_tick(std::chrono::milliseconds(0));
+  // Coalesce: under a burst of submissions one claim every few milliseconds
+  // takes them all, instead of one spool query per accepted message.
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) && uv_timer_get_due_in(timer_) <= 20) return;
+  schedule_tick(std::chrono::milliseconds(10));
 }
 
 void Relay::schedule_tick(std::chrono::milliseconds after) {
@@ -427,7 +543,7 @@ void Relay::tick() {
   auto next = std::make_shared<std::optional<std::int64_t>>();
   std::weak_ptr<bool> alive = alive_;
   auto no_route = std::make_shared<std::vector<std::string>>();
-  const Config* cfg = &config_;
+  const Config* cfg = config_;
   run_store(
       [due, next, limit, no_route, cfg](queue::Spool& s) {
         queue::DeliveryStore ds(s);
@@ -474,12 +590,12 @@ void Relay::dispatch(std::vector<queue::DueMessage> due) {
       continue;
     }
     Job job;
-    job.route = routing::upstreams_for(config_, m.sender);
+    job.route = routing::upstreams_for(*config_, m.sender);
     // A bounce (<>) that no route takes goes the way its recipient (the
     // original sender) would send (SPEC: "a bounce with no route uses its
     // message's route").
     if (job.route.empty() && m.sender.empty() && !m.recipients.empty())
-      job.route = routing::upstreams_for(config_, m.recipients.front());
+      job.route = routing::upstreams_for(*config_, m.recipients.front());
     if (job.route.empty()) {
       if (no_route_warned_.insert(m.id).second)
         log::warn(log::Line("no_route").kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender)
@@ -497,16 +613,22 @@ void Relay::assign(Job job, std::int64_t now) {
   // The first upstream of the route that is not suspended takes it.
   std::int64_t earliest = 0;
   std::string why;
+  Upstream* blamed = nullptr;
+  bool misconfigured = false;
   for (std::size_t i = job.route_index; i < job.route.size(); ++i) {
     Upstream& up = upstream(job.route[i]);
     if (!up.setup_error.empty()) {
+      // Fixed only by a restart, which reads the files again: look again
+      // at the retry pace, not hours later.
       why = up.setup_error;
-      earliest = earliest == 0 ? now + 3600LL * 1000000 : earliest;
+      blamed = &up;
+      misconfigured = true;
       continue;
     }
     if (up.retry_at > now) {
       if (earliest == 0 || up.retry_at < earliest) earliest = up.retry_at;
       why = "upstream \"" + up.cfg->name + "\" suspended: " + up.last_failure;
+      blamed = &up;
       continue;
     }
     job.route_index = i;
@@ -514,8 +636,27 @@ void Relay::assign(Job job, std::int64_t now) {
     start_connections(up);
     return;
   }
+  const std::int64_t deadline = job.msg.created + config_->retry.lifetime.count() * 1000000;
+  if (blamed && now >= deadline) {
+    // No upstream of its route will take it within its lifetime: it expires
+    // now, like any message whose upstream keeps failing (SPEC "[retry]").
+    client::SessionFailure f;
+    f.detail = why;
+    client::MessageReport report;
+    report.id = job.msg.id;
+    for (const auto& a : job.msg.recipients) {
+      report.recipients.push_back(setup_result(a, f));
+      if (misconfigured) report.recipients.back().status = protocol::EnhancedStatus{4, 3, 5};   // RFC 3463: system incorrectly configured
+    }
+    settle(*blamed, std::move(job), std::move(report), "", true, now);
+    return;
+  }
+  if (misconfigured) {
+    std::int64_t soon = now + config_->retry.initial.count() * 1000000;
+    earliest = earliest == 0 ? soon : std::min(earliest, soon);
+  }
   in_flight_.erase(job.msg.id);
-  park(job.msg.id, earliest == 0 ? now + 60LL * 1000000 : earliest, why);
+  park(job.msg.id, std::min<std::int64_t>(earliest == 0 ? now + 60LL * 1000000 : earliest, std::max(now, deadline)), why);
 }
 
 void Relay::start_connections(Upstream& up) {
@@ -580,7 +721,7 @@ void Relay::read_body(std::string id, std::function<void(bool, std::string)> don
         std::lock_guard<std::mutex> lock(w->relay->reader_mu_);
         try {
           if (!w->relay->reader_)
-            w->relay->reader_ = queue::Spool::open(w->relay->config_.spool_path, queue::Spool::Mode::ReadOnly);
+            w->relay->reader_ = queue::Spool::open(w->relay->config_->spool_path, queue::Spool::Mode::ReadOnly);
           w->ok = w->relay->reader_->read_body(w->id, [&](std::string_view c) { w->body.append(c); });
         } catch (const std::exception&) {
           w->ok = false;
@@ -595,22 +736,40 @@ void Relay::read_body(std::string id, std::function<void(bool, std::string)> don
 
 void Relay::message_done(Upstream& up, Job job, client::MessageReport report, const std::string& peer) {
   std::int64_t now = now_us();
-  const auto& m = job.msg;
-  const client::Scope scope = report.scope();
-  const bool upstream_fault = !report.all_delivered() && scope == client::Scope::Upstream;
-  auto params = retry_params(config_.retry);
-
+  const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
-    ++up.failures;
     const client::RecipientResult* f = report.first_failure();
-    auto floor = f && f->reply ? client::suggested_backoff(*f->reply) : std::chrono::seconds{0};
-    up.retry_at = queue::upstream_retry_at(params, up.failures, now, random01(), floor);
-    up.last_failure = f ? f->text() : "failed";
+    suspend(up, now, f && f->reply ? client::suggested_backoff(*f->reply) : std::chrono::seconds{0},
+            f ? f->text() : "failed");
     log::warn(log::Line("upstream_suspended").kv("upstream", up.cfg->name).kv("until_s", seconds_text(up.retry_at - now))
                   .kv("reply", up.last_failure));
   } else {
     up.failures = 0;
   }
+  settle(up, std::move(job), std::move(report), peer, upstream_fault, now);
+}
+
+std::int64_t Relay::route_available_at(const Job& job, std::int64_t now) {
+  std::int64_t best = 0;
+  for (const auto* cfg : job.route) {
+    const Upstream& u = upstream(cfg);
+    if (!u.setup_error.empty()) continue;
+    std::int64_t at = std::max(now, u.retry_at);
+    if (best == 0 || at < best) best = at;
+  }
+  return best == 0 ? now + 3600LL * 1000000 : best;
+}
+
+void Relay::suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why) {
+  ++up.failures;
+  up.retry_at = queue::upstream_retry_at(retry_params(config_->retry), up.failures, now, random01(), floor);
+  up.last_failure = std::move(why);
+}
+
+void Relay::settle(Upstream& up, Job job, client::MessageReport report, const std::string& peer, bool upstream_fault,
+                   std::int64_t now) {
+  const auto& m = job.msg;
+  auto params = retry_params(config_->retry);
 
   queue::DeliveryReport rep;
   rep.id = m.id;
@@ -619,6 +778,11 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   rep.count_attempt = !upstream_fault;
   queue::RetryDecision decision = queue::next_attempt(params, m.attempts + 1, m.created, now, random01());
   bool expired = !upstream_fault && decision.expired();
+  // After an upstream failure the message waits for its route, not for this
+  // upstream: another upstream of the route that is not suspended takes it
+  // at once (failover), through the spool like any due message.
+  const std::int64_t route_at = upstream_fault ? route_available_at(job, now) : 0;
+  const bool failover = upstream_fault && route_at <= now;
   if (upstream_fault) {
     // The upstream, not the message, failed: wait for the upstream, but do
     // not let that outlive the message's lifetime.
@@ -648,6 +812,9 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
       o.reply = "expired after " + duration_words(params.lifetime) + "; last reply: " + r.text();
       lines.push_back({r.address, "expired", "4.4.7", o.reply});
       auto d = protocol::dsn_recipient(r, up.cfg->host);
+      // dsn_recipient() reads a temporary result as "delayed"; expiry is
+      // final (RFC 3464 §2.3.3: Action failed, with 5.4.7).
+      d.action = protocol::DsnRecipient::Action::Failed;
       d.expired = true;
       d.status = protocol::EnhancedStatus{5, 4, 7};   // RFC 3463: delivery time expired
       d.last_attempt = now;
@@ -655,13 +822,17 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
       last_error = o.reply;
     } else {
       o.result = queue::RecipientResult::Deferred;
-      o.next_attempt = upstream_fault ? up.retry_at : decision.at;
+      o.next_attempt = upstream_fault ? route_at : decision.at;
       lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
       if (last_error.empty()) last_error = o.reply;
     }
     rep.recipients.push_back(std::move(o));
   }
-  rep.last_error = last_error;
+  std::string hint;
+  if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
+    hint = protocol::diagnose(summary(*up.cfg), *f).hint;
+  // outboxctl queue/show print last_error: the hint is what the operator needs.
+  rep.last_error = last_error.empty() || hint.empty() ? last_error : last_error + " (" + hint + ")";
   rep.outcome = report.all_delivered() ? "delivered"
                 : expired             ? "expired"
                 : !dsn_rcpts.empty()  ? "bounced"
@@ -671,20 +842,21 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
   // The DSN goes into the spool in the same transaction as the outcome: a
   // crash cannot lose it or make it twice.
   std::string dsn_id = next_id_();
-  std::string hint;
-  if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
-    hint = protocol::diagnose(summary(*up.cfg), *f).hint;
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
-  const bool bounces = config_.bounces;
-  const std::string host = config_.host_name;
+  const bool bounces = config_->bounces;
+  const std::string host = config_->host_name;
   const std::string lifetime_text = duration_words(params.lifetime);
   run_store(
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
         if (!after->exists || after->newly_failed.empty()) return;
-        if (!protocol::should_bounce(m.sender, bounces) || ds.bounce_sent(m.id)) return;
+        // One DSN per report that failed recipients, naming only those: a
+        // recipient turns failed once (apply() changes only pending ones), in
+        // this same transaction, so none is reported twice, and one that
+        // fails later (expiry after an earlier 550) is still reported.
+        if (!protocol::should_bounce(m.sender, bounces)) return;
         protocol::DsnInput in;
         in.kind = protocol::DsnInput::Kind::Failure;
         in.reporting_host = host;
@@ -696,6 +868,7 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
         for (const auto& d : dsn_rcpts)
           if (std::find(after->newly_failed.begin(), after->newly_failed.end(), d.address) != after->newly_failed.end())
             in.recipients.push_back(d);
+        if (in.recipients.empty()) return;
         in.original_headers = ds.headers(m.id);
         in.original_smtputf8 = m.smtputf8;
         in.lifetime_text = lifetime_text;
@@ -714,7 +887,7 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now](bool ok, std::string err) {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover](bool ok, std::string err) {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (!ok) {
@@ -739,17 +912,18 @@ void Relay::message_done(Upstream& up, Job job, client::MessageReport report, co
           log::info(log::Line("bounce_queued").kv("id", dsn_id).kv("original", m.id).kv("to", m.sender));
           kick();
         }
+        if (failover && after->exists && after->state == queue::kDeferred) {
+          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", rep.upstream));
+          kick();
+        }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
       });
 }
 
 void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) {
   std::int64_t now = now_us();
-  auto params = retry_params(config_.retry);
-  ++up.failures;
-  auto floor = failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0};
-  up.retry_at = queue::upstream_retry_at(params, up.failures, now, random01(), floor);
-  up.last_failure = failure.text();
+  suspend(up, now, failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0},
+          failure.text());
   auto diag = protocol::diagnose(summary(*up.cfg), failure);
   log::Line l("upstream_failed");
   l.kv("upstream", up.cfg->name).kv("relay", route_label(up)).kv("stage", client::stage_name(failure.stage))
@@ -759,10 +933,10 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
   if (failure.stage == client::Stage::Auth) log::error(l); else log::warn(l);
 
   // The messages waiting for this upstream try the next one of their route,
-  // or wait, with the reason recorded for `outboxctl show`.
+  // or wait (or expire: an upstream that stays down must not keep a message
+  // past retry.lifetime), with the reason recorded for `outboxctl show`.
   std::deque<Job> waiting;
   waiting.swap(up.pending);
-  std::string reason = failure.text() + (diag.hint.empty() ? "" : " (" + diag.hint + ")");
   for (auto& job : waiting) {
     if (job.route_index + 1 < job.route.size()) {
       ++job.route_index;
@@ -771,36 +945,10 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
       assign(std::move(job), now);
       continue;
     }
-    queue::DeliveryReport rep;
-    rep.id = job.msg.id;
-    rep.upstream = up.cfg->name;
-    rep.time = now;
-    rep.count_attempt = false;
-    rep.outcome = "deferred";
-    rep.last_error = reason;
-    for (const auto& a : job.msg.recipients) {
-      queue::RecipientOutcome o;
-      o.address = a;
-      o.result = queue::RecipientResult::Deferred;
-      o.reply = failure.text();
-      o.next_attempt = up.retry_at;
-      rep.recipients.push_back(std::move(o));
-    }
-    std::string id = job.msg.id;
-    std::string from = job.msg.sender;
-    run_store([rep](queue::Spool& s) { queue::DeliveryStore(s).apply(rep); },
-               [this, alive = std::weak_ptr<bool>(alive_), id, from, recipients = job.msg.recipients, reason,
-                relay = route_label(up)](bool ok, std::string err) {
-                 if (alive.expired()) return;
-                 in_flight_.erase(id);
-                 if (!ok) {
-                   log::error(log::Line("spool_error").kv("id", id).kv("op", "defer").kv("error", err));
-                   return;
-                 }
-                 for (const auto& r : recipients)
-                   log::warn(log::Line("deferred").kv("id", id).kv("from", from.empty() ? "<>" : from).kv("to", r)
-                                 .kv("relay", relay).kv("reply", reason));
-               });
+    client::MessageReport report;
+    report.id = job.msg.id;
+    for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, failure));
+    settle(up, std::move(job), std::move(report), "", true, now);
   }
 }
 
@@ -813,13 +961,12 @@ void Relay::delivery_finished(Delivery* d) {
     if (&it->second->upstream_ref() == up.get()) {
       if (up->connections > 0) --up->connections;
       if (!up->pending.empty() && !stopping_) {
-        if (up->retry_at > now_us()) {
-          // Suspended meanwhile: the rest waits in the spool.
-          while (!up->pending.empty()) {
-            Job j = std::move(up->pending.front());
-            up->pending.pop_front();
-            park(j.msg.id, up->retry_at, "upstream \"" + up->cfg->name + "\" suspended: " + up->last_failure);
-          }
+        if (std::int64_t now = now_us(); up->retry_at > now) {
+          // Suspended meanwhile: the rest goes to the next upstream of its
+          // route, or waits in the spool.
+          std::deque<Job> waiting;
+          waiting.swap(up->pending);
+          for (auto& j : waiting) assign(std::move(j), now);
         } else {
           start_connections(*up);
         }

@@ -44,6 +44,11 @@ class Relay {
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);
   void abort();     // the grace period is over: drop the connections now
+  // New upstreams, routes, secrets and retry settings (config must outlive
+  // the relay). Deliveries in flight finish with the old settings; waiting
+  // messages are re-routed; upstream suspensions are lifted; "no route"
+  // messages are looked at again at once.
+  void reload(const Config& config);
   std::size_t active_deliveries() const { return deliveries_.size(); }
 
   struct Job {
@@ -68,6 +73,15 @@ class Relay {
   // from deliveries
   void message_done(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer);
   void session_failed(Upstream& up, const protocol::client::SessionFailure& failure);
+  // When a message of this route can next be tried: now if one of its
+  // upstreams is usable, else when the first suspension ends.
+  std::int64_t route_available_at(const Job& job, std::int64_t now);
+  // Back off the upstream after a failure of scope upstream.
+  void suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why);
+  // Records one message's outcome (spool, DSN, log): after a transaction,
+  // or for the messages a failed connection was meant to carry.
+  void settle(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer,
+              bool upstream_fault, std::int64_t now);
   void delivery_finished(Delivery* d);
   // Every spool operation of the relay goes through here, so stop() can
   // wait for them: the StoreWorker must outlive their completions.
@@ -81,7 +95,9 @@ class Relay {
   double random01();
 
   uv_loop_t* loop_;
-  const Config& config_;
+  const Config* config_;
+  std::vector<std::unique_ptr<Upstream>> retired_upstreams_;
+  void build_upstreams();
   queue::StoreWorker& store_;
   std::function<std::string()> next_id_;
   uv_timer_t* timer_ = nullptr;

@@ -5,9 +5,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -22,6 +26,7 @@ struct Server::Listener {
   const ListenConfig* config = nullptr;
   uv_stream_t* handle = nullptr;   // uv_tcp_t or uv_pipe_t
   bool unix_socket = false;
+  bool activated = false;          // the fd came from the service manager
   std::string label;
 };
 
@@ -70,25 +75,160 @@ void remove_stale_socket(const std::string& path) {
   ::unlink(path.c_str());
 }
 
+// What an inherited fd is: its family and where it is bound, for matching it
+// to a [[listen]] and for the messages that name it.
+struct SocketInfo {
+  bool ok = false;          // a SOCK_STREAM socket of a family we serve
+  bool unix_socket = false;
+  std::string path;         // AF_UNIX
+  sockaddr_storage addr{};  // AF_INET / AF_INET6
+  std::string text;         // "127.0.0.1:587", "[::]:587", "unix:/run/outbox/submit.sock"
+};
+
+SocketInfo inspect_socket(int fd) {
+  SocketInfo info;
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    info.text = std::string("not a socket (") + std::strerror(errno) + ")";
+    return info;
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_UNIX) {
+    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+    std::size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+    info.path.assign(un->sun_path, strnlen(un->sun_path, std::min(n, sizeof un->sun_path)));
+    info.unix_socket = true;
+    info.text = "unix:" + info.path;
+  } else if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    info.text = std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+    info.text = "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  } else {
+    info.text = "a socket of address family " + std::to_string(ss.ss_family);
+    return info;
+  }
+  info.addr = ss;
+  if (type != SOCK_STREAM) {
+    info.text += " (not a stream socket)";
+    return info;
+  }
+  info.ok = true;
+  return info;
+}
+
+// Whether a TCP listener's configured address is the one the socket is bound to.
+bool same_endpoint(const ListenConfig& lc, const SocketInfo& info) {
+  if (!info.ok) return false;
+  if (lc.is_unix()) return info.unix_socket && info.path == lc.path;
+  if (info.unix_socket) return false;
+  if (info.addr.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(&info.addr);
+    in_addr want{};
+    return inet_pton(AF_INET, lc.host.c_str(), &want) == 1 && want.s_addr == in->sin_addr.s_addr &&
+           ntohs(in->sin_port) == lc.port;
+  }
+  auto* in6 = reinterpret_cast<const sockaddr_in6*>(&info.addr);
+  in6_addr want{};
+  return inet_pton(AF_INET6, lc.host.c_str(), &want) == 1 &&
+         std::memcmp(&want, &in6->sin6_addr, sizeof want) == 0 && ntohs(in6->sin6_port) == lc.port;
+}
+
+std::string listener_label(const ListenConfig& lc) { return lc.is_unix() ? "unix:" + lc.path : lc.address; }
+
+// Maps each inherited socket to a [[listen]] index: by FileDescriptorName=
+// first (systemd's own way of telling sockets apart), else by the address or
+// path the socket is bound to. Everything is checked before anything binds,
+// so a mismatch leaves no half-started daemon.
+std::vector<int> match_inherited(const std::vector<ListenConfig>& listen,
+                                 const std::vector<InheritedSocket>& inherited) {
+  std::vector<int> fd_of(listen.size(), -1);
+  for (const auto& in : inherited) {
+    SocketInfo info = inspect_socket(in.fd);
+    std::string what = "inherited socket fd " + std::to_string(in.fd) +
+                       (in.name.empty() ? "" : " (FileDescriptorName=" + in.name + ")") + " bound to " + info.text;
+    if (!info.ok) throw ListenerMismatch(what + ": outboxd serves only TCP and Unix stream sockets");
+    std::size_t found = listen.size();
+    for (std::size_t i = 0; i < listen.size() && !in.name.empty(); ++i)
+      if (listen[i].name == in.name) found = i;
+    if (found < listen.size() && listen[found].is_unix() != info.unix_socket)
+      throw ListenerMismatch(what + ": [[listen]] name = \"" + in.name + "\" is a " +
+                             (listen[found].is_unix() ? "Unix socket (path)" : "TCP (address)") +
+                             " listener; the socket unit and outbox.toml disagree");
+    for (std::size_t i = 0; i < listen.size() && found == listen.size(); ++i)
+      if (same_endpoint(listen[i], info)) found = i;
+    if (found == listen.size()) {
+      std::string names;
+      for (const auto& lc : listen)
+        names += (names.empty() ? "" : ", ") + (lc.name.empty() ? listener_label(lc) : lc.name + "=" + listener_label(lc));
+      throw ListenerMismatch(what + " matches no [[listen]] by name or address (configured: " + names +
+                             "); give the matching [[listen]] name = \"" +
+                             (in.name.empty() ? std::string("<FileDescriptorName>") : in.name) + "\"");
+    }
+    if (fd_of[found] != -1)
+      throw ListenerMismatch(what + ": listener " + listener_label(listen[found]) +
+                             " already has inherited socket fd " + std::to_string(fd_of[found]));
+    fd_of[found] = in.fd;
+  }
+  return fd_of;
+}
+
 }  // namespace
 
 Server::Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store)
-    : loop_(loop), config_(config), store_(store), ids_(store.max_id()) {}
+    : loop_(loop), config_(&config), store_(store), ids_(store.max_id()) {}
 
 Server::~Server() = default;
 
-void Server::bind_listeners() {
+void Server::reload(const Config& config) {
   bool any_tls = false;
-  for (const auto& lc : config_.listen) any_tls = any_tls || lc.tls != TlsMode::None;
-  if (any_tls) tls_ctx_ = TlsContext::server(config_.tls_cert, config_.tls_key);   // throws, naming the file
-  for (const auto& lc : config_.listen) {
+  for (const auto& lc : config.listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  std::shared_ptr<TlsContext> ctx = tls_ctx_;
+  if (any_tls) ctx = TlsContext::server(config.tls_cert, config.tls_key);   // throws, naming the file
+  // Connections that already hold the old context keep it until they close.
+  tls_ctx_ = std::move(ctx);
+  config_ = &config;
+}
+
+void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
+  std::vector<int> fd_of = match_inherited(config_->listen, inherited);
+  bool any_tls = false;
+  for (const auto& lc : config_->listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  if (any_tls) tls_ctx_ = TlsContext::server(config_->tls_cert, config_->tls_key);   // throws, naming the file
+  for (std::size_t i = 0; i < config_->listen.size(); ++i) {
+    const auto& lc = config_->listen[i];
     auto l = std::make_unique<Listener>();
     l->server = this;
     l->config = &lc;
+    l->label = listener_label(lc);
+    l->unix_socket = lc.is_unix();
     int rc = 0;
-    if (lc.is_unix()) {
-      l->unix_socket = true;
-      l->label = "unix:" + lc.path;
+    if (fd_of[i] != -1) {
+      // The service manager made the socket (and set its mode and owner for
+      // a Unix one, SocketMode=): take it as it is.
+      l->activated = true;
+      if (lc.is_unix()) {
+        auto* pipe = new uv_pipe_t;
+        uv_pipe_init(loop_, pipe, 0);
+        l->handle = reinterpret_cast<uv_stream_t*>(pipe);
+        rc = uv_pipe_open(pipe, fd_of[i]);
+      } else {
+        auto* tcp = new uv_tcp_t;
+        uv_tcp_init(loop_, tcp);
+        l->handle = reinterpret_cast<uv_stream_t*>(tcp);
+        rc = uv_tcp_open(tcp, fd_of[i]);
+      }
+      if (rc == 0)
+        log::info(log::Line("listener_activated").kv("listener", l->label).kv("fd", fd_of[i])
+                      .kv("fdname", lc.name).kv("bound", inspect_socket(fd_of[i]).text));
+    } else if (lc.is_unix()) {
       auto parent = std::filesystem::path(lc.path).parent_path();
       if (!parent.empty()) std::filesystem::create_directories(parent);
       remove_stale_socket(lc.path);
@@ -108,7 +248,6 @@ void Server::bind_listeners() {
           throw std::runtime_error("listener " + l->label + ": chown: " + std::strerror(errno));
       }
     } else {
-      l->label = lc.address;
       auto* tcp = new uv_tcp_t;
       uv_tcp_init(loop_, tcp);
       l->handle = reinterpret_cast<uv_stream_t*>(tcp);
@@ -135,6 +274,12 @@ void Server::bind_listeners() {
     }
     listeners_.push_back(std::move(l));
   }
+}
+
+std::size_t Server::activated_count() const {
+  std::size_t n = 0;
+  for (const auto& l : listeners_) n += l->activated ? 1 : 0;
+  return n;
 }
 
 std::vector<std::string> Server::listener_names() const {
@@ -182,7 +327,7 @@ void Server::accept_from(Listener& l) {
   std::string key = conn->client_key();
   std::size_t& count = per_client_[key];
   ++count;
-  const auto& lim = config_.limits;
+  const auto& lim = config_->limits;
   if (shutting_down_) {
     conn->refuse("421 4.3.2 Service shutting down\r\n");
   } else if (connections_.size() > lim.max_connections) {
@@ -208,7 +353,9 @@ void Server::connection_closed(InboundConnection* conn) {
 
 void Server::close_listeners() {
   for (auto& l : listeners_) {
-    bool unix_socket = l->unix_socket;
+    // An activated socket's file belongs to the socket unit, which keeps
+    // listening (and queueing connections) while outboxd restarts.
+    bool unix_socket = l->unix_socket && !l->activated;
     std::string path = unix_socket ? l->config->path : "";
     uv_close(reinterpret_cast<uv_handle_t*>(l->handle), [](uv_handle_t* h) {
       if (h->type == UV_NAMED_PIPE) delete reinterpret_cast<uv_pipe_t*>(h);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,14 +23,34 @@ namespace outbox::daemon {
 
 class InboundConnection;
 
+// A listening socket handed over by the service manager (socket activation,
+// sd_listen_fds(3)): its fd and its FileDescriptorName= ("" when unnamed).
+struct InheritedSocket {
+  int fd = -1;
+  std::string name;
+};
+
+// An inherited socket that no [[listen]] claims, or that claims a listener
+// of the other kind: a configuration mismatch (outboxd exits 78), not a
+// failure to bind.
+class ListenerMismatch : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class Server {
  public:
   Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store);
   ~Server();
 
   // Binds every [[listen]]; throws std::runtime_error naming the listener.
-  void bind_listeners();
+  // Each inherited socket serves the [[listen]] whose name equals its
+  // FileDescriptorName=, else the one whose address or path it is bound to;
+  // those listeners are not bound again. Throws ListenerMismatch (before
+  // binding anything) when an inherited socket matches no listener.
+  void bind_listeners(const std::vector<InheritedSocket>& inherited = {});
   std::vector<std::string> listener_names() const;
+  std::size_t activated_count() const;
 
   // Stop accepting; idle sessions get 421 at once, busy ones (in DATA or
   // awaiting a commit) may finish until the deadline, then get 421.
@@ -38,7 +59,10 @@ class Server {
 
   // used by InboundConnection
   uv_loop_t* loop() const { return loop_; }
-  const Config& config() const { return config_; }
+  const Config& config() const { return *config_; }
+  // New connections use `config` (which must outlive them); the certificate
+  // and key are re-read first and a failure throws with nothing changed.
+  void reload(const Config& config);
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
   // Called after each accepted message (the relay looks for work at once).
@@ -59,7 +83,7 @@ class Server {
   void maybe_drained();
 
   uv_loop_t* loop_;
-  const Config& config_;
+  const Config* config_;
   queue::StoreWorker& store_;
   queue::QueueIdGenerator ids_;
   std::shared_ptr<TlsContext> tls_ctx_;

@@ -213,6 +213,19 @@ void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std:
   m.text(1, id).text(2, last_error).run();
 }
 
+int DeliveryStore::release_waiting(std::int64_t now) {
+  sqlite3* db = spool_.handle();
+  const char* waiting =
+      "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND "
+      "(last_error = 'no route' OR last_error LIKE 'upstream \"%\" suspended:%' OR attempts = 0)";
+  Q r(db, (std::string("UPDATE recipients SET next_attempt = ?1 WHERE state = 'pending' AND message_id IN (") +
+           waiting + ")").c_str());
+  r.i64(1, now).run();
+  Q m(db, (std::string("UPDATE messages SET next_attempt = ?1 WHERE id IN (") + waiting + ")").c_str());
+  m.i64(1, now).run();
+  return m.changes();
+}
+
 int DeliveryStore::purge_finished(std::int64_t before) {
   Q q(spool_.handle(), "DELETE FROM messages WHERE state IN ('sent', 'failed') AND updated < ?1");
   q.i64(1, before).run();

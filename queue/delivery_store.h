@@ -78,6 +78,9 @@ class DeliveryStore {
   // A message that was claimed but not attempted (shutdown, upstream busy):
   // back to its previous schedule without counting an attempt.
   void unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error = {});
+  // After a reload: messages waiting for a route or for a suspended
+  // upstream (they were not counted as attempts) are due now.
+  int release_waiting(std::int64_t now);
   // Finished (sent/failed) messages whose last update is older than `before`.
   int purge_finished(std::int64_t before);
   // The stored header section (added prefix + original headers up to the

@@ -3,6 +3,7 @@
 // (SQLite WAL: both work while outboxd runs; a change waits up to 5 s for the
 // daemon's write batch and takes effect at once, as the daemon reads the
 // spool). The commands themselves live in commands.cpp.
+#include <sqlite3.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -52,6 +53,13 @@ int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool
   }
   try {
     auto spool = Spool::open(path, mode);
+    // A change may wait longer than the spool's default for outboxd's
+    // writer under load: retry every 0.5 ms for up to 30 s.
+    sqlite3_busy_handler(spool->handle(), [](void*, int tries) -> int {
+      if (tries >= 60000) return 0;
+      usleep(500);
+      return 1;
+    }, nullptr);
     return fn(*spool);
   } catch (const outbox::queue::SpoolError& e) {
     std::cerr << "outboxctl: " << e.what() << "\n";

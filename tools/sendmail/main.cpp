@@ -306,7 +306,9 @@ int main(int argc, char** argv) {
   }
   if (g_prog == "newaliases") return EX_OK;   // no alias database to rebuild, like -bi
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
-  auto parsed = parse_arguments(args, g_prog == "mailq");
+  // outbox-mailq: the package's own name for mailq, which it cannot take
+  // from another MTA (the plain names come from update-alternatives).
+  auto parsed = parse_arguments(args, g_prog == "mailq" || g_prog == "outbox-mailq");
   if (auto* err = std::get_if<UsageError>(&parsed)) {
     say(err->message);
     std::fprintf(stderr, "Try '%s --help' for more information.\n", g_prog.c_str());
