@@ -287,6 +287,27 @@ class CrashDurability(unittest.TestCase):
         self.run_round("r6", after(random.Random(6).uniform(0.05, 1.5)))
         self.assertGreater(len(self.acked), 50, "too little load to mean anything")
 
+    def test_reload_storm_under_load(self):
+        # SIGHUP re-reads the configuration "without dropping mail" (SPEC):
+        # ten reloads while 20 clients submit refuse nothing and lose nothing.
+        d = self.d
+        if not d.running():
+            d.start()
+        load = Load(d.addr, "hup")
+        load.start()
+        for _ in range(10):
+            time.sleep(0.15)
+            d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        load.join()
+        self.assertTrue(d.running(), d.log_tail())
+        self.assertEqual(load.refused, {})
+        self.assertEqual(load.uncertain, set(), "a connection died during a reload")
+        self.assertGreaterEqual(len(d.events("reload", since_start=True)), 1)
+        self.acked.update(load.acked)
+        self.messages.update(load.messages)
+        self.verify()
+
     def test_sigterm_with_clients_mid_data(self):
         d = self.d
         if not d.running():
