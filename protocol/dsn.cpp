@@ -1,5 +1,7 @@
 #include "protocol/dsn.h"
 
+#include "protocol/base64.h"
+
 #include <array>
 #include <cstdio>
 
@@ -227,7 +229,13 @@ DsnMessage build_dsn(const DsnInput& in) {
   }
 
   const bool text_8bit = has_8bit(text);
-  const bool any_8bit = text_8bit || has_8bit(status) || has_8bit(headers) || has_8bit(in.original_sender);
+  // The notice itself needs SMTPUTF8 only when its own envelope/header
+  // address (the original sender) is non-ASCII. Otherwise its 8-bit
+  // message/global-* parts go base64-encoded (RFC 6533 §6), so the DSN
+  // reaches upstreams that do not offer SMTPUTF8.
+  const bool needs_smtputf8 = has_8bit(in.original_sender);
+  // Only the text part, or 8-bit parts under SMTPUTF8, travel as 8bit.
+  const bool any_8bit = text_8bit || needs_smtputf8;
   std::string& m = out.bytes;
   m += "From: MAILER-DAEMON@" + in.reporting_host + " (Mail Delivery System)\r\n";
   m += field("To", "<" + in.original_sender + ">");
@@ -249,21 +257,26 @@ DsnMessage build_dsn(const DsnInput& in) {
   if (text_8bit) m += "Content-Transfer-Encoding: 8bit\r\n";
   m += "\r\n" + text + "\r\n";
 
+  auto part = [&](const std::string& body) {
+    if (!has_8bit(body)) return "\r\n" + body + "\r\n";
+    if (needs_smtputf8) return "Content-Transfer-Encoding: 8bit\r\n\r\n" + body + "\r\n";
+    std::string b64 = base64_encode(body), folded;
+    for (std::size_t i = 0; i < b64.size(); i += 76) folded += b64.substr(i, 76) + "\r\n";
+    return "Content-Transfer-Encoding: base64\r\n\r\n" + folded;
+  };
   m += "--" + boundary + "\r\n";
   m += "Content-Description: Delivery report\r\n";
   m += std::string("Content-Type: message/") + (intl ? "global-delivery-status" : "delivery-status") + "\r\n";
-  if (has_8bit(status)) m += "Content-Transfer-Encoding: 8bit\r\n";
-  m += "\r\n" + status + "\r\n";
+  m += part(status);
 
   m += "--" + boundary + "\r\n";
   m += "Content-Description: Undelivered Message Headers\r\n";
   m += std::string("Content-Type: ") + (intl ? "message/global-headers" : "text/rfc822-headers") + "\r\n";
-  if (has_8bit(headers)) m += "Content-Transfer-Encoding: 8bit\r\n";
-  m += "\r\n" + headers + "\r\n";
+  m += part(headers);
   m += "--" + boundary + "--\r\n";
 
-  out.smtputf8 = intl;
-  out.body_8bit = any_8bit;
+  out.smtputf8 = needs_smtputf8;
+  out.body_8bit = has_8bit(m);
   return out;
 }
 

@@ -607,6 +607,32 @@ QueueStats Spool::stats() {
     st.i64(1, since);
     while (st.step()) out->emplace_back(st.str(0), st.i64(1));
   }
+  {
+    auto up = [&](const std::string& name) -> QueueStats::Upstream& {
+      for (auto& u : s.upstreams)
+        if (u.name == name) return u;
+      s.upstreams.push_back(QueueStats::Upstream{name, {}, std::nullopt, std::nullopt, {}});
+      return s.upstreams.back();
+    };
+    Stmt last(*this,
+              "SELECT a.upstream, a.outcome, a.time FROM attempts a JOIN "
+              "(SELECT upstream, MAX(time) AS t FROM attempts WHERE upstream != '' GROUP BY upstream) b "
+              "ON a.upstream = b.upstream AND a.time = b.t ORDER BY a.upstream");
+    while (last.step()) {
+      auto& u = up(last.str(0));
+      u.last_attempt = last.i64(2);
+      u.last_outcome = last.str(1);
+    }
+    Stmt ok(*this,
+            "SELECT upstream, MAX(time) FROM attempts WHERE upstream != '' AND outcome = 'delivered' "
+            "GROUP BY upstream");
+    while (ok.step()) up(ok.str(0)).last_delivered = ok.i64(1);
+    Stmt day(*this,
+             "SELECT upstream, outcome, COUNT(*) FROM attempts WHERE upstream != '' AND time >= ?1 "
+             "GROUP BY upstream, outcome ORDER BY upstream, outcome");
+    day.i64(1, now_us() - 86'400'000'000LL);
+    while (day.step()) up(day.str(0)).attempts_last_day.emplace_back(day.str(1), day.i64(2));
+  }
   txn.commit();
   return s;
 }

@@ -74,6 +74,15 @@ struct QueueStats {
   // time lies within the last hour / the last 24 hours.
   std::vector<std::pair<std::string, std::int64_t>> attempts_last_hour;
   std::vector<std::pair<std::string, std::int64_t>> attempts_last_day;
+  // Per upstream, from the attempt history: what monitoring alerts on.
+  struct Upstream {
+    std::string name;
+    std::vector<std::pair<std::string, std::int64_t>> attempts_last_day;  // outcome -> count
+    std::optional<std::int64_t> last_delivered;   // µs of the newest delivered attempt
+    std::optional<std::int64_t> last_attempt;     // µs of the newest attempt
+    std::string last_outcome;                     // its outcome
+  };
+  std::vector<Upstream> upstreams;                // by name
 };
 
 }  // namespace outbox::queue

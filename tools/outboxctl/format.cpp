@@ -274,6 +274,23 @@ void render_prometheus(std::ostream& out, const queue::QueueStats& s, std::int64
   family("outbox_attempts_last_day", "Delivery attempts in the last 24 hours, by outcome.");
   for (const auto& [k, n] : s.attempts_last_day)
     out << "outbox_attempts_last_day{outcome=\"" << prom_label(k) << "\"} " << n << "\n";
+  if (s.upstreams.empty()) return;
+  family("outbox_upstream_attempts_last_day",
+         "Delivery attempts in the last 24 hours, by upstream and outcome (delivered, deferred, bounced, ...).");
+  for (const auto& u : s.upstreams)
+    for (const auto& [k, n] : u.attempts_last_day)
+      out << "outbox_upstream_attempts_last_day{upstream=\"" << prom_label(u.name) << "\",outcome=\""
+          << prom_label(k) << "\"} " << n << "\n";
+  family("outbox_upstream_last_delivery_timestamp_seconds",
+         "Unix time of the last successful delivery through the upstream (0: none on record).");
+  for (const auto& u : s.upstreams)
+    out << "outbox_upstream_last_delivery_timestamp_seconds{upstream=\"" << prom_label(u.name) << "\"} "
+        << (u.last_delivered ? *u.last_delivered / 1'000'000 : 0) << "\n";
+  family("outbox_upstream_failing",
+         "1 when the upstream's most recent attempt did not deliver (refused, throttled, unreachable).");
+  for (const auto& u : s.upstreams)
+    out << "outbox_upstream_failing{upstream=\"" << prom_label(u.name) << "\"} "
+        << (u.last_attempt && u.last_outcome != "delivered" ? 1 : 0) << "\n";
 }
 
 }  // namespace outbox::ctl

@@ -212,6 +212,17 @@ TEST_CASE("stats: JSON, human and Prometheus") {
   CHECK(p.find("outbox_unfinished_bytes 4096\n") != std::string::npos);
   CHECK(p.find("outbox_attempts_last_day{outcome=\"delivered\"} 9\n") != std::string::npos);
 
+  st.upstreams.push_back(QueueStats::Upstream{"163", {{"deferred", 2}, {"delivered", 4}}, kT - 60'000'000,
+                                               kT - 1'000'000, "deferred"});
+  std::ostringstream prom2;
+  render_prometheus(prom2, st, kT);
+  auto p2 = prom2.str();
+  CHECK(p2.find("outbox_upstream_attempts_last_day{upstream=\"163\",outcome=\"delivered\"} 4\n") != std::string::npos);
+  CHECK(p2.find("outbox_upstream_last_delivery_timestamp_seconds{upstream=\"163\"} " +
+                std::to_string((kT - 60'000'000) / 1'000'000) + "\n") != std::string::npos);
+  CHECK(p2.find("outbox_upstream_failing{upstream=\"163\"} 1\n") != std::string::npos);
+  CHECK(p.find("outbox_upstream_failing") == std::string::npos);
+
   QueueStats empty;
   auto e = stats_json(empty, kT);
   CHECK(e["oldest_created"].is_null());

@@ -265,6 +265,24 @@ TEST_CASE("expired recipients and the delay notice") {
         std::string::npos);
 }
 
+TEST_CASE("a DSN to an ASCII sender about UTF-8 recipients needs no SMTPUTF8: global parts go base64") {
+  DsnInput in = sample();
+  in.recipients[0].address = "用户@例子.中国";
+  in.original_headers = "From: a@example.test\r\nSubject: 你好\r\n";
+  in.original_smtputf8 = true;
+  DsnMessage dsn = build_dsn(in);
+  check_wire(dsn.bytes);
+  CHECK_FALSE(dsn.smtputf8);
+  CHECK(dsn.bytes.find("Content-Type: message/global-delivery-status\r\nContent-Transfer-Encoding: base64\r\n") !=
+        std::string::npos);
+  CHECK(dsn.bytes.find("Content-Type: message/global-headers\r\nContent-Transfer-Encoding: base64\r\n") !=
+        std::string::npos);
+  // Only the human-readable text part stays 8-bit (BODY=8BITMIME).
+  CHECK(dsn.bytes.find("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit") !=
+        std::string::npos);
+  CHECK(dsn.body_8bit);
+}
+
 TEST_CASE("internationalized addresses use the RFC 6533 types and need SMTPUTF8") {
   DsnInput in = sample();
   in.original_sender = "发件人@例子.中国";
