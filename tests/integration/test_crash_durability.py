@@ -279,9 +279,34 @@ class CrashDurability(unittest.TestCase):
         self.run_round("r3", after(2.0))
         big = self.run_round("r4", mid_big, big_every=2)
         self.assertGreater(len(big.cut), 0, "no client was mid-DATA at the kill")
+        # the half-received messages were found and dropped at start (SPEC)
+        rec = self.d.events("recovered", since_start=True)
+        self.assertTrue(rec and int(rec[0].get("discarded_incomplete", 0)) >= 1,
+                        "no event=recovered discarded_incomplete=N after killing mid-DATA: %r" % rec)
         self.run_round("r5", after_acks(30))
         self.run_round("r6", after(random.Random(6).uniform(0.05, 1.5)))
         self.assertGreater(len(self.acked), 50, "too little load to mean anything")
+
+    def test_reload_storm_under_load(self):
+        # SIGHUP re-reads the configuration "without dropping mail" (SPEC):
+        # ten reloads while 20 clients submit refuse nothing and lose nothing.
+        d = self.d
+        if not d.running():
+            d.start()
+        load = Load(d.addr, "hup")
+        load.start()
+        for _ in range(10):
+            time.sleep(0.15)
+            d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        load.join()
+        self.assertTrue(d.running(), d.log_tail())
+        self.assertEqual(load.refused, {})
+        self.assertEqual(load.uncertain, set(), "a connection died during a reload")
+        self.assertGreaterEqual(len(d.events("reload", since_start=True)), 1)
+        self.acked.update(load.acked)
+        self.messages.update(load.messages)
+        self.verify()
 
     def test_sigterm_with_clients_mid_data(self):
         d = self.d

@@ -234,6 +234,21 @@ class Lifecycle(unittest.TestCase):
             self.assertGreater(qid2, qid)
             self.assertEqual(d.stop(), 0)
 
+    def test_log_values_round_trip(self):
+        # SPEC "Logs": values with space, '"', '=' or '\\' are quoted with '"'
+        # and '\\' escaped; parsing the line gives the sender back exactly.
+        with harness.Daemon() as d:
+            d.start()
+            for sender in ('"a b=c\\\\d\\"e"@client.test', "ü@client.test", "plain@client.test"):
+                with d.client() as c:
+                    c.greet()
+                    r = c.submit(sender, ["x@example.test"], b"Subject: q\r\n\r\nq\r\n", mail_params="SMTPUTF8")
+                    self.assertEqual(r.code, 250, r)
+                ev = d.wait_event("accepted", id=r.queue_id)
+                self.assertEqual(ev["from"], sender, ev["_raw"])
+                self.assertEqual(d.queue_by_id()[r.queue_id]["sender"], sender)
+            self.assertEqual(d.stop(), 0)
+
     def test_log_fields_are_key_value(self):
         with harness.Daemon() as d:
             d.start()
