@@ -1,5 +1,7 @@
 #include "daemon/password.h"
 
+#include "protocol/base64.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -155,22 +157,9 @@ std::string derive(const Parsed& p, std::string_view password, std::size_t len) 
 }  // namespace
 
 std::string base64_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  auto b = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[k])); };
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    std::uint32_t v = (b(i) << 16) | (b(i + 1) << 8) | b(i + 2);
-    for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
-  }
-  std::size_t rest = in.size() - i;
-  if (rest > 0) {
-    std::uint32_t v = b(i) << 16;
-    if (rest == 2) v |= b(i + 1) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    if (rest == 2) out += kAlphabet[(v >> 6) & 63];
-  }
+  // The hash format writes base64 without '=' padding (like passlib's).
+  std::string out = protocol::base64_encode(in);
+  while (!out.empty() && out.back() == '=') out.pop_back();
   return out;
 }
 

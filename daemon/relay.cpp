@@ -8,6 +8,7 @@
 #include "daemon/routing.h"
 #include "daemon/secrets.h"
 #include "daemon/upstream_link.h"
+#include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
 #include "protocol/dsn.h"
 #include "queue/retry_policy.h"
@@ -32,35 +33,6 @@ std::string seconds_text(std::int64_t us) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
   return buf;
-}
-
-client::TlsPolicy tls_policy(TlsMode m) {
-  switch (m) {
-    case TlsMode::Implicit: return client::TlsPolicy::Implicit;
-    case TlsMode::StartTls: return client::TlsPolicy::StartTls;
-    case TlsMode::None: break;
-  }
-  return client::TlsPolicy::None;
-}
-
-client::AuthPolicy auth_policy(const UpstreamConfig& u) {
-  if (u.auth == "plain") return client::AuthPolicy::Plain;
-  if (u.auth == "login") return client::AuthPolicy::Login;
-  if (u.auth == "xoauth2" || secrets::uses_oauth2(u)) return client::AuthPolicy::XOAuth2;
-  return client::AuthPolicy::Auto;
-}
-
-protocol::UpstreamSummary summary(const UpstreamConfig& u) {
-  protocol::UpstreamSummary s;
-  s.name = u.name;
-  s.host = u.host;
-  s.port = u.port;
-  s.tls = tls_policy(u.tls);
-  s.auth = u.auth;
-  s.username = u.username;
-  s.tls_name = u.tls_name;
-  s.ca_file = u.ca_file;
-  return s;
 }
 
 queue::RetryParams retry_params(const RetryConfig& r) {
@@ -191,17 +163,8 @@ class Relay::Delivery {
   Upstream& upstream_ref() { return up_; }
 
   static client::ClientConfig make_config(Relay& relay, Upstream& up) {
-    const UpstreamConfig& u = *up.cfg;
-    client::ClientConfig c;
-    c.helo_name = relay.config_->host_name;
-    c.tls = tls_policy(u.tls);
-    c.auth = auth_policy(u);
-    c.username = u.username;
+    client::ClientConfig c = upstream::client_config(*relay.config_, *up.cfg);
     c.secret = up.password;
-    client::Timeouts t;
-    t.greeting = t.ehlo = t.tls = t.mail = t.rcpt = t.data_init = t.data_block = t.quit = u.timeout;
-    t.data_end = std::max(u.timeout, std::chrono::seconds(std::min<std::int64_t>(u.timeout.count() * 2, 600)));
-    c.timeouts = t;
     return c;
   }
 
@@ -830,7 +793,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
   }
   std::string hint;
   if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
-    hint = protocol::diagnose(summary(*up.cfg), *f).hint;
+    hint = protocol::diagnose(upstream::summary(*up.cfg), *f).hint;
   // outboxctl queue/show print last_error: the hint is what the operator needs.
   rep.last_error = last_error.empty() || hint.empty() ? last_error : last_error + " (" + hint + ")";
   rep.outcome = report.all_delivered() ? "delivered"
@@ -924,7 +887,7 @@ void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) 
   std::int64_t now = now_us();
   suspend(up, now, failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0},
           failure.text());
-  auto diag = protocol::diagnose(summary(*up.cfg), failure);
+  auto diag = protocol::diagnose(upstream::summary(*up.cfg), failure);
   log::Line l("upstream_failed");
   l.kv("upstream", up.cfg->name).kv("relay", route_label(up)).kv("stage", client::stage_name(failure.stage))
       .kv("error", failure.text()).kv("retry_in_s", seconds_text(up.retry_at - now));

@@ -8,6 +8,7 @@
 #include "daemon/secrets.h"
 #include "daemon/tls.h"
 #include "daemon/upstream_link.h"
+#include "daemon/upstream_settings.h"
 #include "protocol/client_session.h"
 #include "protocol/diagnosis.h"
 
@@ -15,40 +16,10 @@ namespace outbox::probe {
 
 namespace client = protocol::client;
 
-namespace {
-
-client::TlsPolicy tls_policy(TlsMode m) {
-  return m == TlsMode::Implicit ? client::TlsPolicy::Implicit
-         : m == TlsMode::StartTls ? client::TlsPolicy::StartTls
-                                  : client::TlsPolicy::None;
-}
-
-protocol::UpstreamSummary summary_of(const UpstreamConfig& u) {
-  protocol::UpstreamSummary s;
-  s.name = u.name;
-  s.host = u.host;
-  s.port = u.port;
-  s.tls = tls_policy(u.tls);
-  s.auth = u.auth;
-  s.username = u.username;
-  s.tls_name = u.tls_name;
-  s.ca_file = u.ca_file;
-  return s;
-}
-
-}  // namespace
-
 ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
   ProbeResult result;
   const std::string where = "upstream \"" + u.name + "\" (" + u.host + ":" + std::to_string(u.port) + ")";
-  client::ClientConfig cc;
-  cc.helo_name = config.host_name;
-  cc.tls = tls_policy(u.tls);
-  cc.auth = u.auth == "plain" ? client::AuthPolicy::Plain
-            : u.auth == "login" ? client::AuthPolicy::Login
-            : (u.auth == "xoauth2" || secrets::uses_oauth2(u)) ? client::AuthPolicy::XOAuth2
-                                                                 : client::AuthPolicy::Auto;
-  cc.username = u.username;
+  client::ClientConfig cc = upstream::client_config(config, u);
   std::shared_ptr<daemon::TlsContext> tls;
   try {
     if (secrets::uses_oauth2(u))
@@ -61,9 +32,6 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
     result.summary = where + ": " + e.what();
     return result;
   }
-  client::Timeouts t;
-  t.greeting = t.ehlo = t.tls = t.mail = t.rcpt = t.data_init = t.data_block = t.data_end = t.quit = u.timeout;
-  cc.timeouts = t;
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -134,7 +102,7 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
   if (failure && !(result.ok && failure->stage == client::Stage::Quit)) {
     result.ok = false;
     result.stage = std::string(client::stage_name(failure->stage));
-    auto d = protocol::diagnose(summary_of(u), *failure);
+    auto d = protocol::diagnose(upstream::summary(u), *failure);
     result.summary = d.summary.empty() ? where + ": " + failure->text() : d.summary;
     result.hint = d.hint;
   } else if (result.ok) {
