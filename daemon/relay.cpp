@@ -803,8 +803,9 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
                                             : "deferred";
 
   // The DSN goes into the spool in the same transaction as the outcome: a
-  // crash cannot lose it or make it twice.
-  std::string dsn_id = next_id_();
+  // crash cannot lose it or make it twice. Its id is drawn here (the id
+  // generator belongs to the loop thread), and only when a DSN may be made.
+  std::string dsn_id = dsn_rcpts.empty() ? std::string() : next_id_();
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
   const bool bounces = config_->bounces;
@@ -814,7 +815,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
-        if (!after->exists || after->newly_failed.empty()) return;
+        if (!after->exists || after->newly_failed.empty() || dsn_id.empty()) return;
         // One DSN per report that failed recipients, naming only those: a
         // recipient turns failed once (apply() changes only pending ones), in
         // this same transaction, so none is reported twice, and one that
