@@ -82,6 +82,42 @@ CREATE TABLE meta(
   value
 ) WITHOUT ROWID;
 )sql",
+    // v2: the relay engine's second design (docs/design/relay-engine.md).
+    // recipients.state gains 'uncertain' (the final dot was sent, no reply is
+    // known: RFC 1047); no DDL needed for a new TEXT value.
+    R"sql(
+-- Due work and finished work each have a partial index, so neither the
+-- scheduler nor retention walks the deferred backlog (cost independent of
+-- the queue's size).
+CREATE INDEX messages_due ON messages(next_attempt) WHERE state IN ('queued', 'deferred');
+CREATE INDEX messages_finished ON messages(updated) WHERE state IN ('sent', 'failed');
+CREATE INDEX recipients_uncertain ON recipients(message_id) WHERE state = 'uncertain';
+-- Why a waiting message waits, typed (queue::WaitReason), never parsed back
+-- out of last_error.
+ALTER TABLE messages ADD COLUMN wait_reason INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN wait_upstream TEXT NOT NULL DEFAULT '';
+-- Per-upstream state that must survive a restart (suspensions).
+CREATE TABLE upstreams(
+  name            TEXT PRIMARY KEY,
+  suspended_until INTEGER,                 -- µs; NULL: usable
+  reason          INTEGER NOT NULL DEFAULT 0,   -- queue::SuspendReason
+  failures        INTEGER NOT NULL DEFAULT 0,   -- consecutive upstream-scope failures
+  stage           TEXT NOT NULL DEFAULT '',     -- connect|tls|greeting|ehlo|starttls|auth|mail|rcpt|data|data-end
+  last_reply      TEXT NOT NULL DEFAULT '',
+  updated         INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Every operator action (outboxctl retry/resume/hold/release/delete), with
+-- the operator's uid: the daemon reads new rows within a second, logs them
+-- and acts (a nudge to the scheduler, a lifted suspension).
+CREATE TABLE operator_log(
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  time    INTEGER NOT NULL,
+  uid     INTEGER,
+  action  TEXT NOT NULL,                   -- retry|retry_all|resume|hold|release|delete
+  target  TEXT NOT NULL DEFAULT '',        -- message id or upstream name ('' for all)
+  detail  TEXT NOT NULL DEFAULT ''
+);
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == Spool::kSchemaVersion, "kSchemaVersion must match the migration list");

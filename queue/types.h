@@ -19,6 +19,51 @@ inline constexpr const char* kHeld = "held";
 inline constexpr const char* kSent = "sent";
 inline constexpr const char* kFailed = "failed";
 
+// Recipient states. "uncertain": the final dot was sent and no reply is known
+// (a crash or a lost connection in between, RFC 1047); resent by default as
+// a possible duplicate, or held for the operator ([retry] uncertain = "hold").
+inline constexpr const char* kPending = "pending";
+inline constexpr const char* kUncertain = "uncertain";
+
+// Why a queued/deferred message is waiting (messages.wait_reason). Stored as
+// its integer value: append only.
+enum class WaitReason : int {
+  None = 0,               // its own backoff, or new
+  NoRoute = 1,            // no [[route]] matched its sender
+  UpstreamSuspended = 2,  // every upstream of its route is suspended
+  RateLimited = 3,        // its upstream's rate ceiling is reached
+  UpstreamUnusable = 4,   // its upstream cannot be set up (secret, CA file)
+};
+
+// Why an upstream is suspended (upstreams.reason). Append only.
+enum class SuspendReason : int {
+  None = 0,
+  AuthFailed = 1,         // 535 & co: retried on its own slow schedule, never at message backoff
+  Throttled = 2,          // 421/450/451/454 4.7.x, "too many": provider rate limiting
+  Unreachable = 3,        // resolve/connect/TLS/timeout
+  Refused = 4,            // greeting/EHLO/MAIL refused for the whole upstream
+  Operator = 5,           // reserved: suspended by the operator
+};
+
+struct UpstreamState {             // one row of the upstreams table
+  std::string name;
+  std::optional<std::int64_t> suspended_until;   // µs; nullopt: usable
+  SuspendReason reason = SuspendReason::None;
+  int failures = 0;
+  std::string stage;
+  std::string last_reply;
+  std::int64_t updated = 0;
+};
+
+struct OperatorAction {            // one row of operator_log
+  std::int64_t seq = 0;
+  std::int64_t time = 0;
+  std::optional<std::int64_t> uid;
+  std::string action;              // retry|retry_all|resume|hold|release|delete
+  std::string target;
+  std::string detail;
+};
+
 struct NewMessage {                 // what the server knows when DATA starts
   std::string id;
   std::string sender;               // "" = <>
