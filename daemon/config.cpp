@@ -618,6 +618,15 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
       s.fail("oauth2_token_file", "give only one of oauth2_token_command, oauth2_token_file");
     u.oauth2_token_file = *v;
   }
+  // The token command gets PATH, HOME and LANG; anything else it needs from
+  // outboxd's environment is named here, so other secrets never leak into it.
+  if (auto v = s.strings("oauth2_token_env")) {
+    if (u.oauth2_token_command.empty()) s.fail("oauth2_token_env", "needs oauth2_token_command");
+    for (const auto& name : *v)
+      if (name.empty() || name.find('=') != std::string::npos || name.find('\0') != std::string::npos)
+        s.fail("oauth2_token_env", quoted(name) + " is not an environment variable name");
+    u.oauth2_token_env = *v;
+  }
   bool has_password = password_sources > 0;
   bool has_token = !u.oauth2_token_command.empty() || !u.oauth2_token_file.empty();
   if (auto a = s.choice("auth", {"auto", "plain", "login", "xoauth2"})) u.auth = *a;
@@ -643,7 +652,7 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
 void load_upstream(const Section& s, UpstreamConfig& u) {
   s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
            "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-           "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
+           "oauth2_token_env", "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
            "timeout", "connect_timeout"});
   u.name = s.required_text("name");
   u.host = s.required_text("host");

@@ -73,6 +73,9 @@ struct UpstreamConfig {
   std::string auth = "auto";
   std::vector<std::string> oauth2_token_command;
   std::string oauth2_token_file;
+  // Environment variables passed to oauth2_token_command besides PATH, HOME
+  // and LANG (the command never sees the rest of outboxd's environment).
+  std::vector<std::string> oauth2_token_env;
   std::string envelope_from;
   std::string from_header = "keep";
   std::optional<std::uint64_t> max_message_size;

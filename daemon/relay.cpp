@@ -7,6 +7,7 @@
 #include "daemon/logging.h"
 #include "daemon/routing.h"
 #include "daemon/secrets.h"
+#include "daemon/token_runner.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
@@ -171,35 +172,43 @@ class Relay::Delivery {
   void start() {
     const UpstreamConfig& u = *up_.cfg;
     if (secrets::uses_oauth2(u)) {
-      // The token command may take seconds: run it on the thread pool.
-      struct Work {
-        uv_work_t req;
+      // The token command may take seconds: it runs on the token runner's own
+      // thread (never the loop, never libuv's pool); the answer comes back
+      // through a uv_async of this request.
+      struct Wait {
+        uv_async_t async;
         Delivery* self;
         std::weak_ptr<bool> alive;
-        UpstreamConfig cfg;
-        std::string token, error;
+        std::mutex mu;
+        TokenResult result;
       };
-      auto* w = new Work{{}, this, relay_.alive_, u, {}, {}};
-      w->req.data = w;
-      uv_queue_work(relay_.loop_, &w->req,
-          [](uv_work_t* r) {
-            auto* w = static_cast<Work*>(r->data);
-            try {
-              w->token = secrets::fetch_oauth2_token(w->cfg);
-            } catch (const std::exception& e) {
-              w->error = e.what();
-            }
-          },
-          [](uv_work_t* r, int) {
-            std::unique_ptr<Work> w(static_cast<Work*>(r->data));
-            if (w->alive.expired()) return;
-            if (!w->error.empty()) {
-              w->self->session_->on_connect_failed(w->error);
-              w->self->pump();
-              return;
-            }
-            w->self->set_secret(std::move(w->token));
-          });
+      auto* w = new Wait{{}, this, relay_.alive_, {}, {}};
+      uv_async_init(relay_.loop_, &w->async, [](uv_async_t* a) {
+        auto* w = static_cast<Wait*>(a->data);
+        TokenResult r;
+        {
+          std::lock_guard lock(w->mu);
+          r = std::move(w->result);
+        }
+        Delivery* self = w->alive.expired() ? nullptr : w->self;
+        uv_close(reinterpret_cast<uv_handle_t*>(a),
+                 [](uv_handle_t* h) { delete static_cast<Wait*>(h->data); });
+        if (!self) return;
+        if (!r.ok) {
+          self->session_->on_connect_failed(r.error);
+          self->pump();
+          return;
+        }
+        self->set_secret(std::move(r.token));
+      });
+      w->async.data = w;
+      process_token_runner().fetch(u, [w](TokenResult r) {
+        {
+          std::lock_guard lock(w->mu);
+          w->result = std::move(r);
+        }
+        uv_async_send(&w->async);
+      });
       return;
     }
     connect();

@@ -21,9 +21,11 @@ class SecretError : public std::runtime_error {
 // XOAUTH2 with a token source). Trailing CR/LF of a file is not part of it.
 std::string load_password(const UpstreamConfig& upstream);
 
-// The OAuth2 access token: the file's first line, or the command's standard
-// output (first line), run without a shell, with a deadline. The command's
-// output is never logged; its exit status and stderr's first line are.
+// The OAuth2 access token, synchronously (outboxctl test-upstream): the
+// file's first line, or the command's standard output (first line), run as
+// daemon/token_runner.h describes. The daemon uses a TokenRunner instead.
+// The command's output is never logged; its exit status and stderr's first
+// line are.
 std::string fetch_oauth2_token(const UpstreamConfig& upstream,
                                std::chrono::seconds timeout = std::chrono::seconds{30});
 

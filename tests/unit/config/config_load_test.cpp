@@ -124,6 +124,7 @@ tls = "starttls"
 username = "me@gmail.com"
 auth = "xoauth2"
 oauth2_token_command = ["/usr/local/bin/get-token", "arg"]
+oauth2_token_env = ["GOOGLE_APPLICATION_CREDENTIALS", "XDG_RUNTIME_DIR"]
 
 [[upstream]]
 name = "relay"
@@ -198,6 +199,8 @@ level = "debug"
   CHECK(c.upstreams[1].port == 587);
   CHECK(c.upstreams[1].auth == "xoauth2");
   CHECK(c.upstreams[1].oauth2_token_command.size() == 2);
+  CHECK(c.upstreams[1].oauth2_token_env == std::vector<std::string>{"GOOGLE_APPLICATION_CREDENTIALS", "XDG_RUNTIME_DIR"});
+  CHECK(c.upstreams[2].oauth2_token_env.empty());
   CHECK(c.upstreams[1].tls_name == "smtp.gmail.com");   // default: host
   CHECK(c.upstreams[2].port == 2525);
   CHECK(c.upstreams[2].tls == TlsMode::None);
