@@ -22,6 +22,7 @@
 #include "daemon/config.h"
 #include "daemon/logging.h"
 #include "daemon/loop_poster.h"
+#include "daemon/spool_reader.h"
 #include "daemon/password.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
@@ -212,16 +213,29 @@ struct Daemon {
   }
 
   // STATUS= for systemctl status: the messages not finished yet (queued,
-  // being delivered, deferred or held), counted by the spool thread.
+  // being delivered, deferred or held), counted on the SpoolReader's own
+  // read-only connection: never on the loop thread, never inside the
+  // StoreWorker's transaction (where it would delay every 250). A count still
+  // running when the next is due is not doubled.
+  std::unique_ptr<outbox::daemon::SpoolReader> status_reader;
+  bool status_running = false;
+
   void report_status() {
-    if (stopping) return;
+    if (stopping || status_running) return;
+    if (!status_reader) {
+      auto* p = poster.get();
+      status_reader = std::make_unique<outbox::daemon::SpoolReader>(
+          config.spool_path, [p](std::function<void()> fn) { p->post(std::move(fn)); });
+    }
+    status_running = true;
     auto count = std::make_shared<std::int64_t>(0);
-    store->run(
+    status_reader->run(
         [count](outbox::queue::Spool& s) {
           for (const auto& [state, n] : s.stats().by_state)
             if (state == "queued" || state == "active" || state == "deferred" || state == "held") *count += n;
         },
         [this, count](bool ok, const std::string&) {
+          status_running = false;
           if (!ok || stopping) return;
           notify("STATUS=" + std::to_string(*count) + (*count == 1 ? " message" : " messages") + " queued");
         });
@@ -251,6 +265,7 @@ struct Daemon {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
+    status_reader.reset();   // joins its thread before the poster goes
     store.reset();    // finishes every queued spool request, joins the thread
     poster->close();  // runs the completions that were still pending
   }

@@ -18,6 +18,7 @@
 
 #include "daemon/inbound_connection.h"
 #include "daemon/logging.h"
+#include "daemon/user_name_cache.h"
 
 namespace outbox::daemon {
 
@@ -57,10 +58,15 @@ InboundConnection::Peer unix_peer(uv_pipe_t* pipe) {
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
       p.uid = cred.uid;
-      passwd pw{};
-      passwd* res = nullptr;
-      char buf[1024];
-      if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &res) == 0 && res) p.user = res->pw_name;
+      // Loop thread only: getpwuid_r may block on NSS, so each uid is asked
+      // at most once a minute (see daemon/user_name_cache.h).
+      static UserNameCache names;
+      p.user = names.lookup(cred.uid, UserNameCache::Clock::now(), [](std::uint32_t uid) {
+        passwd pw{};
+        passwd* res = nullptr;
+        char buf[1024];
+        return getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res ? std::string(res->pw_name) : std::string();
+      });
     }
   }
   return p;
