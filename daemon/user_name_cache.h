@@ -1,9 +1,9 @@
 // UserNameCache: uid -> user name for Unix-socket peers, so the loop thread
 // does not call getpwuid_r (which may ask NSS: LDAP, sssd, systemd-userdb)
 // for every accept. An entry lives `ttl` (60 s in outboxd): a renamed or new
-// user shows under the new name within a minute, which is what logs need;
-// authorization uses the uid, never the name. A uid without a name is cached
-// too. Bounded: when full, the whole cache is dropped (uids are few).
+// user shows under the new name within a minute ([[local_user]] matches the
+// name, so that is also the longest a renamed uid keeps its old rights: less
+// than nscd's 10 minutes). A uid without a name is cached too. Bounded: when full, the whole cache is dropped (uids are few).
 // Pure: the clock and the lookup are injected. One thread.
 #pragma once
 #include <chrono>
