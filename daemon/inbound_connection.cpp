@@ -195,9 +195,15 @@ void InboundConnection::handle_bytes(const char* data, size_t n) {
   if (closing_) return;
   bool was_in_data = session_->in_data();
   session_->feed(std::string_view(data, n));
-  if (was_in_data || session_->in_data()) data_bytes_ += n;
+  std::uint64_t now = uv_now(server_.loop());
+  if (was_in_data) data_clock_.on_bytes(n, now);
   run_actions();
-  account_data(was_in_data, n);
+  if (!was_in_data && session_->in_data()) {
+    const auto& lim = server_.config().limits;
+    data_clock_ = DataClock({lim.min_data_rate, static_cast<std::uint64_t>(lim.data_timeout.count()) * 1000,
+                             kDataRateGraceMs});
+    data_clock_.start(now, reading_);
+  }
   if (server_.shutting_down()) shutdown(false);   // a busy session just went idle
   arm_idle_timer();
   update_reading();
@@ -268,39 +274,36 @@ void InboundConnection::update_reading() {
   bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
               !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
               uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
+  bool was = reading_;
   if (want && !reading_) {
     if (uv_read_start(stream_, &InboundConnection::on_alloc, &InboundConnection::on_read) == 0)
       reading_ = true;
-    last_data_ms_ = uv_now(server_.loop());   // time we did not read is not the client's
   } else if (!want && reading_) {
     uv_read_stop(stream_);
     reading_ = false;
   }
-}
-
-void InboundConnection::account_data(bool was_in_data, std::size_t n) {
-  if (!session_->in_data()) return;
-  const auto& lim = server_.config().limits;
-  auto full = static_cast<std::int64_t>(lim.data_timeout.count()) * 1000;
-  std::uint64_t now = uv_now(server_.loop());
-  if (!was_in_data || lim.min_data_rate == 0) {
-    data_budget_ms_ = full;
-  } else {
-    auto spent = static_cast<std::int64_t>(now - last_data_ms_);
-    auto earned = static_cast<std::int64_t>(n * 1000 / lim.min_data_rate);
-    data_budget_ms_ = std::min(full, data_budget_ms_ - spent + earned);
+  if (reading_ != was) {
+    // Time we do not read is not the client's: the DATA clocks stop and
+    // start with reading, and the deadline timer follows.
+    data_clock_.set_reading(reading_, uv_now(server_.loop()));
+    if (session_->in_data()) arm_idle_timer();
   }
-  last_data_ms_ = now;
 }
-
-bool InboundConnection::store_paused() const { return store_inflight_bytes_ >= kMaxStoreBacklog; }
 
 void InboundConnection::arm_idle_timer() {
   if (closing_) return;
   const auto& lim = server_.config().limits;
-  auto ms = session_->in_data() ? std::max<std::int64_t>(data_budget_ms_, 0)
-                                : static_cast<std::int64_t>(lim.command_timeout.count()) * 1000;
-  uv_timer_start(idle_timer_, &InboundConnection::on_timer, static_cast<std::uint64_t>(ms), 0);
+  if (session_->in_data()) {
+    auto in = data_clock_.deadline_in(uv_now(server_.loop()));
+    if (!in) {   // not reading: no deadline runs; update_reading re-arms
+      uv_timer_stop(idle_timer_);
+      return;
+    }
+    uv_timer_start(idle_timer_, &InboundConnection::on_timer, *in, 0);
+    return;
+  }
+  auto ms = static_cast<std::uint64_t>(lim.command_timeout.count()) * 1000;
+  uv_timer_start(idle_timer_, &InboundConnection::on_timer, ms, 0);
 }
 
 void InboundConnection::on_timer(uv_timer_t* t) {
@@ -310,23 +313,12 @@ void InboundConnection::on_timer(uv_timer_t* t) {
     self->arm_idle_timer();
     return;
   }
-  const auto data_timeout_ms = static_cast<std::uint64_t>(self->server_.config().limits.data_timeout.count()) * 1000;
-  if (self->session_->in_data() && self->store_paused()) {   // likewise: we stopped reading
-    self->data_budget_ms_ = static_cast<std::int64_t>(data_timeout_ms);
-    self->arm_idle_timer();
-    return;
-  }
-  if (self->session_->in_data() && uv_now(self->server_.loop()) - self->last_data_ms_ < data_timeout_ms) {
-    // The deadline ran out before data_timeout of silence: the client is
-    // sending, only too slowly. Same answer as the average-rate check.
-    uv_timer_stop(self->rate_timer_);
-    self->session_->on_slow_data(self->data_bytes_, (uv_now(self->server_.loop()) - self->data_tick_ms_ +
-                                                     self->data_elapsed_ms_) / 1000);
-    self->run_actions();
+  if (self->session_->in_data()) {
+    self->judge_data();
     return;
   }
   log::Line l("timeout");
-  l.kv("client", self->client_label()).kv("phase", self->session_->in_data() ? "data" : "command");
+  l.kv("client", self->client_label()).kv("phase", "command");
   if (!self->msg_id_.empty()) l.kv("id", self->msg_id_);
   log::info(l);
   self->session_->on_timeout();
@@ -348,17 +340,33 @@ void InboundConnection::on_rate_timer(uv_timer_t* t) {
     uv_timer_stop(t);
     return;
   }
-  std::uint64_t now = uv_now(self->server_.loop());
-  // Time while reading was stopped for back-pressure (the spool is behind)
-  // is our delay, not the client's slowness.
-  if (self->reading_) self->data_elapsed_ms_ += now - self->data_tick_ms_;
-  self->data_tick_ms_ = now;
-  auto rate = static_cast<double>(self->server_.config().limits.min_data_rate);
-  if (self->data_elapsed_ms_ < kDataRateGraceMs) return;
-  if (static_cast<double>(self->data_bytes_) * 1000.0 >= rate * static_cast<double>(self->data_elapsed_ms_)) return;
-  uv_timer_stop(t);
-  self->session_->on_slow_data(self->data_bytes_, self->data_elapsed_ms_ / 1000);
-  self->run_actions();
+  self->judge_data();
+}
+
+void InboundConnection::judge_data() {
+  std::uint64_t now = uv_now(server_.loop());
+  switch (data_clock_.check(now)) {
+    case DataClock::Verdict::Ok:
+      arm_idle_timer();
+      return;
+    case DataClock::Verdict::TooSlow:
+      // Sending, but below min_data_rate (on average, or a stall after a
+      // burst spent the deadline): 421 data rate too low.
+      uv_timer_stop(rate_timer_);
+      session_->on_slow_data(data_clock_.bytes(), data_clock_.client_ms(now) / 1000);
+      run_actions();
+      return;
+    case DataClock::Verdict::Silent: {
+      uv_timer_stop(rate_timer_);
+      log::Line l("timeout");
+      l.kv("client", client_label()).kv("phase", "data");
+      if (!msg_id_.empty()) l.kv("id", msg_id_);
+      log::info(l);
+      session_->on_timeout();
+      run_actions();
+      return;
+    }
+  }
 }
 
 // --- SMTP AUTH ------------------------------------------------------------------
@@ -521,12 +529,8 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
   msg_from_ = a.envelope.sender;
   msg_nrcpt_ = a.envelope.recipients.size();
   msg_user_ = a.envelope.auth_user;
-  if (server_.config().limits.min_data_rate > 0) {
-    data_bytes_ = 0;
-    data_elapsed_ms_ = 0;
-    data_tick_ms_ = uv_now(server_.loop());
+  if (server_.config().limits.min_data_rate > 0)
     uv_timer_start(rate_timer_, &InboundConnection::on_rate_timer, 1000, 1000);
-  }
   queue::NewMessage m;
   m.id = a.id;
   m.sender = std::move(a.envelope.sender);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "daemon/config.h"
+#include "daemon/data_clock.h"
 #include "daemon/tls.h"
 #include "protocol/server_session.h"
 
@@ -58,8 +59,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void flush_writes();
   void update_reading();
   void arm_idle_timer();
-  void account_data(bool was_in_data, std::size_t n);
-  bool store_paused() const;
+  void judge_data();   // a DATA clock may have run out: cut the client, or re-arm
   void begin_close();
   void on_handle_closed();
   std::string client_label() const;
@@ -102,17 +102,9 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::size_t msg_nrcpt_ = 0;
   std::string msg_user_;             // the AUTH user of the message, for the accepted line
   std::uint64_t started_ms_ = 0;
-  // DATA deadline (SPEC min_data_rate, as Postfix smtpd_min_data_rate): each
-  // read spends the time since the previous one and earns n / rate seconds,
-  // never above data_timeout. It catches a client that stalls after a burst.
-  std::int64_t data_budget_ms_ = 0;
-  std::uint64_t last_data_ms_ = 0;
-  // min_data_rate as an average (after a 10 s grace): plaintext bytes fed
-  // while in DATA, and the time spent reading them (time while we stopped
-  // reading for back-pressure is ours). It catches a steady trickle.
-  std::uint64_t data_bytes_ = 0;
-  std::uint64_t data_elapsed_ms_ = 0;
-  std::uint64_t data_tick_ms_ = 0;
+  // data_timeout and min_data_rate on client time: they stand still while
+  // this connection is not reading (daemon/data_clock.h).
+  DataClock data_clock_;
 };
 
 }  // namespace outbox::daemon
