@@ -36,6 +36,9 @@ struct WriteReq {
 // min_data_rate (like Postfix's smtpd_min_data_rate) is judged only after
 // this grace, so a short message or TCP slow start never trips it.
 constexpr std::uint64_t kDataRateGraceMs = 10000;
+// A DATA verdict against a client whose bytes wait unread is put off by this
+// much, so the loop reads them first.
+constexpr std::uint64_t kLateLoopRecheckMs = 50;
 
 // An unknown user name is checked against this hash (a valid scrypt hash of
 // the default cost whose password nobody knows), so a failure costs the same
@@ -343,9 +346,25 @@ void InboundConnection::on_rate_timer(uv_timer_t* t) {
   self->judge_data();
 }
 
+std::size_t InboundConnection::unread_bytes() const {
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(stream_), &fd) != 0 || ::ioctl(fd, FIONREAD, &n) != 0 || n < 0)
+    return 0;
+  return static_cast<std::size_t>(n);
+}
+
 void InboundConnection::judge_data() {
   std::uint64_t now = uv_now(server_.loop());
-  switch (data_clock_.check(now)) {
+  auto verdict = data_clock_.check(now);
+  if (verdict != DataClock::Verdict::Ok && unread_bytes() > 0) {
+    // The client's bytes are in our socket, unread: the loop was late (a
+    // busy machine, a stopped process; libuv runs timers before it polls),
+    // not the client. Read them first, then judge again.
+    uv_timer_start(idle_timer_, &InboundConnection::on_timer, kLateLoopRecheckMs, 0);
+    return;
+  }
+  switch (verdict) {
     case DataClock::Verdict::Ok:
       arm_idle_timer();
       return;

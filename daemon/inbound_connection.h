@@ -60,6 +60,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void update_reading();
   void arm_idle_timer();
   void judge_data();   // a DATA clock may have run out: cut the client, or re-arm
+  std::size_t unread_bytes() const;   // bytes the client sent that we have not read (FIONREAD)
   void begin_close();
   void on_handle_closed();
   std::string client_label() const;
