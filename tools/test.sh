@@ -22,14 +22,16 @@ cmake --build build-asan -j "$jobs"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOUTBOX_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs"
 tsan_logs=$(mktemp -d)
+tsan_rc=0
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$tsan_logs/tsan suppressions=$PWD/../tools/tsan.supp" \
-   ctest --output-on-failure -j "$jobs")
+   ctest --output-on-failure -j "$jobs") || tsan_rc=$?
 if compgen -G "$tsan_logs/tsan.*" >/dev/null; then
   cat "$tsan_logs"/tsan.*
   echo "ThreadSanitizer reported the problems above" >&2
-  exit 1
+  tsan_rc=1
 fi
 rm -rf "$tsan_logs"
+[ "$tsan_rc" -eq 0 ] || exit "$tsan_rc"
 # libFuzzer over the session, the DATA decoder and the address parser (clang,
 # ASan+UBSan), each for a bounded time; any finding fails.
 FUZZ_SECONDS=${FUZZ_SECONDS:-60} ./tools/fuzz.sh
