@@ -183,7 +183,7 @@ class Relay::Delivery {
         TokenResult result;
       };
       auto* w = new Wait{{}, this, relay_.alive_, {}, {}};
-      uv_async_init(relay_.loop_, &w->async, [](uv_async_t* a) {
+      uv_async_init(relay_.loop_, &w->async, [](uv_async_t* a) noexcept {
         auto* w = static_cast<Wait*>(a->data);
         TokenResult r;
         {
@@ -192,14 +192,18 @@ class Relay::Delivery {
         }
         Delivery* self = w->alive.expired() ? nullptr : w->self;
         uv_close(reinterpret_cast<uv_handle_t*>(a),
-                 [](uv_handle_t* h) { delete static_cast<Wait*>(h->data); });
+                 [](uv_handle_t* h) noexcept { delete static_cast<Wait*>(h->data); });
         if (!self) return;
-        if (!r.ok) {
-          self->session_->on_connect_failed(r.error);
-          self->pump();
-          return;
+        try {   // a libuv callback: nothing may escape
+          if (!r.ok) {
+            self->session_->on_connect_failed(r.error);
+            self->pump();
+            return;
+          }
+          self->set_secret(std::move(r.token));
+        } catch (const std::exception& e) {
+          log::error(log::Line("relay_error").kv("op", "token").kv("error", e.what()));
         }
-        self->set_secret(std::move(r.token));
       });
       w->async.data = w;
       process_token_runner().fetch(u, [w](TokenResult r) {
