@@ -276,4 +276,72 @@ void DeliveryStore::mark_bounce_sent(std::string_view id, std::string_view dsn_i
   q.text(1, "bounce:" + std::string(id)).text(2, dsn_id).run();
 }
 
+// --- added for the scheduler ---------------------------------------------------
+
+std::vector<UpstreamState> DeliveryStore::load_upstream_states() {
+  Q q(spool_.handle(),
+      "SELECT name, suspended_until, reason, failures, stage, last_reply, updated FROM upstreams ORDER BY name");
+  std::vector<UpstreamState> out;
+  while (q.step()) {
+    UpstreamState s;
+    s.name = q.col_text(0);
+    if (!q.col_null(1)) s.suspended_until = q.col_i64(1);
+    s.reason = static_cast<SuspendReason>(q.col_i64(2));
+    s.failures = static_cast<int>(q.col_i64(3));
+    s.stage = q.col_text(4);
+    s.last_reply = q.col_text(5);
+    s.updated = q.col_i64(6);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void DeliveryStore::save_upstream_state(const UpstreamState& s) {
+  Q q(spool_.handle(),
+      "INSERT OR REPLACE INTO upstreams(name, suspended_until, reason, failures, stage, last_reply, updated) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  q.text(1, s.name).opt(2, s.suspended_until).i64(3, static_cast<int>(s.reason)).i64(4, s.failures)
+      .text(5, s.stage).text(6, s.last_reply).i64(7, s.updated).run();
+}
+
+void DeliveryStore::park(std::string_view id, std::int64_t next_attempt, WaitReason reason, std::string_view upstream,
+                         std::string_view last_error) {
+  sqlite3* db = spool_.handle();
+  // A recipient due later than this keeps its own time.
+  Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
+          "WHERE message_id = ?1 AND state IN ('pending', 'uncertain') AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND state = 'active')");
+  r.text(1, id).i64(2, next_attempt).run();
+  Q m(db,
+      "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
+      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
+      "AND state IN ('pending', 'uncertain')), wait_reason = ?3, wait_upstream = ?4, "
+      "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END "
+      "WHERE id = ?1 AND state = 'active'");
+  m.text(1, id).text(2, last_error).i64(3, static_cast<int>(reason)).text(4, upstream).run();
+}
+
+std::vector<OperatorAction> DeliveryStore::operator_actions_after(std::int64_t after, std::size_t limit) {
+  Q q(spool_.handle(),
+      "SELECT seq, time, uid, action, target, detail FROM operator_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+  q.i64(1, after).i64(2, static_cast<std::int64_t>(limit));
+  std::vector<OperatorAction> out;
+  while (q.step()) {
+    OperatorAction a;
+    a.seq = q.col_i64(0);
+    a.time = q.col_i64(1);
+    if (!q.col_null(2)) a.uid = q.col_i64(2);
+    a.action = q.col_text(3);
+    a.target = q.col_text(4);
+    a.detail = q.col_text(5);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::int64_t DeliveryStore::last_operator_seq() {
+  Q q(spool_.handle(), "SELECT MAX(seq) FROM operator_log");   // the rowid's b-tree: its last entry
+  if (q.step() && !q.col_null(0)) return q.col_i64(0);
+  return 0;
+}
+
 }  // namespace outbox::queue

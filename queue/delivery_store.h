@@ -92,6 +92,24 @@ class DeliveryStore {
   bool bounce_sent(std::string_view id);
   void mark_bounce_sent(std::string_view id, std::string_view dsn_id);
 
+  // --- added for the scheduler (docs/design/relay-engine.md) ---
+  // Every row of the upstreams table (persisted suspensions), by name.
+  std::vector<UpstreamState> load_upstream_states();
+  // Inserts or replaces the row of s.name.
+  void save_upstream_state(const UpstreamState& s);
+  // A claimed message that was not attempted (shutdown, reload, its route
+  // suspended or rate limited): back to queued (never attempted) or
+  // deferred, due at `next_attempt`, with the typed reason and the upstream
+  // it waits for; no attempt counted, no history row. last_error is replaced
+  // when not empty. Only an `active` message changes (one deleted or held
+  // meanwhile is left alone).
+  void park(std::string_view id, std::int64_t next_attempt, WaitReason reason, std::string_view upstream = {},
+            std::string_view last_error = {});
+  // operator_log rows with seq > `after`, oldest first, at most `limit`.
+  std::vector<OperatorAction> operator_actions_after(std::int64_t after, std::size_t limit);
+  // The newest operator_log seq, 0 when none (one rowid probe).
+  std::int64_t last_operator_seq();
+
  private:
   Spool& spool_;
 };
