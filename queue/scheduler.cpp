@@ -141,6 +141,19 @@ void Scheduler::connection_closed(ConnId conn) {
   conns_.erase(it);
 }
 
+std::optional<DueWork> Scheduler::charge_failed_open(ConnId conn) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end() || it->second.state != Conn::State::Opening) return std::nullopt;
+  const std::string& name = it->second.upstream;
+  for (auto w = waiting_.begin(); w != waiting_.end(); ++w)
+    if (std::find(w->route.begin(), w->route.end(), name) != w->route.end()) {
+      DueWork out = std::move(*w);
+      waiting_.erase(w);
+      return out;
+    }
+  return std::nullopt;
+}
+
 std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, const UpstreamFailure& f,
                                                      std::int64_t now) {
   Up* u = find(name);
@@ -244,6 +257,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       if (now >= deadline) {
         // No upstream of its route takes it within its lifetime (SPEC "[retry]").
         d.kind = Decision::Kind::Expire;
+        d.reason = earliest ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
         out.push_back(std::move(d));
         continue;
       }

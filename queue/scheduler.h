@@ -94,7 +94,7 @@ struct Decision {
     Open,     // open connection `conn` to `upstream` (a message is ready for it)
     Hand,     // give message `id` to the idle connection `conn` of `upstream`
     Park,     // message `id` back to the spool until `until`, waiting for `reason`
-    Expire,   // message `id` cannot be sent within its lifetime: fail it
+    Expire,   // message `id` cannot be sent within its lifetime: fail it (`reason`: why it waited)
     Quit,     // idle connection `conn` has no work: QUIT
   };
   Kind kind = Kind::Open;
@@ -135,6 +135,11 @@ class Scheduler {
   // stays busy from Hand until it is ready again.
   void connection_ready(ConnId conn);
   void connection_closed(ConnId conn);   // gone (any reason)
+  // A connection failed before it was ready (connect, TLS, greeting, AUTH):
+  // it was opened for a waiting message, whose try this was. Returns that
+  // message (the first waiting one routed through its upstream), removed
+  // from here, so the relay records the attempt; nullopt when none waits.
+  std::optional<DueWork> charge_failed_open(ConnId conn);
 
   // An upstream-scope failure: suspends the upstream (its own counter; the
   // AuthFailed schedule for refused logins). nullopt: no such upstream (it
