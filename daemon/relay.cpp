@@ -201,6 +201,7 @@ std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
         s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000});
     s.usable = rt.setup_error.empty();
     s.settings_digest = settings_digest(*rt.cfg, rt.password);
+    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty();
     out.push_back(std::move(s));
   }
   return out;

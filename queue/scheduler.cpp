@@ -158,12 +158,15 @@ std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, cons
                                                      std::int64_t now) {
   Up* u = find(name);
   if (!u) return std::nullopt;
-  const bool was_auth = u->reason == SuspendReason::AuthFailed && u->suspended_until.has_value();
+  const bool was_told = u->reason == SuspendReason::AuthFailed && u->suspended_until.has_value() &&
+                        u->auth_failures > (u->spec.fresh_credential_per_connection ? 1 : 0);
   ++u->failures;
   std::int64_t until = 0;
-  if (f.reason == SuspendReason::AuthFailed) {
-    ++u->auth_failures;
-    double d = static_cast<double>(us(params_.auth_initial)) * std::pow(2.0, u->auth_failures - 1);
+  const int slow = f.reason == SuspendReason::AuthFailed
+                       ? ++u->auth_failures - (u->spec.fresh_credential_per_connection ? 1 : 0)
+                       : 0;
+  if (slow > 0) {
+    double d = static_cast<double>(us(params_.auth_initial)) * std::pow(2.0, slow - 1);
     d = std::min(d, static_cast<double>(std::max(us(params_.auth_max), us(params_.auth_initial))));
     until = now + std::max(static_cast<std::int64_t>(d), us(f.floor));
   } else {
@@ -183,7 +186,7 @@ std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, cons
   s.failures = u->failures;
   // Once per suspension: it lasts until a delivery succeeds or the operator
   // resumes the upstream, however many probes fail meanwhile.
-  s.tell_operator = f.reason == SuspendReason::AuthFailed && !was_auth;
+  s.tell_operator = slow > 0 && !was_told;
   return s;
 }
 

@@ -51,6 +51,10 @@ struct UpstreamSpec {
   // change (host, port, account, secret): a reload with a different value
   // lifts the suspension; the same value keeps it.
   std::uint64_t settings_digest = 0;
+  // Each connection fetches a new credential (an OAuth2 token command): the
+  // first refusal is most likely an expired token, so it is retried at the
+  // ordinary upstream pace; the slow auth schedule starts at the second.
+  bool fresh_credential_per_connection = false;
 };
 
 struct SchedulerParams {

@@ -395,3 +395,40 @@ TEST_CASE("next_wakeup: nothing held, a short suspension, idle connection quits 
   CHECK(s.waiting() == 1);
   CHECK(s.next_wakeup(T0) == T0 + 3 * S);
 }
+
+TEST_CASE("auth with a fresh token per connection: the first refusal retries at the upstream pace") {
+  auto spec = up("a");
+  spec.fresh_credential_per_connection = true;
+  auto s = make({spec});
+  auto sp = s.upstream_failed("a", fail(SuspendReason::AuthFailed, "535 token expired"), T0);
+  CHECK(sp->until == T0 + 60 * S);   // retry.initial, a new token next time
+  CHECK_FALSE(sp->tell_operator);
+  sp = s.upstream_failed("a", fail(SuspendReason::AuthFailed, "535 token expired"), T0 + 61 * S);
+  CHECK(sp->until == T0 + (61 + 300) * S);   // the slow schedule starts
+  CHECK(sp->tell_operator);
+  sp = s.upstream_failed("a", fail(SuspendReason::AuthFailed, "535"), T0 + 400 * S);
+  CHECK(sp->until == T0 + (400 + 600) * S);
+  CHECK_FALSE(sp->tell_operator);
+}
+
+TEST_CASE("a connection that fails in its set-up charges the message it was opened for") {
+  auto s = make({up("a", 1), up("b")});
+  s.add_due(msg("m1", {"a"}), T0);
+  s.add_due(msg("m2", {"b"}), T0);
+  s.add_due(msg("m3", {"a"}), T0);
+  auto d = s.poll(T0);
+  REQUIRE(d.size() == 2);
+  const ConnId ca = d[0].upstream == "a" ? d[0].conn : d[1].conn;
+  s.upstream_failed("a", fail(SuspendReason::Unreachable, "connection refused"), T0 + S);
+  auto charged = s.charge_failed_open(ca);
+  REQUIRE(charged);
+  CHECK(charged->id == "m1");   // one try, one message; m3 waits for the upstream
+  s.connection_closed(ca);
+  CHECK_FALSE(s.charge_failed_open(ca));
+  d = s.poll(T0 + S);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].id == "m3");
+  CHECK(d[0].kind == K::Park);
+  CHECK(d[0].reason == WaitReason::UpstreamSuspended);
+  CHECK(s.waiting() == 1);   // m2, for b's connection
+}
