@@ -200,6 +200,7 @@ std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
       if (auto rl = parse_rate_limit(r))
         s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000});
     s.usable = rt.setup_error.empty();
+    s.problem = rt.setup_error;
     s.settings_digest = settings_digest(*rt.cfg, rt.password);
     s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty();
     out.push_back(std::move(s));
@@ -780,18 +781,27 @@ void Relay::poll_operator_log() {
   if (op_polling_) return;
   op_polling_ = true;
   auto actions = std::make_shared<std::vector<queue::OperatorAction>>();
+  auto next = std::make_shared<std::optional<std::int64_t>>();
   const std::int64_t after = op_seq_;
   run_store(
-      [actions, after](queue::Spool& s) {
+      [actions, next, after](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         // One probe of the rowid b-tree's end; the rows only when there are new ones.
         if (ds.last_operator_seq() > after) *actions = ds.operator_actions_after(after, kOperatorBatch);
+        // And one index probe: a due time made earlier from outside (an
+        // outboxctl that does not write operator_log yet, sqlite3 by hand)
+        // is noticed within a second too.
+        *next = ds.next_due();
       },
-      [this, actions](bool ok, std::string err) {
+      [this, actions, next](bool ok, std::string err) {
         op_polling_ = false;
         if (!ok) {
           log::error(log::Line("relay_error").kv("op", "operator log").kv("error", err));
           return;
+        }
+        if (*next && (!spool_next_due_ || **next < *spool_next_due_)) {
+          spool_next_due_ = *next;
+          arm_timer();
         }
         for (const auto& a : *actions) {
           op_seq_ = std::max(op_seq_, a.seq);

@@ -228,7 +228,9 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       if (!u->spec.usable) {
         unusable = true;
         if (!blamed) blamed = u;
-        if (why.empty()) why = quoted(name) + " cannot be used (its secret or CA file could not be loaded)";
+        if (why.empty())
+          why = u->spec.problem.empty() ? quoted(name) + " cannot be used (its secret or CA file could not be loaded)"
+                                        : u->spec.problem;
         continue;
       }
       if (suspended(*u, now)) {

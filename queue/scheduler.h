@@ -47,6 +47,7 @@ struct UpstreamSpec {
   // false: its secret or CA file could not be loaded; nothing can be sent
   // until the files are fixed (a reload reads them again).
   bool usable = true;
+  std::string problem;                 // !usable: why, for last_error (names the file)
   // Changes when the settings an operator fixes after a refused login
   // change (host, port, account, secret): a reload with a different value
   // lifts the suspension; the same value keeps it.
