@@ -694,10 +694,15 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   const std::string host_name = gen_->config->host_name;
   const std::string lifetime_text = duration_words(retry.lifetime);
   const std::int64_t next_at = after_attempt.next;
+  // Typed: a message deferred because its whole route is suspended waits
+  // for that upstream (`resume` releases it), never parsed out of last_error.
+  const queue::WaitReason waits_for =
+      upstream_fault && !failover ? queue::WaitReason::UpstreamSuspended : queue::WaitReason::None;
   run_store(
-      [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host_name, now, lifetime_text](queue::Spool& s) {
+      [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host_name, now, lifetime_text, waits_for](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
+        if (after->exists) ds.mark_waiting(m.id, waits_for, waits_for == queue::WaitReason::None ? "" : rep.upstream);
         if (!after->exists || after->newly_failed.empty() || dsn_id.empty()) return;
         // One DSN per report that failed recipients, naming only those: a
         // recipient turns failed once (apply() changes only pending ones), in
@@ -830,8 +835,8 @@ void Relay::act_on(const queue::OperatorAction& a) {
       return;
     }
     persist_upstreams();
-    // Messages parked for the suspension are due now.
-    run_store([now](queue::Spool& s) { queue::DeliveryStore(s).release_waiting(now); },
+    // Messages waiting for the suspension are due now.
+    run_store([now, name = a.target](queue::Spool& s) { queue::DeliveryStore(s).release_upstream(name, now); },
               [this](bool, std::string) { kick(); });
     decide();
   } else if (a.action == "retry" || a.action == "retry_all" || a.action == "release") {

@@ -344,4 +344,24 @@ std::int64_t DeliveryStore::last_operator_seq() {
   return 0;
 }
 
+void DeliveryStore::mark_waiting(std::string_view id, WaitReason reason, std::string_view upstream) {
+  Q q(spool_.handle(),
+      "UPDATE messages SET wait_reason = ?2, wait_upstream = ?3 WHERE id = ?1 AND state IN ('queued', 'deferred')");
+  q.text(1, id).i64(2, static_cast<int>(reason)).text(3, upstream).run();
+}
+
+int DeliveryStore::release_upstream(std::string_view upstream, std::int64_t now) {
+  sqlite3* db = spool_.handle();
+  const char* waiting =
+      "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_upstream = ?2 "
+      "AND wait_reason IN (2, 3)";   // WaitReason::UpstreamSuspended, RateLimited
+  Q r(db, (std::string("UPDATE recipients SET next_attempt = ?1 WHERE state IN ('pending', 'uncertain') "
+                       "AND message_id IN (") + waiting + ")").c_str());
+  r.i64(1, now).text(2, upstream).run();
+  Q m(db, (std::string("UPDATE messages SET next_attempt = ?1, wait_reason = 0, wait_upstream = '' WHERE id IN (") +
+           waiting + ")").c_str());
+  m.i64(1, now).text(2, upstream).run();
+  return m.changes();
+}
+
 }  // namespace outbox::queue

@@ -109,6 +109,14 @@ class DeliveryStore {
   std::vector<OperatorAction> operator_actions_after(std::int64_t after, std::size_t limit);
   // The newest operator_log seq, 0 when none (one rowid probe).
   std::int64_t last_operator_seq();
+  // After an attempt: what the (queued/deferred) message now waits for.
+  // UpstreamSuspended with the upstream when its route is suspended; None
+  // when it waits for its own backoff.
+  void mark_waiting(std::string_view id, WaitReason reason, std::string_view upstream = {});
+  // The operator resumed `upstream`: messages waiting for it (suspended or
+  // rate limited there) are due now, their wait reason cleared. Returns how
+  // many. Rare (an operator action): a scan of the waiting messages is fine.
+  int release_upstream(std::string_view upstream, std::int64_t now);
 
  private:
   Spool& spool_;
