@@ -60,6 +60,9 @@ class Server {
   // used by InboundConnection
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return *config_; }
+  // For what outlives the call (a session's sender policy): keeps that
+  // generation alive as long as it is held.
+  std::shared_ptr<const Config> config_ptr() const { return config_; }
   // New connections use `config` (shared: the generation the listeners were
   // bound with is kept for their [[listen]] entries, earlier ones are freed
   // once nothing else holds them); the certificate and key are re-read
