@@ -321,13 +321,23 @@ void Relay::tick() {
   const std::size_t limit = std::min(kClaimBatch, kMaxInMemory - in_flight_.size());
   auto due = std::make_shared<std::vector<queue::DueMessage>>();
   auto next = std::make_shared<std::optional<std::int64_t>>();
+  auto no_route = std::make_shared<std::vector<std::string>>();
+  // The writer thread reads the routes of this generation, which it holds.
+  std::shared_ptr<const Config> cfg = gen_->config;
   run_store(
-      [due, next, limit](queue::Spool& s) {
+      [due, next, limit, no_route, cfg](queue::Spool& s) {
         queue::DeliveryStore ds(s);
-        *due = ds.claim_due(now_us(), limit);
+        const std::int64_t now = now_us();
+        // A message no route takes is never claimed (it stays queued, "no
+        // route"): claiming it only to park it would churn the spool.
+        auto routable = [&cfg](const queue::DueMessage& m) {
+          if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
+          return m.sender.empty() && !m.recipients.empty() && !routing::upstreams_for(*cfg, m.recipients.front()).empty();
+        };
+        *due = ds.claim_due(now, limit, routable, now + queue::Scheduler::kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
       },
-      [this, due, next, limit](bool ok, std::string err) {
+      [this, due, next, limit, no_route](bool ok, std::string err) {
         claiming_ = false;
         const std::int64_t now = now_us();
         if (!ok) {
@@ -337,6 +347,10 @@ void Relay::tick() {
           return;
         }
         spool_next_due_ = *next;
+        for (const auto& id : *no_route)
+          if (no_route_warned_.insert(id).second)
+            log::warn(log::Line("no_route").kv("id", id)
+                          .kv("hint", "no [[route]] matches its sender; add one (sender = \"*\" for all), then reload"));
         for (auto& m : *due) {
           if (stopping_) {
             park(m.id, now, queue::WaitReason::None, "", "");
