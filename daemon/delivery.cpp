@@ -252,6 +252,12 @@ void Delivery::quit_when_idle() {
 }
 
 void Delivery::hand(Job job) {
+  if (!session_->ready() || finished_) {
+    // The connection ended in the same breath as it said ready: the message
+    // goes back to the queue untouched.
+    relay_.park_now(job.msg.id, "");
+    return;
+  }
   current_ = std::move(job);
   const auto& m = current_->msg;
   client::OutgoingMessage om;

@@ -347,6 +347,9 @@ void Relay::tick() {
           return;
         }
         spool_next_due_ = *next;
+        // Due by the message's time but nothing claimable (its recipients are
+        // due later): do not spin on it.
+        if (due->empty() && spool_next_due_ && *spool_next_due_ <= now) spool_next_due_ = now + 1'000'000;
         for (const auto& id : *no_route)
           if (no_route_warned_.insert(id).second)
             log::warn(log::Line("no_route").kv("id", id)
