@@ -5,7 +5,9 @@
 # peak RSS (VmHWM of its own process, not of every outboxd on the machine),
 # the submission time (all sessions started together until the last final
 # reply), the end-to-end time (until outboxd logged every message delivered),
-# and how many sessions outboxd cut as slow (event=disconnect reason=slow_data).
+# and how many sessions outboxd cut as slow (event=disconnect reason=slow_data),
+# beside the client's own longest delay between the 354 and its first octet of
+# text (a cut after such a delay is the client's slowness, not outboxd's).
 # Not a test: on a shared machine the times vary a lot; peak RSS and the cut
 # count are the figures that matter.
 #
@@ -19,6 +21,11 @@
 #                 beside the spool (disk contention: the spool's commits slow
 #                 down, so outboxd's store falls behind its clients).
 #   CONNECTIONS   the upstream's max_connections (outbox's default is 2).
+#   MODE=stream   how the clients send (submit_parallel.py --mode): "stream"
+#                 writes the text in 64 KiB pieces as soon as 354 arrives;
+#                 "sendmail" uses smtplib.sendmail(), which first dot-stuffs
+#                 and copies each 20 MB message in Python (GIL-bound), so on a
+#                 busy machine some clients send nothing for seconds after 354.
 #   KEEP=1        keep the work directory (config, spool, log) and print it.
 # Output: a human summary, then one key=value line (for RESULTS.md).
 set -euo pipefail
@@ -28,6 +35,7 @@ sessions=${SESSIONS:-50}
 size_mb=${SIZE_MB:-20}
 busy=${BUSY:-0}
 busy_io=${BUSY_IO:-0}
+mode=${MODE:-stream}
 conns=${CONNECTIONS:-2}
 port=${PORT:-2597}
 sink_port=${SINK_PORT:-2596}
@@ -112,9 +120,12 @@ done
 
 t0=$(date +%s.%N)
 /usr/bin/python3 "$root/tests/bench/submit_parallel.py" --port "$port" --sessions "$sessions" \
-  --size-mb "$size_mb" > "$work/submit.json"
+  --size-mb "$size_mb" --mode "$mode" > "$work/submit.json"
 t1=$(date +%s.%N)
-ok=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$work/submit.json")
+read -r ok gap_max gap_over5 < <(/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["ok"], d["gap_354_max_s"], d["gap_354_over_5s"])' "$work/submit.json")
 
 # End to end: every accepted message logged event=delivered (one recipient each).
 delivered=0
@@ -138,9 +149,9 @@ spool_mb=$(du -cm "$work"/spool.db* | tail -1 | cut -f1)
 submit_s=$(echo "$t1 - $t0" | bc -l)
 e2e_s=$(echo "$t2 - $t0" | bc -l)
 
-echo "== relay-memory: $sessions x $size_mb MiB, upstream max_connections=$conns, busy loops=$busy cpu + $busy_io io, $(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== relay-memory: $sessions x $size_mb MiB, client mode $mode, upstream max_connections=$conns, busy loops=$busy cpu + $busy_io io, $(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "submission: $(cat "$work/submit.json" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("ids"); print(d)')"
 grep 'event=disconnect.*reason=slow_data' "$work/outboxd.log" | head -3 || true
-printf 'sessions=%s size_mb=%s busy=%s busy_io=%s upstream_connections=%s accepted=%s cut_slow_data=%s timeouts=%s delivered=%s sink_mesg=%s rss_start_kb=%s peak_rss_kb=%s submit_s=%.1f e2e_s=%.1f spool_mb=%s outboxd_alive=%s\n' \
-  "$sessions" "$size_mb" "$busy" "$busy_io" "$conns" "$ok" "$cut" "$timeouts" "$delivered" "${sink_mesg:-0}" "$rss_start" "$hwm" \
+printf 'sessions=%s size_mb=%s mode=%s busy=%s busy_io=%s upstream_connections=%s accepted=%s client_gap_354_max_s=%s client_gaps_over_5s=%s cut_slow_data=%s timeouts=%s delivered=%s sink_mesg=%s rss_start_kb=%s peak_rss_kb=%s submit_s=%.1f e2e_s=%.1f spool_mb=%s outboxd_alive=%s\n' \
+  "$sessions" "$size_mb" "$mode" "$busy" "$busy_io" "$conns" "$ok" "$gap_max" "$gap_over5" "$cut" "$timeouts" "$delivered" "${sink_mesg:-0}" "$rss_start" "$hwm" \
   "$submit_s" "$e2e_s" "$spool_mb" "$alive"

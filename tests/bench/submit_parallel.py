@@ -26,6 +26,10 @@ ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--sessions", type=int, default=50)
 ap.add_argument("--size-mb", type=float, default=20.0)
 ap.add_argument("--timeout", type=float, default=900.0, help="per-reply socket timeout, seconds")
+ap.add_argument("--mode", choices=["stream", "sendmail"], default="stream",
+                help="stream: the shared text in 64 KiB writes; sendmail: smtplib's own "
+                     "sendmail(), which dot-stuffs and copies the whole message in the "
+                     "client (GIL-bound work between the 354 and the first byte)")
 a = ap.parse_args()
 
 size = int(a.size_mb * 1024 * 1024)
@@ -35,12 +39,32 @@ line = (b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" * 2)[:
 header = (b"From: bench@localdomain\r\nTo: sink@localdomain\r\n"
           b"Subject: relay-memory benchmark\r\nMessage-ID: <bench@localdomain>\r\n\r\n")
 # Whole lines only (the final CRLF is part of the message), just under size.
-body = memoryview(header + line * ((size - len(header)) // len(line)))
+raw = header + line * ((size - len(header)) // len(line))
+body = memoryview(raw)
 CHUNK = 64 * 1024
 
 barrier = threading.Barrier(a.sessions + 1)
 lock = threading.Lock()
-result = {"ok": 0, "failed": 0, "errors": {}, "ids": []}
+result = {"ok": 0, "failed": 0, "errors": {}, "ids": [], "gaps": []}
+
+
+class TimedSMTP(smtplib.SMTP):
+    """Notes when the 354 arrived and when the first octet of text left,
+    so a session cut as slow can be told apart: a long gap here is the
+    client's own delay (sendmail() preparing the text), not outboxd's."""
+    t354 = None
+    gap = None
+
+    def getreply(self):
+        code, msg = super().getreply()
+        if code == 354:
+            self.t354 = time.monotonic()
+        return code, msg
+
+    def send(self, s):
+        if self.t354 is not None and self.gap is None:
+            self.gap = time.monotonic() - self.t354
+        super().send(s)
 
 
 def record(ok, text, qid=None):
@@ -56,7 +80,7 @@ def record(ok, text, qid=None):
 
 def session(n):
     try:
-        s = smtplib.SMTP(a.host, a.port, timeout=a.timeout)
+        s = TimedSMTP(a.host, a.port, timeout=a.timeout)
     except OSError as e:
         barrier.wait()
         record(False, "connect: %s" % e)
@@ -64,6 +88,14 @@ def session(n):
     barrier.wait()
     try:
         s.ehlo("bench%d.localdomain" % n)
+        if a.mode == "sendmail":
+            refused = s.sendmail("bench@localdomain", ["sink%d@localdomain" % n], raw,
+                                 mail_options=["SIZE=%d" % len(raw)])
+            # sendmail() raises on a refused message; it returns the
+            # recipients refused at RCPT (none expected). No queue id here.
+            record(not refused, str(refused))
+            s.quit()
+            return
         code, msg = s.mail("bench@localdomain", ["SIZE=%d" % len(body)])
         if code != 250:
             raise smtplib.SMTPResponseException(code, msg)
@@ -74,6 +106,7 @@ def session(n):
         code, msg = s.getreply()
         if code != 354:
             raise smtplib.SMTPResponseException(code, msg)
+        s.gap = time.monotonic() - s.t354
         for off in range(0, len(body), CHUNK):
             s.sock.sendall(body[off:off + CHUNK])
         s.sock.sendall(b".\r\n")
@@ -94,6 +127,9 @@ def session(n):
         # a reset while sending shows up as an OSError.
         record(False, "%s: %s" % (type(e).__name__, e))
     finally:
+        if s.gap is not None:
+            with lock:
+                result["gaps"].append(s.gap)
         try:
             s.close()
         except OSError:
@@ -108,5 +144,9 @@ t0 = time.monotonic()
 for t in threads:
     t.join()
 result["submit_s"] = round(time.monotonic() - t0, 3)
+gaps = sorted(result.pop("gaps"))
+# From the 354 to the first octet of text, per session (client side).
+result["gap_354_max_s"] = round(gaps[-1], 3) if gaps else None
+result["gap_354_over_5s"] = sum(1 for g in gaps if g > 5)
 result["bytes_per_message"] = len(body)
 print(json.dumps(result))
