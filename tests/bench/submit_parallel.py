@@ -7,12 +7,16 @@ shared by every thread and written in 64 KiB pieces straight to the socket,
 so the load generator itself stays small (smtplib.sendmail() would copy 20 MB
 per thread twice, for line-end fixing and dot-stuffing). All sessions start
 together (a barrier) to make the load as concurrent as it says.
+--mode sendmail uses smtplib.SMTP.sendmail() instead, as an application
+would (it dot-stuffs and copies the whole message first).
 
 Prints one JSON object on stdout:
   ok, failed          sessions whose final reply was 250 / anything else
   submit_s            wall time from the barrier until the last session ended
   errors              {reply or exception text: count}
   ids                 the queue ids from "250 2.0.0 Ok: queued as ID"
+  gap_354_max_s       longest client-side delay from a 354 to the first octet of text
+  gap_354_over_5s     sessions whose delay was over 5 s
 """
 import argparse
 import json
