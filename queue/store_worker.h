@@ -44,6 +44,11 @@ class StoreWorker {
   void abort_message(std::string id);
   // Any other spool work, in the worker thread, inside the batch transaction.
   void run(std::function<void(Spool&)> work, Done done);
+  // Spool work that must not share its fate with unrelated writes (a delivery
+  // outcome, the mark made before a final dot): its own transaction, never the
+  // group commit of submissions, still in queue order with every other
+  // request. done(false, error): exactly this work was rolled back, nothing else.
+  void run_alone(std::function<void(Spool&)> work, Done done);
 
   std::size_t pending_bytes() const;   // body bytes queued and not yet written
 
@@ -51,6 +56,8 @@ class StoreWorker {
   struct Request;
   void loop();
   void run_batch(std::deque<std::unique_ptr<Request>>& batch);
+  void run_split(std::deque<std::unique_ptr<Request>>& batch);   // a batch holding run_alone requests
+  void execute_alone(Request& r);
   void execute(Request& r);
   template <typename F> bool in_savepoint(Request& r, F&& fn);
   void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);
