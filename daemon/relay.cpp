@@ -906,6 +906,9 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
     }
     rep.recipients.push_back(std::move(o));
   }
+  const bool held_uncertain = config_->retry.uncertain == RetryConfig::Uncertain::Hold &&
+      std::any_of(rep.recipients.begin(), rep.recipients.end(), [](const auto& o) { return o.uncertain; });
+  rep.hold_uncertain = held_uncertain;
   std::string hint;
   if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
     hint = protocol::diagnose(upstream::summary(*up.cfg), *f).hint;
@@ -968,7 +971,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover]() {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover, held_uncertain]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         std::int64_t delay = now - m.created;
@@ -994,6 +997,9 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
+        if (held_uncertain && after->exists && after->state == queue::kHeld)
+          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
+                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
       });
 }
 

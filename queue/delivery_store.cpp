@@ -118,6 +118,16 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
       m.recipients.clear();   // dropped from the result below
       continue;
     }
+    if (m.recipients.empty()) {
+      // Due by its own time but none of its recipients is: the message's
+      // time was stale. Put it at its earliest recipient's time rather than
+      // claim a message with nothing to send.
+      Q h(db,
+          "UPDATE messages SET next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
+          "AND +state IN ('pending', 'uncertain')) WHERE id = ?1");
+      h.text(1, m.id).run();
+      continue;
+    }
     Q u(db, "UPDATE messages SET state = 'active', wait_reason = 0, updated = ?2 WHERE id = ?1");
     u.text(1, m.id).i64(2, now).run();
   }
@@ -213,6 +223,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
     if (u.changes() == 1 && r.result == RecipientResult::Failed) after.newly_failed.push_back(r.address);
   }
   std::int64_t open = 0;   // pending or uncertain
+  std::int64_t uncertain = 0;
   std::int64_t failed = 0;
   std::optional<std::int64_t> earliest;
   {
@@ -222,11 +233,19 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
       std::string st = q.col_text(0);
       if (st == kPending || st == kUncertain) {
         open += q.col_i64(1);
+        if (st == kUncertain) uncertain += q.col_i64(1);
         if (!q.col_null(2) && (!earliest || q.col_i64(2) < *earliest)) earliest = q.col_i64(2);
       } else if (st == kFailed) {
         failed += q.col_i64(1);
       }
     }
+  }
+  const bool hold = rep.hold_uncertain && uncertain > 0;
+  if (hold) {
+    // Due the moment the operator releases it (release() makes the message due).
+    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    r.text(1, rep.id).i64(2, rep.time).run();
+    earliest = rep.time;
   }
   if (open > 0) {
     after.state = kDeferred;
@@ -236,11 +255,11 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   }
   {
     Q u(db,
-        "UPDATE messages SET state = CASE WHEN state = 'held' THEN 'held' ELSE ?2 END, "
-        "held_from = CASE WHEN state = 'held' THEN ?2 ELSE held_from END, "
+        "UPDATE messages SET state = CASE WHEN state = 'held' OR ?7 THEN 'held' ELSE ?2 END, "
+        "held_from = CASE WHEN state = 'held' OR ?7 THEN ?2 ELSE held_from END, "
         "attempts = attempts + ?3, next_attempt = ?4, last_error = ?5, wait_reason = 0, updated = ?6 WHERE id = ?1");
     u.text(1, rep.id).text(2, after.state).i64(3, rep.count_attempt ? 1 : 0).opt(4, earliest)
-        .text(5, rep.last_error).i64(6, rep.time).run();
+        .text(5, rep.last_error).i64(6, rep.time).i64(7, hold ? 1 : 0).run();
   }
   {
     Q q(db, "SELECT attempts, state FROM messages WHERE id = ?1");

@@ -58,10 +58,14 @@ struct DeliveryReport {
   std::string outcome;                      // history: delivered|deferred|bounced|expired|possible_duplicate|no_route
   std::string last_error;                   // message-level, shown by outboxctl queue
   bool count_attempt = true;                // false when the upstream, not the message, failed
+  // [retry] uncertain = "hold": when recipients stay 'uncertain' after this
+  // report (the connection was lost after the final dot), the message is
+  // held (held_from deferred, due at once when released) instead of deferred.
+  bool hold_uncertain = false;
 };
 
 struct MessageAfter {
-  std::string state;                        // new message state
+  std::string state;                        // new message state (held: see hold_uncertain)
   int attempts = 0;
   std::vector<std::string> newly_failed;    // recipients that became failed in this report
   bool exists = true;                       // false: deleted meanwhile (outboxctl delete)

@@ -87,7 +87,9 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
     outbox::queue::test::exec(db, std::string("UPDATE messages SET state = 'deferred', attempts = 3, next_attempt = ") +
                                       std::to_string(1'000'000'000 + i) + " WHERE id = '" + id + "'");
   }
-  for (int i = 0; i < 5; ++i) submit(*s, "0000000000000" + std::to_string(i), 2000);
+  for (int i = 0; i < 6; ++i) submit(*s, "0000000000000" + std::to_string(i), 2000);
+  // One due message whose recipients are not (a stale message time).
+  outbox::queue::test::exec(db, "UPDATE recipients SET next_attempt = 99999 WHERE message_id = '00000000000005'");
   s->commit();
   std::set<std::string> partial;
   {
@@ -116,6 +118,18 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
   ds.apply(rep);
   ds.unclaim(due[1].id, 6000, "upstream \"relay\" suspended: 421", WaitReason::UpstreamSuspended);
   ds.mark_dot_sent(due[2].id, due[2].recipients, "relay", 5000);
+  DeliveryReport lost;   // the connection dropped after the dot, [retry] uncertain = "hold"
+  lost.id = due[2].id;
+  lost.time = 5150;
+  lost.outcome = "possible_duplicate";
+  lost.hold_uncertain = true;
+  for (const auto& a : due[2].recipients) {
+    RecipientOutcome o{a, RecipientResult::Deferred, "4.4.2 closed", 9000};
+    o.uncertain = true;
+    lost.recipients.push_back(o);
+  }
+  CHECK(ds.apply(lost).state == "held");
+  ds.claim_due(5000, 10);   // nothing left but the stale one
   ds.recover_active(7000, UncertainPolicy::Hold, {due[3].id});
   ds.recover_active(7000);
   ds.release_waiting(8000);

@@ -240,3 +240,66 @@ TEST_CASE("due order: earliest next attempt first, limit respected, next_due is 
   CHECK(due[0].id == "00000000010000");
   CHECK(ds.next_due() == 9000);
 }
+
+TEST_CASE("uncertain: a connection lost after the dot under Hold holds the message, due at once when released") {
+  TempDir dir;
+  auto s = Spool::open(dir.file("spool.db"));
+  DeliveryStore ds(*s);
+  const std::string id = "00000000010000";
+  submit(*s, id, {"a@x.test", "b@x.test"}, 1000);
+  txn(*s, [&] { ds.claim_due(1000, 10); });
+  txn(*s, [&] { ds.mark_dot_sent(id, {"a@x.test", "b@x.test"}, "relay", 1100); });
+  DeliveryReport rep;
+  rep.id = id;
+  rep.time = 1200;
+  rep.outcome = "possible_duplicate";
+  rep.recipients = {deferred("a@x.test", 90000, true), deferred("b@x.test", 90000, true)};
+  SUBCASE("resend: deferred, still uncertain") {
+    auto after = txn(*s, [&] { return ds.apply(rep); });
+    CHECK(after.state == "deferred");
+    CHECK(s->get(id)->next_attempt == 90000);
+  }
+  SUBCASE("hold") {
+    rep.hold_uncertain = true;
+    auto after = txn(*s, [&] { return ds.apply(rep); });
+    CHECK(after.state == "held");
+    CHECK(txn(*s, [&] { return ds.claim_due(99999999, 10); }).empty());
+    CHECK(s->release(id));
+    auto due = txn(*s, [&] { return ds.claim_due(outbox::queue::test::now_us(), 10); });
+    REQUIRE(due.size() == 1);
+    CHECK(due[0].uncertain == std::vector<std::string>{"a@x.test", "b@x.test"});
+  }
+  CHECK(rstate(*s, id, "a@x.test") == "uncertain");
+}
+
+TEST_CASE("hold_uncertain does not hold a message whose outcome is known") {
+  TempDir dir;
+  auto s = Spool::open(dir.file("spool.db"));
+  DeliveryStore ds(*s);
+  const std::string id = "00000000010000";
+  submit(*s, id, {"a@x.test"}, 1000);
+  txn(*s, [&] { ds.claim_due(1000, 10); });
+  txn(*s, [&] { ds.mark_dot_sent(id, {"a@x.test"}, "relay", 1100); });
+  DeliveryReport rep;
+  rep.id = id;
+  rep.time = 1200;
+  rep.outcome = "deferred";
+  rep.hold_uncertain = true;
+  rep.recipients = {deferred("a@x.test", 5000, false)};   // a 451 to the dot: known, not uncertain
+  CHECK(txn(*s, [&] { return ds.apply(rep); }).state == "deferred");
+  CHECK(rstate(*s, id, "a@x.test") == "pending");
+}
+
+TEST_CASE("claim_due never claims a message none of whose recipients is due") {
+  TempDir dir;
+  auto s = Spool::open(dir.file("spool.db"));
+  DeliveryStore ds(*s);
+  const std::string id = "00000000010000";
+  submit(*s, id, {"a@x.test"}, 1000);
+  // A stale message time (the recipient waits longer).
+  outbox::queue::test::exec(s->handle(), "UPDATE recipients SET next_attempt = 8000");
+  CHECK(txn(*s, [&] { return ds.claim_due(2000, 10); }).empty());
+  CHECK(s->get(id)->state == "queued");
+  CHECK(ds.next_due() == 8000);
+  CHECK(txn(*s, [&] { return ds.claim_due(8000, 10); }).size() == 1);
+}
