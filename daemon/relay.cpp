@@ -488,7 +488,14 @@ Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, s
         });
       },
       [this](std::int64_t at) {
-        uv_timer_start(recorder_timer_, [](uv_timer_t* t) { static_cast<Relay*>(t->data)->recorder_->on_timer(); },
+        uv_timer_start(recorder_timer_,
+                       [](uv_timer_t* t) noexcept {
+                         try {
+                           static_cast<Relay*>(t->data)->recorder_->on_timer();
+                         } catch (const std::exception& e) {   // a C callback: nothing may escape
+                           log::error(log::Line("relay_error").kv("op", "outcome retry").kv("error", e.what()));
+                         }
+                       },
                        static_cast<std::uint64_t>(std::max<std::int64_t>(0, at - now_us()) / 1000 + 1), 0);
       },
       [] { return now_us(); },
