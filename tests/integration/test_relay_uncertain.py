@@ -6,10 +6,13 @@ outboxd, a real aiosmtpd upstream and the real spool file:
   restart the recipients are `uncertain` in the spool, the log says
   possible_duplicate=yes, and the message is sent again (RFC 1047);
 - the same with `[retry] uncertain = "hold"`: held, not sent, until
-  `outboxctl release`;
+  `outboxctl release`; and held too when the connection is lost after the
+  dot while outboxd runs;
 - the spool's write lock held by another connection past the busy timeout
   while deliveries run: the group commits fail, the outcomes are kept and
-  written late, and every recipient is delivered exactly once."""
+  written late, and every recipient is delivered exactly once;
+- a mark before the dot that cannot be written: the dot is withheld and the
+  message retried as not sent (no possible_duplicate), delivered once."""
 
 import os
 import sqlite3
@@ -114,6 +117,25 @@ class RelayUncertain(unittest.TestCase):
         ev = self.d.wait_event("delivered", id=qid)
         self.assertEqual(ev.get("possible_duplicate"), "yes", ev)
         self.wait_state(qid, "sent")
+        self.assertEqual(self.d.stop(), 0)
+
+    def test_connection_lost_after_the_dot_with_uncertain_hold_holds_it_while_running(self):
+        self.up.fail("DATA", "drop", times=1)
+        self.relay(retry={"uncertain": "hold"})
+        qid = self.submit(["one@example.test"])
+        ev = self.d.wait_event("deferred", id=qid)
+        self.assertEqual(ev.get("possible_duplicate"), "yes", ev)
+        self.d.wait_event("held", id=qid, reason="outcome uncertain")
+        m = self.wait_state(qid, "held")
+        self.assertEqual([r["state"] for r in m["recipients"]], ["uncertain"], m)
+        time.sleep(3)   # past the 1 s retry: a held message is not sent
+        self.assertEqual(self.up.delivered(), [])
+        self.d.ctl("release", qid)
+        self.up.wait_delivered(1)
+        ev = self.d.wait_event("delivered", id=qid)
+        self.assertEqual(ev.get("possible_duplicate"), "yes", ev)
+        self.wait_state(qid, "sent")
+        self.assertEqual([m.outcome for m in self.up.messages], ["dropped", "accepted"])
         self.assertEqual(self.d.stop(), 0)
 
     def test_failed_group_commits_during_deliveries_lose_no_outcome_and_duplicate_nothing(self):
