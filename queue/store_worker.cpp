@@ -229,8 +229,10 @@ void StoreWorker::execute(Request& r) {
     case K::Run:
       in_savepoint(r, [&] { r.work(*spool_); });
       break;
-    case K::RunAlone:   // never batched: run_split() takes these out first
-      execute_alone(r);
+    case K::RunAlone:
+      // Never reached: run_batch() hands a batch holding one to run_split().
+      // Running it here would nest a transaction in the batch's.
+      r.error = "internal: run_alone request inside a batch";
       break;
   }
 }

@@ -7,7 +7,9 @@
 // the others) and COMMITs once; only then are the completions posted. So a
 // session hears "250" only after the commit that holds its message returned
 // (synchronous=FULL: it is on disk). A failed COMMIT fails every request of
-// that batch, and their incoming messages are discarded.
+// that batch, and their incoming messages are discarded. run_alone() requests
+// are the exception: each is a transaction of its own, between the groups
+// before and after it in the queue.
 // Checkpoints of the WAL run here when the queue is idle, not inside a commit.
 #pragma once
 #include <condition_variable>
