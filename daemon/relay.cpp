@@ -23,6 +23,9 @@ constexpr std::size_t kMaxInMemory = 500;          // claimed messages waiting f
 constexpr std::size_t kClaimBatch = 100;
 constexpr auto kPollInterval = std::chrono::milliseconds(1000);
 constexpr std::int64_t kNoRouteRecheck = 300LL * 1000000;   // µs
+// Active messages that are not in flight (a delivery whose end was lost, an
+// outcome abandoned) are looked for this often while running, not only at start.
+constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -126,6 +129,30 @@ std::string rewrite_from(std::string msg, const std::string& account) {
     fresh += "Reply-To" + std::string(old.substr(old.find(':')));
   }
   return msg.replace(from_at, from_end - from_at, fresh);
+}
+
+queue::UncertainPolicy uncertain_policy(const Config& c) {
+  return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
+                                                          : queue::UncertainPolicy::Resend;
+}
+
+// A recipient whose final dot had no known reply is a possible duplicate
+// from here on (RFC 1047); each is named, so `grep id=ID` tells the story.
+void log_recovery(const queue::Recovery& r, bool running) {
+  if (r.interrupted.empty()) return;
+  log::Line l("recovered");
+  l.kv("interrupted_deliveries", r.interrupted.size());
+  if (running) l.kv("while_running", "yes");
+  log::info(l);
+  for (const auto& [id, rcpts] : r.uncertain) {
+    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
+    for (const auto& to : rcpts)
+      log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
+                    .kv("action", held ? "hold" : "resend"));
+    if (held)
+      log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
+                    .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+  }
 }
 
 std::string duration_words(std::chrono::seconds s) {
@@ -332,7 +359,8 @@ class Relay::Delivery {
       while (!up_.pending.empty()) {
         Job j = std::move(up_.pending.front());
         up_.pending.pop_front();
-        relay_.park(j.msg.id, free_at, "upstream \"" + up_.cfg->name + "\" rate limit reached");
+        relay_.park(j.msg.id, free_at, "upstream \"" + up_.cfg->name + "\" rate limit reached",
+                    queue::WaitReason::RateLimited);
       }
       session_->quit();
       repump_ = true;
@@ -372,9 +400,50 @@ class Relay::Delivery {
         if (!account.empty()) body = rewrite_from(std::move(body), account);
       }
       session_->body_chunk(body);
-      session_->body_end();
       pump();
+      before_dot([this] {
+        session_->body_end();
+        pump();
+      });
     });
+  }
+
+  // The recipients become 'uncertain' in the spool (its own transaction)
+  // before the final dot goes out; proceed() sends the dot only once that is
+  // committed, so a crash or lost connection after it is known to be a
+  // possible duplicate (RFC 1047). If the write fails the dot is never sent:
+  // the connection ends and the message is retried as not sent.
+  void before_dot(std::function<void()> proceed) {
+    if (!current_) return;
+    const auto& m = current_->msg;
+    std::weak_ptr<bool> alive = relay_.alive_;
+    auto token = token_;
+    Relay* relay = &relay_;
+    ++relay->store_ops_;   // stop() waits for it, like run_store()
+    relay->store_.run_alone(
+        [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
+          queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, now_us());
+        },
+        [this, relay, alive, token, id = m.id, proceed = std::move(proceed)](bool ok, std::string err) {
+          if (alive.expired()) return;
+          --relay->store_ops_;
+          if (!*token) dot_marked(id, ok, std::move(err), proceed);
+          relay->maybe_stopped();
+        });
+  }
+
+  void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {
+    if (link_closed_ || !current_ || current_->msg.id != id) return;   // the connection ended meanwhile
+    if (ok) {
+      proceed();
+      return;
+    }
+    log::error(log::Line("spool_error").kv("id", id).kv("op", "mark dot sent").kv("error", err)
+                   .kv("action", "final dot not sent; retried as not delivered"));
+    if (link_) link_->close();
+    link_closed_ = true;
+    session_->on_closed("spool write failed before the final dot");
+    pump();
   }
 
  public:
@@ -403,6 +472,41 @@ Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, s
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
+  recorder_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, recorder_timer_);
+  recorder_timer_->data = this;
+  recorder_ = std::make_unique<OutcomeRecorder>(
+      [this](OutcomeRecorder::Work work, OutcomeRecorder::Done done) {
+        // Counted like run_store(), so stop() waits for a write under way.
+        ++store_ops_;
+        store_.run_alone(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
+                                              bool ok, std::string err) {
+          if (alive.expired()) return;
+          --store_ops_;
+          done(ok, std::move(err));
+          maybe_stopped();
+        });
+      },
+      [this](std::int64_t at) {
+        uv_timer_start(recorder_timer_,
+                       [](uv_timer_t* t) noexcept {
+                         try {
+                           static_cast<Relay*>(t->data)->recorder_->on_timer();
+                         } catch (const std::exception& e) {   // a C callback: nothing may escape
+                           log::error(log::Line("relay_error").kv("op", "outcome retry").kv("error", e.what()));
+                         }
+                       },
+                       static_cast<std::uint64_t>(std::max<std::int64_t>(0, at - now_us()) / 1000 + 1), 0);
+      },
+      [] { return now_us(); },
+      [](const OutcomeRecorder::Event& e) {
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
+          log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
+                         .kv("retry_in_s", seconds_text(e.retry_in)));
+        else
+          log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
+                        .kv("late_s", seconds_text(e.late_by)));
+      });
   try {
     reader_ = queue::Spool::open(config_->spool_path, queue::Spool::Mode::ReadOnly);
   } catch (const std::exception& e) {
@@ -450,6 +554,8 @@ Relay::~Relay() {
   *alive_ = false;
   alive_.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(recorder_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 
 double Relay::random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
@@ -462,13 +568,16 @@ std::string Relay::route_label(const Upstream& up) const {
 
 void Relay::start() {
   std::weak_ptr<bool> alive = alive_;
-  auto recovered = std::make_shared<int>(0);
+  auto recovered = std::make_shared<queue::Recovery>();
   run_store(
-      [recovered](queue::Spool& s) { *recovered = queue::DeliveryStore(s).recover_active(now_us()); },
+      [recovered, policy = uncertain_policy(*config_), exclude = in_flight_](queue::Spool& s) {
+        *recovered = queue::DeliveryStore(s).recover_active(now_us(), policy, exclude);
+      },
       [this, alive, recovered](bool ok, std::string err) {
         if (alive.expired()) return;
         if (!ok) log::error(log::Line("relay_error").kv("op", "recover").kv("error", err));
-        if (*recovered > 0) log::info(log::Line("recovered").kv("interrupted_deliveries", *recovered));
+        log_recovery(*recovered, false);
+        next_recovery_ = now_us() + kRecoveryInterval;
         schedule_tick(std::chrono::milliseconds(0));
       });
 }
@@ -507,10 +616,19 @@ void Relay::tick() {
   std::weak_ptr<bool> alive = alive_;
   auto no_route = std::make_shared<std::vector<std::string>>();
   const Config* cfg = config_;
+  // Recovery while running shares the claim's request: no claim can slip
+  // between the snapshot of what is in flight and the recovery.
+  auto recovered = std::make_shared<std::optional<queue::Recovery>>();
+  std::optional<std::set<std::string>> recover_except;
+  if (next_recovery_ != 0 && now_us() >= next_recovery_) {
+    recover_except = in_flight_;
+    next_recovery_ = now_us() + kRecoveryInterval;
+  }
   run_store(
-      [due, next, limit, no_route, cfg](queue::Spool& s) {
+      [due, next, limit, no_route, cfg, recovered, recover_except, policy = uncertain_policy(*config_)](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         std::int64_t now = now_us();
+        if (recover_except) *recovered = ds.recover_active(now, policy, *recover_except);
         auto routable = [cfg](const queue::DueMessage& m) {
           if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
           return m.sender.empty() && !m.recipients.empty() &&
@@ -519,7 +637,7 @@ void Relay::tick() {
         *due = ds.claim_due(now, limit, routable, now + kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
       },
-      [this, alive, due, next, no_route](bool ok, std::string err) {
+      [this, alive, due, next, no_route, recovered](bool ok, std::string err) {
         if (alive.expired()) return;
         tick_running_ = false;
         if (!ok) {
@@ -527,6 +645,7 @@ void Relay::tick() {
           schedule_tick(kPollInterval);
           return;
         }
+        if (*recovered) log_recovery(**recovered, true);
         for (const auto& id : *no_route)
           if (no_route_warned_.insert(id).second)
             log::warn(log::Line("no_route").kv("id", id)
@@ -563,7 +682,7 @@ void Relay::dispatch(std::vector<queue::DueMessage> due) {
       if (no_route_warned_.insert(m.id).second)
         log::warn(log::Line("no_route").kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender)
                       .kv("hint", "add a [[route]] whose sender pattern matches, then reload"));
-      park(m.id, now + kNoRouteRecheck, "no route");
+      park(m.id, now + kNoRouteRecheck, "no route", queue::WaitReason::NoRoute);
       continue;
     }
     in_flight_.insert(m.id);
@@ -619,7 +738,8 @@ void Relay::assign(Job job, std::int64_t now) {
     earliest = earliest == 0 ? soon : std::min(earliest, soon);
   }
   in_flight_.erase(job.msg.id);
-  park(job.msg.id, std::min<std::int64_t>(earliest == 0 ? now + 60LL * 1000000 : earliest, std::max(now, deadline)), why);
+  park(job.msg.id, std::min<std::int64_t>(earliest == 0 ? now + 60LL * 1000000 : earliest, std::max(now, deadline)), why,
+       misconfigured ? queue::WaitReason::UpstreamUnusable : queue::WaitReason::UpstreamSuspended);
 }
 
 void Relay::start_connections(Upstream& up) {
@@ -653,12 +773,12 @@ bool Relay::rate_allows(Upstream& up, std::int64_t now, std::int64_t* free_at) {
   return ok;
 }
 
-void Relay::park(const std::string& id, std::int64_t next, std::string last_error) {
+void Relay::park(const std::string& id, std::int64_t next, std::string last_error, queue::WaitReason reason) {
   in_flight_.erase(id);
   std::weak_ptr<bool> alive = alive_;
   run_store(
-      [id, next, last_error](queue::Spool& s) {
-        queue::DeliveryStore(s).unclaim(id, next, last_error);
+      [id, next, last_error, reason](queue::Spool& s) {
+        queue::DeliveryStore(s).unclaim(id, next, last_error, reason);
       },
       [id](bool ok, std::string err) {
         if (!ok) log::error(log::Line("relay_error").kv("id", id).kv("op", "unclaim").kv("error", err));
@@ -786,11 +906,16 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
     } else {
       o.result = queue::RecipientResult::Deferred;
       o.next_attempt = upstream_fault ? route_at : decision.at;
+      // The dot went out and no reply came: still 'uncertain' in the spool.
+      o.uncertain = report.possible_duplicate && r.stage == client::Stage::DataEnd && !r.reply;
       lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
       if (last_error.empty()) last_error = o.reply;
     }
     rep.recipients.push_back(std::move(o));
   }
+  const bool held_uncertain = config_->retry.uncertain == RetryConfig::Uncertain::Hold &&
+      std::any_of(rep.recipients.begin(), rep.recipients.end(), [](const auto& o) { return o.uncertain; });
+  rep.hold_uncertain = held_uncertain;
   std::string hint;
   if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
     hint = protocol::diagnose(upstream::summary(*up.cfg), *f).hint;
@@ -811,7 +936,9 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
   const bool bounces = config_->bounces;
   const std::string host = config_->host_name;
   const std::string lifetime_text = duration_words(params.lifetime);
-  run_store(
+  // Through the recorder: its own transaction, kept and written again if
+  // the write fails; the message stays in flight until it is on disk.
+  recorder_->record(m.id,
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
@@ -851,21 +978,17 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover](bool ok, std::string err) {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover, held_uncertain]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
-        if (!ok) {
-          // The outcome is not on disk: the message stays active and is
-          // retried after recovery; say so loudly.
-          log::error(log::Line("spool_error").kv("id", m.id).kv("op", "delivery outcome").kv("error", err));
-          return;
-        }
         std::int64_t delay = now - m.created;
         for (const auto& l : lines) {
           log::Line line(l.event);
           line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
               .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
-          if (possible_dup) line.kv("possible_duplicate", "yes");
+          // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
+          if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
+            line.kv("possible_duplicate", "yes");
           if (l.event == "deferred" || l.event == "bounced") {
             if (!hint.empty()) line.kv("hint", hint);
           }
@@ -881,6 +1004,9 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
+        if (held_uncertain && after->exists && after->state == queue::kHeld)
+          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
+                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
       });
 }
 
@@ -959,6 +1085,11 @@ void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<voi
 
 void Relay::maybe_stopped() {
   if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || tick_running_) return;
+  // An outcome not yet on disk keeps us up, within the grace period.
+  if (recorder_->pending() > 0 && !aborted_) return;
+  for (const auto& id : recorder_->abandon())
+    log::error(log::Line("outcome_abandoned").kv("id", id)
+                   .kv("hint", "not written before shutdown; the message is recovered at the next start"));
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   cb();
@@ -990,6 +1121,7 @@ void Relay::stop(std::function<void()> on_stopped) {
 }
 
 void Relay::abort() {
+  aborted_ = true;
   std::vector<Delivery*> all;
   for (auto& [d, owned] : deliveries_) {
     (void)owned;
@@ -1000,6 +1132,7 @@ void Relay::abort() {
     d->abort();
     d->pump();
   }
+  maybe_stopped();
 }
 
 }  // namespace outbox::daemon

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/outcome_recorder.h"
 #include "daemon/tls.h"
 #include "protocol/client_session.h"
 #include "queue/delivery_store.h"
@@ -67,7 +68,8 @@ class Relay {
   void dispatch(std::vector<queue::DueMessage> due);
   void assign(Job job, std::int64_t now);
   void start_connections(Upstream& up);
-  void park(const std::string& id, std::int64_t next, std::string last_error);
+  void park(const std::string& id, std::int64_t next, std::string last_error,
+            queue::WaitReason reason = queue::WaitReason::None);
   bool rate_allows(Upstream& up, std::int64_t now, std::int64_t* free_at);
 
   // from deliveries
@@ -101,6 +103,12 @@ class Relay {
   queue::StoreWorker& store_;
   std::function<std::string()> next_id_;
   uv_timer_t* timer_ = nullptr;
+  // Every outcome goes through the recorder (own transaction, kept and
+  // retried when the write fails); its retry timer.
+  std::unique_ptr<OutcomeRecorder> recorder_;
+  uv_timer_t* recorder_timer_ = nullptr;
+  bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery
+  std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
   bool tick_running_ = false;
   bool kicked_ = false;
   bool stopping_ = false;
