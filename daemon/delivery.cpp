@@ -347,9 +347,50 @@ void Delivery::feed_body(const std::string& id) {
       if (!account.empty()) body = rewrite_from(std::move(body), account);
     }
     session_->body_chunk(body);
-    session_->body_end();
     pump();
+    before_dot([this] {
+      session_->body_end();
+      pump();
+    });
   });
+}
+
+// The recipients become 'uncertain' in the spool (its own transaction)
+// before the final dot goes out; proceed() sends the dot only once that is
+// committed, so a crash or lost connection after it is known to be a
+// possible duplicate (RFC 1047). If the write fails the dot is never sent:
+// the connection ends and the message is retried as not sent.
+void Delivery::before_dot(std::function<void()> proceed) {
+  if (!current_) return;
+  const auto& m = current_->msg;
+  std::weak_ptr<bool> alive = relay_.alive_;
+  auto token = token_;
+  Relay* relay = &relay_;
+  ++relay->store_ops_;   // stop() waits for it, like run_store()
+  relay->store_.run_alone(
+      [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
+        queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
+      },
+      [this, relay, alive, token, id = m.id, proceed = std::move(proceed)](bool ok, std::string err) {
+        if (alive.expired()) return;
+        --relay->store_ops_;
+        if (!*token) guarded("dot", [&] { dot_marked(id, ok, std::move(err), proceed); });
+        relay->maybe_stopped();
+      });
+}
+
+void Delivery::dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {
+  if (link_closed_ || !current_ || current_->msg.id != id) return;   // the connection ended meanwhile
+  if (ok) {
+    proceed();
+    return;
+  }
+  log::error(log::Line("spool_error").kv("id", id).kv("op", "mark dot sent").kv("error", err)
+                 .kv("action", "final dot not sent; retried as not delivered"));
+  if (link_) link_->close();
+  link_closed_ = true;
+  session_->on_closed("spool write failed before the final dot");
+  pump();
 }
 
 }  // namespace outbox::daemon

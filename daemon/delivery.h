@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -87,6 +88,8 @@ class Delivery {
   void connect();
   void handle(protocol::client::Action& action);
   void feed_body(const std::string& id);
+  void before_dot(std::function<void()> proceed);
+  void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
   // A C++ exception reached a libuv callback: log, close the link, report
   // the message in hand as interrupted, and end this delivery only.
   void drop(std::string_view where, std::string_view what) noexcept;

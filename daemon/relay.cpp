@@ -21,6 +21,9 @@ constexpr std::size_t kMaxInMemory = 500;          // claimed messages not finis
 constexpr std::size_t kClaimBatch = 100;
 constexpr std::uint64_t kOperatorPollMs = 1000;     // SPEC: operator actions noticed within a second
 constexpr std::size_t kOperatorBatch = 100;
+// Active messages that are not in flight (a delivery whose end was lost, an
+// outcome abandoned) are looked for this often while running, not only at start.
+constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -75,6 +78,30 @@ client::RecipientResult setup_result(const std::string& address, const client::S
     r.status = protocol::EnhancedStatus{4, 7, 0};
   }
   return r;
+}
+
+queue::UncertainPolicy uncertain_policy(const Config& c) {
+  return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
+                                                          : queue::UncertainPolicy::Resend;
+}
+
+// A recipient whose final dot had no known reply is a possible duplicate
+// from here on (RFC 1047); each is named, so `grep id=ID` tells the story.
+void log_recovery(const queue::Recovery& r, bool running) {
+  if (r.interrupted.empty()) return;
+  log::Line l("recovered");
+  l.kv("interrupted_deliveries", r.interrupted.size());
+  if (running) l.kv("while_running", "yes");
+  log::info(l);
+  for (const auto& [id, rcpts] : r.uncertain) {
+    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
+    for (const auto& to : rcpts)
+      log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
+                    .kv("action", held ? "hold" : "resend"));
+    if (held)
+      log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
+                    .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+  }
 }
 
 std::string duration_words(std::chrono::seconds s) {
@@ -167,6 +194,37 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
   op_timer_ = new uv_timer_t;
   uv_timer_init(loop_, op_timer_);
   op_timer_->data = this;
+  recorder_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, recorder_timer_);
+  recorder_timer_->data = this;
+  recorder_ = std::make_unique<OutcomeRecorder>(
+      [this](OutcomeRecorder::Work work, OutcomeRecorder::Done done) {
+        // Counted like run_store(), so stop() waits for a write under way.
+        ++store_ops_;
+        store_.run_alone(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
+                                              bool ok, std::string err) {
+          if (alive.expired()) return;
+          --store_ops_;
+          guard("outcome written", [&] { done(ok, std::move(err)); });
+          guard("stop", [&] { maybe_stopped(); });
+        });
+      },
+      [this](std::int64_t at) {
+        uv_timer_start(recorder_timer_,
+                       [](uv_timer_t* t) noexcept {
+                         guard("outcome retry", [t] { static_cast<Relay*>(t->data)->recorder_->on_timer(); });
+                       },
+                       static_cast<std::uint64_t>(std::max<std::int64_t>(0, at - now_us()) / 1000 + 1), 0);
+      },
+      [] { return now_us(); },
+      [](const OutcomeRecorder::Event& e) {
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
+          log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
+                         .kv("retry_in_s", seconds_text(e.retry_in)));
+        else
+          log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
+                        .kv("late_s", seconds_text(e.late_by)));
+      });
   try {
     reader_ = queue::Spool::open(spool_path_, queue::Spool::Mode::ReadOnly);
   } catch (const std::exception& e) {
@@ -182,7 +240,10 @@ Relay::~Relay() {
   };
   close(timer_);
   close(op_timer_);
+  close(recorder_timer_);
 }
+
+std::int64_t Relay::now() { return now_us(); }
 
 queue::SchedulerParams Relay::scheduler_params() const {
   queue::SchedulerParams p;
@@ -216,19 +277,20 @@ std::string Relay::route_label(const UpstreamConfig* up) const {
 }
 
 void Relay::start() {
-  auto recovered = std::make_shared<int>(0);
+  auto recovered = std::make_shared<queue::Recovery>();
   auto states = std::make_shared<std::vector<queue::UpstreamState>>();
   auto seq = std::make_shared<std::int64_t>(0);
   run_store(
-      [recovered, states, seq](queue::Spool& s) {
+      [recovered, states, seq, policy = uncertain_policy(*gen_->config), exclude = in_flight_](queue::Spool& s) {
         queue::DeliveryStore ds(s);
-        *recovered = ds.recover_active(now_us());
+        *recovered = ds.recover_active(now_us(), policy, exclude);
         *states = ds.load_upstream_states();
         *seq = ds.last_operator_seq();
       },
       [this, recovered, states, seq](bool ok, std::string err) {
         if (!ok) log::error(log::Line("relay_error").kv("op", "recover").kv("error", err));
-        if (*recovered > 0) log::info(log::Line("recovered").kv("interrupted_deliveries", *recovered));
+        log_recovery(*recovered, false);
+        next_recovery_ = now_us() + kRecoveryInterval;
         // Suspensions survive a restart (an upstream that refused our login
         // a minute ago is not tried again at once).
         sched_.restore(*states);
@@ -324,10 +386,19 @@ void Relay::tick() {
   auto no_route = std::make_shared<std::vector<std::string>>();
   // The writer thread reads the routes of this generation, which it holds.
   std::shared_ptr<const Config> cfg = gen_->config;
+  // Recovery while running shares the claim's request: no claim can slip
+  // between the snapshot of what is in flight and the recovery.
+  auto recovered = std::make_shared<std::optional<queue::Recovery>>();
+  std::optional<std::set<std::string>> recover_except;
+  if (next_recovery_ != 0 && now_us() >= next_recovery_) {
+    recover_except = in_flight_;
+    next_recovery_ = now_us() + kRecoveryInterval;
+  }
   run_store(
-      [due, next, limit, no_route, cfg](queue::Spool& s) {
+      [due, next, limit, no_route, cfg, recovered, recover_except, policy = uncertain_policy(*cfg)](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         const std::int64_t now = now_us();
+        if (recover_except) *recovered = ds.recover_active(now, policy, *recover_except);
         // A message no route takes is never claimed (it stays queued, "no
         // route"): claiming it only to park it would churn the spool.
         auto routable = [&cfg](const queue::DueMessage& m) {
@@ -337,7 +408,7 @@ void Relay::tick() {
         *due = ds.claim_due(now, limit, routable, now + queue::Scheduler::kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
       },
-      [this, due, next, limit, no_route](bool ok, std::string err) {
+      [this, due, next, limit, no_route, recovered](bool ok, std::string err) {
         claiming_ = false;
         const std::int64_t now = now_us();
         if (!ok) {
@@ -346,6 +417,7 @@ void Relay::tick() {
           arm_timer();
           return;
         }
+        if (*recovered) log_recovery(**recovered, true);
         spool_next_due_ = *next;
         // Due by the message's time but nothing claimable (its recipients are
         // due later): do not spin on it.
@@ -685,11 +757,16 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
     } else {
       o.result = queue::RecipientResult::Deferred;
       o.next_attempt = after_attempt.next;
+      // The dot went out and no reply came: still 'uncertain' in the spool.
+      o.uncertain = report.possible_duplicate && r.stage == client::Stage::DataEnd && !r.reply;
       lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
       if (last_error.empty()) last_error = o.reply;
     }
     rep.recipients.push_back(std::move(o));
   }
+  const bool held_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold &&
+      std::any_of(rep.recipients.begin(), rep.recipients.end(), [](const auto& o) { return o.uncertain; });
+  rep.hold_uncertain = held_uncertain;
   std::string hint;
   if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered)
     hint = protocol::diagnose(upstream::summary(*up), *f).hint;
@@ -715,7 +792,9 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   // for that upstream (`resume` releases it), never parsed out of last_error.
   const queue::WaitReason waits_for =
       upstream_fault && !failover ? queue::WaitReason::UpstreamSuspended : queue::WaitReason::None;
-  run_store(
+  // Through the recorder: its own transaction, kept and written again if
+  // the write fails; the message stays in flight until it is on disk.
+  recorder_->record(m.id,
       [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host_name, now, lifetime_text, waits_for](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
@@ -755,16 +834,10 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         ds.mark_bounce_sent(m.id, dsn_id);
         *dsn_made = true;
       },
-      [this, lines, m, rep, after, dsn_made, dsn_id, hint, peer, relay = route_label(up),
-       possible_dup = report.possible_duplicate, now, failover, next_at](bool ok, std::string err) {
+      [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover, next_at, held_uncertain]() {
+        if (alive.expired()) return;
         in_flight_.erase(m.id);
-        if (!ok) {
-          // The outcome is not on disk: the message stays active and is
-          // retried after recovery; say so loudly.
-          log::error(log::Line("spool_error").kv("id", m.id).kv("op", "delivery outcome").kv("error", err));
-          arm_timer();
-          return;
-        }
         if (after->exists && after->state == queue::kDeferred &&
             (!spool_next_due_ || next_at < *spool_next_due_))
           spool_next_due_ = next_at;
@@ -773,7 +846,9 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
           log::Line line(l.event);
           line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
               .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
-          if (possible_dup) line.kv("possible_duplicate", "yes");
+          // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
+          if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
+            line.kv("possible_duplicate", "yes");
           if (l.event == "deferred" || l.event == "bounced") {
             if (!hint.empty()) line.kv("hint", hint);
           }
@@ -789,6 +864,9 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
+        if (held_uncertain && after->exists && after->state == queue::kHeld)
+          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
+                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
         arm_timer();
       });
 }
@@ -892,6 +970,11 @@ void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<voi
 
 void Relay::maybe_stopped() {
   if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || claiming_ || op_polling_) return;
+  // An outcome not yet on disk keeps us up, within the grace period.
+  if (recorder_->pending() > 0 && !aborted_) return;
+  for (const auto& id : recorder_->abandon())
+    log::error(log::Line("outcome_abandoned").kv("id", id)
+                   .kv("hint", "not written before shutdown; the message is recovered at the next start"));
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   cb();
@@ -922,6 +1005,7 @@ void Relay::stop(std::function<void()> on_stopped) {
 }
 
 void Relay::abort() {
+  aborted_ = true;
   std::vector<queue::ConnId> all;
   for (auto& [conn, owned] : deliveries_) {
     (void)owned;
@@ -934,6 +1018,7 @@ void Relay::abort() {
     d->abort();
     d->pump();
   }
+  maybe_stopped();
 }
 
 }  // namespace outbox::daemon

@@ -24,6 +24,7 @@
 
 #include "daemon/config.h"
 #include "daemon/delivery.h"
+#include "daemon/outcome_recorder.h"
 #include "protocol/client_session.h"
 #include "queue/delivery_store.h"
 #include "queue/scheduler.h"
@@ -57,6 +58,7 @@ class Relay {
 
  private:
   friend class Delivery;
+  static std::int64_t now();   // the wall clock, µs (the one place the relay reads it)
   // --- from deliveries ---
   void delivery_ready(Delivery& d);
   void message_done(Delivery& d, Job job, protocol::client::MessageReport report, const std::string& peer);
@@ -102,6 +104,12 @@ class Relay {
   queue::Scheduler sched_;
   uv_timer_t* timer_ = nullptr;      // claims and scheduler wake-ups
   uv_timer_t* op_timer_ = nullptr;   // operator_log probe, retention
+  // Every outcome goes through the recorder (own transaction, kept and
+  // retried when the write fails); its retry timer.
+  std::unique_ptr<OutcomeRecorder> recorder_;
+  uv_timer_t* recorder_timer_ = nullptr;
+  bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery
+  std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
   bool started_ = false;
   bool claiming_ = false;
   bool claim_again_ = false;
