@@ -23,7 +23,7 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOUTBOX_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs"
 tsan_logs=$(mktemp -d)
 tsan_rc=0
-(cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$tsan_logs/tsan suppressions=$PWD/../tools/tsan.supp" \
+(cd build-tsan && OUTBOX_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$tsan_logs/tsan suppressions=$PWD/../tools/tsan.supp" \
    ctest --output-on-failure -j "$jobs") || tsan_rc=$?
 if compgen -G "$tsan_logs/tsan.*" >/dev/null; then
   cat "$tsan_logs"/tsan.*
