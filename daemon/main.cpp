@@ -199,6 +199,7 @@ struct Daemon {
       outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
                             .kv("hint", "listener changes take effect when outboxd restarts"));
     relay->reload(*fresh);
+    store->set_retention(fresh->retention);
     outbox::log::set_level(fresh->log_level);
     current = fresh.get();
     generations.push_back(std::move(fresh));
@@ -300,6 +301,7 @@ int main(int argc, char** argv) {
     outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config.spool_path).kv("error", e.what()));
     return kExitSoftware;
   }
+  d.store->set_retention(d.config.retention);
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
