@@ -872,11 +872,8 @@ std::int64_t Spool::freelist_pages() {
 }
 
 std::int64_t Spool::incremental_vacuum(int pages) {
-  {
-    // A pragma that returns rows while it works: step it to the end.
-    Stmt st(*this, "PRAGMA incremental_vacuum(?1)");
-    st.i64(1, pages).run();
-  }
+  // A pragma takes no bound parameter; exec steps it to the end.
+  exec(("PRAGMA incremental_vacuum(" + std::to_string(pages) + ")").c_str());
   return freelist_pages();
 }
 

@@ -133,6 +133,15 @@ void StoreWorker::run(std::function<void(Spool&)> work, Done done) {
   enqueue(std::move(r));
 }
 
+void StoreWorker::set_retention(std::chrono::seconds r) {
+  {
+    std::lock_guard lk(mu_);
+    retention_s_.store(r.count());
+    retention_changed_ = true;   // an idle worker waits without a deadline: wake it
+  }
+  cv_.notify_all();
+}
+
 std::size_t StoreWorker::pending_bytes() const {
   std::lock_guard lk(mu_);
   return pending_bytes_;
@@ -145,8 +154,9 @@ void StoreWorker::loop() {
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      auto ready = [this] { return stopping_ || !queue_.empty(); };
+      auto ready = [this] { return stopping_ || !queue_.empty() || retention_changed_; };
       if (queue_.empty() && !stopping_) {
+        retention_changed_ = false;
         using clock = std::chrono::steady_clock;
         auto now = clock::now();
         // Maintenance is polled while retention is on (finished messages age
@@ -167,8 +177,9 @@ void StoreWorker::loop() {
         if (maintenance_on) deadline = std::min(deadline, next_maintenance_);
         if (deadline == clock::time_point::max())
           cv_.wait(lk, ready);
-        else if (!cv_.wait_until(lk, deadline, ready))
-          continue;   // a deadline: look again
+        else
+          cv_.wait_until(lk, deadline, ready);
+        if (queue_.empty() && !stopping_) continue;   // a deadline or a new retention: look again
       }
       if (queue_.empty()) break;   // stopping, and every request is done
       batch.swap(queue_);          // take everything: one transaction, one fsync

@@ -55,7 +55,7 @@ class StoreWorker {
   std::size_t pending_bytes() const;   // body bytes queued and not yet written
 
   // How long sent/failed messages stay ([spool] retention); 0: forever. Any thread.
-  void set_retention(std::chrono::seconds r) { retention_s_.store(r.count()); }
+  void set_retention(std::chrono::seconds r);
 
  private:
   struct Request;
@@ -79,6 +79,7 @@ class StoreWorker {
   std::deque<std::unique_ptr<Request>> queue_;
   std::size_t pending_bytes_ = 0;
   bool stopping_ = false;
+  bool retention_changed_ = false;
   // Worker thread only:
   std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
   int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)
