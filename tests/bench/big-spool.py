@@ -94,6 +94,11 @@ def measure(label, d, up, m):
     t = time.monotonic()
     subprocess.run("%s --config %s queue | head -n 20 >/dev/null" % (exe, d.config_path), shell=True, check=True)
     r["queue_head_s"] = time.monotonic() - t
+    # Spool::stats(), which outboxd's STATUS= report runs on the writer
+    # thread every 30 s: as long as this, submissions wait.
+    t = time.monotonic()
+    subprocess.run([exe, "--config", d.config_path, "stats"], check=True, stdout=subprocess.DEVNULL)
+    r["stats_s"] = time.monotonic() - t
     r["submit_%d_accepted_s" % m], r["submit_%d_delivered_s" % m] = submissions(d, up, m)
     r["rss_after_mib"] = rss_kib(pid) / 1024
     d.stop()
@@ -105,6 +110,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--submissions", type=int, default=200)
+    ap.add_argument("--keep", action="store_true", help="keep the spool (its path is printed)")
     a = ap.parse_args()
     up = Upstream("plain").start()
     try:
@@ -117,7 +123,11 @@ def main():
         print("filled     %d deferred messages in %.1fs; spool %.0f MiB" % (a.messages, fill_s, size / 2**20),
               flush=True)
         measure("%dk" % (a.messages // 1000), d, up, a.submissions)
-        d.cleanup()
+        if a.keep:
+            harness._daemons.remove(d)   # atexit would remove its directory
+            print("spool kept: %s" % d.spool_path)
+        else:
+            d.cleanup()
     finally:
         up.stop()
 

@@ -67,12 +67,14 @@ TEST_CASE("no hot Spool statement walks a table that grows with the queue") {
   TempDir dir;
   auto spool = Spool::open(dir.file("spool.db"));
   sqlite3* db = spool->handle();
-  // Some rows and statistics, so the planner chooses as it would on a real spool.
+  // Some rows, and no ANALYZE: outboxd never runs it, so the planner works
+  // from the schema alone, as it does on a real spool.
   exec(db, "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 2000) "
            "INSERT INTO messages(id, state, sender, created, updated, next_attempt) "
            "SELECT printf('M%08d', v), CASE v % 3 WHEN 0 THEN 'deferred' WHEN 1 THEN 'sent' ELSE 'queued' END, "
            "'s@example.com', v, v, v FROM n");
-  exec(db, "ANALYZE");
+  // Finished messages too, so the planner is tempted by messages_state.
+  exec(db, "UPDATE messages SET state = 'sent' WHERE rowid % 3 = 1");
   const auto& hot = Spool::hot_statements();
   REQUIRE(hot.size() >= 25);
   for (const char* sql : hot) {
@@ -81,9 +83,14 @@ TEST_CASE("no hot Spool statement walks a table that grows with the queue") {
     CAPTURE(text);
     // INSERT ... VALUES has no plan; everything that looks rows up has one.
     if (text.rfind("INSERT", 0) != 0) CHECK(!plan.empty());
+    // A temporary b-tree sorts every row the search found before LIMIT
+    // applies: fine for one message's recipients or attempts, not for a
+    // range of messages.
+    bool one_message = text.find("message_id = ?1") != std::string::npos;
     for (const auto& line : plan) {
       CAPTURE(line);
       CHECK_FALSE(full_scan(line));
+      if (!one_message) CHECK(line.find("USE TEMP B-TREE") == std::string::npos);
     }
   }
   // The lookups ON DELETE CASCADE makes for purge_finished/remove/discard do
