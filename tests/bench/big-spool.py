@@ -10,8 +10,10 @@ N deferred messages (one recipient each, next attempt in 1-2 hours; no body
 chunks: they are never read here) directly
 with SQL in one transaction, starts outboxd on it relaying to an aiosmtpd
 upstream, and measures: start-to-ready time, RSS, CPU over 10 idle seconds,
-`outboxctl queue | head` time, and M submissions in one smtplib session (each
-message delivered to the upstream), against the same on an empty spool."""
+`outboxctl queue | head` and `outboxctl stats` time, M submissions in one
+smtplib session (each message delivered to the upstream), and the median and
+worst latency of one submission every 100 ms over 35 s, against the same on
+an empty spool."""
 
 import argparse
 import os
@@ -101,6 +103,21 @@ def measure(label, d, up, m):
     r["stats_s"] = time.monotonic() - t
     r["submit_%d_accepted_s" % m], r["submit_%d_delivered_s" % m] = submissions(d, up, m)
     r["rss_after_mib"] = rss_kib(pid) / 1024
+    # One submission every 100 ms for 35 s: long enough to catch the STATUS=
+    # report (Spool::stats() on the writer every 30 s) stalling the writer.
+    lat = []
+    with d.smtplib(timeout=120) as s:
+        end = time.monotonic() + 35
+        i = 0
+        while time.monotonic() < end:
+            t = time.monotonic()
+            s.sendmail("app@client.test", ["user@example.test"], body(i))
+            lat.append(time.monotonic() - t)
+            i += 1
+            time.sleep(0.1)
+    lat.sort()
+    r["paced_p50_ms"] = lat[len(lat) // 2] * 1000
+    r["paced_max_ms"] = lat[-1] * 1000
     d.stop()
     print("%-10s %s" % (label, "  ".join("%s=%.3f" % kv for kv in r.items())), flush=True)
     return r
