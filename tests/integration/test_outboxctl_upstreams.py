@@ -110,5 +110,50 @@ class Upstreams(unittest.TestCase):
         db.execute("DELETE FROM messages WHERE id LIKE 'Z%'")
 
 
+class AgainstTheRelay(unittest.TestCase):
+    """The same commands against a suspension the relay made itself: a 535
+    at AUTH (RFC 4954 §6) suspends the upstream; the operator sees it, is
+    told why a retry will not go, fixes the secret and resumes it."""
+
+    def test_535_upstreams_retry_resume_delivers(self):
+        from upstream import Upstream
+        from test_relay_delivery import BODY, PASSWORD, USER, message, start_relay
+        up = Upstream("implicit", users={USER: PASSWORD}).start()
+        self.addCleanup(up.stop)
+        d = start_relay(self, up, "implicit", auth="plain", password="a-stale-password")
+        sender = "app@client.test"
+        with d.smtplib() as s:
+            s.sendmail(sender, ["rcpt@example.test"], message(sender, ["rcpt@example.test"], "suspended", BODY))
+            qid = s.last_queue_id
+        d.wait_event("upstream_login_refused", upstream="mail", timeout=15)
+        deadline = time.monotonic() + 15
+        while True:
+            j = d.ctl_json("upstreams", "--json")
+            if j[0]["state"] == "suspended" and j[0]["waiting"] == 1:
+                break
+            self.assertLess(time.monotonic(), deadline, "not suspended with one waiting: %r" % j)
+            time.sleep(0.2)
+        self.assertEqual((j[0]["name"], j[0]["reason"], j[0]["stage"]), ("mail", "auth_failed", "auth"))
+        self.assertIn("535", j[0]["last_reply"])
+        out = d.ctl("upstreams").stdout.decode()
+        self.assertRegex(out, r"^mail: suspended until \S+Z \(in [45]m\), authentication failed; failures \d+, "
+                              r"in flight 0, waiting 1\n  last failure at auth: 535")
+        p = d.ctl("retry", qid)
+        self.assertRegex(p.stdout.decode(), r"^%s: due now, but upstream mail is suspended until \S+Z "
+                                            r"\(authentication failed\); `outboxctl resume mail` to lift it\n$" % qid)
+        self.assertEqual(up.delivered(), [])
+
+        # The provider side is fixed (the account unlocked: the same password
+        # now works), so nothing in outboxd's configuration changes and only
+        # the operator's resume lifts the suspension.
+        up.users[USER] = "a-stale-password"
+        d.ctl("resume", "mail")
+        up.wait_delivered(1, timeout=10)
+        op = d.wait_event("operator", action="resume")
+        self.assertEqual(op["uid"], str(os.getuid()))
+        d.wait_event("delivered", id=qid)
+        self.assertTrue(d.ctl("upstreams").stdout.startswith(b"mail: ok; failures 0"))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
