@@ -300,6 +300,7 @@ int main(int argc, char** argv) {
     return kExitSoftware;
   }
   d.store->set_retention(d.config->retention);
+  d.store->on_purged([](int n) { outbox::log::info(outbox::log::Line("purged").kv("messages", n)); });
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 

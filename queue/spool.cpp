@@ -747,6 +747,11 @@ QueueStats Spool::stats() {
   return s;
 }
 
+std::int64_t Spool::count_unfinished() {
+  Stmt st(*this, "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'active', 'deferred', 'held')");
+  return st.step() ? st.i64(0) : 0;
+}
+
 // --- operator control -------------------------------------------------------------
 
 bool Spool::hold(std::string_view id) {

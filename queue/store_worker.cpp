@@ -149,6 +149,11 @@ void StoreWorker::set_retention(std::chrono::seconds r) {
   cv_.notify_all();
 }
 
+void StoreWorker::on_purged(std::function<void(int)> fn) {
+  std::lock_guard lk(mu_);
+  on_purged_ = std::move(fn);
+}
+
 std::size_t StoreWorker::pending_bytes() const {
   std::lock_guard lk(mu_);
   return pending_bytes_;
@@ -208,12 +213,14 @@ void StoreWorker::maintain() {
   auto start = clock::now();
   next_maintenance_ = start + kMaintenanceEvery;
   bool did = false;
+  int purged = 0;
   try {
     auto retention = retention_s_.load();
     if (retention > 0) {
       std::int64_t before = now_us() - retention * 1'000'000;
       for (;;) {
         int n = spool_->purge_finished(before, kPurgeBatch);   // its own transaction
+        purged += n;
         did = did || n > 0;
         if (n < kPurgeBatch || requests_pending() || clock::now() - start >= kMaintenanceBudget) break;
       }
@@ -233,6 +240,19 @@ void StoreWorker::maintain() {
   // While there is work left, come back at the next tick; otherwise only when
   // retention needs it (it is polled) or a commit made the WAL dirty.
   maintenance_work_ = did;
+  if (purged > 0) {
+    std::function<void(int)> fn;
+    {
+      std::lock_guard lk(mu_);
+      fn = on_purged_;
+    }
+    if (!fn) return;
+    auto call = [fn = std::move(fn), purged] { fn(purged); };
+    if (post_)
+      post_(call);
+    else
+      call();
+  }
 }
 
 void StoreWorker::checkpoint() {

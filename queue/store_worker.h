@@ -63,6 +63,9 @@ class StoreWorker {
 
   // How long sent/failed messages stay ([spool] retention); 0: forever. Any thread.
   void set_retention(std::chrono::seconds r);
+  // Called through the Poster with the number of messages one maintenance
+  // pass purged (> 0), for the `purged messages=N` log line. Set before use.
+  void on_purged(std::function<void(int)> fn);
 
  private:
   struct Request;
@@ -89,6 +92,7 @@ class StoreWorker {
   std::size_t pending_bytes_ = 0;
   bool stopping_ = false;
   bool retention_changed_ = false;
+  std::function<void(int)> on_purged_;   // guarded by mu_
   // Worker thread only:
   std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
   int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +87,25 @@ TEST_CASE("purge_finished: only finished messages older than the cut, in batches
   CHECK(rows(*s, "meta", "key LIKE 'bounce:F%'") == 0);
   CHECK(rows(*s, "meta", "key IN ('bounce:Q1', 'bounce:N1')") == 2);
   CHECK(rows(*s, "meta", "key = 'max_id'") == 1);
+}
+
+TEST_CASE("count_unfinished counts what stats() calls unfinished") {
+  TempDir dir;
+  auto s = Spool::open(dir.file("spool.db"));
+  CHECK(s->count_unfinished() == 0);
+  for (const char* id : {"U1", "U2", "U3", "U4", "U5"}) store(*s, id);
+  s->begin();
+  s->create_incoming(msg("U6"));   // incoming: not counted
+  s->commit();
+  finish(*s, "U1", kSent, 1);
+  finish(*s, "U2", kFailed, 1);
+  CHECK(s->hold(std::string_view("U3")));
+  exec(s->handle(), "UPDATE messages SET state = 'active' WHERE id = 'U4'");
+  CHECK(s->count_unfinished() == 3);
+  std::int64_t from_stats = 0;
+  for (const auto& [state, n] : s->stats().by_state)
+    if (state == kQueued || state == kActive || state == kDeferred || state == kHeld) from_stats += n;
+  CHECK(from_stats == 3);
 }
 
 TEST_CASE("a new spool is incremental auto_vacuum; an old one is converted at a read-write open") {
@@ -272,6 +292,8 @@ TEST_CASE("StoreWorker purges finished messages past the retention while idle") 
     store(*s, "KEEP");
   }
   StoreWorker w(path, nullptr);
+  std::atomic<int> purged{0};
+  w.on_purged([&](int n) { purged += n; });
   auto reader = Spool::open(path, Spool::Mode::ReadOnly);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   CHECK(rows(*reader, "messages") == 251);   // retention 0: never purged
@@ -281,4 +303,5 @@ TEST_CASE("StoreWorker purges finished messages past the retention while idle") 
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   CHECK(rows(*reader, "messages") == 1);
   CHECK(reader->get("KEEP"));
+  CHECK(purged == 250);
 }
