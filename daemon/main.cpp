@@ -199,6 +199,7 @@ struct Daemon {
       outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
                             .kv("hint", "listener changes take effect when outboxd restarts"));
     relay->reload(fresh);
+    store->set_retention(fresh->retention);
     outbox::log::set_level(fresh->log_level);
     config = std::move(fresh);
     outbox::log::info(outbox::log::Line("reload").kv("status", "ok").kv("config", config_path));
@@ -313,6 +314,8 @@ int main(int argc, char** argv) {
     outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config->spool_path).kv("error", e.what()));
     return kExitSoftware;
   }
+  d.store->set_retention(d.config->retention);
+  d.store->on_purged([](int n) { outbox::log::info(outbox::log::Line("purged").kv("messages", n)); });
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 

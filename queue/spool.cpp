@@ -175,6 +175,74 @@ std::vector<std::string> split_lines(std::string_view s) {
 
 }  // namespace
 
+// A macro so the statement stays one literal (the cache is keyed by it).
+#define OUTBOX_MESSAGE_SELECT                                                                                 \
+  "SELECT id, state, sender, size, created, attempts, next_attempt, last_error, client, uid, helo, smtputf8, " \
+  "body_8bit FROM messages "
+
+namespace sql {
+// The statements named in hot_statements(); one literal each (the statement
+// cache is keyed by the pointer).
+constexpr const char* kInsertMessage =
+    "INSERT INTO messages(id, state, sender, created, client, uid, helo, smtputf8, body_8bit, updated) " "VALUES(?1, 'incoming', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3)";
+constexpr const char* kInsertRecipient =
+    "INSERT OR IGNORE INTO recipients(message_id, address, updated) VALUES(?1, ?2, ?3)";
+constexpr const char* kBumpMaxId =
+    "INSERT INTO meta(key, value) VALUES('max_id', ?1) " "ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > value";
+constexpr const char* kInsertChunk =
+    "INSERT INTO chunks(message_id, seq, data) " "SELECT ?1, ?2, ?3 WHERE EXISTS(SELECT 1 FROM messages WHERE id = ?1 AND state = 'incoming')";
+constexpr const char* kFinalizeMessage =
+    "UPDATE messages SET prefix = ?2, size = ?3, state = 'queued', next_attempt = ?4, updated = ?4 " "WHERE id = ?1 AND state = 'incoming'";
+constexpr const char* kFinalizeRecipients =
+    "UPDATE recipients SET state = 'pending', next_attempt = ?2, updated = ?2 WHERE message_id = ?1";
+constexpr const char* kDiscard =
+    "DELETE FROM messages WHERE id = ?1 AND state = 'incoming'";
+constexpr const char* kMaxId =
+    "SELECT MAX(v) FROM (SELECT value AS v FROM meta WHERE key = 'max_id' " "UNION ALL SELECT MAX(id) FROM messages)";
+constexpr const char* kGetMessage =
+    OUTBOX_MESSAGE_SELECT "WHERE id = ?1 AND state != 'incoming'";
+constexpr const char* kGetRecipients =
+    "SELECT address, state, attempts, next_attempt, last_reply, updated FROM recipients " "WHERE message_id = ?1 ORDER BY rowid";
+constexpr const char* kGetAttempts =
+    "SELECT time, upstream, recipients, reply, outcome FROM attempts WHERE message_id = ?1 " "ORDER BY time, rowid";
+constexpr const char* kHold =
+    "UPDATE messages SET held_from = state, state = 'held', updated = ?2 " "WHERE id = ?1 AND state IN ('queued', 'deferred')";
+constexpr const char* kRelease =
+    "UPDATE messages SET state = COALESCE(held_from, 'queued'), held_from = NULL, next_attempt = ?2, " "updated = ?2 WHERE id = ?1 AND state = 'held'";
+constexpr const char* kRemove =
+    "DELETE FROM messages WHERE id = ?1 AND state != 'incoming'";
+constexpr const char* kRetryMessage =
+    "UPDATE messages SET next_attempt = ?2, updated = ?2 WHERE id = ?1 AND state IN ('queued', 'deferred')";
+constexpr const char* kAddAttempt =
+    "INSERT INTO attempts(message_id, time, upstream, recipients, reply, outcome) " "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kDueRecipients =
+    "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'";
+// Finished messages, oldest first, through the messages_finished partial
+// index. INDEXED BY: left to itself the planner takes messages_state and
+// sorts every finished message for each batch.
+constexpr const char* kFinishedBefore =
+    "SELECT id FROM messages INDEXED BY messages_finished WHERE state IN ('sent', 'failed') AND updated < ?1 "
+    "ORDER BY updated LIMIT ?2";
+constexpr const char* kPurgeMessage = "DELETE FROM messages WHERE id = ?1 AND state IN ('sent', 'failed')";
+constexpr const char* kPurgeBounceKey = "DELETE FROM meta WHERE key = 'bounce:' || ?1";
+// Keyset pages in id order (the primary key): the same cost at any depth.
+constexpr const char* kListPage =
+    OUTBOX_MESSAGE_SELECT "WHERE id > ?1 AND state != 'incoming' AND (?2 IS NULL OR state = ?2) ORDER BY id LIMIT ?3";
+constexpr const char* kUpstreamStates =
+    "SELECT name, suspended_until, reason, failures, stage, last_reply, updated FROM upstreams ORDER BY name";
+constexpr const char* kUpstreamState =
+    "SELECT name, suspended_until, reason, failures, stage, last_reply, updated FROM upstreams WHERE name = ?1";
+constexpr const char* kResumeUpstream =
+    "UPDATE upstreams SET suspended_until = NULL, failures = 0, reason = 0, updated = ?2 "
+    "WHERE name = ?1 AND suspended_until IS NOT NULL AND suspended_until > ?2";
+constexpr const char* kWaitOf = "SELECT state, wait_reason, wait_upstream FROM messages WHERE id = ?1";
+constexpr const char* kLogOperator =
+    "INSERT INTO operator_log(time, uid, action, target, detail) VALUES(?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kOperatorAfter =
+    "SELECT seq, time, uid, action, target, detail FROM operator_log WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+constexpr const char* kLastOperatorSeq = "SELECT MAX(seq) FROM operator_log";
+}  // namespace sql
+
 // One use of a cached prepared statement. Resetting on scope exit matters: a
 // statement left mid-step keeps its read snapshot open, which pins the WAL
 // (no checkpoint can pass it) and, in the writer, holds locks.
@@ -341,6 +409,7 @@ std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
   spool->configure();
   if (mode == Mode::ReadWrite) {
     spool->migrate();
+    spool->compact_legacy();
   } else {
     int v = spool->schema_version();
     if (v != kSchemaVersion)
@@ -356,13 +425,13 @@ void Spool::configure() {
   // Not sqlite3_busy_timeout: its back-off sleeps up to 100 ms between tries
   // and, against outboxd's back-to-back group commits, can miss every gap
   // until it gives up. Short, even retries find the next one.
-  sqlite3_busy_handler(db_, [](void*, int tries) -> int {
-    if (tries >= kBusyTimeoutMs * 2) return 0;
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
-    return 1;
-  }, nullptr);
+  install_busy_handler();
   exec("PRAGMA foreign_keys=ON");
   if (mode_ == Mode::ReadOnly) return;   // journal mode is a property of the file; the writer set it
+  // Retention deletes messages; without auto_vacuum the file would never give
+  // the space back. It only takes effect when set before the first table is
+  // created (a new spool) or by a VACUUM (compact_legacy()).
+  exec("PRAGMA auto_vacuum=INCREMENTAL");
   {
     // WAL lets outboxctl read while the daemon writes. It needs shared memory
     // (not over NFS), so refuse rather than silently run in another mode.
@@ -374,6 +443,30 @@ void Spool::configure() {
   // FULL: in WAL mode NORMAL may lose the last commits on power loss, and
   // the 250 after DATA promises the message is on disk.
   exec("PRAGMA synchronous=FULL");
+  // A checkpoint that reaches the end of the WAL lets the next writer cut
+  // the file back to this size (a burst of large messages leaves no 200 MB
+  // WAL behind); the idle TRUNCATE checkpoint empties it.
+  exec("PRAGMA journal_size_limit=67108864");
+}
+
+void Spool::install_busy_handler() {
+  sqlite3_busy_handler(db_, [](void*, int tries) -> int {
+    if (tries >= kBusyTimeoutMs * 2) return 0;
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    return 1;
+  }, nullptr);
+}
+
+// A spool created before auto_vacuum was set keeps every freed page forever:
+// convert it once. VACUUM rewrites the file (outside any transaction); it runs
+// once per spool, at the first read-write open after the upgrade.
+void Spool::compact_legacy() {
+  {
+    Stmt st(*this, "PRAGMA auto_vacuum");
+    if (!st.step() || st.i64(0) != 0) return;
+  }
+  exec("PRAGMA auto_vacuum=INCREMENTAL");
+  exec("VACUUM");
 }
 
 int Spool::schema_version() {
@@ -429,27 +522,21 @@ void Spool::rollback_to(const char* name) {
 
 void Spool::create_incoming(const NewMessage& m) {
   {
-    Stmt st(*this,
-            "INSERT INTO messages(id, state, sender, created, client, uid, helo, smtputf8, body_8bit, updated) "
-            "VALUES(?1, 'incoming', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?3)");
+    Stmt st(*this, sql::kInsertMessage);
     st.text(1, m.id).text(2, m.sender).i64(3, m.created).text(4, m.client).opt_i64(5, m.uid).text(6, m.helo)
         .i64(7, m.smtputf8).i64(8, m.body_8bit).run();
   }
   for (const auto& r : m.recipients) {
     // The same RCPT twice is one recipient (and one delivery).
-    Stmt st(*this, "INSERT OR IGNORE INTO recipients(message_id, address, updated) VALUES(?1, ?2, ?3)");
+    Stmt st(*this, sql::kInsertRecipient);
     st.text(1, m.id).text(2, r).i64(3, m.created).run();
   }
-  Stmt st(*this,
-          "INSERT INTO meta(key, value) VALUES('max_id', ?1) "
-          "ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > value");
+  Stmt st(*this, sql::kBumpMaxId);
   st.text(1, m.id).run();
 }
 
 void Spool::append_chunk(std::string_view id, std::int64_t seq, std::string_view bytes) {
-  Stmt st(*this,
-          "INSERT INTO chunks(message_id, seq, data) "
-          "SELECT ?1, ?2, ?3 WHERE EXISTS(SELECT 1 FROM messages WHERE id = ?1 AND state = 'incoming')");
+  Stmt st(*this, sql::kInsertChunk);
   st.text(1, id).i64(2, seq).blob_ref(3, bytes).run();
   if (st.changes() != 1)
     throw SpoolError("spool: append: no incoming message " + std::string(id), SQLITE_NOTFOUND);
@@ -459,20 +546,17 @@ void Spool::finalize(std::string_view id, std::string_view prefix, std::uint64_t
   if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
     throw SpoolError("spool: finalize: size out of range", SQLITE_RANGE);
   {
-    Stmt st(*this,
-            "UPDATE messages SET prefix = ?2, size = ?3, state = 'queued', next_attempt = ?4, updated = ?4 "
-            "WHERE id = ?1 AND state = 'incoming'");
+    Stmt st(*this, sql::kFinalizeMessage);
     st.text(1, id).blob_ref(2, prefix).i64(3, static_cast<std::int64_t>(size)).i64(4, now).run();
     if (st.changes() != 1)
       throw SpoolError("spool: finalize: no incoming message " + std::string(id), SQLITE_NOTFOUND);
   }
-  Stmt st(*this,
-          "UPDATE recipients SET state = 'pending', next_attempt = ?2, updated = ?2 WHERE message_id = ?1");
+  Stmt st(*this, sql::kFinalizeRecipients);
   st.text(1, id).i64(2, now).run();
 }
 
 void Spool::discard(std::string_view id) {
-  Stmt st(*this, "DELETE FROM messages WHERE id = ?1 AND state = 'incoming'");
+  Stmt st(*this, sql::kDiscard);
   st.text(1, id).run();
 }
 
@@ -483,9 +567,7 @@ int Spool::purge_incoming() {
 }
 
 std::string Spool::max_id() {
-  Stmt st(*this,
-          "SELECT MAX(v) FROM (SELECT value AS v FROM meta WHERE key = 'max_id' "
-          "UNION ALL SELECT MAX(id) FROM messages)");
+  Stmt st(*this, sql::kMaxId);
   if (!st.step() || st.is_null(0)) return {};
   return st.str(0);
 }
@@ -529,10 +611,6 @@ RecipientRecord read_recipient(const auto& st, int c) {
 }
 }  // namespace
 
-// A macro so the statement stays one literal (the cache is keyed by it).
-#define OUTBOX_MESSAGE_SELECT                                                                                 \
-  "SELECT id, state, sender, size, created, attempts, next_attempt, last_error, client, uid, helo, smtputf8, " \
-  "body_8bit FROM messages "
 
 std::vector<MessageRecord> Spool::list(std::optional<std::string> state) {
   std::vector<MessageRecord> out;
@@ -566,21 +644,17 @@ std::optional<MessageRecord> Spool::get(std::string_view id) {
   Txn txn(*this, false);
   std::optional<MessageRecord> m;
   {
-    Stmt st(*this, OUTBOX_MESSAGE_SELECT "WHERE id = ?1 AND state != 'incoming'");
+    Stmt st(*this, sql::kGetMessage);
     st.text(1, id);
     if (st.step()) m = read_message(st);
   }
   if (m) {
     {
-      Stmt st(*this,
-              "SELECT address, state, attempts, next_attempt, last_reply, updated FROM recipients "
-              "WHERE message_id = ?1 ORDER BY rowid");
+      Stmt st(*this, sql::kGetRecipients);
       st.text(1, id);
       while (st.step()) m->recipients.push_back(read_recipient(st, 0));
     }
-    Stmt st(*this,
-            "SELECT time, upstream, recipients, reply, outcome FROM attempts WHERE message_id = ?1 "
-            "ORDER BY time, rowid");
+    Stmt st(*this, sql::kGetAttempts);
     st.text(1, id);
     while (st.step()) {
       AttemptRecord a;
@@ -673,15 +747,19 @@ QueueStats Spool::stats() {
   return s;
 }
 
+std::int64_t Spool::count_unfinished() {
+  Stmt st(*this, "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'active', 'deferred', 'held')");
+  return st.step() ? st.i64(0) : 0;
+}
+
 // --- operator control -------------------------------------------------------------
 
 bool Spool::hold(std::string_view id) {
   Txn txn(*this, true);
-  Stmt st(*this,
-          "UPDATE messages SET held_from = state, state = 'held', updated = ?2 "
-          "WHERE id = ?1 AND state IN ('queued', 'deferred')");
+  Stmt st(*this, sql::kHold);
   st.text(1, id).i64(2, now_us()).run();
   bool changed = st.changes() == 1;
+  if (changed) operator_log("hold", id);
   txn.commit();
   return changed;
 }
@@ -691,16 +769,14 @@ bool Spool::release(std::string_view id) {
   std::int64_t now = now_us();
   bool changed;
   {
-    Stmt st(*this,
-            "UPDATE messages SET state = COALESCE(held_from, 'queued'), held_from = NULL, next_attempt = ?2, "
-            "updated = ?2 WHERE id = ?1 AND state = 'held'");
+    Stmt st(*this, sql::kRelease);
     st.text(1, id).i64(2, now).run();
     changed = st.changes() == 1;
   }
   if (changed) {
-    Stmt st(*this,
-            "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'");
+    Stmt st(*this, sql::kDueRecipients);
     st.text(1, id).i64(2, now).run();
+    operator_log("release", id);
   }
   txn.commit();
   return changed;
@@ -708,9 +784,13 @@ bool Spool::release(std::string_view id) {
 
 bool Spool::remove(std::string_view id) {
   Txn txn(*this, true);
-  Stmt st(*this, "DELETE FROM messages WHERE id = ?1 AND state != 'incoming'");
-  st.text(1, id).run();
-  bool changed = st.changes() == 1;
+  bool changed;
+  {
+    Stmt st(*this, sql::kRemove);
+    st.text(1, id).run();
+    changed = st.changes() == 1;
+  }
+  if (changed) operator_log("delete", id);
   txn.commit();
   return changed;
 }
@@ -719,15 +799,14 @@ bool Spool::retry(std::string_view id, std::int64_t now) {
   Txn txn(*this, true);
   bool changed;
   {
-    Stmt st(*this,
-            "UPDATE messages SET next_attempt = ?2, updated = ?2 WHERE id = ?1 AND state IN ('queued', 'deferred')");
+    Stmt st(*this, sql::kRetryMessage);
     st.text(1, id).i64(2, now).run();
     changed = st.changes() == 1;
   }
   if (changed) {
-    Stmt st(*this,
-            "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'");
+    Stmt st(*this, sql::kDueRecipients);
     st.text(1, id).i64(2, now).run();
+    operator_log("retry", id);
   }
   txn.commit();
   return changed;
@@ -741,19 +820,211 @@ int Spool::retry_all(std::int64_t now) {
             "(SELECT id FROM messages WHERE state IN ('queued', 'deferred'))");
     st.i64(1, now).run();
   }
-  Stmt st(*this, "UPDATE messages SET next_attempt = ?1, updated = ?1 WHERE state IN ('queued', 'deferred')");
-  st.i64(1, now).run();
-  int n = st.changes();
+  int n;
+  {
+    Stmt st(*this, "UPDATE messages SET next_attempt = ?1, updated = ?1 WHERE state IN ('queued', 'deferred')");
+    st.i64(1, now).run();
+    n = st.changes();
+  }
+  operator_log("retry_all", "", std::to_string(n));
   txn.commit();
   return n;
 }
 
 void Spool::add_attempt(std::string_view id, const AttemptRecord& a) {
-  Stmt st(*this,
-          "INSERT INTO attempts(message_id, time, upstream, recipients, reply, outcome) "
-          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  Stmt st(*this, sql::kAddAttempt);
   st.text(1, id).i64(2, a.time).text(3, a.upstream).text(4, join_lines(a.recipients)).text(5, a.reply)
       .text(6, a.outcome).run();
+}
+
+// --- retention and compaction ---------------------------------------------------------
+
+bool Spool::checkpoint_truncate() {
+  // TRUNCATE waits (through the busy handler) for readers to move on; the
+  // writer thread must not, so it runs without one and reports BUSY instead.
+  sqlite3_busy_handler(db_, nullptr, nullptr);
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  install_busy_handler();
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return false;
+  if (rc != SQLITE_OK) fail("wal_checkpoint(TRUNCATE)");
+  return true;
+}
+
+int Spool::purge_finished(std::int64_t before, int limit) {
+  Txn txn(*this, true);
+  std::vector<std::string> ids;
+  {
+    Stmt st(*this, sql::kFinishedBefore);
+    st.i64(1, before).i64(2, limit);
+    while (st.step()) ids.push_back(st.str(0));
+  }
+  int n = 0;
+  for (const auto& id : ids) {
+    {
+      // Recipients, chunks and attempts go by ON DELETE CASCADE, each through
+      // its message_id index.
+      Stmt st(*this, sql::kPurgeMessage);
+      st.text(1, id).run();
+      n += st.changes();
+    }
+    Stmt st(*this, sql::kPurgeBounceKey);
+    st.text(1, id).run();
+  }
+  txn.commit();
+  return n;
+}
+
+std::int64_t Spool::freelist_pages() {
+  Stmt st(*this, "PRAGMA freelist_count");
+  return st.step() ? st.i64(0) : 0;
+}
+
+std::int64_t Spool::incremental_vacuum(int pages) {
+  // A pragma takes no bound parameter; exec steps it to the end.
+  exec(("PRAGMA incremental_vacuum(" + std::to_string(pages) + ")").c_str());
+  return freelist_pages();
+}
+
+// --- paging, upstreams, waits ------------------------------------------------------------
+
+std::vector<MessageRecord> Spool::list_page(const std::optional<std::string>& state, std::string_view after_id,
+                                            int limit) {
+  std::vector<MessageRecord> out;
+  if (state && *state == kIncoming) return out;
+  Txn txn(*this, false);
+  {
+    Stmt st(*this, sql::kListPage);
+    st.text(1, after_id).i64(3, limit);
+    if (state) st.text(2, *state);
+    while (st.step()) out.push_back(read_message(st));
+  }
+  for (auto& m : out) {
+    Stmt st(*this, sql::kGetRecipients);
+    st.text(1, m.id);
+    while (st.step()) m.recipients.push_back(read_recipient(st, 0));
+  }
+  txn.commit();
+  return out;
+}
+
+namespace {
+UpstreamState read_upstream(const auto& st) {
+  UpstreamState u;
+  u.name = st.str(0);
+  u.suspended_until = st.opt_i64(1);
+  u.reason = static_cast<SuspendReason>(st.i64(2));
+  u.failures = static_cast<int>(st.i64(3));
+  u.stage = st.str(4);
+  u.last_reply = st.str(5);
+  u.updated = st.i64(6);
+  return u;
+}
+}  // namespace
+
+std::vector<UpstreamState> Spool::upstream_states() {
+  std::vector<UpstreamState> out;
+  Stmt st(*this, sql::kUpstreamStates);
+  while (st.step()) out.push_back(read_upstream(st));
+  return out;
+}
+
+std::optional<UpstreamState> Spool::upstream_state(std::string_view name) {
+  Stmt st(*this, sql::kUpstreamState);
+  st.text(1, name);
+  if (!st.step()) return std::nullopt;
+  return read_upstream(st);
+}
+
+std::unordered_map<std::string, Spool::UpstreamLoad> Spool::upstream_loads() {
+  std::unordered_map<std::string, UpstreamLoad> out;
+  // Walks the unfinished messages (messages_state index), not the finished
+  // ones: outboxctl only, never on the daemon's paths.
+  Stmt st(*this,
+          "SELECT wait_upstream, state = 'active', COUNT(*) FROM messages "
+          "WHERE state IN ('queued', 'active', 'deferred') AND wait_upstream != '' GROUP BY 1, 2");
+  while (st.step()) {
+    auto& l = out[st.str(0)];
+    (st.i64(1) ? l.in_flight : l.waiting) += st.i64(2);
+  }
+  return out;
+}
+
+std::optional<Spool::MessageWait> Spool::wait_of(std::string_view id) {
+  Stmt st(*this, sql::kWaitOf);
+  st.text(1, id);
+  if (!st.step()) return std::nullopt;
+  return MessageWait{st.str(0), static_cast<WaitReason>(st.i64(1)), st.str(2)};
+}
+
+// --- operator log -------------------------------------------------------------------
+
+std::int64_t Spool::log_operator_action(const OperatorAction& a) {
+  Stmt st(*this, sql::kLogOperator);
+  st.i64(1, a.time ? a.time : now_us()).opt_i64(2, a.uid).text(3, a.action).text(4, a.target).text(5, a.detail).run();
+  return sqlite3_last_insert_rowid(db_);
+}
+
+void Spool::operator_log(const char* action, std::string_view target, std::string_view detail) {
+  if (!operator_) return;
+  OperatorAction a;
+  a.uid = operator_uid_;
+  a.action = action;
+  a.target = std::string(target);
+  a.detail = std::string(detail);
+  log_operator_action(a);
+}
+
+std::vector<OperatorAction> Spool::operator_actions_after(std::int64_t seq, int limit) {
+  std::vector<OperatorAction> out;
+  Stmt st(*this, sql::kOperatorAfter);
+  st.i64(1, seq).i64(2, limit);
+  while (st.step()) {
+    OperatorAction a;
+    a.seq = st.i64(0);
+    a.time = st.i64(1);
+    a.uid = st.opt_i64(2);
+    a.action = st.str(3);
+    a.target = st.str(4);
+    a.detail = st.str(5);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::int64_t Spool::last_operator_seq() {
+  Stmt st(*this, sql::kLastOperatorSeq);
+  return st.step() && !st.is_null(0) ? st.i64(0) : 0;
+}
+
+Spool::ResumeResult Spool::resume_upstream(std::string_view name, std::int64_t now) {
+  Txn txn(*this, true);
+  bool changed;
+  {
+    Stmt st(*this, sql::kResumeUpstream);
+    st.text(1, name).i64(2, now).run();
+    changed = st.changes() == 1;
+  }
+  if (!changed) {
+    bool known = upstream_state(name).has_value();
+    txn.commit();
+    return known ? ResumeResult::NotSuspended : ResumeResult::Unknown;
+  }
+  operator_log("resume", name);
+  txn.commit();
+  return ResumeResult::Resumed;
+}
+
+const std::vector<const char*>& Spool::hot_statements() {
+  static const std::vector<const char*> v = {
+      sql::kInsertMessage,   sql::kInsertRecipient, sql::kBumpMaxId,       sql::kInsertChunk,
+      sql::kFinalizeMessage, sql::kFinalizeRecipients, sql::kDiscard,     sql::kMaxId,
+      sql::kGetMessage,      sql::kGetRecipients,   sql::kGetAttempts,     sql::kHold,
+      sql::kRelease,         sql::kRemove,          sql::kRetryMessage,    sql::kDueRecipients,
+      sql::kAddAttempt,      sql::kFinishedBefore,  sql::kPurgeMessage,    sql::kPurgeBounceKey,
+      sql::kListPage,        sql::kUpstreamStates,  sql::kUpstreamState,   sql::kResumeUpstream,
+      sql::kWaitOf,          sql::kLogOperator,     sql::kOperatorAfter,   sql::kLastOperatorSeq,
+  };
+  return v;
 }
 
 }  // namespace outbox::queue

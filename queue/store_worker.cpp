@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <utility>
@@ -16,6 +17,13 @@ constexpr auto kIdleCheckpoint = std::chrono::milliseconds(500);
 // ...or between batches once the WAL has grown this large (4 KiB pages:
 // ~32 MiB), so it stays bounded under a load that never pauses.
 constexpr int kMaxWalPages = 8192;
+// Idle maintenance (retention, vacuum) at most this often...
+constexpr auto kMaintenanceEvery = std::chrono::seconds(1);
+// ...each step a short transaction, so a submission arriving meanwhile waits
+// for one batch at most (a few ms), and the whole pass stops at this budget.
+constexpr int kPurgeBatch = 100;
+constexpr int kVacuumPages = 1024;   // 4 MiB of 4 KiB pages per step
+constexpr auto kMaintenanceBudget = std::chrono::milliseconds(200);
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -71,6 +79,7 @@ int StoreWorker::on_wal_commit(void* self, ::sqlite3*, const char*, int pages) {
   auto* w = static_cast<StoreWorker*>(self);
   w->wal_pages_ = pages;
   w->dirty_ = true;
+  w->last_commit_ = std::chrono::steady_clock::now();
   return SQLITE_OK;
 }
 
@@ -131,6 +140,20 @@ void StoreWorker::run_alone(std::function<void(Spool&)> work, Done done) {
   enqueue(std::move(r));
 }
 
+void StoreWorker::set_retention(std::chrono::seconds r) {
+  {
+    std::lock_guard lk(mu_);
+    retention_s_.store(r.count());
+    retention_changed_ = true;   // an idle worker waits without a deadline: wake it
+  }
+  cv_.notify_all();
+}
+
+void StoreWorker::on_purged(std::function<void(int)> fn) {
+  std::lock_guard lk(mu_);
+  on_purged_ = std::move(fn);
+}
+
 std::size_t StoreWorker::pending_bytes() const {
   std::lock_guard lk(mu_);
   return pending_bytes_;
@@ -143,15 +166,32 @@ void StoreWorker::loop() {
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      auto ready = [this] { return stopping_ || !queue_.empty(); };
-      if (dirty_) {
-        if (!cv_.wait_for(lk, kIdleCheckpoint, ready)) {
+      auto ready = [this] { return stopping_ || !queue_.empty() || retention_changed_; };
+      if (queue_.empty() && !stopping_) {
+        retention_changed_ = false;
+        using clock = std::chrono::steady_clock;
+        auto now = clock::now();
+        // Maintenance is polled while retention is on (finished messages age
+        // into purgeable ones without any commit) or while it has work left.
+        bool maintenance_on = retention_s_.load() > 0 || maintenance_work_;
+        if (dirty_ && now - last_commit_ >= kIdleCheckpoint) {
           lk.unlock();
           checkpoint();
           continue;
         }
-      } else {
-        cv_.wait(lk, ready);
+        if (maintenance_on && now >= next_maintenance_) {
+          lk.unlock();
+          maintain();
+          continue;
+        }
+        auto deadline = clock::time_point::max();
+        if (dirty_) deadline = last_commit_ + kIdleCheckpoint;
+        if (maintenance_on) deadline = std::min(deadline, next_maintenance_);
+        if (deadline == clock::time_point::max())
+          cv_.wait(lk, ready);
+        else
+          cv_.wait_until(lk, deadline, ready);
+        if (queue_.empty() && !stopping_) continue;   // a deadline or a new retention: look again
       }
       if (queue_.empty()) break;   // stopping, and every request is done
       batch.swap(queue_);          // take everything: one transaction, one fsync
@@ -162,12 +202,69 @@ void StoreWorker::loop() {
   }
 }
 
+bool StoreWorker::requests_pending() const {
+  std::lock_guard lk(mu_);
+  return !queue_.empty() || stopping_;
+}
+
+// Runs between batches only; yields as soon as a request arrives.
+void StoreWorker::maintain() {
+  using clock = std::chrono::steady_clock;
+  auto start = clock::now();
+  next_maintenance_ = start + kMaintenanceEvery;
+  bool did = false;
+  int purged = 0;
+  try {
+    auto retention = retention_s_.load();
+    if (retention > 0) {
+      std::int64_t before = now_us() - retention * 1'000'000;
+      for (;;) {
+        int n = spool_->purge_finished(before, kPurgeBatch);   // its own transaction
+        purged += n;
+        did = did || n > 0;
+        if (n < kPurgeBatch || requests_pending() || clock::now() - start >= kMaintenanceBudget) break;
+      }
+    }
+    while (!requests_pending() && clock::now() - start < kMaintenanceBudget) {
+      if (spool_->freelist_pages() == 0) break;
+      spool_->incremental_vacuum(kVacuumPages);
+      did = true;
+    }
+  } catch (const SpoolError&) {
+    // Not fatal: the next pass tries again (a full disk, a reader's lock).
+    try {
+      spool_->rollback();
+    } catch (const SpoolError&) {
+    }
+  }
+  // While there is work left, come back at the next tick; otherwise only when
+  // retention needs it (it is polled) or a commit made the WAL dirty.
+  maintenance_work_ = did;
+  if (purged > 0) {
+    std::function<void(int)> fn;
+    {
+      std::lock_guard lk(mu_);
+      fn = on_purged_;
+    }
+    if (!fn) return;
+    auto call = [fn = std::move(fn), purged] { fn(purged); };
+    if (post_)
+      post_(call);
+    else
+      call();
+  }
+}
+
 void StoreWorker::checkpoint() {
   try {
-    spool_->checkpoint();
+    // An idle spool: try to empty the WAL; with a reader in the way, fall
+    // back to copying what can be copied.
+    if (!spool_->checkpoint_truncate()) spool_->checkpoint();
     dirty_ = false;
     wal_pages_ = 0;
+    maintenance_work_ = true;   // commits may have freed pages: look once more
   } catch (const SpoolError&) {
+    last_commit_ = std::chrono::steady_clock::now();
     // Not fatal: the WAL stays longer; the next idle period tries again. Keep
     // dirty_ set, but do not spin: wait a full idle period again.
   }

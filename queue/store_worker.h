@@ -11,7 +11,14 @@
 // are the exception: each is a transaction of its own, between the groups
 // before and after it in the queue.
 // Checkpoints of the WAL run here when the queue is idle, not inside a commit.
+//
+// Maintenance, also only while no request is pending and at most about once
+// a second: finished messages older than the retention are purged in small
+// batches (each its own short transaction), their pages handed back to the
+// file system (incremental_vacuum, bounded), and the WAL truncated.
 #pragma once
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -54,6 +61,12 @@ class StoreWorker {
 
   std::size_t pending_bytes() const;   // body bytes queued and not yet written
 
+  // How long sent/failed messages stay ([spool] retention); 0: forever. Any thread.
+  void set_retention(std::chrono::seconds r);
+  // Called through the Poster with the number of messages one maintenance
+  // pass purged (> 0), for the `purged messages=N` log line. Set before use.
+  void on_purged(std::function<void(int)> fn);
+
  private:
   struct Request;
   void loop();
@@ -65,6 +78,8 @@ class StoreWorker {
   void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);
   void enqueue(std::unique_ptr<Request> r);
   void checkpoint();
+  void maintain();
+  bool requests_pending() const;
   static int on_wal_commit(void* self, ::sqlite3* db, const char* name, int pages);
 
   Poster post_;
@@ -76,10 +91,16 @@ class StoreWorker {
   std::deque<std::unique_ptr<Request>> queue_;
   std::size_t pending_bytes_ = 0;
   bool stopping_ = false;
+  bool retention_changed_ = false;
+  std::function<void(int)> on_purged_;   // guarded by mu_
   // Worker thread only:
   std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
   int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)
   bool dirty_ = false;                            // committed since the last checkpoint
+  std::chrono::steady_clock::time_point next_maintenance_{};
+  std::chrono::steady_clock::time_point last_commit_{};
+  bool maintenance_work_ = true;                  // the last maintenance found something to do
+  std::atomic<std::int64_t> retention_s_{0};
   std::thread thread_;
 };
 

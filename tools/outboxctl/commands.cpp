@@ -4,6 +4,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -119,21 +120,101 @@ std::string read_headers(queue::Spool& spool, const std::string& id) {
   return h;
 }
 
-int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io) {
+int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io, int page_size) {
   if (!state.empty() && !is_listed_state(state)) {
     io.err << "outboxctl: unknown state '" << printable(state)
            << "' (queued, active, deferred, held, sent, failed)\n";
     return kExitUsage;
   }
-  auto msgs = spool.list(state.empty() ? std::nullopt : std::optional<std::string>(state));
+  auto filter = state.empty() ? std::nullopt : std::optional<std::string>(state);
+  std::string after;
+  std::uint64_t count = 0, total = 0;
+  for (;;) {
+    auto page = spool.list_page(filter, after, page_size);
+    for (const auto& m : page) {
+      if (json) {
+        // The same text as dumping the whole array at once, element by element.
+        std::string obj = dump_json(message_json(m, false));
+        obj.pop_back();   // its newline
+        std::string indented = "  ";
+        for (char c : obj) {
+          indented += c;
+          if (c == '\n') indented += "  ";
+        }
+        io.out << (count == 0 ? "[\n" : ",\n") << indented;
+      } else {
+        if (count == 0) render_queue_header(io.out);
+        render_queue_entry(io.out, m, now);
+      }
+      ++count;
+      total += m.size;
+    }
+    io.out.flush();
+    if (!io.out) return kExitOk;   // the reader went away (EPIPE): nothing more to say
+    if (static_cast<int>(page.size()) < page_size) break;
+    after = page.back().id;
+  }
+  if (json)
+    io.out << (count == 0 ? "[]\n" : "\n]\n");
+  else
+    render_queue_footer(io.out, count, total, state);
+  return kExitOk;
+}
+
+int cmd_upstreams(queue::Spool& spool, const std::vector<std::string>& configured, bool json, std::int64_t now,
+                  Io io) {
+  std::vector<UpstreamRow> rows;
+  for (const auto& name : configured) {
+    UpstreamRow r;
+    r.name = name;
+    r.configured = true;
+    r.state.name = name;
+    rows.push_back(std::move(r));
+  }
+  for (auto& u : spool.upstream_states()) {
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const UpstreamRow& r) { return r.name == u.name; });
+    if (it == rows.end()) {
+      rows.push_back(UpstreamRow{u.name, false, {}, 0, 0});
+      it = rows.end() - 1;
+    }
+    it->state = std::move(u);
+  }
+  auto loads = spool.upstream_loads();
+  for (auto& r : rows) {
+    if (auto it = loads.find(r.name); it != loads.end()) {
+      r.in_flight = it->second.in_flight;
+      r.waiting = it->second.waiting;
+    }
+  }
   if (json) {
     auto arr = nlohmann::ordered_json::array();
-    for (const auto& m : msgs) arr.push_back(message_json(m, false));
+    for (const auto& r : rows) arr.push_back(upstream_json(r, now));
     io.out << dump_json(arr);
   } else {
-    render_queue(io.out, msgs, now, state);
+    render_upstreams(io.out, rows, now);
   }
   return kExitOk;
+}
+
+int cmd_resume(queue::Spool& spool, const std::string& name, const std::vector<std::string>& configured,
+               std::int64_t now, Io io) {
+  switch (spool.resume_upstream(name, now)) {
+    case queue::Spool::ResumeResult::Resumed:
+      io.out << printable(name) << ": resumed (its waiting messages are due at once)\n";
+      return kExitOk;
+    case queue::Spool::ResumeResult::NotSuspended:
+      io.err << "outboxctl: upstream " << printable(name) << " is not suspended\n";
+      return kExitFailure;
+    case queue::Spool::ResumeResult::Unknown:
+      break;
+  }
+  if (std::find(configured.begin(), configured.end(), name) != configured.end()) {
+    // Configured, but never failed: no row yet.
+    io.err << "outboxctl: upstream " << printable(name) << " is not suspended\n";
+    return kExitFailure;
+  }
+  io.err << "outboxctl: no upstream named " << printable(name) << "\n";
+  return kExitNoSuchMessage;
 }
 
 int cmd_show(queue::Spool& spool, const std::string& id, bool json, bool body, std::int64_t now, Io io) {
@@ -197,6 +278,25 @@ int cmd_retry(queue::Spool& spool, const std::string& id, bool all, std::int64_t
   }
   if (!spool.retry(id, now))
     return not_applicable(spool, id, "only queued or deferred messages are retried (release held ones)", io);
+  // Due now does not mean it goes now when its upstream is suspended: say so,
+  // and how to lift it, rather than let the operator wait for nothing.
+  auto wait = spool.wait_of(id);
+  std::optional<queue::UpstreamState> up;
+  if (wait && !wait->upstream.empty()) up = spool.upstream_state(wait->upstream);
+  bool up_suspended = up && up->suspended_until && *up->suspended_until > now;
+  if (wait && (up_suspended || wait->reason == queue::WaitReason::UpstreamSuspended)) {
+    io.out << id << ": due now, but ";
+    if (up_suspended)
+      io.out << "upstream " << printable(up->name) << " is suspended until " << rfc3339(*up->suspended_until) << " ("
+             << suspend_reason_words(up->reason) << "); `outboxctl resume " << printable(up->name)
+             << "` to lift it\n";
+    else if (!wait->upstream.empty())
+      io.out << "it waits for upstream " << printable(wait->upstream) << ", which was suspended; `outboxctl resume "
+             << printable(wait->upstream) << "` to lift it\n";
+    else
+      io.out << "every upstream of its route is suspended; see `outboxctl upstreams`\n";
+    return kExitOk;
+  }
   io.out << id << ": due now\n";
   return kExitOk;
 }

@@ -9,6 +9,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "queue/spool.h"
 
@@ -28,7 +29,18 @@ struct Io {
 // The states `queue --state` accepts (every listed state; not "incoming").
 bool is_listed_state(std::string_view s);
 
-int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io);
+// Streams: reads and prints pages of page_size messages (keyset, by id), so
+// the first lines come at once with any queue size. Stops quietly when the
+// output fails (a closed pipe: `outboxctl queue | head`).
+int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io,
+              int page_size = 500);
+// One line per upstream named in the configuration (`configured`, in order),
+// then any other the spool knows.
+int cmd_upstreams(queue::Spool& spool, const std::vector<std::string>& configured, bool json, std::int64_t now,
+                  Io io);
+// Lifts a suspension: 0 resumed, 1 not suspended, 3 unknown upstream.
+int cmd_resume(queue::Spool& spool, const std::string& name, const std::vector<std::string>& configured,
+               std::int64_t now, Io io);
 // body: the stored message bytes exactly (prefix + chunks), nothing else.
 int cmd_show(queue::Spool& spool, const std::string& id, bool json, bool body, std::int64_t now, Io io);
 int cmd_hold(queue::Spool& spool, const std::string& id, Io io);

@@ -165,33 +165,114 @@ std::string dump_json(const nlohmann::ordered_json& j) {
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
-                  std::string_view state_filter) {
-  if (msgs.empty()) {
+void render_queue_header(std::ostream& out) {
+  out << fmt("%-14s  %-8s  %6s  %6s  %5s  %-8s  %s\n", "ID", "STATE", "AGE", "SIZE", "TRIES", "NEXT", "SENDER");
+}
+
+void render_queue_entry(std::ostream& out, const queue::MessageRecord& m, std::int64_t now) {
+  const std::string indent(16, ' ');
+  out << fmt("%-14s  %-8s  %6s  %6s  %5d  %-8s  ", m.id.c_str(), m.state.c_str(),
+             human_duration(seconds_between(m.created, now)).c_str(), human_size(m.size).c_str(), m.attempts,
+             next_label(m.next_attempt, now).c_str())
+      << sender_label(m.sender) << "\n";
+  if (!m.last_error.empty()) out << indent << "(" << printable(m.last_error) << ")\n";
+  for (const auto& r : m.recipients) {
+    out << indent << printable(r.address) << "  " << r.state;
+    if (r.state == queue::kUncertain) out << "  (dot sent, no reply: a resend may duplicate it)";
+    if (r.state != queue::kSent && !r.last_reply.empty()) out << "  (" << printable(r.last_reply) << ")";
+    out << "\n";
+  }
+}
+
+void render_queue_footer(std::ostream& out, std::uint64_t count, std::uint64_t total, std::string_view state_filter) {
+  if (count == 0) {
     if (state_filter.empty())
       out << "Queue is empty\n";
     else
       out << "No " << printable(state_filter) << " messages\n";
     return;
   }
-  out << fmt("%-14s  %-8s  %6s  %6s  %5s  %-8s  %s\n", "ID", "STATE", "AGE", "SIZE", "TRIES", "NEXT", "SENDER");
+  out << "-- " << count << (count == 1 ? " message, " : " messages, ") << human_size(total)
+      << (total < 1024 ? " bytes" : "") << "\n";
+}
+
+void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
+                  std::string_view state_filter) {
   std::uint64_t total = 0;
-  const std::string indent(16, ' ');
+  if (!msgs.empty()) render_queue_header(out);
   for (const auto& m : msgs) {
     total += m.size;
-    out << fmt("%-14s  %-8s  %6s  %6s  %5d  %-8s  ", m.id.c_str(), m.state.c_str(),
-               human_duration(seconds_between(m.created, now)).c_str(), human_size(m.size).c_str(), m.attempts,
-               next_label(m.next_attempt, now).c_str())
-        << sender_label(m.sender) << "\n";
-    if (!m.last_error.empty()) out << indent << "(" << printable(m.last_error) << ")\n";
-    for (const auto& r : m.recipients) {
-      out << indent << printable(r.address) << "  " << r.state;
-      if (r.state != queue::kSent && !r.last_reply.empty()) out << "  (" << printable(r.last_reply) << ")";
-      out << "\n";
-    }
+    render_queue_entry(out, m, now);
   }
-  out << "-- " << msgs.size() << (msgs.size() == 1 ? " message, " : " messages, ") << human_size(total)
-      << (total < 1024 ? " bytes" : "") << "\n";
+  render_queue_footer(out, msgs.size(), total, state_filter);
+}
+
+std::string suspend_reason_words(queue::SuspendReason r) {
+  using R = queue::SuspendReason;
+  switch (r) {
+    case R::None: return "no reason recorded";
+    case R::AuthFailed: return "authentication failed";
+    case R::Throttled: return "throttled by the provider";
+    case R::Unreachable: return "unreachable";
+    case R::Refused: return "refused the session";
+    case R::Operator: return "suspended by the operator";
+  }
+  return "reason " + std::to_string(static_cast<int>(r));   // from a newer version
+}
+
+namespace {
+const char* reason_key(queue::SuspendReason r) {
+  using R = queue::SuspendReason;
+  switch (r) {
+    case R::None: return "none";
+    case R::AuthFailed: return "auth_failed";
+    case R::Throttled: return "throttled";
+    case R::Unreachable: return "unreachable";
+    case R::Refused: return "refused";
+    case R::Operator: return "operator";
+  }
+  return "unknown";
+}
+bool suspended(const queue::UpstreamState& u, std::int64_t now) { return u.suspended_until && *u.suspended_until > now; }
+}  // namespace
+
+std::string upstream_status(const queue::UpstreamState& u, std::int64_t now) {
+  if (!suspended(u, now)) return "ok";
+  return "suspended until " + rfc3339(*u.suspended_until) + " (" + next_label(u.suspended_until, now) + ")";
+}
+
+nlohmann::ordered_json upstream_json(const UpstreamRow& r, std::int64_t now) {
+  using json = nlohmann::ordered_json;
+  bool susp = suspended(r.state, now);
+  return {
+      {"name", r.name},
+      {"configured", r.configured},
+      {"state", susp ? "suspended" : "ok"},
+      {"suspended_until", susp ? time_or_null(r.state.suspended_until) : json(nullptr)},
+      {"reason", susp ? json(reason_key(r.state.reason)) : json(nullptr)},
+      {"failures", r.state.failures},
+      {"stage", r.state.stage},
+      {"last_reply", r.state.last_reply},
+      {"in_flight", r.in_flight},
+      {"waiting", r.waiting},
+  };
+}
+
+void render_upstreams(std::ostream& out, const std::vector<UpstreamRow>& rows, std::int64_t now) {
+  if (rows.empty()) {
+    out << "No upstreams configured\n";
+    return;
+  }
+  for (const auto& r : rows) {
+    out << printable(r.name) << ": " << upstream_status(r.state, now);
+    if (suspended(r.state, now)) out << ", " << suspend_reason_words(r.state.reason);
+    out << "; failures " << r.state.failures << ", in flight " << r.in_flight << ", waiting " << r.waiting;
+    if (!r.configured) out << " (not in the configuration)";
+    out << "\n";
+    if (!r.state.stage.empty() || !r.state.last_reply.empty())
+      out << "  last failure at " << (r.state.stage.empty() ? "-" : printable(r.state.stage)) << ": "
+          << (r.state.last_reply.empty() ? "-" : printable(r.state.last_reply)) << "\n";
+  }
 }
 
 void render_message(std::ostream& out, const queue::MessageRecord& m, std::string_view headers, std::int64_t now) {
@@ -213,7 +294,9 @@ void render_message(std::ostream& out, const queue::MessageRecord& m, std::strin
   out << "recipients:\n";
   for (const auto& r : m.recipients) {
     out << "  " << printable(r.address) << "  " << r.state << "  attempts=" << r.attempts;
-    if (r.next_attempt && r.state == "pending") out << "  next=" << rfc3339(*r.next_attempt);
+    if (r.state == queue::kUncertain) out << "  (dot sent, no reply: a resend may duplicate it)";
+    if (r.next_attempt && (r.state == queue::kPending || r.state == queue::kUncertain))
+      out << "  next=" << rfc3339(*r.next_attempt);
     if (!r.last_reply.empty()) out << "  (" << printable(r.last_reply) << ")";
     out << "\n";
   }

@@ -34,6 +34,25 @@ std::string dump_json(const nlohmann::ordered_json& j);
 // indented below (as mailq does), then a total line.
 void render_queue(std::ostream& out, const std::vector<queue::MessageRecord>& msgs, std::int64_t now,
                   std::string_view state_filter = {});
+// The same, in pieces, for a streaming listing (pages as they are read).
+void render_queue_header(std::ostream& out);
+void render_queue_entry(std::ostream& out, const queue::MessageRecord& m, std::int64_t now);
+void render_queue_footer(std::ostream& out, std::uint64_t count, std::uint64_t total_size,
+                         std::string_view state_filter = {});
+// SuspendReason in words ("authentication failed", ...).
+std::string suspend_reason_words(queue::SuspendReason r);
+// `outboxctl upstreams`: one row per upstream.
+struct UpstreamRow {
+  std::string name;
+  bool configured = false;           // named in the configuration
+  queue::UpstreamState state;        // name only when the table has no row
+  std::int64_t in_flight = 0;
+  std::int64_t waiting = 0;
+};
+// "ok", or "suspended until 2026-12-05T01:00:00Z (in 12m)".
+std::string upstream_status(const queue::UpstreamState& u, std::int64_t now);
+nlohmann::ordered_json upstream_json(const UpstreamRow& r, std::int64_t now);
+void render_upstreams(std::ostream& out, const std::vector<UpstreamRow>& rows, std::int64_t now);
 // `outboxctl show`: envelope, recipients, attempt history, then the stored
 // header section (already cut at the blank line).
 void render_message(std::ostream& out, const queue::MessageRecord& m, std::string_view headers, std::int64_t now);

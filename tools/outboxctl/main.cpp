@@ -9,10 +9,12 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/upstream_probe.h"
@@ -60,10 +62,26 @@ int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool
       usleep(500);
       return 1;
     }, nullptr);
+    // Every change outboxctl makes is logged in operator_log with who made it.
+    if (mode == Spool::Mode::ReadWrite) spool->set_operator(static_cast<std::int64_t>(getuid()));
     return fn(*spool);
   } catch (const outbox::queue::SpoolError& e) {
     std::cerr << "outboxctl: " << e.what() << "\n";
     return ctl::kExitFailure;
+  }
+}
+
+// The [[upstream]] names of the configuration, in order. With --spool and no
+// readable configuration: none (the spool's own rows are still listed).
+bool configured_upstreams(const Globals& g, std::vector<std::string>& names) {
+  try {
+    auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+    for (const auto& u : cfg.upstreams) names.push_back(u.name);
+    return true;
+  } catch (const std::exception& e) {
+    if (!g.spool.empty() && g.config.empty()) return true;
+    std::cerr << "outboxctl: " << e.what() << "\n";
+    return false;
   }
 }
 
@@ -112,6 +130,14 @@ int main(int argc, char** argv) {
   auto* stats_json = stats->add_flag("--json", json, "one JSON object");
   stats->add_flag("--prometheus", prometheus, "Prometheus text format")->excludes(stats_json);
 
+  auto* upstreams = app.add_subcommand("upstreams",
+                                       "each upstream: ok or suspended (until, why), failures, last failure, "
+                                       "messages in flight and waiting");
+  upstreams->add_flag("--json", json, "a JSON array, one object per upstream");
+  std::string resume_name;
+  auto* resume = app.add_subcommand("resume", "lift an upstream's suspension now (its waiting mail is due at once)");
+  resume->add_option("name", resume_name, "the [[upstream]] name")->required();
+
   std::string upstream_name;
   auto* test_up = app.add_subcommand("test-upstream",
                                      "connect to an upstream, negotiate TLS, authenticate, QUIT; explain any failure");
@@ -135,6 +161,9 @@ int main(int argc, char** argv) {
     return ctl::kExitUsage;
   }
 
+  // `outboxctl queue | head`: a closed pipe is an EPIPE the streaming listing
+  // notices and stops on, not a signal.
+  std::signal(SIGPIPE, SIG_IGN);
   ctl::Io io{std::cout, std::cerr};
   if (hash->parsed()) return ctl::cmd_hash_password(std::cin, isatty(STDIN_FILENO) == 1, io);
 
@@ -162,6 +191,14 @@ int main(int argc, char** argv) {
   }
 
   std::int64_t now = now_us();
+  if (upstreams->parsed() || resume->parsed()) {
+    std::vector<std::string> names;
+    if (!configured_upstreams(g, names)) return ctl::kExitFailure;
+    if (upstreams->parsed())
+      return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_upstreams(s, names, json, now, io); });
+    return with_spool(g, Spool::Mode::ReadWrite,
+                      [&](Spool& s) { return ctl::cmd_resume(s, resume_name, names, now, io); });
+  }
   if (queue_cmd->parsed())
     return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_queue(s, state, json, now, io); });
   if (show->parsed())
