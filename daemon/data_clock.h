@@ -10,8 +10,13 @@
 //    time since the previous read and earns bytes / min_data_rate seconds,
 //    never above data_timeout. Running out is Silent when no byte came for
 //    data_timeout ("timeout exceeded"), else TooSlow (a burst, then a stall).
-//  - the average: after `grace` of client time, fewer than min_data_rate x
-//    client seconds bytes is TooSlow (a steady trickle).
+//  - the average: from the client's first byte on, after `grace` of client
+//    time, fewer than min_data_rate x client seconds bytes is TooSlow (a
+//    steady trickle). Before the first byte only data_timeout counts: a
+//    client that takes a while to start (a busy host, a script building its
+//    message after the 354) is waiting like one between commands, as
+//    Postfix's smtpd_timeout treats it; the bench showed busy smtplib
+//    clients 10 s late with their first byte.
 // min_data_rate = 0: only data_timeout of silence counts.
 // Pure: times are milliseconds of a monotonic clock, passed in.
 #pragma once
@@ -41,6 +46,7 @@ class DataClock {
     last_read_client_ = 0;
     budget_ms_ = static_cast<std::int64_t>(lim_.timeout_ms);
     bytes_ = 0;
+    first_byte_client_.reset();
   }
 
   // outboxd started or stopped reading from the client.
@@ -54,6 +60,7 @@ class DataClock {
   void on_bytes(std::uint64_t n, std::uint64_t now) {
     std::uint64_t c = client_ms(now);
     const auto full = static_cast<std::int64_t>(lim_.timeout_ms);
+    if (!first_byte_client_) first_byte_client_ = c;
     if (lim_.min_rate == 0) {
       budget_ms_ = full;
     } else {
@@ -83,7 +90,10 @@ class DataClock {
     std::uint64_t c = client_ms(now);
     if (left(now) <= 0)
       return c - last_read_client_ >= lim_.timeout_ms ? Verdict::Silent : Verdict::TooSlow;
-    if (lim_.min_rate > 0 && c >= lim_.grace_ms && bytes_ * 1000 < lim_.min_rate * c) return Verdict::TooSlow;
+    if (lim_.min_rate > 0 && first_byte_client_) {
+      std::uint64_t since = c - *first_byte_client_;
+      if (since >= lim_.grace_ms && bytes_ * 1000 < lim_.min_rate * since) return Verdict::TooSlow;
+    }
     return Verdict::Ok;
   }
 
@@ -99,6 +109,7 @@ class DataClock {
   std::uint64_t last_read_client_ = 0;  // client time of the last read
   std::int64_t budget_ms_ = 0;          // deadline left at the last read
   std::uint64_t bytes_ = 0;             // bytes read in DATA
+  std::optional<std::uint64_t> first_byte_client_;   // client time of the first read
 };
 
 }  // namespace outbox::daemon

@@ -230,8 +230,7 @@ struct Daemon {
     auto count = std::make_shared<std::int64_t>(0);
     status_reader->run(
         [count](outbox::queue::Spool& s) {
-          for (const auto& [state, n] : s.stats().by_state)
-            if (state == "queued" || state == "active" || state == "deferred" || state == "held") *count += n;
+          *count = s.count_unfinished();   // not stats(): its attempt-history walks cost 0.3-0.9 s at 1M
         },
         [this, count](bool ok, const std::string&) {
           status_running = false;

@@ -871,13 +871,11 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
       });
 }
 
-// --- operator actions and retention -------------------------------------------------------
+// --- operator actions -------------------------------------------------------
 
 void Relay::poll_operator_log() {
   graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
   if (!started_ || stopping_) return;
-  const std::int64_t now = now_us();
-  if (now >= next_purge_) purge_finished();
   if (op_polling_) return;
   op_polling_ = true;
   auto actions = std::make_shared<std::vector<queue::OperatorAction>>();
@@ -937,21 +935,6 @@ void Relay::act_on(const queue::OperatorAction& a) {
   } else if (a.action == "retry" || a.action == "retry_all" || a.action == "release") {
     kick();   // outboxctl made it due now: claim now, not at the old wake-up
   }
-}
-
-void Relay::purge_finished() {
-  const std::int64_t now = now_us();
-  const auto retention = gen_->config->retention;
-  // Often enough for a short retention, at most once a minute.
-  next_purge_ = now + std::clamp<std::int64_t>(static_cast<std::int64_t>(retention.count()) * 500'000, 1'000'000,
-                                               60'000'000);
-  const std::int64_t before = now - static_cast<std::int64_t>(retention.count()) * 1'000'000;
-  auto purged = std::make_shared<int>(0);
-  run_store([before, purged](queue::Spool& s) { *purged = queue::DeliveryStore(s).purge_finished(before); },
-            [purged](bool ok, std::string err) {
-              if (!ok) log::error(log::Line("relay_error").kv("op", "retention").kv("error", err));
-              else if (*purged > 0) log::info(log::Line("purged").kv("messages", *purged));
-            });
 }
 
 // --- store, shutdown ------------------------------------------------------------------------

@@ -83,7 +83,6 @@ class Relay {
               bool upstream_fault, std::int64_t now);
   void poll_operator_log();
   void act_on(const queue::OperatorAction& a);
-  void purge_finished();
   std::vector<queue::UpstreamSpec> upstream_specs() const;
   queue::SchedulerParams scheduler_params() const;
 
@@ -119,7 +118,6 @@ class Relay {
   bool op_polling_ = false;
   std::int64_t op_seq_ = 0;          // last operator_log row acted on
   std::optional<std::int64_t> spool_next_due_;
-  std::int64_t next_purge_ = 0;
   std::function<void()> on_stopped_;
   int store_ops_ = 0;
   std::map<std::string, Job> claimed_;   // claimed, not yet handed to a connection

@@ -316,16 +316,6 @@ int DeliveryStore::release_waiting(std::int64_t now) {
   return static_cast<int>(ids.size());
 }
 
-int DeliveryStore::purge_finished(std::int64_t before) {
-  Q q(spool_.handle(), "DELETE FROM messages WHERE state IN ('sent', 'failed') AND updated < ?1");
-  q.i64(1, before).run();
-  int n = q.changes();
-  Q m(spool_.handle(),
-      "DELETE FROM meta WHERE key LIKE 'bounce:%' AND substr(key, 8) NOT IN (SELECT id FROM messages)");
-  m.run();
-  return n;
-}
-
 std::string DeliveryStore::headers(std::string_view id, std::size_t max_bytes) {
   std::string out;
   bool done = false;

@@ -129,7 +129,7 @@ class DeliveryStore {
   // as attempts) are due now.
   int release_waiting(std::int64_t now);
   // Finished (sent/failed) messages whose last update is older than `before`.
-  int purge_finished(std::int64_t before);
+
   // The stored header section (added prefix + original headers up to the
   // first empty line), bounded, for DSNs.
   std::string headers(std::string_view id, std::size_t max_bytes = 64 * 1024);

@@ -137,8 +137,8 @@ TEST_CASE("delivery store: recovery after a crash, unclaim, purge, deleted meanw
   rep.id = "00000000010000";
   rep.recipients = {out("a@x.test", RecipientResult::Sent, "250 ok")};
   CHECK(ds.apply(rep).state == "sent");
-  CHECK(ds.purge_finished(4000) == 0);
-  CHECK(ds.purge_finished(6000) == 1);
+  CHECK(s->purge_finished(4000, 100) == 0);
+  CHECK(s->purge_finished(6000, 100) == 1);
   s->commit();
   CHECK_FALSE(s->get("00000000010000").has_value());
 }

@@ -62,22 +62,26 @@ TEST_CASE("DataClock: the deadline (burst then stall) and the average rate") {
     play(lim, {{1000, Step::Bytes, 20000, V::Ok}, {10999, Step::Check, 0, V::Ok}, {11000, Step::Check, 0, V::Silent}});
   }
   SUBCASE("a small burst, then silence: the average says TooSlow first") {
-    play(lim, {{1000, Step::Bytes, 2000, V::Ok}, {9999, Step::Check, 0, V::Ok}, {10000, Step::Check, 0, V::TooSlow}});
+    // The average runs from the first byte (t=0 here): 2100 B in 10 s < 1000 B/s.
+    play(lim, {{0, Step::Bytes, 2000, V::Ok}, {5000, Step::Bytes, 100, V::Ok}, {9999, Step::Check, 0, V::Ok},
+               {10000, Step::Check, 0, V::TooSlow}});
   }
   SUBCASE("a trickle spends the deadline: TooSlow before silence") {
-    // 100 B every 2 s earns 0.1 s and spends 2 s: 10 s lasts ~5 reads.
+    // 100 B every 2 s earns 0.1 s and spends 2 s: 10 s lasts ~6 reads.
     play(lim, {{2000, Step::Bytes, 100, V::Ok},
                {4000, Step::Bytes, 100, V::Ok},
                {6000, Step::Bytes, 100, V::Ok},
                {8000, Step::Bytes, 100, V::Ok},
-               {10000, Step::Bytes, 100, V::TooSlow}});
+               {10000, Step::Bytes, 100, V::Ok},
+               {12000, Step::Bytes, 100, V::TooSlow}});
   }
   SUBCASE("average below the rate after the grace") {
     // 900 B/s keeps the deadline (900 ms earned per s) for a while, but the
     // average is judged after 10 s of client time.
     std::vector<Step> s;
-    for (std::uint64_t t = 1000; t <= 9000; t += 1000) s.push_back({t, Step::Bytes, 900, V::Ok});
-    s.push_back({10000, Step::Bytes, 900, V::TooSlow});
+    // average is judged after 10 s of client time from the first byte (t=1 s).
+    for (std::uint64_t t = 1000; t <= 10000; t += 1000) s.push_back({t, Step::Bytes, 900, V::Ok});
+    s.push_back({11000, Step::Bytes, 900, V::TooSlow});
     play(lim, s);
   }
   SUBCASE("paused most of the time: a fast client is never slow") {
@@ -98,9 +102,19 @@ TEST_CASE("DataClock: the deadline (burst then stall) and the average rate") {
   }
   SUBCASE("a slowloris that is read the whole time is still cut") {
     std::vector<Step> s;
-    for (std::uint64_t t = 1000; t < 10000; t += 1000) s.push_back({t, Step::Bytes, 10, V::Ok});
-    s.push_back({10000, Step::Bytes, 10, V::TooSlow});
+    for (std::uint64_t t = 1000; t < 11000; t += 1000) s.push_back({t, Step::Bytes, 10, V::Ok});
+    s.push_back({11000, Step::Bytes, 10, V::TooSlow});
     play(lim, s);
+  }
+  SUBCASE("a client late with its first byte (a busy host) is not cut by the average") {
+    // Issue 8's bench: smtplib clients on a busy machine sent their first
+    // byte ~10 s after the 354, then streamed fast.
+    std::vector<Step> s{{9900, Step::Check, 0, V::Ok}};
+    for (std::uint64_t t = 9900; t <= 30000; t += 100) s.push_back({t, Step::Bytes, 65536, V::Ok});
+    play(lim, s);
+  }
+  SUBCASE("a client that never sends a byte is cut at data_timeout") {
+    play(lim, {{9999, Step::Check, 0, V::Ok}, {10000, Step::Check, 0, V::Silent}});
   }
 }
 
