@@ -4,6 +4,7 @@
 #include <cctype>
 #include <type_traits>
 
+#include "daemon/body_pump.h"
 #include "daemon/logging.h"
 #include "daemon/routing.h"
 #include "daemon/secrets.h"
@@ -85,47 +86,6 @@ std::string rewrite_address(const UpstreamConfig& u) {
   if (!u.envelope_from.empty()) return u.envelope_from;
   if (u.username.find('@') != std::string::npos) return u.username;
   return {};
-}
-
-bool field_named(std::string_view line, std::string_view name) {
-  if (line.size() <= name.size()) return false;
-  for (std::size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
-  std::size_t i = name.size();
-  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;   // RFC 5322 §4.5.3 obs-optional
-  return i < line.size() && line[i] == ':';
-}
-
-// Providers that accept only their own account in From: (QQ, 163, Outlook's
-// SendAs) get it there; the author's From: field moves, folded lines and
-// all, to Reply-To: (RFC 5322 §3.6.2) unless the message already has one,
-// so replies still reach the author. Every other byte is kept.
-std::string rewrite_from(std::string msg, const std::string& account) {
-  std::size_t head_end = msg.find("\r\n\r\n");
-  head_end = head_end == std::string::npos ? msg.size() : head_end + 2;
-  std::size_t from_at = std::string::npos, from_end = 0;
-  bool has_reply_to = false;
-  for (std::size_t pos = 0; pos < head_end;) {
-    std::size_t end = pos;   // the field runs to a CRLF not followed by WSP
-    do {
-      std::size_t crlf = msg.find("\r\n", end);
-      end = crlf == std::string::npos || crlf + 2 > head_end ? head_end : crlf + 2;
-    } while (end < head_end && (msg[end] == ' ' || msg[end] == '\t'));
-    std::string_view field(msg.data() + pos, end - pos);
-    if (field_named(field, "reply-to")) has_reply_to = true;
-    if (from_at == std::string::npos && field_named(field, "from")) {
-      from_at = pos;
-      from_end = end;
-    }
-    pos = end;
-  }
-  std::string fresh = "From: " + account + "\r\n";
-  if (from_at == std::string::npos) return fresh + msg;
-  if (!has_reply_to) {
-    std::string_view old(msg.data() + from_at, from_end - from_at);
-    fresh += "Reply-To" + std::string(old.substr(old.find(':')));
-  }
-  return msg.replace(from_at, from_end - from_at, fresh);
 }
 
 std::string duration_words(std::chrono::seconds s) {
@@ -217,6 +177,7 @@ class Relay::Delivery {
     h.on_ready = [this] { session_->on_connected(); pump(); };
     h.on_data = [this](std::string_view b) { session_->on_bytes(b); pump(); };
     h.on_tls_established = [this] { session_->on_tls_established(); pump(); };
+    h.on_drain = [this] { if (body_) body_->on_drain(); };
     h.on_failure = [this](std::string stage, std::string error) {
       link_closed_ = true;
       if (stage == "resolve" || stage == "connect") {
@@ -353,28 +314,40 @@ class Relay::Delivery {
     repump_ = true;
   }
 
+  // The body streams through a BodyPump (daemon/body_pump.h): one piece at
+  // a time, the next only when the link has drained, never the whole message.
   void feed_body(const std::string& id) {
-    std::weak_ptr<bool> alive = relay_.alive_;
-    auto token = token_;
-    relay_.read_body(id, [this, alive, token](bool ok, std::string body) {
-      if (alive.expired() || *token) return;
-      if (!ok) {
-        // Deleted meanwhile (outboxctl delete): end the connection; the
-        // message is gone, so there is nothing to report.
-        if (link_ && !link_closed_) link_->close();
-        link_closed_ = true;
-        session_->on_closed("message deleted during delivery");
-        pump();
-        return;
-      }
-      if (up_.cfg->from_header == "rewrite") {
-        std::string account = rewrite_address(*up_.cfg);
-        if (!account.empty()) body = rewrite_from(std::move(body), account);
-      }
-      session_->body_chunk(body);
+    if (!body_) body_ = make_body_pump();
+    std::string account = up_.cfg->from_header == "rewrite" ? rewrite_address(*up_.cfg) : std::string();
+    body_->start(id, std::move(account));
+  }
+
+  std::unique_ptr<BodyPump> make_body_pump() {
+    BodyPump::Io io;
+    io.read = [this](std::string id, std::int64_t from, queue::BodyReader::Done done) {
+      relay_.read_body(std::move(id), from, std::move(done));
+    };
+    io.chunk = [this](std::string_view bytes) {
+      if (session_->stage() != client::Stage::Body) return false;
+      session_->body_chunk(bytes);
+      pump();
+      return session_->stage() == client::Stage::Body;
+    };
+    io.end = [this] {
       session_->body_end();
       pump();
-    });
+    };
+    io.pending = [this]() -> std::size_t { return link_ && !link_closed_ ? link_->pending_write_bytes() : 0; };
+    io.failed = [this](queue::BodyReader::Status status, std::string why) {
+      // Deleted meanwhile (outboxctl delete): end the connection; the message
+      // is gone, so there is nothing to report. A read error ends it too; the
+      // message is retried like any broken connection.
+      if (link_ && !link_closed_) link_->close();
+      link_closed_ = true;
+      session_->on_closed(status == queue::BodyReader::Status::Missing ? why : "spool read failed: " + why);
+      pump();
+    };
+    return std::make_unique<BodyPump>(std::move(io), UpstreamLink::kHighWater);
   }
 
  public:
@@ -385,6 +358,7 @@ class Relay::Delivery {
   Upstream& up_;
   std::unique_ptr<client::ClientSession> session_;
   std::shared_ptr<UpstreamLink> link_;
+  std::unique_ptr<BodyPump> body_;
   std::optional<Job> current_;
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
@@ -403,11 +377,6 @@ Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, s
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
-  try {
-    reader_ = queue::Spool::open(config_->spool_path, queue::Spool::Mode::ReadOnly);
-  } catch (const std::exception& e) {
-    log::error(log::Line("relay_error").kv("error", e.what()));
-  }
 }
 
 void Relay::build_upstreams() {
@@ -665,36 +634,26 @@ void Relay::park(const std::string& id, std::int64_t next, std::string last_erro
       });
 }
 
-void Relay::read_body(std::string id, std::function<void(bool, std::string)> done) {
-  struct Work {
-    uv_work_t req;
-    Relay* relay;
-    std::weak_ptr<bool> alive;
-    std::string id;
-    std::string body;
-    bool ok = false;
-    std::function<void(bool, std::string)> done;
-  };
-  auto* w = new Work{{}, this, alive_, std::move(id), {}, false, std::move(done)};
-  w->req.data = w;
-  uv_queue_work(loop_, &w->req,
-      [](uv_work_t* r) {
-        auto* w = static_cast<Work*>(r->data);
-        if (w->alive.expired()) return;
-        std::lock_guard<std::mutex> lock(w->relay->reader_mu_);
-        try {
-          if (!w->relay->reader_)
-            w->relay->reader_ = queue::Spool::open(w->relay->config_->spool_path, queue::Spool::Mode::ReadOnly);
-          w->ok = w->relay->reader_->read_body(w->id, [&](std::string_view c) { w->body.append(c); });
-        } catch (const std::exception&) {
-          w->ok = false;
-        }
-      },
-      [](uv_work_t* r, int) {
-        std::unique_ptr<Work> w(static_cast<Work*>(r->data));
-        if (w->alive.expired()) return;
-        w->done(w->ok, std::move(w->body));
-      });
+// No delivery is left: join the reader's thread and close its uv_async, which
+// would otherwise keep the loop running after the relay stopped.
+void Relay::release_body_reader() {
+  body_reader_.reset();
+  if (body_poster_) body_poster_->close();
+}
+
+void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
+  if (!body_reader_) {
+    // A BodyReader of its own (thread and read-only connection), answering
+    // through a LoopPoster of its own: the loop never waits for the disk.
+    body_poster_ = std::make_unique<LoopPoster>(loop_);
+    body_reader_ = std::make_unique<queue::BodyReader>(
+        config_->spool_path, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+  }
+  std::weak_ptr<bool> alive = alive_;
+  body_reader_->read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
+    if (alive.expired()) return;
+    done(std::move(p));
+  });
 }
 
 void Relay::message_done(Upstream& up, Job job, client::MessageReport report, const std::string& peer) {
@@ -959,6 +918,7 @@ void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<voi
 
 void Relay::maybe_stopped() {
   if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || tick_running_) return;
+  release_body_reader();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   cb();

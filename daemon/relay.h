@@ -23,8 +23,10 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/loop_poster.h"
 #include "daemon/tls.h"
 #include "protocol/client_session.h"
+#include "queue/body_reader.h"
 #include "queue/delivery_store.h"
 #include "queue/spool.h"
 #include "queue/store_worker.h"
@@ -88,7 +90,8 @@ class Relay {
   void run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done);
   void maybe_stopped();
   int store_ops_ = 0;
-  void read_body(std::string id, std::function<void(bool ok, std::string body)> done);
+  void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
+  void release_body_reader();
 
   Upstream& upstream(const UpstreamConfig* cfg);
   std::string route_label(const Upstream& up) const;
@@ -111,10 +114,12 @@ class Relay {
   std::vector<std::unique_ptr<Delivery>> graveyard_;
   std::set<std::string> no_route_warned_;
   std::mt19937_64 rng_;
-  // Bodies are read on libuv's thread pool through one read-only connection,
-  // so the loop never waits for the disk and the writer never waits for a read.
-  std::mutex reader_mu_;
-  std::unique_ptr<queue::Spool> reader_;
+  // Bodies are read in pieces by a BodyReader (its own thread and read-only
+  // connection), answering through body_poster_: the loop never waits for the
+  // disk and the writer never waits for a read. Made at the first message;
+  // the reader is destroyed (thread joined) before its poster.
+  std::unique_ptr<LoopPoster> body_poster_;
+  std::unique_ptr<queue::BodyReader> body_reader_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
