@@ -58,16 +58,24 @@ void FromRewriter::feed(std::string_view bytes, std::string& out) {
   std::size_t from = head_.size() >= 3 ? head_.size() - 3 : 0;
   head_.append(bytes);
   std::size_t sep = head_.find("\r\n\r\n", from);
+  // The decision depends only on where the separator is, never on how the
+  // input was split: a block (with its last CRLF) of at most max_header_
+  // octets is rewritten, a longer one passes unchanged.
   if (sep != std::string::npos) {
     std::size_t head_end = sep + 2;   // the block keeps its last CRLF; the empty line follows
-    out += rewrite_from_header(std::string_view(head_).substr(0, head_end), account_);
-    out.append(head_, head_end, std::string::npos);
+    if (head_end <= max_header_) {
+      out += rewrite_from_header(std::string_view(head_).substr(0, head_end), account_);
+      out.append(head_, head_end, std::string::npos);
+    } else {
+      gave_up_ = true;
+      out += head_;
+    }
     head_.clear();
     head_.shrink_to_fit();
     state_ = State::Body;
     return;
   }
-  if (head_.size() > max_header_) {
+  if (head_.size() >= max_header_ + 2) {   // a separator still to come would end the block past the bound
     gave_up_ = true;
     out += head_;
     head_.clear();
@@ -78,7 +86,13 @@ void FromRewriter::feed(std::string_view bytes, std::string& out) {
 
 void FromRewriter::finish(std::string& out) {
   if (state_ == State::Header) {
-    out += rewrite_from_header(head_, account_);   // no separator: the whole message is header
+    // No separator: the whole message is header.
+    if (head_.size() <= max_header_) {
+      out += rewrite_from_header(head_, account_);
+    } else {
+      gave_up_ = true;
+      out += head_;
+    }
     head_.clear();
     state_ = State::Body;
   }
