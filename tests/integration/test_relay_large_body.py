@@ -5,6 +5,7 @@ aiosmtpd upstream, intact, while outboxd's peak resident set (VmHWM) stays
 well under the message's size: the relay holds a piece of the body and the
 link's high-water mark, not the message (SPEC "Relay")."""
 
+import asyncio
 import hashlib
 import os
 import random
@@ -13,6 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import upstream  # noqa: E402
 from upstream import Upstream, relay_toml, upstream_section  # noqa: E402
 
 SIZE = 30 * 1024 * 1024
@@ -47,6 +49,24 @@ def big_message():
 
 
 class LargeBody(unittest.TestCase):
+    def slow_reader(self, seconds):
+        """The upstream stops reading for `seconds` once it has said 354: the
+        relay's writes back up, and only back-pressure keeps them from piling
+        up in outboxd's memory (the kernel's socket buffers hold a few MB)."""
+        orig = upstream._FaultySMTP.smtp_DATA
+
+        async def smtp_DATA(server, arg):
+            server.transport.pause_reading()
+            asyncio.get_running_loop().call_later(seconds, server.transport.resume_reading)
+            return await orig(server, arg)
+
+        upstream._FaultySMTP.smtp_DATA = smtp_DATA
+        self.addCleanup(setattr, upstream._FaultySMTP, "smtp_DATA", orig)
+
+    def test_slow_upstream_thirty_megabytes_with_bounded_memory(self):
+        self.slow_reader(4)
+        self.test_thirty_megabytes_through_starttls_with_bounded_memory()
+
     def test_thirty_megabytes_through_starttls_with_bounded_memory(self):
         up = Upstream("starttls").start()
         self.addCleanup(up.stop)
