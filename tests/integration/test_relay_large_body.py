@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +67,33 @@ class LargeBody(unittest.TestCase):
     def test_slow_upstream_thirty_megabytes_with_bounded_memory(self):
         self.slow_reader(4)
         self.test_thirty_megabytes_through_starttls_with_bounded_memory()
+
+    def test_message_deleted_while_streaming_ends_the_connection(self):
+        # The upstream stops reading after its 354, so the relay is part way
+        # through the body (waiting for the link to drain) when the operator
+        # deletes the message: the next piece finds it gone, the connection
+        # ends without the final dot, nothing is delivered.
+        self.slow_reader(3)
+        up = Upstream("starttls").start()
+        self.addCleanup(up.stop)
+        d = harness.Daemon(name="outbox-delete")
+        self.addCleanup(d.cleanup)
+        d.extra_toml = relay_toml([upstream_section("mail", up.port, tls="starttls", timeout="60s")])
+        d.write_config()
+        d.start()
+        with d.smtplib(timeout=120) as s:
+            self.assertEqual(s.sendmail("app@client.test", ["big@example.test"], big_message()), {})
+            qid = s.last_queue_id
+        up.wait_for(lambda: up.mail_froms, timeout=30, what="MAIL FROM at the upstream")
+        self.assertEqual(d.ctl("delete", qid).returncode, 0)
+        up.wait_for(lambda: up.messages or d.events("relay_error") or
+                    b"message deleted during delivery" in d.log_bytes() or None, timeout=30,
+                    what="the delivery to end")
+        time.sleep(4)   # past the stall: a delivered message would be here by now
+        self.assertEqual(up.delivered(), [])
+        self.assertTrue(d.running())
+        self.assertNotIn(qid, d.queue_by_id())
+        self.assertEqual(d.stop(), 0)
 
     def test_thirty_megabytes_through_starttls_with_bounded_memory(self):
         up = Upstream("starttls").start()
