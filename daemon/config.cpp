@@ -709,7 +709,7 @@ void load_upstreams_and_routes(const Section& root, Config& c) {
 void load_retry(const Section& root, Config& c) {
   auto s = root.sub("retry");
   if (!s) return;
-  s->allow({"initial", "max", "factor", "jitter", "lifetime"});
+  s->allow({"initial", "max", "factor", "jitter", "lifetime", "uncertain"});
   RetryConfig& r = c.retry;
   if (auto v = s->duration("initial")) r.initial = *v;
   if (auto v = s->duration("max")) r.max = *v;
@@ -723,6 +723,8 @@ void load_retry(const Section& root, Config& c) {
     if (!(*v >= 0.0 && *v < 1.0)) s->fail("jitter", "must be at least 0 and less than 1");
     r.jitter = *v;
   }
+  if (auto v = s->choice("uncertain", {"resend", "hold"}))
+    r.uncertain = *v == "hold" ? RetryConfig::Uncertain::Hold : RetryConfig::Uncertain::Resend;
 }
 
 void load_misc(const Section& root, Config& c) {

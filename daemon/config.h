@@ -96,6 +96,11 @@ struct RetryConfig {
   double factor = 2.0;
   double jitter = 0.2;
   std::chrono::seconds lifetime{5 * 86400};
+  // A message whose final dot went out with no reply known (a crash or a lost
+  // connection in between): send it again, logged possible_duplicate=yes
+  // (RFC 1047: a duplicate is better than a loss), or hold it for the operator.
+  enum class Uncertain { Resend, Hold };
+  Uncertain uncertain = Uncertain::Resend;
 };
 
 struct Config {

@@ -104,7 +104,9 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   pi.trusted = peer_.unix_socket || address_in_networks(peer_.address, listener_.trusted_networks);
   // Sender rights from [[user]] / [[local_user]] (RFC 6409 §6.1).
   Submitter who{peer_.unix_socket, peer_.uid, peer_.user};
-  const Config* config = &cfg;
+  // The session keeps the generation it started with: a reload frees the
+  // old one only when the last session using it ends.
+  std::shared_ptr<const Config> config = server_.config_ptr();
   sc.sender_policy = [config, who](const std::string& sender,
                                    const std::string& auth_user) -> std::optional<protocol::PolicyRejection> {
     if (auto r = check_sender(*config, who, sender, auth_user)) return r;

@@ -130,7 +130,7 @@ bool same_listeners(const outbox::Config& a, const outbox::Config& b) {
 
 struct Daemon {
   uv_loop_t* loop = nullptr;
-  outbox::Config config;
+  std::shared_ptr<const outbox::Config> config;   // the generation in effect
   std::unique_ptr<outbox::daemon::LoopPoster> poster;
   std::unique_ptr<outbox::queue::StoreWorker> store;
   std::unique_ptr<outbox::daemon::Server> server;
@@ -169,11 +169,10 @@ struct Daemon {
   // SIGHUP (SPEC "systemd": ExecReload): re-read the configuration, the TLS
   // certificate and the upstream secrets without dropping a connection or a
   // message. A bad new configuration is refused, the old one stays. Earlier
-  // generations stay alive: connections and deliveries in flight finish
-  // with the settings they started with.
+  // generations are shared: connections and deliveries in flight finish
+  // with the settings they started with, and each generation is freed when
+  // its last user ends (400 reloads must not keep 400 configurations).
   std::string config_path;
-  std::vector<std::unique_ptr<outbox::Config>> generations;
-  const outbox::Config* current = nullptr;
 
   void reload() {
     if (stopping) return;
@@ -183,25 +182,24 @@ struct Daemon {
     struct Ready {
       ~Ready() { notify("READY=1"); }
     } ready;
-    auto fresh = std::make_unique<outbox::Config>();
+    std::shared_ptr<const outbox::Config> fresh;
     try {
-      *fresh = outbox::load_config(config_path);
+      fresh = std::make_shared<const outbox::Config>(outbox::load_config(config_path));
       if (auto bad = bad_password_hash(*fresh, config_path)) throw std::runtime_error(*bad);
-      if (fresh->spool_path != current->spool_path)
+      if (fresh->spool_path != config->spool_path)
         throw std::runtime_error("spool.path changed: restart outboxd to move the spool");
-      server->reload(*fresh);   // throws when the new certificate or key is unusable
+      server->reload(fresh);   // throws when the new certificate or key is unusable
     } catch (const std::exception& e) {
       outbox::log::error(outbox::log::Line("reload").kv("status", "refused").kv("error", e.what())
                              .kv("hint", "the running configuration stays in effect"));
       return;
     }
-    if (!same_listeners(*current, *fresh))
+    if (!same_listeners(*config, *fresh))
       outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
                             .kv("hint", "listener changes take effect when outboxd restarts"));
-    relay->reload(*fresh);
+    relay->reload(fresh);
     outbox::log::set_level(fresh->log_level);
-    current = fresh.get();
-    generations.push_back(std::move(fresh));
+    config = std::move(fresh);
     outbox::log::info(outbox::log::Line("reload").kv("status", "ok").kv("config", config_path));
   }
 
@@ -269,12 +267,12 @@ int main(int argc, char** argv) {
 
   Daemon d;
   try {
-    d.config = outbox::load_config(config_path);
+    d.config = std::make_shared<const outbox::Config>(outbox::load_config(config_path));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "outboxd: %s\n", e.what());
     return kExitConfig;
   }
-  if (auto bad = bad_password_hash(d.config, config_path)) {
+  if (auto bad = bad_password_hash(*d.config, config_path)) {
     std::fprintf(stderr, "outboxd: %s\n", bad->c_str());
     return kExitConfig;
   }
@@ -284,7 +282,7 @@ int main(int argc, char** argv) {
   }
   // Before any thread exists: this edits the environment.
   const auto inherited = inherited_sockets();
-  outbox::log::init(d.config.log_level);
+  outbox::log::init(d.config->log_level);
   std::signal(SIGPIPE, SIG_IGN);
   // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
   // error (EFBIG -> 451 4.3.0), not a signal that kills every session.
@@ -295,15 +293,14 @@ int main(int argc, char** argv) {
   try {
     auto* poster = d.poster.get();
     d.store = std::make_unique<outbox::queue::StoreWorker>(
-        d.config.spool_path, [poster](std::function<void()> fn) { poster->post(std::move(fn)); });
+        d.config->spool_path, [poster](std::function<void()> fn) { poster->post(std::move(fn)); });
   } catch (const std::exception& e) {
-    outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config.spool_path).kv("error", e.what()));
+    outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config->spool_path).kv("error", e.what()));
     return kExitSoftware;
   }
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
-  d.current = &d.config;
   d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
   {
     auto* server = d.server.get();
@@ -334,7 +331,7 @@ int main(int argc, char** argv) {
   std::string listeners;
   for (const auto& n : d.server->listener_names()) listeners += (listeners.empty() ? "" : ",") + n;
   outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
-                        .kv("spool", d.config.spool_path).kv("activated", d.server->activated_count()));
+                        .kv("spool", d.config->spool_path).kv("activated", d.server->activated_count()));
   d.relay->start();
   notify("READY=1");
   d.start_timers();

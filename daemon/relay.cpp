@@ -1,13 +1,10 @@
 #include "daemon/relay.h"
 
 #include <algorithm>
-#include <cctype>
 #include <type_traits>
 
-#include "daemon/body_pump.h"
 #include "daemon/logging.h"
 #include "daemon/routing.h"
-#include "daemon/secrets.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
@@ -20,10 +17,13 @@ namespace client = protocol::client;
 
 namespace {
 
-constexpr std::size_t kMaxInMemory = 500;          // claimed messages waiting for a connection
+constexpr std::size_t kMaxInMemory = 500;          // claimed messages not finished
 constexpr std::size_t kClaimBatch = 100;
-constexpr auto kPollInterval = std::chrono::milliseconds(1000);
-constexpr std::int64_t kNoRouteRecheck = 300LL * 1000000;   // µs
+constexpr std::uint64_t kOperatorPollMs = 1000;     // SPEC: operator actions noticed within a second
+constexpr std::size_t kOperatorBatch = 100;
+// Active messages that are not in flight (a delivery whose end was lost, an
+// outcome abandoned) are looked for this often while running, not only at start.
+constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -80,12 +80,28 @@ client::RecipientResult setup_result(const std::string& address, const client::S
   return r;
 }
 
-// from_header = "rewrite": the address the provider accepts in From: (the
-// envelope_from, else a username that is an address).
-std::string rewrite_address(const UpstreamConfig& u) {
-  if (!u.envelope_from.empty()) return u.envelope_from;
-  if (u.username.find('@') != std::string::npos) return u.username;
-  return {};
+queue::UncertainPolicy uncertain_policy(const Config& c) {
+  return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
+                                                          : queue::UncertainPolicy::Resend;
+}
+
+// A recipient whose final dot had no known reply is a possible duplicate
+// from here on (RFC 1047); each is named, so `grep id=ID` tells the story.
+void log_recovery(const queue::Recovery& r, bool running) {
+  if (r.interrupted.empty()) return;
+  log::Line l("recovered");
+  l.kv("interrupted_deliveries", r.interrupted.size());
+  if (running) l.kv("while_running", "yes");
+  log::info(l);
+  for (const auto& [id, rcpts] : r.uncertain) {
+    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
+    for (const auto& to : rcpts)
+      log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
+                    .kv("action", held ? "hold" : "resend"));
+    if (held)
+      log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
+                    .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+  }
 }
 
 std::string duration_words(std::chrono::seconds s) {
@@ -96,542 +112,556 @@ std::string duration_words(std::chrono::seconds s) {
   return std::to_string(n) + " seconds";
 }
 
+// Why an upstream-scope failure suspends its upstream, typed once here.
+queue::SuspendReason suspend_reason(const client::SessionFailure& f) {
+  if (f.reply && client::is_throttle(*f.reply)) return queue::SuspendReason::Throttled;
+  // A refused login (RFC 4954 §6: 535, 534, 530...): the account is wrong,
+  // not busy; retried on the slow auth schedule.
+  if (f.stage == client::Stage::Auth && f.reply && f.reply->permanent()) return queue::SuspendReason::AuthFailed;
+  if (!f.reply) return queue::SuspendReason::Unreachable;   // resolve, connect, TLS, timeout, drop
+  return queue::SuspendReason::Refused;
+}
+
+const char* reason_name(queue::SuspendReason r) {
+  switch (r) {
+    case queue::SuspendReason::None: return "none";
+    case queue::SuspendReason::AuthFailed: return "auth_failed";
+    case queue::SuspendReason::Throttled: return "throttled";
+    case queue::SuspendReason::Unreachable: return "unreachable";
+    case queue::SuspendReason::Refused: return "refused";
+    case queue::SuspendReason::Operator: return "operator";
+  }
+  return "unknown";
+}
+
+const char* wait_name(queue::WaitReason r) {
+  switch (r) {
+    case queue::WaitReason::None: return "none";
+    case queue::WaitReason::NoRoute: return "no_route";
+    case queue::WaitReason::UpstreamSuspended: return "upstream_suspended";
+    case queue::WaitReason::RateLimited: return "rate_limited";
+    case queue::WaitReason::UpstreamUnusable: return "upstream_unusable";
+  }
+  return "unknown";
+}
+
+// Every entry from libuv (timers, store completions) runs through here: an
+// exception is logged and dropped, never allowed to unwind into C.
+template <typename F>
+void guard(const char* where, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    try {
+      log::error(log::Line("relay_error").kv("op", where).kv("error", e.what()));
+    } catch (...) {
+    }
+  } catch (...) {
+    try {
+      log::error(log::Line("relay_error").kv("op", where).kv("error", "unknown exception"));
+    } catch (...) {
+    }
+  }
+}
+
+std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret) {
+  // What a fix after a refused login or a failed setup changes. The secret
+  // is hashed in place, never copied into a longer-lived string.
+  std::hash<std::string_view> h;
+  std::uint64_t d = h(u.host) * 31 + u.port;
+  d = d * 31 + h(u.username);
+  d = d * 31 + h(u.auth);
+  d = d * 31 + static_cast<std::uint64_t>(u.tls);
+  d = d * 31 + h(u.ca_file);
+  d = d * 31 + h(secret);
+  return d;
+}
+
 }  // namespace
 
-// --- per-upstream state ----------------------------------------------------------
+// --- setup -------------------------------------------------------------------------
 
-struct Relay::Upstream {
-  const UpstreamConfig* cfg = nullptr;
-  std::shared_ptr<TlsContext> tls;
-  std::string password;
-  std::string setup_error;            // secret or CA problem: nothing can be sent
-  int failures = 0;                   // consecutive upstream-scope failures
-  std::int64_t retry_at = 0;          // suspended until (µs)
-  std::string last_failure;
-  std::deque<Job> pending;
-  std::size_t connections = 0;
-  std::vector<RateLimit> rates;
-  std::deque<std::int64_t> sent_times;   // message starts, for the rate ceilings
-};
-
-// --- one connection ---------------------------------------------------------------
-
-class Relay::Delivery {
- public:
-  Delivery(Relay& relay, Upstream& up)
-      : relay_(relay), up_(up), session_(std::make_unique<client::ClientSession>(make_config(relay, up))) {}
-  Upstream& upstream_ref() { return up_; }
-
-  static client::ClientConfig make_config(Relay& relay, Upstream& up) {
-    client::ClientConfig c = upstream::client_config(*relay.config_, *up.cfg);
-    c.secret = up.password;
-    return c;
-  }
-
-  void start() {
-    const UpstreamConfig& u = *up_.cfg;
-    if (secrets::uses_oauth2(u)) {
-      // The token command may take seconds: run it on the thread pool.
-      struct Work {
-        uv_work_t req;
-        Delivery* self;
-        std::weak_ptr<bool> alive;
-        UpstreamConfig cfg;
-        std::string token, error;
-      };
-      auto* w = new Work{{}, this, relay_.alive_, u, {}, {}};
-      w->req.data = w;
-      uv_queue_work(relay_.loop_, &w->req,
-          [](uv_work_t* r) {
-            auto* w = static_cast<Work*>(r->data);
-            try {
-              w->token = secrets::fetch_oauth2_token(w->cfg);
-            } catch (const std::exception& e) {
-              w->error = e.what();
-            }
-          },
-          [](uv_work_t* r, int) {
-            std::unique_ptr<Work> w(static_cast<Work*>(r->data));
-            if (w->alive.expired()) return;
-            if (!w->error.empty()) {
-              w->self->session_->on_connect_failed(w->error);
-              w->self->pump();
-              return;
-            }
-            w->self->set_secret(std::move(w->token));
-          });
-      return;
-    }
-    connect();
-  }
-
-  void set_secret(std::string token) {
-    auto cfg = make_config(relay_, up_);
-    cfg.secret = std::move(token);
-    session_ = std::make_unique<client::ClientSession>(std::move(cfg));
-    connect();
-  }
-
-  void connect() {
-    UpstreamLink::Handler h;
-    h.on_ready = [this] { session_->on_connected(); pump(); };
-    h.on_data = [this](std::string_view b) { session_->on_bytes(b); pump(); };
-    h.on_tls_established = [this] { session_->on_tls_established(); pump(); };
-    h.on_drain = [this] { if (body_) body_->on_drain(); };
-    h.on_failure = [this](std::string stage, std::string error) {
-      link_closed_ = true;
-      if (stage == "resolve" || stage == "connect") {
-        session_->on_connect_failed(error);
-      } else if (stage == "tls") {
-        session_->on_tls_failed(error);
-      } else if (stage == "timeout") {
-        session_->on_timeout();
-      } else if (stage == "closed") {
-        // The session says "connection closed by the server"; the peer's
-        // address is in relay= already.
-        session_->on_closed("");
-      } else {
-        session_->on_closed(error);
-      }
-      pump();
-    };
-    link_ = UpstreamLink::create(relay_.loop_, std::move(h));
-    UpstreamLink::Target t;
-    t.host = up_.cfg->host;
-    t.port = up_.cfg->port;
-    t.implicit_tls = up_.cfg->tls == TlsMode::Implicit;
-    t.tls = up_.tls;
-    t.tls_name = up_.cfg->tls_name.empty() ? up_.cfg->host : up_.cfg->tls_name;
-    t.connect_timeout = up_.cfg->connect_timeout;
-    link_->connect(std::move(t));
-  }
-
-  void abort() {
-    if (link_ && !link_closed_) link_->close();
-    link_closed_ = true;
-    aborted_ = true;
-    // The session still reports the message in flight (a drop after the
-    // final dot is a possible duplicate, RFC 1047), then finishes.
-    session_->on_closed("shutting down");
-  }
-
-  bool busy() const { return current_.has_value(); }
-  void quit_when_idle() {
-    if (session_->ready()) {
-      session_->quit();
-      pump();
-    }
-  }
-
-  void pump() {
-    if (pumping_) {
-      repump_ = true;
-      return;
-    }
-    pumping_ = true;
-    do {
-      repump_ = false;
-      for (auto& action : session_->take_actions()) handle(action);
-    } while (repump_);
-    pumping_ = false;
-    if (!finished_ && link_ && !link_closed_) {
-      auto d = session_->deadline();
-      if (d.count() > 0) link_->set_read_deadline(d);
-    }
-    if ((finished_ || session_->finished()) && !reported_finished_) {
-      reported_finished_ = true;
-      if (current_) {
-        // Every handed-over message gets a MessageDone; this is a safety net.
-        relay_.park(current_->msg.id, now_us(), "delivery interrupted");
-        relay_.in_flight_.erase(current_->msg.id);
-        current_.reset();
-      }
-      relay_.delivery_finished(this);
-    }
-  }
-
- private:
-  void handle(client::Action& action) {
-    std::visit(
-        [this](auto& a) {
-          using T = std::decay_t<decltype(a)>;
-          if constexpr (std::is_same_v<T, client::Send>) {
-            if (link_ && !link_closed_) link_->send(a.bytes);
-          } else if constexpr (std::is_same_v<T, client::StartTls>) {
-            if (link_ && !link_closed_) link_->start_tls();
-          } else if constexpr (std::is_same_v<T, client::Close>) {
-            if (link_ && !link_closed_) link_->close();
-            link_closed_ = true;
-            finished_ = true;
-          } else if constexpr (std::is_same_v<T, client::Ready>) {
-            next_message();
-          } else if constexpr (std::is_same_v<T, client::NeedBody>) {
-            feed_body(a.id);
-          } else if constexpr (std::is_same_v<T, client::MessageDone>) {
-            if (current_) {
-              Job job = std::move(*current_);
-              current_.reset();
-              relay_.message_done(up_, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
-            }
-          } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
-            // Dropped by our own shutdown: not the upstream's fault, nothing to suspend.
-            if (!aborted_) relay_.session_failed(up_, a.failure);
-          }
-        },
-        action);
-  }
-
-  void next_message() {
-    if (relay_.stopping_ || up_.pending.empty()) {
-      session_->quit();
-      repump_ = true;
-      return;
-    }
-    std::int64_t free_at = 0;
-    if (!relay_.rate_allows(up_, now_us(), &free_at)) {
-      // Over a ceiling: the waiting messages go back to the spool until then.
-      while (!up_.pending.empty()) {
-        Job j = std::move(up_.pending.front());
-        up_.pending.pop_front();
-        relay_.park(j.msg.id, free_at, "upstream \"" + up_.cfg->name + "\" rate limit reached");
-      }
-      session_->quit();
-      repump_ = true;
-      return;
-    }
-    current_ = std::move(up_.pending.front());
-    up_.pending.pop_front();
-    up_.sent_times.push_back(now_us());
-    const auto& m = current_->msg;
-    client::OutgoingMessage om;
-    om.id = m.id;
-    om.sender = routing::envelope_sender_for(*up_.cfg, m.sender);
-    om.recipients = m.recipients;
-    om.size = m.size;
-    om.smtputf8 = m.smtputf8;
-    om.body_8bit = m.body_8bit;
-    session_->send_message(std::move(om));
-    repump_ = true;
-  }
-
-  // The body streams through a BodyPump (daemon/body_pump.h): one piece at
-  // a time, the next only when the link has drained, never the whole message.
-  void feed_body(const std::string& id) {
-    if (!body_) body_ = make_body_pump();
-    std::string account = up_.cfg->from_header == "rewrite" ? rewrite_address(*up_.cfg) : std::string();
-    body_->start(id, std::move(account));
-  }
-
-  std::unique_ptr<BodyPump> make_body_pump() {
-    BodyPump::Io io;
-    io.read = [this](std::string id, std::int64_t from, queue::BodyReader::Done done) {
-      relay_.read_body(std::move(id), from, std::move(done));
-    };
-    io.chunk = [this](std::string_view bytes) {
-      if (session_->stage() != client::Stage::Body) return false;
-      session_->body_chunk(bytes);
-      pump();
-      return session_->stage() == client::Stage::Body;
-    };
-    io.end = [this] {
-      session_->body_end();
-      pump();
-    };
-    io.pending = [this]() -> std::size_t { return link_ && !link_closed_ ? link_->pending_write_bytes() : 0; };
-    io.failed = [this](queue::BodyReader::Status status, std::string why) {
-      // Deleted meanwhile (outboxctl delete): end the connection; the message
-      // is gone, so there is nothing to report. A read error ends it too; the
-      // message is retried like any broken connection.
-      if (link_ && !link_closed_) link_->close();
-      link_closed_ = true;
-      session_->on_closed(status == queue::BodyReader::Status::Missing ? why : "spool read failed: " + why);
-      pump();
-    };
-    return std::make_unique<BodyPump>(std::move(io), UpstreamLink::kHighWater);
-  }
-
- public:
-  ~Delivery() { *token_ = true; }
-
- private:
-  Relay& relay_;
-  Upstream& up_;
-  std::unique_ptr<client::ClientSession> session_;
-  std::shared_ptr<UpstreamLink> link_;
-  std::unique_ptr<BodyPump> body_;
-  std::optional<Job> current_;
-  std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
-  bool link_closed_ = false;
-  bool aborted_ = false;
-  bool finished_ = false;
-  bool reported_finished_ = false;
-  bool pumping_ = false;
-  bool repump_ = false;
-};
-
-// --- scheduler ---------------------------------------------------------------------
-
-Relay::Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, std::function<std::string()> next_id)
-    : loop_(loop), config_(&config), store_(store), next_id_(std::move(next_id)), rng_(std::random_device{}()) {
-  build_upstreams();
+Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store,
+             std::function<std::string()> next_id)
+    : loop_(loop), gen_(Generation::make(config)), spool_path_(config->spool_path), store_(store),
+      next_id_(std::move(next_id)), rng_(std::random_device{}()),
+      sched_(queue::SchedulerParams{}, [this] { return random01(); }) {
+  sched_.set_params(scheduler_params());
+  sched_.set_upstreams(upstream_specs(), now_us());
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
-}
-
-void Relay::build_upstreams() {
-  for (const auto& u : config_->upstreams) {
-    auto up = std::make_unique<Upstream>();
-    up->cfg = &u;
-    try {
-      if (u.tls != TlsMode::None) up->tls = TlsContext::client(u.verify, u.ca_file);
-      up->password = secrets::load_password(u);
-    } catch (const std::exception& e) {
-      up->setup_error = e.what();
-      log::error(log::Line("upstream_error").kv("upstream", u.name).kv("error", e.what()));
-    }
-    for (const auto& r : u.rate)
-      if (auto rl = parse_rate_limit(r)) up->rates.push_back(*rl);
-    upstreams_[u.name] = std::move(up);
-  }
-}
-
-void Relay::reload(const Config& config) {
-  std::int64_t now = now_us();
-  for (auto& [name, up] : upstreams_) {
-    (void)name;
-    while (!up->pending.empty()) {
-      Job j = std::move(up->pending.front());
-      up->pending.pop_front();
-      park(j.msg.id, now, {});
-    }
-    retired_upstreams_.push_back(std::move(up));   // deliveries in flight still use it
-  }
-  upstreams_.clear();
-  config_ = &config;
-  build_upstreams();
-  no_route_warned_.clear();
-  run_store([now](queue::Spool& s) { queue::DeliveryStore(s).release_waiting(now); }, nullptr);
-  kick();
+  op_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, op_timer_);
+  op_timer_->data = this;
+  recorder_timer_ = new uv_timer_t;
+  uv_timer_init(loop_, recorder_timer_);
+  recorder_timer_->data = this;
+  recorder_ = std::make_unique<OutcomeRecorder>(
+      [this](OutcomeRecorder::Work work, OutcomeRecorder::Done done) {
+        // Counted like run_store(), so stop() waits for a write under way.
+        ++store_ops_;
+        store_.run_alone(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
+                                              bool ok, std::string err) {
+          if (alive.expired()) return;
+          --store_ops_;
+          guard("outcome written", [&] { done(ok, std::move(err)); });
+          guard("stop", [&] { maybe_stopped(); });
+        });
+      },
+      [this](std::int64_t at) {
+        uv_timer_start(recorder_timer_,
+                       [](uv_timer_t* t) noexcept {
+                         guard("outcome retry", [t] { static_cast<Relay*>(t->data)->recorder_->on_timer(); });
+                       },
+                       static_cast<std::uint64_t>(std::max<std::int64_t>(0, at - now_us()) / 1000 + 1), 0);
+      },
+      [] { return now_us(); },
+      [](const OutcomeRecorder::Event& e) {
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
+          log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
+                         .kv("retry_in_s", seconds_text(e.retry_in)));
+        else
+          log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
+                        .kv("late_s", seconds_text(e.late_by)));
+      });
 }
 
 Relay::~Relay() {
   *alive_ = false;
   alive_.reset();
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  auto close = [](uv_timer_t* t) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  };
+  close(timer_);
+  close(op_timer_);
+  close(recorder_timer_);
+}
+
+std::int64_t Relay::now() { return now_us(); }
+
+queue::SchedulerParams Relay::scheduler_params() const {
+  queue::SchedulerParams p;
+  p.retry = retry_params(gen_->config->retry);
+  return p;
+}
+
+std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
+  std::vector<queue::UpstreamSpec> out;
+  for (const auto& [name, rt] : gen_->upstreams) {
+    queue::UpstreamSpec s;
+    s.name = name;
+    s.max_connections = rt.cfg->max_connections;
+    for (const auto& r : rt.cfg->rate)
+      if (auto rl = parse_rate_limit(r))
+        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000});
+    s.usable = rt.setup_error.empty();
+    s.problem = rt.setup_error;
+    s.settings_digest = settings_digest(*rt.cfg, rt.password);
+    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty();
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 double Relay::random01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
-Relay::Upstream& Relay::upstream(const UpstreamConfig* cfg) { return *upstreams_.at(cfg->name); }
-
-std::string Relay::route_label(const Upstream& up) const {
-  return up.cfg->name + "[" + up.cfg->host + ":" + std::to_string(up.cfg->port) + "]";
+std::string Relay::route_label(const UpstreamConfig* up) const {
+  if (!up) return "none";
+  return up->name + "[" + up->host + ":" + std::to_string(up->port) + "]";
 }
 
 void Relay::start() {
-  std::weak_ptr<bool> alive = alive_;
-  auto recovered = std::make_shared<int>(0);
+  auto recovered = std::make_shared<queue::Recovery>();
+  auto states = std::make_shared<std::vector<queue::UpstreamState>>();
+  auto seq = std::make_shared<std::int64_t>(0);
   run_store(
-      [recovered](queue::Spool& s) { *recovered = queue::DeliveryStore(s).recover_active(now_us()); },
-      [this, alive, recovered](bool ok, std::string err) {
-        if (alive.expired()) return;
+      [recovered, states, seq, policy = uncertain_policy(*gen_->config), exclude = in_flight_](queue::Spool& s) {
+        queue::DeliveryStore ds(s);
+        *recovered = ds.recover_active(now_us(), policy, exclude);
+        *states = ds.load_upstream_states();
+        *seq = ds.last_operator_seq();
+      },
+      [this, recovered, states, seq](bool ok, std::string err) {
         if (!ok) log::error(log::Line("relay_error").kv("op", "recover").kv("error", err));
-        if (*recovered > 0) log::info(log::Line("recovered").kv("interrupted_deliveries", *recovered));
-        schedule_tick(std::chrono::milliseconds(0));
+        log_recovery(*recovered, false);
+        next_recovery_ = now_us() + kRecoveryInterval;
+        // Suspensions survive a restart (an upstream that refused our login
+        // a minute ago is not tried again at once).
+        sched_.restore(*states);
+        const std::int64_t now = now_us();
+        for (const auto& s : *states)
+          if (s.suspended_until && *s.suspended_until > now && sched_.knows(s.name))
+            log::warn(log::Line("upstream_suspended").kv("upstream", s.name).kv("reason", reason_name(s.reason))
+                          .kv("until_s", seconds_text(*s.suspended_until - now)).kv("reply", s.last_reply)
+                          .kv("restored", "yes"));
+        // Rows written before this start are history, not requests.
+        op_seq_ = *seq;
+        started_ = true;
+        if (stopping_) return;
+        uv_timer_start(op_timer_, [](uv_timer_t* t) {
+          guard("operator poll", [t] { static_cast<Relay*>(t->data)->poll_operator_log(); });
+        }, kOperatorPollMs, kOperatorPollMs);
+        schedule_claim(std::chrono::milliseconds(0));
       });
 }
 
+void Relay::reload(std::shared_ptr<const Config> config) {
+  const std::int64_t now = now_us();
+  // The old generation stays alive only as long as a delivery holds it.
+  gen_ = Generation::make(std::move(config));
+  sched_.set_params(scheduler_params());
+  sched_.set_upstreams(upstream_specs(), now);
+  // Messages not yet handed were routed under the old configuration: back
+  // to the spool, due now, claimed again under the new routes.
+  for (const auto& id : sched_.drain()) {
+    claimed_.erase(id);
+    park(id, now, queue::WaitReason::None, "", "");
+  }
+  no_route_warned_.clear();
+  persist_upstreams();
+  run_store([now](queue::Spool& s) { queue::DeliveryStore(s).release_waiting(now); },
+            [this](bool, std::string) { kick(); });
+}
+
+// --- time -----------------------------------------------------------------------------
+
 void Relay::kick() {
-  if (stopping_) return;
-  if (tick_running_) {
-    kicked_ = true;
+  if (stopping_ || !started_) return;
+  if (claiming_) {
+    claim_again_ = true;
     return;
   }
   // Coalesce: under a burst of submissions one claim every few milliseconds
   // takes them all, instead of one spool query per accepted message.
   if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) && uv_timer_get_due_in(timer_) <= 20) return;
-  schedule_tick(std::chrono::milliseconds(10));
+  schedule_claim(std::chrono::milliseconds(10));
 }
 
-void Relay::schedule_tick(std::chrono::milliseconds after) {
+void Relay::schedule_claim(std::chrono::milliseconds after) {
   if (stopping_) return;
-  uv_timer_start(timer_, &Relay::on_timer, static_cast<std::uint64_t>(after.count()), 0);
+  uv_timer_start(timer_, [](uv_timer_t* t) {
+    guard("tick", [t] { static_cast<Relay*>(t->data)->tick(); });
+  }, static_cast<std::uint64_t>(after.count()), 0);
 }
 
-void Relay::on_timer(uv_timer_t* t) { static_cast<Relay*>(t->data)->tick(); }
-
-void Relay::tick() {
-  if (stopping_ || tick_running_) return;
-  graveyard_.clear();
-  if (in_flight_.size() >= kMaxInMemory) {
-    schedule_tick(kPollInterval);
+void Relay::arm_timer() {
+  if (stopping_ || claiming_ || !started_) return;   // the claim's completion arms it
+  const std::int64_t now = now_us();
+  std::optional<std::int64_t> at = sched_.next_wakeup(now);
+  // With the in-memory bound reached, the next claim waits for a message to
+  // finish (settle() arms the timer again), not for the clock.
+  if (spool_next_due_ && in_flight_.size() < kMaxInMemory && (!at || *spool_next_due_ < *at)) at = spool_next_due_;
+  if (!at) {
+    // Nothing due at any known time: new mail (kick) or an operator action wakes us.
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(timer_))) return;
     return;
   }
-  tick_running_ = true;
-  kicked_ = false;
-  std::size_t limit = std::min(kClaimBatch, kMaxInMemory - in_flight_.size());
+  std::int64_t ms = std::max<std::int64_t>(0, (*at - now + 999) / 1000);
+  ms = std::min<std::int64_t>(ms, 24LL * 3600 * 1000);
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) &&
+      uv_timer_get_due_in(timer_) <= static_cast<std::uint64_t>(ms))
+    return;   // an earlier wake-up is armed already
+  schedule_claim(std::chrono::milliseconds(ms));
+}
+
+void Relay::tick() {
+  if (stopping_ || claiming_) return;
+  graveyard_.clear();
+  decide();   // messages held for a short suspension or rate window
+  if (in_flight_.size() >= kMaxInMemory) {
+    arm_timer();
+    return;
+  }
+  claiming_ = true;
+  claim_again_ = false;
+  const std::size_t limit = std::min(kClaimBatch, kMaxInMemory - in_flight_.size());
   auto due = std::make_shared<std::vector<queue::DueMessage>>();
   auto next = std::make_shared<std::optional<std::int64_t>>();
-  std::weak_ptr<bool> alive = alive_;
   auto no_route = std::make_shared<std::vector<std::string>>();
-  const Config* cfg = config_;
+  // The writer thread reads the routes of this generation, which it holds.
+  std::shared_ptr<const Config> cfg = gen_->config;
+  // Recovery while running shares the claim's request: no claim can slip
+  // between the snapshot of what is in flight and the recovery.
+  auto recovered = std::make_shared<std::optional<queue::Recovery>>();
+  std::optional<std::set<std::string>> recover_except;
+  if (next_recovery_ != 0 && now_us() >= next_recovery_) {
+    recover_except = in_flight_;
+    next_recovery_ = now_us() + kRecoveryInterval;
+  }
   run_store(
-      [due, next, limit, no_route, cfg](queue::Spool& s) {
+      [due, next, limit, no_route, cfg, recovered, recover_except, policy = uncertain_policy(*cfg)](queue::Spool& s) {
         queue::DeliveryStore ds(s);
-        std::int64_t now = now_us();
-        auto routable = [cfg](const queue::DueMessage& m) {
+        const std::int64_t now = now_us();
+        if (recover_except) *recovered = ds.recover_active(now, policy, *recover_except);
+        // A message no route takes is never claimed (it stays queued, "no
+        // route"): claiming it only to park it would churn the spool.
+        auto routable = [&cfg](const queue::DueMessage& m) {
           if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
-          return m.sender.empty() && !m.recipients.empty() &&
-                 !routing::upstreams_for(*cfg, m.recipients.front()).empty();
+          return m.sender.empty() && !m.recipients.empty() && !routing::upstreams_for(*cfg, m.recipients.front()).empty();
         };
-        *due = ds.claim_due(now, limit, routable, now + kNoRouteRecheck, no_route.get());
+        *due = ds.claim_due(now, limit, routable, now + queue::Scheduler::kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
       },
-      [this, alive, due, next, no_route](bool ok, std::string err) {
-        if (alive.expired()) return;
-        tick_running_ = false;
+      [this, due, next, limit, no_route, recovered](bool ok, std::string err) {
+        claiming_ = false;
+        const std::int64_t now = now_us();
         if (!ok) {
           log::error(log::Line("relay_error").kv("op", "claim").kv("error", err));
-          schedule_tick(kPollInterval);
+          spool_next_due_ = now + 1'000'000;
+          arm_timer();
           return;
         }
+        if (*recovered) log_recovery(**recovered, true);
+        spool_next_due_ = *next;
+        // Due by the message's time but nothing claimable (its recipients are
+        // due later): do not spin on it.
+        if (due->empty() && spool_next_due_ && *spool_next_due_ <= now) spool_next_due_ = now + 1'000'000;
         for (const auto& id : *no_route)
           if (no_route_warned_.insert(id).second)
             log::warn(log::Line("no_route").kv("id", id)
                           .kv("hint", "no [[route]] matches its sender; add one (sender = \"*\" for all), then reload"));
-        bool full = !due->empty();
-        dispatch(std::move(*due));
-        if (stopping_) return;
-        auto wait = kPollInterval;
-        if (kicked_ || full) {
-          wait = std::chrono::milliseconds(0);
-        } else if (*next) {
-          auto ms = std::max<std::int64_t>(0, (**next - now_us()) / 1000);
-          wait = std::min(wait, std::chrono::milliseconds(ms));
+        for (auto& m : *due) {
+          if (stopping_) {
+            park(m.id, now, queue::WaitReason::None, "", "");
+            continue;
+          }
+          Job job;
+          job.route = route_of(m);
+          job.msg = std::move(m);
+          queue::DueWork w{job.msg.id, job.msg.created, job.msg.attempts, job.route};
+          in_flight_.insert(job.msg.id);
+          claimed_[job.msg.id] = std::move(job);
+          sched_.add_due(std::move(w), now);
         }
-        schedule_tick(wait);
+        if (stopping_) return;
+        decide();
+        if (claim_again_ || due->size() == limit) schedule_claim(std::chrono::milliseconds(0));
+        else arm_timer();
       });
 }
 
-void Relay::dispatch(std::vector<queue::DueMessage> due) {
-  std::int64_t now = now_us();
-  for (auto& m : due) {
-    if (stopping_) {
-      park(m.id, now, {});
-      continue;
-    }
-    Job job;
-    job.route = routing::upstreams_for(*config_, m.sender);
-    // A bounce (<>) that no route takes goes the way its recipient (the
-    // original sender) would send (SPEC: "a bounce with no route uses its
-    // message's route").
-    if (job.route.empty() && m.sender.empty() && !m.recipients.empty())
-      job.route = routing::upstreams_for(*config_, m.recipients.front());
-    if (job.route.empty()) {
-      if (no_route_warned_.insert(m.id).second)
-        log::warn(log::Line("no_route").kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender)
-                      .kv("hint", "add a [[route]] whose sender pattern matches, then reload"));
-      park(m.id, now + kNoRouteRecheck, "no route");
-      continue;
-    }
-    in_flight_.insert(m.id);
-    job.msg = std::move(m);
-    assign(std::move(job), now);
-  }
+std::vector<std::string> Relay::route_of(const queue::DueMessage& m) const {
+  const Config& cfg = *gen_->config;
+  auto ups = routing::upstreams_for(cfg, m.sender);
+  // A bounce (<>) that no route takes goes the way its recipient (the
+  // original sender) would send (SPEC: "a bounce with no route uses its
+  // message's route").
+  if (ups.empty() && m.sender.empty() && !m.recipients.empty()) ups = routing::upstreams_for(cfg, m.recipients.front());
+  std::vector<std::string> names;
+  for (const auto* u : ups) names.push_back(u->name);
+  return names;
 }
 
-void Relay::assign(Job job, std::int64_t now) {
-  // The first upstream of the route that is not suspended takes it.
-  std::int64_t earliest = 0;
-  std::string why;
-  Upstream* blamed = nullptr;
-  bool misconfigured = false;
-  for (std::size_t i = job.route_index; i < job.route.size(); ++i) {
-    Upstream& up = upstream(job.route[i]);
-    if (!up.setup_error.empty()) {
-      // Fixed only by a restart, which reads the files again: look again
-      // at the retry pace, not hours later.
-      why = up.setup_error;
-      blamed = &up;
-      misconfigured = true;
-      continue;
-    }
-    if (up.retry_at > now) {
-      if (earliest == 0 || up.retry_at < earliest) earliest = up.retry_at;
-      why = "upstream \"" + up.cfg->name + "\" suspended: " + up.last_failure;
-      blamed = &up;
-      continue;
-    }
-    job.route_index = i;
-    up.pending.push_back(std::move(job));
-    start_connections(up);
+// --- decisions ------------------------------------------------------------------------
+
+void Relay::decide() {
+  if (deciding_) {
+    decide_again_ = true;
     return;
   }
-  const std::int64_t deadline = job.msg.created + config_->retry.lifetime.count() * 1000000;
-  if (blamed && now >= deadline) {
-    // No upstream of its route will take it within its lifetime: it expires
-    // now, like any message whose upstream keeps failing (SPEC "[retry]").
-    client::SessionFailure f;
-    f.detail = why;
-    client::MessageReport report;
-    report.id = job.msg.id;
-    for (const auto& a : job.msg.recipients) {
-      report.recipients.push_back(setup_result(a, f));
-      if (misconfigured) report.recipients.back().status = protocol::EnhancedStatus{4, 3, 5};   // RFC 3463: system incorrectly configured
+  deciding_ = true;
+  do {
+    decide_again_ = false;
+    const std::int64_t now = now_us();
+    for (auto& d : sched_.poll(now)) {
+      using K = queue::Decision::Kind;
+      switch (d.kind) {
+        case K::Open: {
+          const UpstreamRuntime* rt = gen_->find(d.upstream);
+          if (!rt || stopping_) {
+            sched_.connection_closed(d.conn);
+            break;
+          }
+          auto del = std::make_unique<Delivery>(*this, gen_, *rt, d.conn);
+          Delivery* raw = del.get();
+          deliveries_[d.conn] = std::move(del);
+          raw->start();
+          break;
+        }
+        case K::Hand: {
+          auto job = claimed_.find(d.id);
+          auto del = deliveries_.find(d.conn);
+          if (job == claimed_.end()) break;
+          Job j = std::move(job->second);
+          claimed_.erase(job);
+          if (del == deliveries_.end()) {
+            park(j.msg.id, now, queue::WaitReason::None, "", "");
+            break;
+          }
+          del->second->hand(std::move(j));
+          break;
+        }
+        case K::Park:
+          claimed_.erase(d.id);
+          if (d.reason == queue::WaitReason::NoRoute && no_route_warned_.insert(d.id).second)
+            log::warn(log::Line("no_route").kv("id", d.id)
+                          .kv("hint", "add a [[route]] whose sender pattern matches, then reload"));
+          park(d.id, d.until, d.reason, d.upstream, d.why);
+          break;
+        case K::Expire:
+          expire(d.id, d.upstream, d.why);
+          break;
+        case K::Quit:
+          if (auto del = deliveries_.find(d.conn); del != deliveries_.end()) del->second->quit_when_idle();
+          break;
+      }
     }
-    settle(*blamed, std::move(job), std::move(report), "", true, now);
-    return;
-  }
-  if (misconfigured) {
-    std::int64_t soon = now + config_->retry.initial.count() * 1000000;
-    earliest = earliest == 0 ? soon : std::min(earliest, soon);
-  }
-  in_flight_.erase(job.msg.id);
-  park(job.msg.id, std::min<std::int64_t>(earliest == 0 ? now + 60LL * 1000000 : earliest, std::max(now, deadline)), why);
+  } while (decide_again_);
+  deciding_ = false;
+  persist_upstreams();
+  arm_timer();
 }
 
-void Relay::start_connections(Upstream& up) {
-  while (!stopping_ && up.connections < up.cfg->max_connections && up.pending.size() > up.connections) {
-    ++up.connections;
-    auto d = std::make_unique<Delivery>(*this, up);
-    Delivery* raw = d.get();
-    deliveries_[raw] = std::move(d);
-    raw->start();
-  }
-}
-
-bool Relay::rate_allows(Upstream& up, std::int64_t now, std::int64_t* free_at) {
-  bool ok = true;
-  std::int64_t longest = 0;
-  for (const auto& r : up.rates) longest = std::max<std::int64_t>(longest, r.per.count() * 1000000);
-  while (!up.sent_times.empty() && up.sent_times.front() < now - longest) up.sent_times.pop_front();
-  for (const auto& r : up.rates) {
-    std::int64_t window = r.per.count() * 1000000;
-    std::size_t n = 0;
-    std::int64_t oldest = 0;
-    for (auto it = up.sent_times.rbegin(); it != up.sent_times.rend() && *it >= now - window; ++it) {
-      ++n;
-      oldest = *it;
-    }
-    if (n >= r.count) {
-      ok = false;
-      *free_at = std::max(*free_at, oldest + window);
-    }
-  }
-  return ok;
-}
-
-void Relay::park(const std::string& id, std::int64_t next, std::string last_error) {
+void Relay::park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
+                 const std::string& why) {
   in_flight_.erase(id);
-  std::weak_ptr<bool> alive = alive_;
+  if (!spool_next_due_ || until < *spool_next_due_) spool_next_due_ = until;
+  if (reason != queue::WaitReason::None)
+    log::debug(log::Line("parked").kv("id", id).kv("wait", wait_name(reason)).kv("upstream", upstream)
+                   .kv("until_s", seconds_text(until - now_us())));
   run_store(
-      [id, next, last_error](queue::Spool& s) {
-        queue::DeliveryStore(s).unclaim(id, next, last_error);
+      [id, until, reason, upstream, why](queue::Spool& s) {
+        queue::DeliveryStore(s).park(id, until, reason, upstream, why);
       },
       [id](bool ok, std::string err) {
-        if (!ok) log::error(log::Line("relay_error").kv("id", id).kv("op", "unclaim").kv("error", err));
+        if (!ok) log::error(log::Line("relay_error").kv("id", id).kv("op", "park").kv("error", err));
       });
+}
+
+void Relay::park_now(const std::string& id, std::string why) {
+  claimed_.erase(id);
+  park(id, now_us(), queue::WaitReason::None, "", why);
+}
+
+void Relay::expire(const std::string& id, const std::string& upstream, const std::string& why) {
+  auto it = claimed_.find(id);
+  if (it == claimed_.end()) return;
+  Job job = std::move(it->second);
+  claimed_.erase(it);
+  client::SessionFailure f;
+  f.detail = why;
+  client::MessageReport report;
+  report.id = job.msg.id;
+  for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, f));
+  const UpstreamRuntime* rt = gen_->find(upstream);
+  settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
+}
+
+void Relay::persist_upstreams() {
+  auto changed = sched_.take_changed(now_us());
+  if (changed.empty()) return;
+  run_store(
+      [changed](queue::Spool& s) {
+        queue::DeliveryStore ds(s);
+        for (const auto& st : changed) ds.save_upstream_state(st);
+      },
+      [](bool ok, std::string err) {
+        if (!ok) log::error(log::Line("relay_error").kv("op", "save upstream state").kv("error", err));
+      });
+}
+
+// --- from deliveries --------------------------------------------------------------------
+
+void Relay::delivery_ready(Delivery& d) {
+  sched_.connection_ready(d.conn());
+  decide();
+}
+
+void Relay::suspend(const std::string& upstream, const client::SessionFailure& f) {
+  const std::int64_t now = now_us();
+  queue::UpstreamFailure uf;
+  uf.reason = suspend_reason(f);
+  uf.stage = std::string(client::stage_name(f.stage));
+  uf.reply = f.text();
+  uf.floor = f.reply ? client::suggested_backoff(*f.reply) : std::chrono::seconds{0};
+  auto s = sched_.upstream_failed(upstream, uf, now);
+  if (!s) return;   // removed by a reload while this connection was in flight
+  log::Line l("upstream_suspended");
+  l.kv("upstream", upstream).kv("reason", reason_name(s->reason)).kv("failures", s->failures)
+      .kv("until_s", seconds_text(s->until - now)).kv("reply", uf.reply);
+  log::warn(l);
+  if (s->tell_operator) {
+    // Once per suspension: the account or password is wrong; retrying at the
+    // message pace would only earn a login ban at the provider.
+    log::error(log::Line("upstream_login_refused").kv("upstream", upstream).kv("reply", uf.reply)
+                   .kv("retry_in_s", seconds_text(s->until - now))
+                   .kv("hint", "fix the account or secret and reload, or run `outboxctl resume " + upstream + "`"));
+  }
+  persist_upstreams();
+}
+
+void Relay::message_done(Delivery& d, Job job, client::MessageReport report, const std::string& peer) {
+  const std::int64_t now = now_us();
+  const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
+  if (upstream_fault) {
+    const client::RecipientResult* f = report.first_failure();
+    client::SessionFailure sf;
+    if (f) {
+      sf.stage = f->stage;
+      sf.reply = f->reply;
+      sf.detail = f->detail;
+    } else {
+      sf.detail = "failed";
+    }
+    d.upstream_fault_reported = true;
+    suspend(d.upstream_name(), sf);
+  } else {
+    sched_.upstream_ok(d.upstream_name(), now);
+  }
+  settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
+}
+
+void Relay::session_failed(Delivery& d, const client::SessionFailure& failure) {
+  const std::int64_t now = now_us();
+  const UpstreamConfig& cfg = *d.upstream().cfg;
+  const bool setup = !d.was_ready();
+  // A connection that never became ready failed in its set-up: that is the
+  // upstream's (connect, TLS, greeting, EHLO, AUTH), whatever the scope.
+  if ((setup || failure.scope == client::Scope::Upstream) && !d.upstream_fault_reported) {
+    auto diag = protocol::diagnose(upstream::summary(cfg), failure);
+    suspend(d.upstream_name(), failure);
+    auto st = sched_.state(d.upstream_name());
+    log::Line l("upstream_failed");
+    l.kv("upstream", cfg.name).kv("relay", route_label(&cfg)).kv("stage", client::stage_name(failure.stage))
+        .kv("error", failure.text());
+    if (st && st->suspended_until) l.kv("retry_in_s", seconds_text(*st->suspended_until - now));
+    if (!diag.hint.empty()) l.kv("hint", diag.hint);
+    // A refused login is the operator's to fix: say it loudly (SPEC: never bounce for it).
+    if (failure.stage == client::Stage::Auth) log::error(l); else log::warn(l);
+    d.upstream_fault_reported = true;
+  }
+  if (setup) {
+    // The connection was opened for a waiting message: this was its try
+    // (counted in attempts, SPEC "[retry]"); the others wait for the route.
+    if (auto w = sched_.charge_failed_open(d.conn())) {
+      auto it = claimed_.find(w->id);
+      if (it != claimed_.end()) {
+        Job job = std::move(it->second);
+        claimed_.erase(it);
+        client::MessageReport report;
+        report.id = job.msg.id;
+        for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, failure));
+        settle(&cfg, std::move(job), std::move(report), "", true, now);
+      }
+    }
+  }
+  decide();
+}
+
+void Relay::delivery_finished(Delivery& d) {
+  const queue::ConnId conn = d.conn();
+  sched_.connection_closed(conn);
+  auto it = deliveries_.find(conn);
+  if (it != deliveries_.end()) {
+    graveyard_.push_back(std::move(it->second));   // freed off this call stack (the next tick or probe)
+    deliveries_.erase(it);
+  }
+  if (stopping_) {
+    maybe_stopped();
+    return;
+  }
+  decide();
 }
 
 // No delivery is left: join the reader's thread and close its uv_async, which
@@ -647,70 +677,37 @@ void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::
     // through a LoopPoster of its own: the loop never waits for the disk.
     body_poster_ = std::make_unique<LoopPoster>(loop_);
     body_reader_ = std::make_unique<queue::BodyReader>(
-        config_->spool_path, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+        spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
   }
   std::weak_ptr<bool> alive = alive_;
   body_reader_->read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
     if (alive.expired()) return;
-    done(std::move(p));
+    guard("body", [&] { done(std::move(p)); });   // runs in the poster's uv_async callback
   });
 }
 
-void Relay::message_done(Upstream& up, Job job, client::MessageReport report, const std::string& peer) {
-  std::int64_t now = now_us();
-  const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
-  if (upstream_fault) {
-    const client::RecipientResult* f = report.first_failure();
-    suspend(up, now, f && f->reply ? client::suggested_backoff(*f->reply) : std::chrono::seconds{0},
-            f ? f->text() : "failed");
-    log::warn(log::Line("upstream_suspended").kv("upstream", up.cfg->name).kv("until_s", seconds_text(up.retry_at - now))
-                  .kv("reply", up.last_failure));
-  } else {
-    up.failures = 0;
-  }
-  settle(up, std::move(job), std::move(report), peer, upstream_fault, now);
-}
+// --- outcomes -----------------------------------------------------------------------------
 
-std::int64_t Relay::route_available_at(const Job& job, std::int64_t now) {
-  std::int64_t best = 0;
-  for (const auto* cfg : job.route) {
-    const Upstream& u = upstream(cfg);
-    if (!u.setup_error.empty()) continue;
-    std::int64_t at = std::max(now, u.retry_at);
-    if (best == 0 || at < best) best = at;
-  }
-  return best == 0 ? now + 3600LL * 1000000 : best;
-}
-
-void Relay::suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why) {
-  ++up.failures;
-  up.retry_at = queue::upstream_retry_at(retry_params(config_->retry), up.failures, now, random01(), floor);
-  up.last_failure = std::move(why);
-}
-
-void Relay::settle(Upstream& up, Job job, client::MessageReport report, const std::string& peer, bool upstream_fault,
-                   std::int64_t now) {
+void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport report, const std::string& peer,
+                   bool upstream_fault, std::int64_t now) {
   const auto& m = job.msg;
-  auto params = retry_params(config_->retry);
+  const RetryConfig& retry = gen_->config->retry;
+  const std::string host = up ? up->host : std::string();
 
   queue::DeliveryReport rep;
   rep.id = m.id;
-  rep.upstream = up.cfg->name;
+  rep.upstream = up ? up->name : "";
   rep.time = now;
-  rep.count_attempt = !upstream_fault;
-  queue::RetryDecision decision = queue::next_attempt(params, m.attempts + 1, m.created, now, random01());
-  bool expired = !upstream_fault && decision.expired();
-  // After an upstream failure the message waits for its route, not for this
-  // upstream: another upstream of the route that is not suspended takes it
-  // at once (failover), through the spool like any due message.
-  const std::int64_t route_at = upstream_fault ? route_available_at(job, now) : 0;
-  const bool failover = upstream_fault && route_at <= now;
-  if (upstream_fault) {
-    // The upstream, not the message, failed: wait for the upstream, but do
-    // not let that outlive the message's lifetime.
-    std::int64_t deadline = m.created + params.lifetime.count() * 1000000;
-    if (now >= deadline) expired = true;
-  }
+  // Every try counts, a connection that failed for this message included:
+  // `show` must not say "attempts: 0" above a history of failures.
+  rep.count_attempt = true;
+  // After an upstream failure the message waits for its route, not for its
+  // own backoff: another upstream of the route that is not suspended takes
+  // it at once (failover), through the spool like any due message.
+  const queue::AfterAttempt after_attempt =
+      sched_.after_attempt(queue::DueWork{m.id, m.created, m.attempts, job.route}, upstream_fault, now);
+  const bool expired = after_attempt.expired;
+  const bool failover = upstream_fault && after_attempt.failover;
   struct Line {
     std::string address, event, dsn, reply;
   };
@@ -727,13 +724,13 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
     } else if (r.outcome == client::Outcome::Permanent) {
       o.result = queue::RecipientResult::Failed;
       lines.push_back({r.address, "bounced", dsn_of(r), o.reply});
-      dsn_rcpts.push_back(protocol::dsn_recipient(r, up.cfg->host));
+      dsn_rcpts.push_back(protocol::dsn_recipient(r, host));
       last_error = o.reply;
     } else if (expired) {
       o.result = queue::RecipientResult::Failed;
-      o.reply = "expired after " + duration_words(params.lifetime) + "; last reply: " + r.text();
+      o.reply = "expired after " + duration_words(retry.lifetime) + "; last reply: " + r.text();
       lines.push_back({r.address, "expired", "4.4.7", o.reply});
-      auto d = protocol::dsn_recipient(r, up.cfg->host);
+      auto d = protocol::dsn_recipient(r, host);
       // dsn_recipient() reads a temporary result as "delayed"; expiry is
       // final (RFC 3464 §2.3.3: Action failed, with 5.4.7).
       d.action = protocol::DsnRecipient::Action::Failed;
@@ -744,15 +741,20 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
       last_error = o.reply;
     } else {
       o.result = queue::RecipientResult::Deferred;
-      o.next_attempt = upstream_fault ? route_at : decision.at;
+      o.next_attempt = after_attempt.next;
+      // The dot went out and no reply came: still 'uncertain' in the spool.
+      o.uncertain = report.possible_duplicate && r.stage == client::Stage::DataEnd && !r.reply;
       lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
       if (last_error.empty()) last_error = o.reply;
     }
     rep.recipients.push_back(std::move(o));
   }
+  const bool held_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold &&
+      std::any_of(rep.recipients.begin(), rep.recipients.end(), [](const auto& o) { return o.uncertain; });
+  rep.hold_uncertain = held_uncertain;
   std::string hint;
-  if (const auto* f = report.first_failure(); f && f->outcome != client::Outcome::Delivered)
-    hint = protocol::diagnose(upstream::summary(*up.cfg), *f).hint;
+  if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered)
+    hint = protocol::diagnose(upstream::summary(*up), *f).hint;
   // outboxctl queue/show print last_error: the hint is what the operator needs.
   rep.last_error = last_error.empty() || hint.empty() ? last_error : last_error + " (" + hint + ")";
   rep.outcome = report.all_delivered() ? "delivered"
@@ -767,13 +769,21 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
   std::string dsn_id = dsn_rcpts.empty() ? std::string() : next_id_();
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
-  const bool bounces = config_->bounces;
-  const std::string host = config_->host_name;
-  const std::string lifetime_text = duration_words(params.lifetime);
-  run_store(
-      [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host, now, lifetime_text](queue::Spool& s) {
+  const bool bounces = gen_->config->bounces;
+  const std::string host_name = gen_->config->host_name;
+  const std::string lifetime_text = duration_words(retry.lifetime);
+  const std::int64_t next_at = after_attempt.next;
+  // Typed: a message deferred because its whole route is suspended waits
+  // for that upstream (`resume` releases it), never parsed out of last_error.
+  const queue::WaitReason waits_for =
+      upstream_fault && !failover ? queue::WaitReason::UpstreamSuspended : queue::WaitReason::None;
+  // Through the recorder: its own transaction, kept and written again if
+  // the write fails; the message stays in flight until it is on disk.
+  recorder_->record(m.id,
+      [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host_name, now, lifetime_text, waits_for](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *after = ds.apply(rep);
+        if (after->exists) ds.mark_waiting(m.id, waits_for, waits_for == queue::WaitReason::None ? "" : rep.upstream);
         if (!after->exists || after->newly_failed.empty() || dsn_id.empty()) return;
         // One DSN per report that failed recipients, naming only those: a
         // recipient turns failed once (apply() changes only pending ones), in
@@ -782,12 +792,12 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         if (!protocol::should_bounce(m.sender, bounces)) return;
         protocol::DsnInput in;
         in.kind = protocol::DsnInput::Kind::Failure;
-        in.reporting_host = host;
+        in.reporting_host = host_name;
         in.queue_id = m.id;
         in.original_sender = m.sender;
         in.arrival = m.created;
         in.date = now;
-        in.message_id = "<" + dsn_id + "@" + host + ">";
+        in.message_id = "<" + dsn_id + "@" + host_name + ">";
         for (const auto& d : dsn_rcpts)
           if (std::find(after->newly_failed.begin(), after->newly_failed.end(), d.address) != after->newly_failed.end())
             in.recipients.push_back(d);
@@ -801,7 +811,7 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         nm.sender = "";
         nm.recipients = {m.sender};
         nm.client = "local";
-        nm.helo = host;
+        nm.helo = host_name;
         nm.smtputf8 = dsn.smtputf8;
         nm.body_8bit = dsn.body_8bit;
         nm.created = now;
@@ -810,21 +820,20 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover](bool ok, std::string err) {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover, next_at, held_uncertain]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
-        if (!ok) {
-          // The outcome is not on disk: the message stays active and is
-          // retried after recovery; say so loudly.
-          log::error(log::Line("spool_error").kv("id", m.id).kv("op", "delivery outcome").kv("error", err));
-          return;
-        }
+        if (after->exists && after->state == queue::kDeferred &&
+            (!spool_next_due_ || next_at < *spool_next_due_))
+          spool_next_due_ = next_at;
         std::int64_t delay = now - m.created;
         for (const auto& l : lines) {
           log::Line line(l.event);
           line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
               .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
-          if (possible_dup) line.kv("possible_duplicate", "yes");
+          // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
+          if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
+            line.kv("possible_duplicate", "yes");
           if (l.event == "deferred" || l.event == "bounced") {
             if (!hint.empty()) line.kv("hint", hint);
           }
@@ -840,84 +849,117 @@ void Relay::settle(Upstream& up, Job job, client::MessageReport report, const st
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
+        if (held_uncertain && after->exists && after->state == queue::kHeld)
+          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
+                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+        arm_timer();
       });
 }
 
-void Relay::session_failed(Upstream& up, const client::SessionFailure& failure) {
-  std::int64_t now = now_us();
-  suspend(up, now, failure.reply ? client::suggested_backoff(*failure.reply) : std::chrono::seconds{0},
-          failure.text());
-  auto diag = protocol::diagnose(upstream::summary(*up.cfg), failure);
-  log::Line l("upstream_failed");
-  l.kv("upstream", up.cfg->name).kv("relay", route_label(up)).kv("stage", client::stage_name(failure.stage))
-      .kv("error", failure.text()).kv("retry_in_s", seconds_text(up.retry_at - now));
-  if (!diag.hint.empty()) l.kv("hint", diag.hint);
-  // A refused login is the operator's to fix: say it loudly (SPEC: never bounce for it).
-  if (failure.stage == client::Stage::Auth) log::error(l); else log::warn(l);
+// --- operator actions and retention -------------------------------------------------------
 
-  // The messages waiting for this upstream try the next one of their route,
-  // or wait (or expire: an upstream that stays down must not keep a message
-  // past retry.lifetime), with the reason recorded for `outboxctl show`.
-  std::deque<Job> waiting;
-  waiting.swap(up.pending);
-  for (auto& job : waiting) {
-    if (job.route_index + 1 < job.route.size()) {
-      ++job.route_index;
-      log::info(log::Line("failover").kv("id", job.msg.id).kv("from_upstream", up.cfg->name)
-                    .kv("to_upstream", job.route[job.route_index]->name));
-      assign(std::move(job), now);
-      continue;
-    }
-    client::MessageReport report;
-    report.id = job.msg.id;
-    for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, failure));
-    settle(up, std::move(job), std::move(report), "", true, now);
-  }
-}
-
-void Relay::delivery_finished(Delivery* d) {
-  auto it = deliveries_.find(d);
-  if (it == deliveries_.end()) return;
-  // Find the upstream whose connection this was.
-  for (auto& [name, up] : upstreams_) {
-    (void)name;
-    if (&it->second->upstream_ref() == up.get()) {
-      if (up->connections > 0) --up->connections;
-      if (!up->pending.empty() && !stopping_) {
-        if (std::int64_t now = now_us(); up->retry_at > now) {
-          // Suspended meanwhile: the rest goes to the next upstream of its
-          // route, or waits in the spool.
-          std::deque<Job> waiting;
-          waiting.swap(up->pending);
-          for (auto& j : waiting) assign(std::move(j), now);
-        } else {
-          start_connections(*up);
+void Relay::poll_operator_log() {
+  graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
+  if (!started_ || stopping_) return;
+  const std::int64_t now = now_us();
+  if (now >= next_purge_) purge_finished();
+  if (op_polling_) return;
+  op_polling_ = true;
+  auto actions = std::make_shared<std::vector<queue::OperatorAction>>();
+  auto next = std::make_shared<std::optional<std::int64_t>>();
+  const std::int64_t after = op_seq_;
+  run_store(
+      [actions, next, after](queue::Spool& s) {
+        queue::DeliveryStore ds(s);
+        // One probe of the rowid b-tree's end; the rows only when there are new ones.
+        if (ds.last_operator_seq() > after) *actions = ds.operator_actions_after(after, kOperatorBatch);
+        // And one index probe: a due time made earlier from outside (an
+        // outboxctl that does not write operator_log yet, sqlite3 by hand)
+        // is noticed within a second too.
+        *next = ds.next_due();
+      },
+      [this, actions, next](bool ok, std::string err) {
+        op_polling_ = false;
+        if (!ok) {
+          log::error(log::Line("relay_error").kv("op", "operator log").kv("error", err));
+          return;
         }
-      }
-      break;
+        if (*next && (!spool_next_due_ || **next < *spool_next_due_)) {
+          spool_next_due_ = *next;
+          arm_timer();
+        }
+        for (const auto& a : *actions) {
+          op_seq_ = std::max(op_seq_, a.seq);
+          act_on(a);
+        }
+        maybe_stopped();
+      });
+}
+
+void Relay::act_on(const queue::OperatorAction& a) {
+  // journalctl | grep id=ID (or upstream=NAME) tells the whole story,
+  // the operator's uid included.
+  log::Line l("operator");
+  l.kv("action", a.action);
+  if (a.action == "resume") l.kv("upstream", a.target);
+  else if (!a.target.empty()) l.kv("id", a.target);
+  if (a.uid) l.kv("uid", *a.uid);
+  if (!a.detail.empty()) l.kv("detail", a.detail);
+  log::info(l);
+  if (stopping_) return;
+  const std::int64_t now = now_us();
+  if (a.action == "resume") {
+    if (!sched_.resume(a.target, now)) {
+      log::warn(log::Line("operator").kv("action", "resume").kv("upstream", a.target)
+                    .kv("error", "no such upstream in the running configuration"));
+      return;
     }
-  }
-  graveyard_.push_back(std::move(it->second));   // freed at the next tick, off this call stack
-  deliveries_.erase(it);
-  if (stopping_) {
-    maybe_stopped();
-  } else {
-    schedule_tick(std::chrono::milliseconds(10));
+    persist_upstreams();
+    // Messages waiting for the suspension are due now.
+    run_store([now, name = a.target](queue::Spool& s) { queue::DeliveryStore(s).release_upstream(name, now); },
+              [this](bool, std::string) { kick(); });
+    decide();
+  } else if (a.action == "retry" || a.action == "retry_all" || a.action == "release") {
+    kick();   // outboxctl made it due now: claim now, not at the old wake-up
   }
 }
+
+void Relay::purge_finished() {
+  const std::int64_t now = now_us();
+  const auto retention = gen_->config->retention;
+  // Often enough for a short retention, at most once a minute.
+  next_purge_ = now + std::clamp<std::int64_t>(static_cast<std::int64_t>(retention.count()) * 500'000, 1'000'000,
+                                               60'000'000);
+  const std::int64_t before = now - static_cast<std::int64_t>(retention.count()) * 1'000'000;
+  auto purged = std::make_shared<int>(0);
+  run_store([before, purged](queue::Spool& s) { *purged = queue::DeliveryStore(s).purge_finished(before); },
+            [purged](bool ok, std::string err) {
+              if (!ok) log::error(log::Line("relay_error").kv("op", "retention").kv("error", err));
+              else if (*purged > 0) log::info(log::Line("purged").kv("messages", *purged));
+            });
+}
+
+// --- store, shutdown ------------------------------------------------------------------------
 
 void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done) {
   ++store_ops_;
   store_.run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](bool ok, std::string err) {
     if (alive.expired()) return;
     --store_ops_;
-    if (done) done(ok, std::move(err));
-    maybe_stopped();
+    guard("store completion", [&] {
+      if (done) done(ok, std::move(err));
+    });
+    guard("stop", [&] { maybe_stopped(); });
   });
 }
 
 void Relay::maybe_stopped() {
-  if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || tick_running_) return;
+  if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || claiming_ || op_polling_) return;
+  // An outcome not yet on disk keeps us up, within the grace period.
+  if (recorder_->pending() > 0 && !aborted_) return;
+  for (const auto& id : recorder_->abandon())
+    log::error(log::Line("outcome_abandoned").kv("id", id)
+                   .kv("hint", "not written before shutdown; the message is recovered at the next start"));
   release_body_reader();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
@@ -928,38 +970,41 @@ void Relay::stop(std::function<void()> on_stopped) {
   if (stopping_) return;
   stopping_ = true;
   uv_timer_stop(timer_);
-  for (auto& [name, up] : upstreams_) {
-    (void)name;
-    while (!up->pending.empty()) {
-      Job j = std::move(up->pending.front());
-      up->pending.pop_front();
-      in_flight_.erase(j.msg.id);
-      std::string id = j.msg.id;
-      run_store([id](queue::Spool& s) { queue::DeliveryStore(s).unclaim(id, now_us()); }, nullptr);
-    }
+  uv_timer_stop(op_timer_);
+  const std::int64_t now = now_us();
+  for (const auto& id : sched_.drain()) {
+    claimed_.erase(id);
+    park(id, now, queue::WaitReason::None, "", "");
   }
   on_stopped_ = std::move(on_stopped);
   std::vector<Delivery*> idle;
-  for (auto& [d, owned] : deliveries_) {
-    (void)owned;
-    idle.push_back(d);
+  for (auto& [conn, owned] : deliveries_) {
+    (void)conn;
+    idle.push_back(owned.get());
   }
-  for (auto* d : idle)
-    if (deliveries_.count(d)) d->quit_when_idle();
+  for (auto* d : idle) {
+    bool alive = false;
+    for (auto& [conn, owned] : deliveries_) alive = alive || owned.get() == d;
+    if (alive) d->quit_when_idle();
+  }
   maybe_stopped();
 }
 
 void Relay::abort() {
-  std::vector<Delivery*> all;
-  for (auto& [d, owned] : deliveries_) {
+  aborted_ = true;
+  std::vector<queue::ConnId> all;
+  for (auto& [conn, owned] : deliveries_) {
     (void)owned;
-    all.push_back(d);
+    all.push_back(conn);
   }
-  for (auto* d : all) {
-    if (!deliveries_.count(d)) continue;
+  for (auto conn : all) {
+    auto it = deliveries_.find(conn);
+    if (it == deliveries_.end()) continue;
+    Delivery* d = it->second.get();
     d->abort();
     d->pump();
   }
+  maybe_stopped();
 }
 
 }  // namespace outbox::daemon

@@ -1,17 +1,17 @@
-// Relay: the delivery half of outboxd. The scheduler decides (which messages
-// are due, which upstream, how many connections, when an upstream is
-// suspended); Delivery workers act (one connection each: UpstreamLink for the
-// bytes, protocol::client::ClientSession for every SMTP decision) and report
-// outcomes, which are written to the spool through the StoreWorker before
-// anything is logged as done. In memory: only ids, recipients of the
-// messages in flight, and per-upstream backoff; the schedule lives in the
-// spool (queue/delivery_store.h). Loop thread only.
+// Relay: the delivery half of outboxd, as glue (docs/design/relay-engine.md).
+// The scheduler (queue/scheduler.h, pure) decides; Delivery objects
+// (daemon/delivery.h, one connection each) act; outcomes are written to the
+// spool through the StoreWorker before anything is logged as done. This file
+// owns the time (one timer armed at the next wake-up, no polling of the
+// schedule), the nudges (new mail, operator actions read from operator_log
+// every second), configuration generations and persistence of upstream
+// suspensions. Loop thread only; every libuv callback here is a noexcept
+// boundary.
 #pragma once
 #include <uv.h>
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -23,11 +23,13 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/delivery.h"
 #include "daemon/loop_poster.h"
-#include "daemon/tls.h"
+#include "daemon/outcome_recorder.h"
 #include "protocol/client_session.h"
 #include "queue/body_reader.h"
 #include "queue/delivery_store.h"
+#include "queue/scheduler.h"
 #include "queue/spool.h"
 #include "queue/store_worker.h"
 
@@ -35,85 +37,99 @@ namespace outbox::daemon {
 
 class Relay {
  public:
-  Relay(uv_loop_t* loop, const Config& config, queue::StoreWorker& store, std::function<std::string()> next_id);
+  Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store,
+        std::function<std::string()> next_id);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  void start();     // recovers messages left active by a crash, then schedules
+  // Recovers messages left active by a crash, restores the persisted
+  // upstream suspensions, then schedules.
+  void start();
   void kick();      // a message was accepted: look for due work soon
   // Stop claiming; idle connections QUIT, busy ones finish their message.
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);
   void abort();     // the grace period is over: drop the connections now
-  // New upstreams, routes, secrets and retry settings (config must outlive
-  // the relay). Deliveries in flight finish with the old settings; waiting
-  // messages are re-routed; upstream suspensions are lifted; "no route"
-  // messages are looked at again at once.
-  void reload(const Config& config);
+  // A new configuration generation: new deliveries use it; deliveries in
+  // flight finish with the generation they started with (which they keep
+  // alive); messages not yet handed are claimed again under the new routes;
+  // waiting messages (no route, suspended) are looked at again at once.
+  void reload(std::shared_ptr<const Config> config);
   std::size_t active_deliveries() const { return deliveries_.size(); }
-
-  struct Job {
-    queue::DueMessage msg;
-    std::vector<const UpstreamConfig*> route;
-    std::size_t route_index = 0;
-  };
-  struct Upstream;
-  class Delivery;
 
  private:
   friend class Delivery;
-  static void on_timer(uv_timer_t* t);
-  void schedule_tick(std::chrono::milliseconds after);
-  void tick();
-  void dispatch(std::vector<queue::DueMessage> due);
-  void assign(Job job, std::int64_t now);
-  void start_connections(Upstream& up);
-  void park(const std::string& id, std::int64_t next, std::string last_error);
-  bool rate_allows(Upstream& up, std::int64_t now, std::int64_t* free_at);
-
-  // from deliveries
-  void message_done(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer);
-  void session_failed(Upstream& up, const protocol::client::SessionFailure& failure);
-  // When a message of this route can next be tried: now if one of its
-  // upstreams is usable, else when the first suspension ends.
-  std::int64_t route_available_at(const Job& job, std::int64_t now);
-  // Back off the upstream after a failure of scope upstream.
-  void suspend(Upstream& up, std::int64_t now, std::chrono::seconds floor, std::string why);
-  // Records one message's outcome (spool, DSN, log): after a transaction,
-  // or for the messages a failed connection was meant to carry.
-  void settle(Upstream& up, Job job, protocol::client::MessageReport report, const std::string& peer,
-              bool upstream_fault, std::int64_t now);
-  void delivery_finished(Delivery* d);
-  // Every spool operation of the relay goes through here, so stop() can
-  // wait for them: the StoreWorker must outlive their completions.
-  void run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done);
-  void maybe_stopped();
-  int store_ops_ = 0;
+  static std::int64_t now();   // the wall clock, µs (the one place the relay reads it)
+  // --- from deliveries ---
+  void delivery_ready(Delivery& d);
+  void message_done(Delivery& d, Job job, protocol::client::MessageReport report, const std::string& peer);
+  void session_failed(Delivery& d, const protocol::client::SessionFailure& failure);
+  void delivery_finished(Delivery& d);
+  void park_now(const std::string& id, std::string why);
   void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
   void release_body_reader();
 
-  Upstream& upstream(const UpstreamConfig* cfg);
-  std::string route_label(const Upstream& up) const;
+  // --- scheduling ---
+  void tick();                 // claim due messages, then decide
+  void decide();               // run the scheduler's decisions
+  void arm_timer();            // one timer at the earliest wake-up
+  void schedule_claim(std::chrono::milliseconds after);
+  std::vector<std::string> route_of(const queue::DueMessage& m) const;
+  void park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
+            const std::string& why);
+  void expire(const std::string& id, const std::string& upstream, const std::string& why);
+  void suspend(const std::string& upstream, const protocol::client::SessionFailure& f);
+  void persist_upstreams();
+  // Records one message's outcome (spool, DSN, log).
+  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
+              bool upstream_fault, std::int64_t now);
+  void poll_operator_log();
+  void act_on(const queue::OperatorAction& a);
+  void purge_finished();
+  std::vector<queue::UpstreamSpec> upstream_specs() const;
+  queue::SchedulerParams scheduler_params() const;
+
+  // Every spool operation of the relay goes through here, so stop() can
+  // wait for them: the StoreWorker must outlive their completions. `done`
+  // runs on the loop inside a noexcept boundary.
+  void run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done);
+  void maybe_stopped();
+  std::string route_label(const UpstreamConfig* up) const;
   double random01();
 
   uv_loop_t* loop_;
-  const Config* config_;
-  std::vector<std::unique_ptr<Upstream>> retired_upstreams_;
-  void build_upstreams();
+  std::shared_ptr<const Generation> gen_;
+  const std::string spool_path_;
   queue::StoreWorker& store_;
   std::function<std::string()> next_id_;
-  uv_timer_t* timer_ = nullptr;
-  bool tick_running_ = false;
-  bool kicked_ = false;
+  std::mt19937_64 rng_;
+  queue::Scheduler sched_;
+  uv_timer_t* timer_ = nullptr;      // claims and scheduler wake-ups
+  uv_timer_t* op_timer_ = nullptr;   // operator_log probe, retention
+  // Every outcome goes through the recorder (own transaction, kept and
+  // retried when the write fails); its retry timer.
+  std::unique_ptr<OutcomeRecorder> recorder_;
+  uv_timer_t* recorder_timer_ = nullptr;
+  bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery
+  std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
+  bool started_ = false;
+  bool claiming_ = false;
+  bool claim_again_ = false;
+  bool deciding_ = false;
+  bool decide_again_ = false;
   bool stopping_ = false;
+  bool op_polling_ = false;
+  std::int64_t op_seq_ = 0;          // last operator_log row acted on
+  std::optional<std::int64_t> spool_next_due_;
+  std::int64_t next_purge_ = 0;
   std::function<void()> on_stopped_;
-  std::map<std::string, std::unique_ptr<Upstream>> upstreams_;
-  std::set<std::string> in_flight_;    // claimed message ids
-  std::map<Delivery*, std::unique_ptr<Delivery>> deliveries_;
+  int store_ops_ = 0;
+  std::map<std::string, Job> claimed_;   // claimed, not yet handed to a connection
+  std::set<std::string> in_flight_;      // claimed message ids (claimed_ + handed)
+  std::map<queue::ConnId, std::unique_ptr<Delivery>> deliveries_;
   std::vector<std::unique_ptr<Delivery>> graveyard_;
   std::set<std::string> no_route_warned_;
-  std::mt19937_64 rng_;
   // Bodies are read in pieces by a BodyReader (its own thread and read-only
   // connection), answering through body_poster_: the loop never waits for the
   // disk and the writer never waits for a read. Made at the first message;

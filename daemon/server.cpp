@@ -182,22 +182,23 @@ std::vector<int> match_inherited(const std::vector<ListenConfig>& listen,
 
 }  // namespace
 
-Server::Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store)
-    : loop_(loop), config_(&config), store_(store), ids_(store.max_id()) {}
+Server::Server(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store)
+    : loop_(loop), config_(std::move(config)), store_(store), ids_(store.max_id()) {}
 
 Server::~Server() = default;
 
-void Server::reload(const Config& config) {
+void Server::reload(std::shared_ptr<const Config> config) {
   bool any_tls = false;
-  for (const auto& lc : config.listen) any_tls = any_tls || lc.tls != TlsMode::None;
+  for (const auto& lc : config->listen) any_tls = any_tls || lc.tls != TlsMode::None;
   std::shared_ptr<TlsContext> ctx = tls_ctx_;
-  if (any_tls) ctx = TlsContext::server(config.tls_cert, config.tls_key);   // throws, naming the file
+  if (any_tls) ctx = TlsContext::server(config->tls_cert, config->tls_key);   // throws, naming the file
   // Connections that already hold the old context keep it until they close.
   tls_ctx_ = std::move(ctx);
-  config_ = &config;
+  config_ = std::move(config);
 }
 
 void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
+  bound_config_ = config_;
   std::vector<int> fd_of = match_inherited(config_->listen, inherited);
   bool any_tls = false;
   for (const auto& lc : config_->listen) any_tls = any_tls || lc.tls != TlsMode::None;

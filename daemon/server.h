@@ -40,7 +40,7 @@ class ListenerMismatch : public std::runtime_error {
 
 class Server {
  public:
-  Server(uv_loop_t* loop, const Config& config, queue::StoreWorker& store);
+  Server(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store);
   ~Server();
 
   // Binds every [[listen]]; throws std::runtime_error naming the listener.
@@ -60,9 +60,14 @@ class Server {
   // used by InboundConnection
   uv_loop_t* loop() const { return loop_; }
   const Config& config() const { return *config_; }
-  // New connections use `config` (which must outlive them); the certificate
-  // and key are re-read first and a failure throws with nothing changed.
-  void reload(const Config& config);
+  // For what outlives the call (a session's sender policy): keeps that
+  // generation alive as long as it is held.
+  std::shared_ptr<const Config> config_ptr() const { return config_; }
+  // New connections use `config` (shared: the generation the listeners were
+  // bound with is kept for their [[listen]] entries, earlier ones are freed
+  // once nothing else holds them); the certificate and key are re-read
+  // first and a failure throws with nothing changed.
+  void reload(std::shared_ptr<const Config> config);
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
   // Called after each accepted message (the relay looks for work at once).
@@ -83,7 +88,8 @@ class Server {
   void maybe_drained();
 
   uv_loop_t* loop_;
-  const Config* config_;
+  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const Config> bound_config_;   // listeners point into its [[listen]] entries
   queue::StoreWorker& store_;
   queue::QueueIdGenerator ids_;
   std::shared_ptr<TlsContext> tls_ctx_;

@@ -57,29 +57,35 @@ class Q {
   sqlite3_stmt* st_ = nullptr;
 };
 
-const char* result_state(RecipientResult r) {
-  switch (r) {
+const char* result_state(const RecipientOutcome& o) {
+  switch (o.result) {
     case RecipientResult::Sent: return kSent;
     case RecipientResult::Failed: return kFailed;
     case RecipientResult::Deferred: break;
   }
-  return "pending";
+  return o.uncertain ? kUncertain : kPending;
 }
 
 }  // namespace
 
+// Index use is pinned where the planner, without ANALYZE statistics, would
+// rather take messages_state (state, next_attempt): over two IN values that
+// needs a sort of every due row, and for MIN() a walk of both ranges. A
+// unary + keeps a term from choosing an index (recipients_due would be a
+// range over every pending recipient of the backlog; the primary key
+// (message_id, address) is the one wanted).
 std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t limit,
                                                  const std::function<bool(const DueMessage&)>& routable,
                                                  std::int64_t no_route_retry, std::vector<std::string>* no_route) {
   sqlite3* db = spool_.handle();
   std::vector<DueMessage> out;
   {
-    // messages.next_attempt is the earliest pending recipient's time, so the
-    // (state, next_attempt) index finds due work without touching the rest.
+    // messages.next_attempt is the earliest pending recipient's time, so
+    // messages_due, in its own order, yields due work oldest first and stops
+    // at `limit`: no temp B-tree over the backlog.
     Q q(db,
-        "SELECT id, sender, created, attempts, smtputf8, body_8bit, size FROM messages "
-        "WHERE state IN ('queued', 'deferred') AND next_attempt IS NOT NULL AND next_attempt <= ?1 "
-        "ORDER BY next_attempt, id LIMIT ?2");
+        "SELECT id, sender, created, attempts, smtputf8, body_8bit, size FROM messages INDEXED BY messages_due "
+        "WHERE state IN ('queued', 'deferred') AND next_attempt <= ?1 ORDER BY next_attempt LIMIT ?2");
     q.i64(1, now).i64(2, static_cast<std::int64_t>(limit));
     while (q.step()) {
       DueMessage m;
@@ -95,20 +101,34 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
   }
   for (auto& m : out) {
     Q r(db,
-        "SELECT address FROM recipients WHERE message_id = ?1 AND state = 'pending' "
-        "AND next_attempt IS NOT NULL AND next_attempt <= ?2 ORDER BY rowid");
+        "SELECT address, state FROM recipients WHERE message_id = ?1 AND +state IN ('pending', 'uncertain') "
+        "AND +next_attempt <= ?2 ORDER BY rowid");
     r.text(1, m.id).i64(2, now);
-    while (r.step()) m.recipients.push_back(r.col_text(0));
+    while (r.step()) {
+      m.recipients.push_back(r.col_text(0));
+      if (r.col_text(1) == kUncertain) m.uncertain.push_back(m.recipients.back());
+    }
     if (routable && !m.recipients.empty() && !routable(m)) {
-      Q p(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND state = 'pending'");
+      Q p(db,
+          "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
       p.text(1, m.id).i64(2, no_route_retry).run();
-      Q u(db, "UPDATE messages SET next_attempt = ?2, last_error = 'no route' WHERE id = ?1");
-      u.text(1, m.id).i64(2, no_route_retry).run();
+      Q u(db, "UPDATE messages SET next_attempt = ?2, last_error = 'no route', wait_reason = ?3 WHERE id = ?1");
+      u.text(1, m.id).i64(2, no_route_retry).i64(3, static_cast<int>(WaitReason::NoRoute)).run();
       if (no_route) no_route->push_back(m.id);
       m.recipients.clear();   // dropped from the result below
       continue;
     }
-    Q u(db, "UPDATE messages SET state = 'active', updated = ?2 WHERE id = ?1");
+    if (m.recipients.empty()) {
+      // Due by its own time but none of its recipients is: the message's
+      // time was stale. Put it at its earliest recipient's time rather than
+      // claim a message with nothing to send.
+      Q h(db,
+          "UPDATE messages SET next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
+          "AND +state IN ('pending', 'uncertain')) WHERE id = ?1");
+      h.text(1, m.id).run();
+      continue;
+    }
+    Q u(db, "UPDATE messages SET state = 'active', wait_reason = 0, updated = ?2 WHERE id = ?1");
     u.text(1, m.id).i64(2, now).run();
   }
   std::erase_if(out, [](const DueMessage& m) { return m.recipients.empty(); });
@@ -116,21 +136,68 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
 }
 
 std::optional<std::int64_t> DeliveryStore::next_due() {
+  // Not MIN(): with the IN over two states SQLite reads every entry of the
+  // range. ORDER BY + LIMIT 1 on messages_due is its first non-NULL entry.
   Q q(spool_.handle(),
-      "SELECT MIN(next_attempt) FROM messages WHERE state IN ('queued', 'deferred') AND next_attempt IS NOT NULL");
+      "SELECT next_attempt FROM messages INDEXED BY messages_due WHERE state IN ('queued', 'deferred') "
+      "AND next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1");
   if (q.step() && !q.col_null(0)) return q.col_i64(0);
   return std::nullopt;
 }
 
-int DeliveryStore::recover_active(std::int64_t now) {
+Recovery DeliveryStore::recover_active(std::int64_t now, UncertainPolicy policy,
+                                       const std::set<std::string>& exclude) {
   sqlite3* db = spool_.handle();
-  Q r(db,
-      "UPDATE recipients SET next_attempt = ?1 WHERE state = 'pending' AND message_id IN "
-      "(SELECT id FROM messages WHERE state = 'active')");
-  r.i64(1, now).run();
-  Q m(db, "UPDATE messages SET state = 'deferred', next_attempt = ?1, updated = ?1 WHERE state = 'active'");
-  m.i64(1, now).run();
-  return m.changes();
+  Recovery rec;
+  std::vector<std::string> ids;
+  {
+    // messages_state (state = 'active'): as many rows as are active, never
+    // the backlog.
+    Q q(db, "SELECT id FROM messages WHERE state = 'active' ORDER BY id");
+    while (q.step()) {
+      std::string id = q.col_text(0);
+      if (!exclude.count(id)) ids.push_back(std::move(id));
+    }
+  }
+  for (const auto& id : ids) {
+    std::vector<std::string> uncertain;
+    {
+      Q u(db, "SELECT address FROM recipients WHERE message_id = ?1 AND state = 'uncertain' ORDER BY rowid");
+      u.text(1, id);
+      while (u.step()) uncertain.push_back(u.col_text(0));
+    }
+    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    r.text(1, id).i64(2, now).run();
+    const bool hold = !uncertain.empty() && policy == UncertainPolicy::Hold;
+    Q m(db,
+        "UPDATE messages SET state = ?3, held_from = CASE WHEN ?3 = 'held' THEN 'deferred' ELSE held_from END, "
+        "next_attempt = ?2, updated = ?2 WHERE id = ?1 AND state = 'active'");
+    m.text(1, id).i64(2, now).text(3, hold ? kHeld : kDeferred).run();
+    rec.interrupted.push_back(id);
+    if (hold) rec.held.push_back(id);
+    if (!uncertain.empty()) rec.uncertain.emplace_back(id, std::move(uncertain));
+  }
+  return rec;
+}
+
+int DeliveryStore::recover_active(std::int64_t now) {
+  return static_cast<int>(recover_active(now, UncertainPolicy::Resend, {}).interrupted.size());
+}
+
+int DeliveryStore::mark_dot_sent(std::string_view id, const std::vector<std::string>& recipients,
+                                 std::string_view upstream, std::int64_t now) {
+  sqlite3* db = spool_.handle();
+  int n = 0;
+  for (const auto& a : recipients) {
+    Q u(db,
+        "UPDATE recipients SET state = 'uncertain', updated = ?3 WHERE message_id = ?1 AND address = ?2 "
+        "AND state = 'pending'");
+    u.text(1, id).text(2, a).i64(3, now).run();
+    n += u.changes();
+  }
+  Q m(db, "UPDATE messages SET wait_upstream = ?2, updated = ?3 WHERE id = ?1");
+  m.text(1, id).text(2, upstream).i64(3, now).run();
+  return n;
 }
 
 MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
@@ -145,39 +212,54 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
     }
   }
   for (const auto& r : rep.recipients) {
-    // A recipient already sent is never touched again: exactly once.
+    // A recipient already sent is never touched again: exactly once. An
+    // uncertain one takes the outcome like a pending one.
     Q u(db,
         "UPDATE recipients SET state = ?3, attempts = attempts + ?6, next_attempt = ?4, last_reply = ?5, "
-        "updated = ?7 WHERE message_id = ?1 AND address = ?2 AND state = 'pending'");
-    u.text(1, rep.id).text(2, r.address).text(3, result_state(r.result))
+        "updated = ?7 WHERE message_id = ?1 AND address = ?2 AND state IN ('pending', 'uncertain')");
+    u.text(1, rep.id).text(2, r.address).text(3, result_state(r))
         .opt(4, r.result == RecipientResult::Deferred ? r.next_attempt : std::nullopt)
         .text(5, r.reply).i64(6, rep.count_attempt ? 1 : 0).i64(7, rep.time).run();
     if (u.changes() == 1 && r.result == RecipientResult::Failed) after.newly_failed.push_back(r.address);
   }
-  std::map<std::string, std::int64_t> counts;
+  std::int64_t open = 0;   // pending or uncertain
+  std::int64_t uncertain = 0;
+  std::int64_t failed = 0;
   std::optional<std::int64_t> earliest;
   {
     Q q(db, "SELECT state, COUNT(*), MIN(next_attempt) FROM recipients WHERE message_id = ?1 GROUP BY state");
     q.text(1, rep.id);
     while (q.step()) {
       std::string st = q.col_text(0);
-      counts[st] = q.col_i64(1);
-      if (st == "pending" && !q.col_null(2)) earliest = q.col_i64(2);
+      if (st == kPending || st == kUncertain) {
+        open += q.col_i64(1);
+        if (st == kUncertain) uncertain += q.col_i64(1);
+        if (!q.col_null(2) && (!earliest || q.col_i64(2) < *earliest)) earliest = q.col_i64(2);
+      } else if (st == kFailed) {
+        failed += q.col_i64(1);
+      }
     }
   }
-  if (counts["pending"] > 0) {
+  const bool hold = rep.hold_uncertain && uncertain > 0;
+  if (hold) {
+    // Due the moment the operator releases it (release() makes the message due).
+    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    r.text(1, rep.id).i64(2, rep.time).run();
+    earliest = rep.time;
+  }
+  if (open > 0) {
     after.state = kDeferred;
   } else {
-    after.state = counts[kFailed] > 0 ? kFailed : kSent;
+    after.state = failed > 0 ? kFailed : kSent;
     earliest.reset();
   }
   {
     Q u(db,
-        "UPDATE messages SET state = CASE WHEN state = 'held' THEN 'held' ELSE ?2 END, "
-        "held_from = CASE WHEN state = 'held' THEN ?2 ELSE held_from END, "
-        "attempts = attempts + ?3, next_attempt = ?4, last_error = ?5, updated = ?6 WHERE id = ?1");
+        "UPDATE messages SET state = CASE WHEN state = 'held' OR ?7 THEN 'held' ELSE ?2 END, "
+        "held_from = CASE WHEN state = 'held' OR ?7 THEN ?2 ELSE held_from END, "
+        "attempts = attempts + ?3, next_attempt = ?4, last_error = ?5, wait_reason = 0, updated = ?6 WHERE id = ?1");
     u.text(1, rep.id).text(2, after.state).i64(3, rep.count_attempt ? 1 : 0).opt(4, earliest)
-        .text(5, rep.last_error).i64(6, rep.time).run();
+        .text(5, rep.last_error).i64(6, rep.time).i64(7, hold ? 1 : 0).run();
   }
   {
     Q q(db, "SELECT attempts, state FROM messages WHERE id = ?1");
@@ -200,30 +282,38 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   return after;
 }
 
-void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error) {
+void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error,
+                            WaitReason reason) {
   sqlite3* db = spool_.handle();
   Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
-          "WHERE message_id = ?1 AND state = 'pending'");
+          "WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
   r.text(1, id).i64(2, next_attempt).run();
   Q m(db,
       "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
-      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 AND state = 'pending'), "
-      "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END "
+      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
+      "AND +state IN ('pending', 'uncertain')), "
+      "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END, wait_reason = ?3 "
       "WHERE id = ?1 AND state = 'active'");
-  m.text(1, id).text(2, last_error).run();
+  m.text(1, id).text(2, last_error).i64(3, static_cast<int>(reason)).run();
 }
 
 int DeliveryStore::release_waiting(std::int64_t now) {
   sqlite3* db = spool_.handle();
-  const char* waiting =
-      "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND "
-      "(last_error = 'no route' OR last_error LIKE 'upstream \"%\" suspended:%' OR attempts = 0)";
-  Q r(db, (std::string("UPDATE recipients SET next_attempt = ?1 WHERE state = 'pending' AND message_id IN (") +
-           waiting + ")").c_str());
-  r.i64(1, now).run();
-  Q m(db, (std::string("UPDATE messages SET next_attempt = ?1 WHERE id IN (") + waiting + ")").c_str());
-  m.i64(1, now).run();
-  return m.changes();
+  // Typed: wait_reason says why it waits (no route, suspended or unusable
+  // upstream, rate ceiling); its own backoff (None) is left alone. Only
+  // after a reload, so a range over the waiting states is acceptable.
+  std::vector<std::string> ids;
+  {
+    Q q(db, "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_reason != 0");
+    while (q.step()) ids.push_back(q.col_text(0));
+  }
+  for (const auto& id : ids) {
+    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    r.text(1, id).i64(2, now).run();
+    Q m(db, "UPDATE messages SET next_attempt = ?2, wait_reason = 0 WHERE id = ?1");
+    m.text(1, id).i64(2, now).run();
+  }
+  return static_cast<int>(ids.size());
 }
 
 int DeliveryStore::purge_finished(std::int64_t before) {
@@ -274,6 +364,94 @@ bool DeliveryStore::bounce_sent(std::string_view id) {
 void DeliveryStore::mark_bounce_sent(std::string_view id, std::string_view dsn_id) {
   Q q(spool_.handle(), "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
   q.text(1, "bounce:" + std::string(id)).text(2, dsn_id).run();
+}
+
+// --- added for the scheduler ---------------------------------------------------
+
+std::vector<UpstreamState> DeliveryStore::load_upstream_states() {
+  Q q(spool_.handle(),
+      "SELECT name, suspended_until, reason, failures, stage, last_reply, updated FROM upstreams ORDER BY name");
+  std::vector<UpstreamState> out;
+  while (q.step()) {
+    UpstreamState s;
+    s.name = q.col_text(0);
+    if (!q.col_null(1)) s.suspended_until = q.col_i64(1);
+    s.reason = static_cast<SuspendReason>(q.col_i64(2));
+    s.failures = static_cast<int>(q.col_i64(3));
+    s.stage = q.col_text(4);
+    s.last_reply = q.col_text(5);
+    s.updated = q.col_i64(6);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void DeliveryStore::save_upstream_state(const UpstreamState& s) {
+  Q q(spool_.handle(),
+      "INSERT OR REPLACE INTO upstreams(name, suspended_until, reason, failures, stage, last_reply, updated) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  q.text(1, s.name).opt(2, s.suspended_until).i64(3, static_cast<int>(s.reason)).i64(4, s.failures)
+      .text(5, s.stage).text(6, s.last_reply).i64(7, s.updated).run();
+}
+
+void DeliveryStore::park(std::string_view id, std::int64_t next_attempt, WaitReason reason, std::string_view upstream,
+                         std::string_view last_error) {
+  sqlite3* db = spool_.handle();
+  // A recipient due later than this keeps its own time.
+  Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
+          "WHERE message_id = ?1 AND state IN ('pending', 'uncertain') AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND state = 'active')");
+  r.text(1, id).i64(2, next_attempt).run();
+  Q m(db,
+      "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
+      "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
+      "AND state IN ('pending', 'uncertain')), wait_reason = ?3, wait_upstream = ?4, "
+      "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END "
+      "WHERE id = ?1 AND state = 'active'");
+  m.text(1, id).text(2, last_error).i64(3, static_cast<int>(reason)).text(4, upstream).run();
+}
+
+std::vector<OperatorAction> DeliveryStore::operator_actions_after(std::int64_t after, std::size_t limit) {
+  Q q(spool_.handle(),
+      "SELECT seq, time, uid, action, target, detail FROM operator_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+  q.i64(1, after).i64(2, static_cast<std::int64_t>(limit));
+  std::vector<OperatorAction> out;
+  while (q.step()) {
+    OperatorAction a;
+    a.seq = q.col_i64(0);
+    a.time = q.col_i64(1);
+    if (!q.col_null(2)) a.uid = q.col_i64(2);
+    a.action = q.col_text(3);
+    a.target = q.col_text(4);
+    a.detail = q.col_text(5);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::int64_t DeliveryStore::last_operator_seq() {
+  Q q(spool_.handle(), "SELECT MAX(seq) FROM operator_log");   // the rowid's b-tree: its last entry
+  if (q.step() && !q.col_null(0)) return q.col_i64(0);
+  return 0;
+}
+
+void DeliveryStore::mark_waiting(std::string_view id, WaitReason reason, std::string_view upstream) {
+  Q q(spool_.handle(),
+      "UPDATE messages SET wait_reason = ?2, wait_upstream = ?3 WHERE id = ?1 AND state IN ('queued', 'deferred')");
+  q.text(1, id).i64(2, static_cast<int>(reason)).text(3, upstream).run();
+}
+
+int DeliveryStore::release_upstream(std::string_view upstream, std::int64_t now) {
+  sqlite3* db = spool_.handle();
+  const char* waiting =
+      "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_upstream = ?2 "
+      "AND wait_reason IN (2, 3)";   // WaitReason::UpstreamSuspended, RateLimited
+  Q r(db, (std::string("UPDATE recipients SET next_attempt = ?1 WHERE state IN ('pending', 'uncertain') "
+                       "AND message_id IN (") + waiting + ")").c_str());
+  r.i64(1, now).text(2, upstream).run();
+  Q m(db, (std::string("UPDATE messages SET next_attempt = ?1, wait_reason = 0, wait_upstream = '' WHERE id IN (") +
+           waiting + ")").c_str());
+  m.i64(1, now).text(2, upstream).run();
+  return m.changes();
 }
 
 }  // namespace outbox::queue

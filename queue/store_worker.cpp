@@ -25,14 +25,14 @@ std::int64_t now_us() {
 }  // namespace
 
 struct StoreWorker::Request {
-  enum class Kind { Begin, Append, Commit, Abort, Run };
+  enum class Kind { Begin, Append, Commit, Abort, Run, RunAlone };
   Kind kind;
   std::string id;
   NewMessage message;                    // Begin
   std::int64_t seq = 0;                  // Append
   std::string bytes;                     // Append: body bytes; Commit: header prefix
   std::uint64_t size = 0;                // Commit
-  std::function<void(Spool&)> work;      // Run
+  std::function<void(Spool&)> work;      // Run, RunAlone
   Done done;
   bool ok = false;
   std::string error;
@@ -119,6 +119,13 @@ void StoreWorker::abort_message(std::string id) {
 
 void StoreWorker::run(std::function<void(Spool&)> work, Done done) {
   auto r = std::make_unique<Request>(Request::Kind::Run);
+  r->work = std::move(work);
+  r->done = std::move(done);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::run_alone(std::function<void(Spool&)> work, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::RunAlone);
   r->work = std::move(work);
   r->done = std::move(done);
   enqueue(std::move(r));
@@ -222,10 +229,61 @@ void StoreWorker::execute(Request& r) {
     case K::Run:
       in_savepoint(r, [&] { r.work(*spool_); });
       break;
+    case K::RunAlone:
+      // Never reached: run_batch() hands a batch holding one to run_split().
+      // Running it here would nest a transaction in the batch's.
+      r.error = "internal: run_alone request inside a batch";
+      break;
+  }
+}
+
+void StoreWorker::run_split(std::deque<std::unique_ptr<Request>>& batch) {
+  // The requests before a run_alone request commit first, then it runs in
+  // its own transaction, then the rest: queue order is kept, fates are not
+  // shared.
+  std::deque<std::unique_ptr<Request>> group;
+  for (auto& r : batch) {
+    if (r->kind != Request::Kind::RunAlone) {
+      group.push_back(std::move(r));
+      continue;
+    }
+    if (!group.empty()) {
+      run_batch(group);
+      group.clear();
+    }
+    execute_alone(*r);
+    if (r->done) {
+      auto fn = [done = std::move(r->done), ok = r->ok, err = std::move(r->error)]() mutable {
+        done(ok, std::move(err));
+      };
+      if (post_) post_(std::move(fn)); else fn();
+    }
+  }
+  if (!group.empty()) run_batch(group);
+}
+
+void StoreWorker::execute_alone(Request& r) {
+  try {
+    spool_->begin();
+    r.work(*spool_);
+    spool_->commit();
+    r.ok = true;
+    return;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  } catch (...) {
+    r.error = "unknown error";
+  }
+  r.ok = false;
+  try {
+    spool_->rollback();   // a failed COMMIT can leave the transaction open
+  } catch (const std::exception&) {
   }
 }
 
 void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
+  for (const auto& r : batch)
+    if (r->kind == Request::Kind::RunAlone) return run_split(batch);
   bool committed = false;
   std::string batch_error;
   try {
@@ -287,6 +345,7 @@ void StoreWorker::discard_after_failed_commit(const std::deque<std::unique_ptr<R
         failed_ids_.erase(r->id);    // the message's life ended in this batch
         break;
       case Request::Kind::Run:
+      case Request::Kind::RunAlone:
         break;
     }
   }

@@ -7,7 +7,9 @@
 // the others) and COMMITs once; only then are the completions posted. So a
 // session hears "250" only after the commit that holds its message returned
 // (synchronous=FULL: it is on disk). A failed COMMIT fails every request of
-// that batch, and their incoming messages are discarded.
+// that batch, and their incoming messages are discarded. run_alone() requests
+// are the exception: each is a transaction of its own, between the groups
+// before and after it in the queue.
 // Checkpoints of the WAL run here when the queue is idle, not inside a commit.
 #pragma once
 #include <condition_variable>
@@ -44,6 +46,11 @@ class StoreWorker {
   void abort_message(std::string id);
   // Any other spool work, in the worker thread, inside the batch transaction.
   void run(std::function<void(Spool&)> work, Done done);
+  // Spool work that must not share its fate with unrelated writes (a delivery
+  // outcome, the mark made before a final dot): its own transaction, never the
+  // group commit of submissions, still in queue order with every other
+  // request. done(false, error): exactly this work was rolled back, nothing else.
+  void run_alone(std::function<void(Spool&)> work, Done done);
 
   std::size_t pending_bytes() const;   // body bytes queued and not yet written
 
@@ -51,6 +58,8 @@ class StoreWorker {
   struct Request;
   void loop();
   void run_batch(std::deque<std::unique_ptr<Request>>& batch);
+  void run_split(std::deque<std::unique_ptr<Request>>& batch);   // a batch holding run_alone requests
+  void execute_alone(Request& r);
   void execute(Request& r);
   template <typename F> bool in_savepoint(Request& r, F&& fn);
   void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of outboxd against Postfix on this machine, with the
-# shared loopback kit (../shared/bench: smtp-source load, smtp-sink upstream,
-# ABBA-interleaved rounds, ratios B/A). Not a test: figures vary ±20-40 %
+# loopback kit in tests/bench/kit (a copy of the team's shared bench kit:
+# smtp-source load, smtp-sink upstream, ABBA-interleaved rounds, ratios B/A). Not a test: figures vary ±20-40 %
 # between minutes on shared machines; only the ratios of one run mean anything.
 #
 #   tests/bench/compare-postfix.sh [BUILD_DIR] [BENCH_DIR]
@@ -12,7 +12,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
-bench=${2:-$root/../shared/bench}
+bench=${2:-$root/tests/bench/kit}
 port=${OUTBOX_BENCH_PORT:-2587}
 work=$(mktemp -d /tmp/outbox-bench.XXXXXX)
 cat > "$work/outbox.toml" <<CONF
@@ -48,5 +48,7 @@ target=127.0.0.1:$port
 [ "${BENCH_UNIX:-0}" = 1 ] && target=unix:$work/submit.sock
 sinkport=${SINK:-2526}
 [ "${BENCH_NO_RELAY:-0}" = 1 ] && sinkport=-
-MON_B="--comm outboxd" "$bench/compare.sh" "$target" "$sinkport"
+# By pid: other outboxd processes on the machine (tests, other worktrees)
+# must not be counted in outboxd's CPU and memory.
+MON_B="--pid $pid" "$bench/compare.sh" "$target" "$sinkport"
 echo "outboxd spool: $(du -sh "$work/spool.db" | cut -f1)"

@@ -221,7 +221,7 @@ class RelayDelivery(unittest.TestCase):
         self.assertEqual([(a["password"], a["success"]) for a in up.auth_attempts],
                          [("stale-token", False), ("fresh-token", True)])
         m = d.show(qid)
-        self.assertEqual(m["attempts"], 1)
+        self.assertEqual(m["attempts"], 2, "the refused login was a try of this message (issue 8 item 9)")
         self.assertNotIn(b"stale-token", d.log_bytes())
         self.assertEqual(d.stop(), 0)
 

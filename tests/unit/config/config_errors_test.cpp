@@ -145,6 +145,8 @@ TEST_CASE("retry values") {
       {"initial above default max", kMinimal + "[retry]\ninitial = \"2h\"\n",
        "FILE:7: retry.initial: max must not be shorter than initial"},
       {"zero lifetime", kMinimal + "[retry]\nlifetime = \"0d\"\n", "FILE:7: retry.lifetime: must be longer than 0s"},
+      {"uncertain not a choice", kMinimal + "[retry]\nuncertain = \"drop\"\n",
+       "FILE:7: retry.uncertain: \"drop\" is not one of \"resend\", \"hold\""},
   });
 }
 

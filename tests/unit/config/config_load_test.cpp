@@ -30,6 +30,7 @@ TEST_CASE("etc/outbox.toml, the commented example, loads") {
   CHECK(c.limits.session_timeout == 3600s);
   CHECK(c.retry.initial == 60s);
   CHECK(c.retry.lifetime == 5 * 86400s);
+  CHECK(c.retry.uncertain == RetryConfig::Uncertain::Resend);
   CHECK(c.bounces);
   CHECK(c.log_level == "info");
   CHECK(c.upstreams.empty());
@@ -145,6 +146,7 @@ max = "2h"
 factor = 1.5
 jitter = 0
 lifetime = "3d"
+uncertain = "hold"
 
 [bounces]
 enabled = false
@@ -209,6 +211,7 @@ level = "debug"
   CHECK(c.retry.factor == doctest::Approx(1.5));
   CHECK(c.retry.jitter == 0.0);
   CHECK(c.retry.lifetime == 3 * 86400s);
+  CHECK(c.retry.uncertain == RetryConfig::Uncertain::Hold);
   CHECK_FALSE(c.bounces);
   CHECK(c.log_level == "debug");
 }

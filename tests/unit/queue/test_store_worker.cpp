@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <future>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -541,4 +543,93 @@ TEST_CASE("store worker: an idle worker checkpoints the WAL") {
   while (db_size() < 20 * 20000 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK(db_size() >= 20 * 20000);
+}
+
+TEST_CASE("store worker: run_alone has its own transaction: a failed group commit does not take it along, nor it the batch") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  StoreWorker w(path, inline_poster());
+  QueueIdGenerator g;
+  CommitCounter counter;
+  counter.install(w);
+  auto outcome = [](const std::string& key) {
+    return [key](Spool& s) { exec(s.handle(), "INSERT INTO meta(key, value) VALUES('" + key + "', 1)"); };
+  };
+  std::mutex mu;
+  std::map<std::string, std::pair<bool, std::string>> result;
+  Completions c;
+  auto rec = [&](std::string name) {
+    return [&, name](bool ok, std::string e) {
+      {
+        std::lock_guard lk(mu);
+        result[name] = {ok, e};
+      }
+      c.add(ok);
+    };
+  };
+
+  SUBCASE("the submissions' COMMIT fails; the outcome queued among them is written") {
+    std::string a = g.next(), b = g.next();
+    Gate gate(w);
+    w.begin_message(msg(a), rec("begin a"));
+    w.run_alone(outcome("outcome 1"), rec("outcome 1"));
+    w.append(a, 0, "A", rec("append a"));
+    w.commit_message(a, "", 1, rec("commit a"));
+    w.begin_message(msg(b), rec("begin b"));
+    w.run([&](Spool&) { counter.fail_next = 1; }, rec("arm"));   // this group's COMMIT is refused
+    w.run_alone(outcome("outcome 2"), rec("outcome 2"));
+    gate.open();
+    REQUIRE(c.wait_for(7));
+    CHECK(result["begin a"].first);   // its group committed before outcome 1 ran
+    CHECK(result["outcome 1"].first);
+    CHECK(result["outcome 2"].first);
+    for (auto name : {"append a", "commit a", "begin b", "arm"}) {
+      CHECK_MESSAGE(!result[name].first, name);
+      CHECK(result[name].second.find("commit failed") != std::string::npos);
+    }
+    sync(w);
+    auto s = Spool::open(path, Spool::Mode::ReadOnly);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM meta WHERE key LIKE 'outcome %'") == 2);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM messages WHERE state = 'queued'") == 0);
+  }
+  SUBCASE("the outcome's COMMIT fails; the submissions around it commit") {
+    std::string a = g.next(), b = g.next();
+    Gate gate(w);
+    w.begin_message(msg(a), rec("begin a"));
+    w.append(a, 0, "A", rec("append a"));
+    w.commit_message(a, "", 1, rec("commit a"));
+    w.run_alone([&](Spool& s) { outcome("outcome 1")(s); counter.fail_next = 1; }, rec("outcome 1"));
+    w.begin_message(msg(b), rec("begin b"));
+    w.commit_message(b, "", 0, rec("commit b"));
+    gate.open();
+    REQUIRE(c.wait_for(6));
+    CHECK_FALSE(result["outcome 1"].first);
+    CHECK_FALSE(result["outcome 1"].second.empty());
+    for (auto name : {"begin a", "append a", "commit a", "begin b", "commit b"}) CHECK_MESSAGE(result[name].first, name);
+    sync(w);
+    auto s = Spool::open(path, Spool::Mode::ReadOnly);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM meta WHERE key LIKE 'outcome %'") == 0);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM messages WHERE state = 'queued'") == 2);
+  }
+  SUBCASE("work that throws rolls back only itself") {
+    std::string a = g.next();
+    Gate gate(w);
+    w.begin_message(msg(a), rec("begin a"));
+    w.run_alone([&](Spool& s) {
+      outcome("outcome 1")(s);
+      throw SpoolError("spool: disk I/O error", SQLITE_IOERR);
+    }, rec("outcome 1"));
+    w.commit_message(a, "", 0, rec("commit a"));
+    gate.open();
+    REQUIRE(c.wait_for(3));
+    CHECK_FALSE(result["outcome 1"].first);
+    CHECK(result["outcome 1"].second == "spool: disk I/O error");
+    CHECK(result["begin a"].first);
+    CHECK(result["commit a"].first);
+    sync(w);
+    auto s = Spool::open(path, Spool::Mode::ReadOnly);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM meta WHERE key LIKE 'outcome %'") == 0);
+    CHECK(count(s->handle(), "SELECT COUNT(*) FROM messages WHERE state = 'queued'") == 1);
+  }
+  counter.remove(w);
 }

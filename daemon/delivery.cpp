@@ -1,0 +1,373 @@
+#include "daemon/delivery.h"
+
+#include <openssl/crypto.h>
+
+#include <cctype>
+#include <type_traits>
+
+#include "daemon/body_pump.h"
+#include "daemon/logging.h"
+#include "daemon/relay.h"
+#include "daemon/routing.h"
+#include "daemon/secrets.h"
+#include "daemon/upstream_link.h"
+#include "daemon/upstream_settings.h"
+
+namespace outbox::daemon {
+
+namespace client = protocol::client;
+
+namespace {
+
+// from_header = "rewrite": the address the provider accepts in From: (the
+// envelope_from, else a username that is an address).
+std::string rewrite_address(const UpstreamConfig& u) {
+  if (!u.envelope_from.empty()) return u.envelope_from;
+  if (u.username.find('@') != std::string::npos) return u.username;
+  return {};
+}
+
+void wipe(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+}  // namespace
+
+// --- generations ------------------------------------------------------------------
+
+std::shared_ptr<const Generation> Generation::make(std::shared_ptr<const Config> config) {
+  auto g = std::make_shared<Generation>();
+  g->config = std::move(config);
+  for (const auto& u : g->config->upstreams) {
+    UpstreamRuntime rt;
+    rt.cfg = &u;
+    try {
+      if (u.tls != TlsMode::None) rt.tls = TlsContext::client(u.verify, u.ca_file);
+      rt.password = secrets::load_password(u);
+    } catch (const std::exception& e) {
+      rt.setup_error = e.what();
+      log::error(log::Line("upstream_error").kv("upstream", u.name).kv("error", e.what()));
+    }
+    g->upstreams.emplace(u.name, std::move(rt));
+  }
+  return g;
+}
+
+const UpstreamRuntime* Generation::find(std::string_view name) const {
+  auto it = upstreams.find(name);
+  return it == upstreams.end() ? nullptr : &it->second;
+}
+
+Generation::~Generation() {
+  for (auto& [name, rt] : upstreams) {
+    (void)name;
+    wipe(rt.password);
+  }
+}
+
+// --- one connection ---------------------------------------------------------------
+
+Delivery::Delivery(Relay& relay, std::shared_ptr<const Generation> gen, const UpstreamRuntime& up, queue::ConnId conn)
+    : relay_(relay), gen_(std::move(gen)), up_(up), conn_(conn),
+      session_(std::make_unique<client::ClientSession>(make_config())) {}
+
+Delivery::~Delivery() { *token_ = true; }
+
+client::ClientConfig Delivery::make_config() const {
+  client::ClientConfig c = upstream::client_config(*gen_->config, *up_.cfg);
+  c.secret = up_.password;
+  return c;
+}
+
+template <typename F>
+void Delivery::guarded(std::string_view where, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    drop(where, e.what());
+  } catch (...) {
+    drop(where, "unknown exception");
+  }
+}
+
+void Delivery::drop(std::string_view where, std::string_view what) noexcept {
+  try {
+    log::error(log::Line("relay_error").kv("upstream", up_.cfg->name).kv("op", where).kv("error", what)
+                   .kv("action", "connection dropped"));
+    if (link_ && !link_closed_) link_->close();
+    link_closed_ = true;
+    finished_ = true;
+    if (reported_finished_) return;
+    reported_finished_ = true;
+    if (current_) {
+      relay_.park_now(current_->msg.id, "delivery interrupted");
+      current_.reset();
+    }
+    relay_.delivery_finished(*this);
+  } catch (...) {
+    // Nothing more can be done for this connection; the message stays
+    // active and the periodic recovery returns it to the queue.
+  }
+}
+
+void Delivery::start() {
+  const UpstreamConfig& u = *up_.cfg;
+  if (secrets::uses_oauth2(u)) {
+    // The token command may take seconds: run it on the thread pool.
+    struct Work {
+      uv_work_t req;
+      Delivery* self;
+      std::weak_ptr<bool> alive;
+      UpstreamConfig cfg;
+      std::string token, error;
+    };
+    auto* w = new Work{{}, this, relay_.alive_, u, {}, {}};
+    w->req.data = w;
+    uv_queue_work(relay_.loop_, &w->req,
+        [](uv_work_t* r) {
+          auto* w = static_cast<Work*>(r->data);
+          try {
+            w->token = secrets::fetch_oauth2_token(w->cfg);
+          } catch (const std::exception& e) {
+            w->error = e.what();
+          }
+        },
+        [](uv_work_t* r, int) {
+          std::unique_ptr<Work> w(static_cast<Work*>(r->data));
+          if (w->alive.expired()) return;
+          if (!w->error.empty()) {
+            w->self->session_->on_connect_failed(w->error);
+            w->self->pump();
+            return;
+          }
+          w->self->set_secret(std::move(w->token));
+        });
+    return;
+  }
+  connect();
+}
+
+void Delivery::set_secret(std::string token) {
+  guarded("token", [&] {
+    auto cfg = make_config();
+    cfg.secret = std::move(token);
+    session_ = std::make_unique<client::ClientSession>(std::move(cfg));
+    connect();
+  });
+}
+
+void Delivery::connect() {
+  UpstreamLink::Handler h;
+  // Called from UpstreamLink's libuv callbacks: each is a noexcept boundary.
+  h.on_ready = [this]() noexcept { guarded("connected", [&] { session_->on_connected(); pump(); }); };
+  h.on_data = [this](std::string_view b) noexcept { guarded("read", [&] { session_->on_bytes(b); pump(); }); };
+  h.on_tls_established = [this]() noexcept {
+    guarded("tls", [&] { session_->on_tls_established(); pump(); });
+  };
+  h.on_drain = [this]() noexcept {
+    guarded("drain", [&] {
+      if (body_) body_->on_drain();
+    });
+  };
+  h.on_failure = [this](std::string stage, std::string error) noexcept {
+    guarded("link failure", [&] {
+      link_closed_ = true;
+      if (stage == "resolve" || stage == "connect") {
+        session_->on_connect_failed(error);
+      } else if (stage == "tls") {
+        session_->on_tls_failed(error);
+      } else if (stage == "timeout") {
+        session_->on_timeout();
+      } else if (stage == "closed") {
+        // The session says "connection closed by the server"; the peer's
+        // address is in relay= already.
+        session_->on_closed("");
+      } else {
+        session_->on_closed(error);
+      }
+      pump();
+    });
+  };
+  link_ = UpstreamLink::create(relay_.loop_, std::move(h));
+  UpstreamLink::Target t;
+  t.host = up_.cfg->host;
+  t.port = up_.cfg->port;
+  t.implicit_tls = up_.cfg->tls == TlsMode::Implicit;
+  t.tls = up_.tls;
+  t.tls_name = up_.cfg->tls_name.empty() ? up_.cfg->host : up_.cfg->tls_name;
+  t.connect_timeout = up_.cfg->connect_timeout;
+  link_->connect(std::move(t));
+}
+
+void Delivery::abort() {
+  if (link_ && !link_closed_) link_->close();
+  link_closed_ = true;
+  aborted_ = true;
+  // The session still reports the message in flight (a drop after the
+  // final dot is a possible duplicate, RFC 1047), then finishes.
+  session_->on_closed("shutting down");
+}
+
+void Delivery::quit_when_idle() {
+  if (session_->ready() && !current_) {
+    session_->quit();
+    pump();
+  }
+}
+
+void Delivery::hand(Job job) {
+  if (!session_->ready() || finished_) {
+    // The connection ended in the same breath as it said ready: the message
+    // goes back to the queue untouched.
+    relay_.park_now(job.msg.id, "");
+    return;
+  }
+  current_ = std::move(job);
+  const auto& m = current_->msg;
+  client::OutgoingMessage om;
+  om.id = m.id;
+  om.sender = routing::envelope_sender_for(*up_.cfg, m.sender);
+  om.recipients = m.recipients;
+  om.size = m.size;
+  om.smtputf8 = m.smtputf8;
+  om.body_8bit = m.body_8bit;
+  session_->send_message(std::move(om));
+  pump();
+}
+
+void Delivery::pump() {
+  if (pumping_) {
+    repump_ = true;
+    return;
+  }
+  pumping_ = true;
+  do {
+    repump_ = false;
+    for (auto& action : session_->take_actions()) handle(action);
+  } while (repump_);
+  pumping_ = false;
+  if (!finished_ && link_ && !link_closed_) {
+    auto d = session_->deadline();
+    if (d.count() > 0) link_->set_read_deadline(d);
+  }
+  if ((finished_ || session_->finished()) && !reported_finished_) {
+    reported_finished_ = true;
+    if (current_) {
+      // Every handed-over message gets a MessageDone; this is a safety net.
+      relay_.park_now(current_->msg.id, "delivery interrupted");
+      current_.reset();
+    }
+    relay_.delivery_finished(*this);
+  }
+}
+
+void Delivery::handle(client::Action& action) {
+  std::visit(
+      [this](auto& a) {
+        using T = std::decay_t<decltype(a)>;
+        if constexpr (std::is_same_v<T, client::Send>) {
+          if (link_ && !link_closed_) link_->send(a.bytes);
+        } else if constexpr (std::is_same_v<T, client::StartTls>) {
+          if (link_ && !link_closed_) link_->start_tls();
+        } else if constexpr (std::is_same_v<T, client::Close>) {
+          if (link_ && !link_closed_) link_->close();
+          link_closed_ = true;
+          finished_ = true;
+        } else if constexpr (std::is_same_v<T, client::Ready>) {
+          was_ready_ = true;
+          relay_.delivery_ready(*this);
+        } else if constexpr (std::is_same_v<T, client::NeedBody>) {
+          feed_body(a.id);
+        } else if constexpr (std::is_same_v<T, client::MessageDone>) {
+          if (current_) {
+            Job job = std::move(*current_);
+            current_.reset();
+            relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
+          }
+        } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
+          // Dropped by our own shutdown: not the upstream's fault, nothing to suspend.
+          if (!aborted_) relay_.session_failed(*this, a.failure);
+        }
+      },
+      action);
+}
+
+// The body streams through a BodyPump (daemon/body_pump.h): one piece at a
+// time, the next only when the link has drained, never the whole message;
+// before_dot() runs between the last piece and the final dot.
+void Delivery::feed_body(const std::string& id) {
+  if (!body_) body_ = make_body_pump();
+  std::string account = up_.cfg->from_header == "rewrite" ? rewrite_address(*up_.cfg) : std::string();
+  body_->start(id, std::move(account));
+}
+
+std::unique_ptr<BodyPump> Delivery::make_body_pump() {
+  BodyPump::Io io;
+  io.read = [this](std::string id, std::int64_t from, queue::BodyReader::Done done) {
+    relay_.read_body(std::move(id), from, std::move(done));
+  };
+  io.chunk = [this](std::string_view bytes) {
+    if (session_->stage() != client::Stage::Body) return false;
+    session_->body_chunk(bytes);
+    pump();
+    return session_->stage() == client::Stage::Body;
+  };
+  io.end = [this] {
+    session_->body_end();
+    pump();
+  };
+  io.pending = [this]() -> std::size_t { return link_ && !link_closed_ ? link_->pending_write_bytes() : 0; };
+  io.failed = [this](queue::BodyReader::Status status, std::string why) {
+    // Deleted meanwhile (outboxctl delete): end the connection; the message
+    // is gone, so there is nothing to report. A read error ends it too; the
+    // message is retried like any broken connection.
+    if (link_ && !link_closed_) link_->close();
+    link_closed_ = true;
+    session_->on_closed(status == queue::BodyReader::Status::Missing ? why : "spool read failed: " + why);
+    pump();
+  };
+  auto body = std::make_unique<BodyPump>(std::move(io), UpstreamLink::kHighWater);
+  body->before_dot = [this](std::function<void()> proceed) { before_dot(std::move(proceed)); };
+  return body;
+}
+
+// The recipients become 'uncertain' in the spool (its own transaction)
+// before the final dot goes out; proceed() sends the dot only once that is
+// committed, so a crash or lost connection after it is known to be a
+// possible duplicate (RFC 1047). If the write fails the dot is never sent:
+// the connection ends and the message is retried as not sent.
+void Delivery::before_dot(std::function<void()> proceed) {
+  if (!current_) return;
+  const auto& m = current_->msg;
+  std::weak_ptr<bool> alive = relay_.alive_;
+  auto token = token_;
+  Relay* relay = &relay_;
+  ++relay->store_ops_;   // stop() waits for it, like run_store()
+  relay->store_.run_alone(
+      [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
+        queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
+      },
+      [this, relay, alive, token, id = m.id, proceed = std::move(proceed)](bool ok, std::string err) {
+        if (alive.expired()) return;
+        --relay->store_ops_;
+        if (!*token) guarded("dot", [&] { dot_marked(id, ok, std::move(err), proceed); });
+        relay->maybe_stopped();
+      });
+}
+
+void Delivery::dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {
+  if (link_closed_ || !current_ || current_->msg.id != id) return;   // the connection ended meanwhile
+  if (ok) {
+    proceed();
+    return;
+  }
+  log::error(log::Line("spool_error").kv("id", id).kv("op", "mark dot sent").kv("error", err)
+                 .kv("action", "final dot not sent; retried as not delivered"));
+  if (link_) link_->close();
+  link_closed_ = true;
+  session_->on_closed("spool write failed before the final dot");
+  pump();
+}
+
+}  // namespace outbox::daemon

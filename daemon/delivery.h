@@ -1,0 +1,119 @@
+// Delivery: one upstream connection of the relay (UpstreamLink for the
+// bytes, protocol::client::ClientSession for every SMTP decision). It holds
+// the configuration generation it started with (shared ownership: a reload
+// cannot pull its settings or secret from under it) and names its upstream;
+// it carries the messages the scheduler hands it, one at a time, and reports
+// to the relay. Loop thread only; every libuv callback that reaches it is a
+// noexcept boundary that logs and drops this one connection.
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/tls.h"
+#include "protocol/client_session.h"
+#include "queue/delivery_store.h"
+#include "queue/scheduler.h"
+
+namespace outbox::daemon {
+
+class BodyPump;
+class Relay;
+class UpstreamLink;
+
+// One [[upstream]] of a generation, set up once when the generation is made:
+// TLS context, secret, or why it cannot be used.
+struct UpstreamRuntime {
+  const UpstreamConfig* cfg = nullptr;   // into Generation::config, same lifetime
+  std::shared_ptr<TlsContext> tls;
+  std::string password;
+  std::string setup_error;               // secret or CA problem: nothing can be sent
+};
+
+// A configuration generation and what the relay built from it. Freed when
+// the relay has moved on and the last delivery using it has ended; the
+// secrets are wiped then (OPENSSL_cleanse), so a rotated password does not
+// linger in memory.
+struct Generation {
+  std::shared_ptr<const Config> config;
+  std::map<std::string, UpstreamRuntime, std::less<>> upstreams;
+
+  static std::shared_ptr<const Generation> make(std::shared_ptr<const Config> config);
+  const UpstreamRuntime* find(std::string_view name) const;   // nullptr: not in this generation
+  ~Generation();
+};
+
+// A claimed message and the route (upstream names) it was claimed under.
+struct Job {
+  queue::DueMessage msg;
+  std::vector<std::string> route;
+};
+
+class Delivery {
+ public:
+  Delivery(Relay& relay, std::shared_ptr<const Generation> gen, const UpstreamRuntime& up, queue::ConnId conn);
+  ~Delivery();
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+
+  void start();
+  // The scheduler gave this (idle) connection a message.
+  void hand(Job job);
+  void quit_when_idle();
+  // Shutdown's grace period is over: drop the connection now.
+  void abort();
+  void pump();
+
+  queue::ConnId conn() const { return conn_; }
+  const std::string& upstream_name() const { return up_.cfg->name; }
+  const UpstreamRuntime& upstream() const { return up_; }
+  const Generation& generation() const { return *gen_; }
+  bool busy() const { return current_.has_value(); }
+  bool was_ready() const { return was_ready_; }
+  bool aborted() const { return aborted_; }
+  // An upstream-scope failure was already reported for a message of this
+  // connection (the SessionFailed that follows must not suspend twice).
+  bool upstream_fault_reported = false;
+
+ private:
+  protocol::client::ClientConfig make_config() const;
+  void set_secret(std::string token);
+  void connect();
+  void handle(protocol::client::Action& action);
+  void feed_body(const std::string& id);
+  std::unique_ptr<BodyPump> make_body_pump();
+  void before_dot(std::function<void()> proceed);
+  void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
+  // A C++ exception reached a libuv callback: log, close the link, report
+  // the message in hand as interrupted, and end this delivery only.
+  void drop(std::string_view where, std::string_view what) noexcept;
+  template <typename F>
+  void guarded(std::string_view where, F&& f) noexcept;
+
+  Relay& relay_;
+  std::shared_ptr<const Generation> gen_;   // keeps up_ and its secret alive
+  const UpstreamRuntime& up_;
+  queue::ConnId conn_;
+  std::unique_ptr<protocol::client::ClientSession> session_;
+  std::shared_ptr<UpstreamLink> link_;
+  std::unique_ptr<BodyPump> body_;
+  std::optional<Job> current_;
+  std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
+  bool link_closed_ = false;
+  bool aborted_ = false;
+  bool finished_ = false;
+  bool reported_finished_ = false;
+  bool pumping_ = false;
+  bool repump_ = false;
+  bool was_ready_ = false;
+};
+
+}  // namespace outbox::daemon

@@ -1,0 +1,457 @@
+#include "queue/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace outbox::queue {
+
+namespace {
+
+std::int64_t us(std::chrono::seconds s) { return static_cast<std::int64_t>(s.count()) * 1'000'000; }
+
+std::string quoted(std::string_view name) { return "upstream \"" + std::string(name) + "\""; }
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerParams params, std::function<double()> random01)
+    : params_(params), random01_(std::move(random01)) {}
+
+Scheduler::Up* Scheduler::find(std::string_view name) {
+  auto it = ups_.find(name);
+  return it == ups_.end() ? nullptr : &it->second;
+}
+
+const Scheduler::Up* Scheduler::find(std::string_view name) const {
+  auto it = ups_.find(name);
+  return it == ups_.end() ? nullptr : &it->second;
+}
+
+Scheduler::Up* Scheduler::of(const Conn& c) {
+  Up* u = find(c.upstream);
+  // A name removed and added again by reloads is a new upstream: the old
+  // generation's connections do not count against it.
+  return u && u->serial == c.serial ? u : nullptr;
+}
+
+bool Scheduler::suspended(const Up& u, std::int64_t now) const {
+  return u.suspended_until && *u.suspended_until > now;
+}
+
+std::size_t Scheduler::limit(const Up& u, std::int64_t) const {
+  // After failures, one connection probes the upstream: a provider that
+  // refuses or throttles sees one login, not max_connections of them.
+  if (u.failures > 0) return 1;
+  return std::max<std::size_t>(u.spec.max_connections, 1);
+}
+
+std::uint64_t Scheduler::rate_room(Up& u, std::int64_t now, std::int64_t* free_at) {
+  std::int64_t longest = 0;
+  for (const auto& r : u.spec.rates) longest = std::max(longest, r.per_us);
+  while (!u.starts.empty() && u.starts.front() <= now - longest) u.starts.pop_front();
+  std::uint64_t room = UINT64_MAX;
+  *free_at = now;
+  for (const auto& r : u.spec.rates) {
+    std::uint64_t n = 0;
+    std::int64_t oldest = now;
+    for (auto it = u.starts.rbegin(); it != u.starts.rend() && *it > now - r.per_us; ++it) {
+      ++n;
+      oldest = *it;
+    }
+    if (n >= r.count) {
+      room = 0;
+      // The window frees one start when its oldest start leaves it.
+      *free_at = std::max(*free_at, oldest + r.per_us);
+    } else {
+      room = std::min(room, r.count - n);
+    }
+  }
+  return room;
+}
+
+void Scheduler::leave(Conn& c) {
+  Up* u = of(c);
+  if (!u) return;
+  switch (c.state) {
+    case Conn::State::Opening: if (u->opening) --u->opening; break;
+    case Conn::State::Idle: if (u->idle) --u->idle; break;
+    case Conn::State::Busy: if (u->busy) --u->busy; break;
+  }
+}
+
+void Scheduler::set_upstreams(const std::vector<UpstreamSpec>& upstreams, std::int64_t) {
+  std::map<std::string, Up, std::less<>> next;
+  for (const auto& spec : upstreams) {
+    auto old = ups_.find(spec.name);
+    if (old != ups_.end()) {
+      Up u = std::move(old->second);
+      if (u.spec.settings_digest != spec.settings_digest && (u.suspended_until || u.failures > 0)) {
+        // The operator changed what a refused login or a broken setup
+        // depends on: try again now.
+        u.suspended_until.reset();
+        u.reason = SuspendReason::None;
+        u.failures = u.auth_failures = 0;
+        u.stage.clear();
+        u.last_reply.clear();
+        mark_changed(spec.name);
+      }
+      u.spec = spec;
+      next.emplace(spec.name, std::move(u));
+    } else {
+      Up u;
+      u.spec = spec;
+      u.serial = next_serial_++;
+      next.emplace(spec.name, std::move(u));
+    }
+  }
+  ups_ = std::move(next);
+  // Connections of removed upstreams stay in conns_ until they close (their
+  // events are ignored); the persisted state of a removed name is not
+  // touched (it is only read back for names that exist).
+  for (auto it = changed_.begin(); it != changed_.end();)
+    it = ups_.count(*it) ? std::next(it) : changed_.erase(it);
+}
+
+void Scheduler::restore(const std::vector<UpstreamState>& states) {
+  for (const auto& s : states) {
+    Up* u = find(s.name);
+    if (!u) continue;
+    u->suspended_until = s.suspended_until;
+    u->reason = s.reason;
+    u->failures = s.failures;
+    u->auth_failures = s.reason == SuspendReason::AuthFailed ? std::max(s.failures, 1) : 0;
+    u->stage = s.stage;
+    u->last_reply = s.last_reply;
+  }
+}
+
+void Scheduler::add_due(DueWork work, std::int64_t) { waiting_.push_back(std::move(work)); }
+
+void Scheduler::connection_ready(ConnId conn) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end() || it->second.state == Conn::State::Idle) return;
+  leave(it->second);
+  it->second.state = Conn::State::Idle;
+  if (Up* u = of(it->second)) ++u->idle;
+}
+
+void Scheduler::connection_closed(ConnId conn) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end()) return;
+  leave(it->second);
+  conns_.erase(it);
+}
+
+std::optional<DueWork> Scheduler::charge_failed_open(ConnId conn) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end() || it->second.state != Conn::State::Opening) return std::nullopt;
+  const std::string& name = it->second.upstream;
+  for (auto w = waiting_.begin(); w != waiting_.end(); ++w)
+    if (std::find(w->route.begin(), w->route.end(), name) != w->route.end()) {
+      DueWork out = std::move(*w);
+      waiting_.erase(w);
+      return out;
+    }
+  return std::nullopt;
+}
+
+std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, const UpstreamFailure& f,
+                                                     std::int64_t now) {
+  Up* u = find(name);
+  if (!u) return std::nullopt;
+  const bool was_told = u->reason == SuspendReason::AuthFailed && u->suspended_until.has_value() &&
+                        u->auth_failures > (u->spec.fresh_credential_per_connection ? 1 : 0);
+  ++u->failures;
+  std::int64_t until = 0;
+  const int slow = f.reason == SuspendReason::AuthFailed
+                       ? ++u->auth_failures - (u->spec.fresh_credential_per_connection ? 1 : 0)
+                       : 0;
+  if (slow > 0) {
+    double d = static_cast<double>(us(params_.auth_initial)) * std::pow(2.0, slow - 1);
+    d = std::min(d, static_cast<double>(std::max(us(params_.auth_max), us(params_.auth_initial))));
+    until = now + std::max(static_cast<std::int64_t>(d), us(f.floor));
+  } else {
+    until = upstream_retry_at(params_.retry, u->failures, now, random01_(), f.floor);
+  }
+  // A later failure never shortens what an earlier one asked for.
+  if (u->suspended_until && *u->suspended_until > until) until = *u->suspended_until;
+  u->suspended_until = until;
+  u->reason = f.reason;
+  u->stage = f.stage;
+  u->last_reply = f.reply;
+  mark_changed(u->spec.name);
+  Suspension s;
+  s.upstream = u->spec.name;
+  s.until = until;
+  s.reason = f.reason;
+  s.failures = u->failures;
+  // Once per suspension: it lasts until a delivery succeeds or the operator
+  // resumes the upstream, however many probes fail meanwhile.
+  s.tell_operator = slow > 0 && !was_told;
+  return s;
+}
+
+void Scheduler::upstream_ok(std::string_view name, std::int64_t) {
+  Up* u = find(name);
+  if (!u || (u->failures == 0 && !u->suspended_until)) return;
+  u->failures = u->auth_failures = 0;
+  u->suspended_until.reset();
+  u->reason = SuspendReason::None;
+  u->stage.clear();
+  u->last_reply.clear();
+  mark_changed(u->spec.name);
+}
+
+bool Scheduler::resume(std::string_view name, std::int64_t now) {
+  Up* u = find(name);
+  if (!u) return false;
+  u->failures = 1;   // mark dirty for upstream_ok's early return
+  upstream_ok(name, now);
+  return true;
+}
+
+std::vector<Decision> Scheduler::poll(std::int64_t now) {
+  std::vector<Decision> out;
+  std::map<std::string, std::size_t, std::less<>> want;   // messages ready for a connection of that upstream
+  std::deque<DueWork> keep;
+  const std::int64_t lifetime = us(params_.retry.lifetime);
+  while (!waiting_.empty()) {
+    DueWork w = std::move(waiting_.front());
+    waiting_.pop_front();
+    Up* target = nullptr;
+    Up* blamed = nullptr;
+    std::optional<std::int64_t> earliest;   // the first suspension of its route to end
+    bool unusable = false;
+    std::string why;
+    for (const auto& name : w.route) {
+      Up* u = find(name);
+      if (!u) continue;
+      if (!u->spec.usable) {
+        unusable = true;
+        if (!blamed) blamed = u;
+        if (why.empty())
+          why = u->spec.problem.empty() ? quoted(name) + " cannot be used (its secret or CA file could not be loaded)"
+                                        : u->spec.problem;
+        continue;
+      }
+      if (suspended(*u, now)) {
+        if (!earliest || *u->suspended_until < *earliest) {
+          earliest = *u->suspended_until;
+          blamed = u;
+          why = quoted(name) + " suspended: " + u->last_reply;
+        }
+        continue;
+      }
+      target = u;
+      break;
+    }
+    if (!target) {
+      Decision d;
+      d.id = w.id;
+      if (!blamed) {
+        // No route, or only names this generation does not know.
+        d.kind = Decision::Kind::Park;
+        d.reason = WaitReason::NoRoute;
+        d.until = now + kNoRouteRecheck;
+        d.why = "no route";
+        out.push_back(std::move(d));
+        continue;
+      }
+      d.upstream = blamed->spec.name;
+      d.why = why;
+      const std::int64_t deadline = w.created + lifetime;
+      if (now >= deadline) {
+        // No upstream of its route takes it within its lifetime (SPEC "[retry]").
+        d.kind = Decision::Kind::Expire;
+        d.reason = earliest ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
+        out.push_back(std::move(d));
+        continue;
+      }
+      std::int64_t until = earliest ? *earliest : now + us(params_.retry.initial);
+      // A file fixed meanwhile is read by a reload (which releases it): look
+      // again at the retry pace, not hours later.
+      if (unusable) until = std::min(until, now + us(params_.retry.initial));
+      until = std::min(until, deadline);   // so it expires on time
+      if (earliest && !unusable && until - now <= kHold) {
+        keep.push_back(std::move(w));   // ends soon: next_wakeup() says when
+        continue;
+      }
+      d.kind = Decision::Kind::Park;
+      d.reason = earliest && *earliest <= until ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
+      d.until = until;
+      out.push_back(std::move(d));
+      continue;
+    }
+    const std::string& name = target->spec.name;
+    std::int64_t free_at = now;
+    if (rate_room(*target, now, &free_at) == 0) {
+      if (free_at - now <= kHold) {
+        keep.push_back(std::move(w));
+        continue;
+      }
+      Decision d;
+      d.kind = Decision::Kind::Park;
+      d.id = w.id;
+      d.upstream = name;
+      d.reason = WaitReason::RateLimited;
+      d.until = free_at;
+      d.why = quoted(name) + " rate limit reached";
+      out.push_back(std::move(d));
+      continue;
+    }
+    // An idle connection of its upstream takes it; else it waits for one.
+    ConnId idle = 0;
+    for (auto& [id, c] : conns_)
+      if (c.state == Conn::State::Idle && !c.quitting && of(c) == target) {
+        idle = id;
+        break;
+      }
+    if (idle) {
+      Conn& c = conns_[idle];
+      --target->idle;
+      ++target->busy;
+      c.state = Conn::State::Busy;
+      target->starts.push_back(now);
+      Decision d;
+      d.kind = Decision::Kind::Hand;
+      d.upstream = name;
+      d.conn = idle;
+      d.id = w.id;
+      out.push_back(std::move(d));
+      continue;
+    }
+    ++want[name];
+    keep.push_back(std::move(w));
+  }
+  waiting_ = std::move(keep);
+
+  // Open connections only for work that waits: never more than the messages
+  // waiting (minus those already opening), the concurrency limit, and what
+  // the rate windows still allow, so no connection logs in only to QUIT.
+  for (auto& [name, n] : want) {
+    Up* u = find(name);
+    std::int64_t free_at = now;
+    std::uint64_t room = rate_room(*u, now, &free_at);
+    std::size_t can = static_cast<std::size_t>(std::min<std::uint64_t>(n, room));
+    while (u->opening < can && u->opening + u->idle + u->busy < limit(*u, now)) {
+      ConnId id = next_conn_++;
+      conns_[id] = Conn{name, u->serial, Conn::State::Opening, false};
+      ++u->opening;
+      Decision d;
+      d.kind = Decision::Kind::Open;
+      d.upstream = name;
+      d.conn = id;
+      out.push_back(std::move(d));
+    }
+  }
+  // Idle connections with nothing to carry QUIT now (they would hold a
+  // login at the provider for nothing).
+  for (auto& [id, c] : conns_) {
+    if (c.state != Conn::State::Idle || c.quitting) continue;
+    Up* u = of(c);
+    if (u && want.count(c.upstream) && !suspended(*u, now)) continue;
+    c.quitting = true;
+    Decision d;
+    d.kind = Decision::Kind::Quit;
+    d.upstream = c.upstream;
+    d.conn = id;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::optional<std::int64_t> Scheduler::next_wakeup(std::int64_t now) const {
+  std::optional<std::int64_t> at;
+  auto consider = [&](std::int64_t t) {
+    if (!at || t < *at) at = t;
+  };
+  for (const auto& w : waiting_) {
+    for (const auto& name : w.route) {
+      const Up* u = find(name);
+      if (!u || !u->spec.usable) continue;
+      if (suspended(*u, now)) {
+        consider(*u->suspended_until);
+        continue;
+      }
+      // Its upstream is usable: held for a rate window, or waiting for a
+      // connection (an event, not a time).
+      std::int64_t longest_free = 0;
+      for (const auto& r : u->spec.rates) {
+        std::uint64_t n = 0;
+        std::int64_t oldest = now;
+        for (auto it = u->starts.rbegin(); it != u->starts.rend() && *it > now - r.per_us; ++it) {
+          ++n;
+          oldest = *it;
+        }
+        if (n >= r.count) longest_free = std::max(longest_free, oldest + r.per_us);
+      }
+      if (longest_free > 0) consider(longest_free);
+      break;
+    }
+  }
+  return at;
+}
+
+AfterAttempt Scheduler::after_attempt(const DueWork& w, bool upstream_fault, std::int64_t now) {
+  AfterAttempt a;
+  if (!upstream_fault) {
+    RetryDecision d = next_attempt(params_.retry, w.attempts + 1, w.created, now, random01_());
+    a.expired = d.expired();
+    a.next = d.at;
+    return a;
+  }
+  // The upstream, not the message, failed: the message waits for its route
+  // (failover when another upstream is usable now), never past its lifetime.
+  const std::int64_t deadline = w.created + us(params_.retry.lifetime);
+  if (now >= deadline) {
+    a.expired = true;
+    return a;
+  }
+  std::optional<std::int64_t> route_at;
+  for (const auto& name : w.route) {
+    const Up* u = find(name);
+    if (!u || !u->spec.usable) continue;
+    std::int64_t at = suspended(*u, now) ? *u->suspended_until : now;
+    if (!route_at || at < *route_at) route_at = at;
+  }
+  a.next = std::min(route_at.value_or(now + us(params_.retry.initial)), deadline);
+  a.failover = route_at && *route_at <= now;
+  return a;
+}
+
+std::vector<std::string> Scheduler::drain() {
+  std::vector<std::string> ids;
+  for (auto& w : waiting_) ids.push_back(std::move(w.id));
+  waiting_.clear();
+  return ids;
+}
+
+std::vector<UpstreamState> Scheduler::take_changed(std::int64_t now) {
+  std::vector<UpstreamState> out;
+  for (const auto& name : changed_)
+    if (auto s = state(name)) {
+      s->updated = now;
+      out.push_back(std::move(*s));
+    }
+  changed_.clear();
+  return out;
+}
+
+std::optional<UpstreamState> Scheduler::state(std::string_view name) const {
+  const Up* u = find(name);
+  if (!u) return std::nullopt;
+  UpstreamState s;
+  s.name = u->spec.name;
+  s.suspended_until = u->suspended_until;
+  s.reason = u->reason;
+  s.failures = u->failures;
+  s.stage = u->stage;
+  s.last_reply = u->last_reply;
+  return s;
+}
+
+std::size_t Scheduler::open_connections(std::string_view name) const {
+  const Up* u = find(name);
+  return u ? u->opening + u->idle + u->busy : 0;
+}
+
+}  // namespace outbox::queue

@@ -1,0 +1,220 @@
+// Scheduler: what the relay does next (docs/design/relay-engine.md,
+// "Scheduler"). Pure: no I/O, no libuv, no clock (every call takes `now`,
+// µs since the epoch) and the random numbers for jitter are injected, so
+// doctest tables drive it exactly (tests/unit/relay/test_scheduler.cpp).
+//
+// It holds the messages the relay has claimed and not yet handed to a
+// connection, the connections (opening, idle, busy) and, per upstream, its
+// suspension, its rate windows and its concurrency limit. A route is a list
+// of upstream NAMES (failover order), never pointers into a configuration:
+// a reload that removes or renames an upstream cannot leave a dangling
+// reference here, and events for a connection of an upstream that no longer
+// exists are accepted and change nothing.
+//
+// The relay feeds events (add_due, connection_ready, message_started ...,
+// upstream_failed, resume, set_upstreams, restore) and executes what poll()
+// returns; next_wakeup() tells it when to call poll() again if nothing else
+// happens, so it arms one timer instead of polling.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue/retry_policy.h"
+#include "queue/types.h"
+
+namespace outbox::queue {
+
+// A rate ceiling of an upstream: at most `count` message starts per `per_us`
+// (the daemon's config parser validates `rate = ["20/min"]` and converts).
+struct RateWindow {
+  std::uint64_t count = 0;
+  std::int64_t per_us = 0;
+};
+
+// One upstream of a configuration generation, as the scheduler sees it.
+struct UpstreamSpec {
+  std::string name;
+  std::size_t max_connections = 2;
+  std::vector<RateWindow> rates;
+  // false: its secret or CA file could not be loaded; nothing can be sent
+  // until the files are fixed (a reload reads them again).
+  bool usable = true;
+  std::string problem;                 // !usable: why, for last_error (names the file)
+  // Changes when the settings an operator fixes after a refused login
+  // change (host, port, account, secret): a reload with a different value
+  // lifts the suspension; the same value keeps it.
+  std::uint64_t settings_digest = 0;
+  // Each connection fetches a new credential (an OAuth2 token command): the
+  // first refusal is most likely an expired token, so it is retried at the
+  // ordinary upstream pace; the slow auth schedule starts at the second.
+  bool fresh_credential_per_connection = false;
+};
+
+struct SchedulerParams {
+  RetryParams retry;
+  // After a refused login (SuspendReason::AuthFailed): its own schedule,
+  // independent of the message backoff, so the provider does not see a
+  // login every few seconds (Gmail "454 4.7.0 Too many login attempts").
+  std::chrono::seconds auth_initial{300};
+  std::chrono::seconds auth_max{3600};
+};
+
+using ConnId = std::uint64_t;
+
+// A claimed message, due now.
+struct DueWork {
+  std::string id;
+  std::int64_t created = 0;
+  int attempts = 0;                    // attempts so far (not this one)
+  std::vector<std::string> route;      // upstream names, failover order; empty: no route
+};
+
+// A failure that is the upstream's, not the message's.
+struct UpstreamFailure {
+  SuspendReason reason = SuspendReason::Unreachable;
+  std::string stage;                   // client::stage_name()
+  std::string reply;                   // what the upstream said, or our words
+  std::chrono::seconds floor{0};       // the provider's own request (suggested_backoff)
+};
+
+// What upstream_failed() did.
+struct Suspension {
+  std::string upstream;
+  std::int64_t until = 0;
+  SuspendReason reason = SuspendReason::None;
+  int failures = 0;
+  bool tell_operator = false;          // the first failure of an AuthFailed suspension
+};
+
+struct Decision {
+  enum class Kind {
+    Open,     // open connection `conn` to `upstream` (a message is ready for it)
+    Hand,     // give message `id` to the idle connection `conn` of `upstream`
+    Park,     // message `id` back to the spool until `until`, waiting for `reason`
+    Expire,   // message `id` cannot be sent within its lifetime: fail it (`reason`: why it waited)
+    Quit,     // idle connection `conn` has no work: QUIT
+  };
+  Kind kind = Kind::Open;
+  std::string upstream;
+  ConnId conn = 0;
+  std::string id;
+  std::int64_t until = 0;
+  WaitReason reason = WaitReason::None;
+  std::string why;                     // Park/Expire: for last_error and the log
+  bool operator==(const Decision&) const = default;
+};
+
+// When a message that was attempted is tried next (or that it expires).
+struct AfterAttempt {
+  bool expired = false;
+  std::int64_t next = 0;               // µs; not expired
+  bool failover = false;               // an upstream of its route is usable now
+};
+
+class Scheduler {
+ public:
+  static constexpr std::int64_t kHold = 5'000'000;      // µs
+  static constexpr std::int64_t kNoRouteRecheck = 300'000'000;
+  Scheduler(SchedulerParams params, std::function<double()> random01);
+
+  void set_params(SchedulerParams params) { params_ = params; }
+  // A new configuration generation's upstreams. Names kept keep their state
+  // (suspension, rate windows, connections) unless their settings digest
+  // changed (then the suspension is lifted). Removed names drop out: their
+  // connections in flight finish, and their events are ignored.
+  void set_upstreams(const std::vector<UpstreamSpec>& upstreams, std::int64_t now);
+  // Persisted suspensions (at start). Unknown names are ignored.
+  void restore(const std::vector<UpstreamState>& states);
+
+  void add_due(DueWork work, std::int64_t now);
+  // Connection events. `conn` comes from an Open decision.
+  // Set up, or done with its message: idle, may take one. A connection
+  // stays busy from Hand until it is ready again.
+  void connection_ready(ConnId conn);
+  void connection_closed(ConnId conn);   // gone (any reason)
+  // A connection failed before it was ready (connect, TLS, greeting, AUTH):
+  // it was opened for a waiting message, whose try this was. Returns that
+  // message (the first waiting one routed through its upstream), removed
+  // from here, so the relay records the attempt; nullopt when none waits.
+  std::optional<DueWork> charge_failed_open(ConnId conn);
+
+  // An upstream-scope failure: suspends the upstream (its own counter; the
+  // AuthFailed schedule for refused logins). nullopt: no such upstream (it
+  // was removed by a reload while the connection was in flight).
+  std::optional<Suspension> upstream_failed(std::string_view upstream, const UpstreamFailure& f, std::int64_t now);
+  // A message went through: the upstream is well (failures reset).
+  void upstream_ok(std::string_view upstream, std::int64_t now);
+  // The operator lifts a suspension. false: unknown upstream.
+  bool resume(std::string_view upstream, std::int64_t now);
+
+  // Everything that can be done now. Call after any event.
+  std::vector<Decision> poll(std::int64_t now);
+  // The earliest time poll() may have something new to do without another
+  // event: a message held here because its upstream's rate window or
+  // suspension ends within kHold (longer waits are parked in the spool).
+  std::optional<std::int64_t> next_wakeup(std::int64_t now) const;
+
+  // For a message that was attempted (handed, or charged with its
+  // connection's failure): when to try next, or that it expires.
+  // upstream_fault: the failure was the upstream's (wait for the route, not
+  // the message's backoff; expire only at the end of its lifetime).
+  AfterAttempt after_attempt(const DueWork& work, bool upstream_fault, std::int64_t now);
+
+  // Shutdown or reload: every message not yet handed, to park now.
+  std::vector<std::string> drain();
+
+  // Persistence: states changed since the last call (suspended, lifted).
+  std::vector<UpstreamState> take_changed(std::int64_t now);
+
+  std::optional<UpstreamState> state(std::string_view upstream) const;
+  std::size_t waiting() const { return waiting_.size(); }
+  std::size_t open_connections(std::string_view upstream) const;
+  bool knows(std::string_view upstream) const { return ups_.count(std::string(upstream)) > 0; }
+
+ private:
+  struct Up {
+    UpstreamSpec spec;
+    std::uint64_t serial = 0;            // a new entry per (re-)added name
+    std::optional<std::int64_t> suspended_until;
+    SuspendReason reason = SuspendReason::None;
+    int failures = 0;
+    int auth_failures = 0;
+    std::string stage, last_reply;
+    std::deque<std::int64_t> starts;     // message starts, for the rate windows
+    std::size_t opening = 0, idle = 0, busy = 0;
+  };
+  struct Conn {
+    std::string upstream;
+    std::uint64_t serial = 0;
+    enum class State { Opening, Idle, Busy } state = State::Opening;
+    bool quitting = false;
+  };
+  Up* find(std::string_view name);
+  const Up* find(std::string_view name) const;
+  Up* of(const Conn& c);
+  bool suspended(const Up& u, std::int64_t now) const;
+  std::size_t limit(const Up& u, std::int64_t now) const;
+  // Message starts still allowed now; *free_at: when one more is allowed.
+  std::uint64_t rate_room(Up& u, std::int64_t now, std::int64_t* free_at);
+  void leave(Conn& c);
+  void mark_changed(const std::string& name) { changed_.insert(name); }
+
+  SchedulerParams params_;
+  std::function<double()> random01_;
+  std::map<std::string, Up, std::less<>> ups_;
+  std::map<ConnId, Conn> conns_;
+  std::deque<DueWork> waiting_;
+  std::set<std::string> changed_;
+  ConnId next_conn_ = 1;
+  std::uint64_t next_serial_ = 1;
+};
+
+}  // namespace outbox::queue
