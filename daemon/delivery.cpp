@@ -6,6 +6,7 @@
 #include <mutex>
 #include <type_traits>
 
+#include "daemon/body_pump.h"
 #include "daemon/logging.h"
 #include "daemon/relay.h"
 #include "daemon/routing.h"
@@ -26,47 +27,6 @@ std::string rewrite_address(const UpstreamConfig& u) {
   if (!u.envelope_from.empty()) return u.envelope_from;
   if (u.username.find('@') != std::string::npos) return u.username;
   return {};
-}
-
-bool field_named(std::string_view line, std::string_view name) {
-  if (line.size() <= name.size()) return false;
-  for (std::size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
-  std::size_t i = name.size();
-  while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;   // RFC 5322 §4.5.3 obs-optional
-  return i < line.size() && line[i] == ':';
-}
-
-// Providers that accept only their own account in From: (QQ, 163, Outlook's
-// SendAs) get it there; the author's From: field moves, folded lines and
-// all, to Reply-To: (RFC 5322 §3.6.2) unless the message already has one,
-// so replies still reach the author. Every other byte is kept.
-std::string rewrite_from(std::string msg, const std::string& account) {
-  std::size_t head_end = msg.find("\r\n\r\n");
-  head_end = head_end == std::string::npos ? msg.size() : head_end + 2;
-  std::size_t from_at = std::string::npos, from_end = 0;
-  bool has_reply_to = false;
-  for (std::size_t pos = 0; pos < head_end;) {
-    std::size_t end = pos;   // the field runs to a CRLF not followed by WSP
-    do {
-      std::size_t crlf = msg.find("\r\n", end);
-      end = crlf == std::string::npos || crlf + 2 > head_end ? head_end : crlf + 2;
-    } while (end < head_end && (msg[end] == ' ' || msg[end] == '\t'));
-    std::string_view field(msg.data() + pos, end - pos);
-    if (field_named(field, "reply-to")) has_reply_to = true;
-    if (from_at == std::string::npos && field_named(field, "from")) {
-      from_at = pos;
-      from_end = end;
-    }
-    pos = end;
-  }
-  std::string fresh = "From: " + account + "\r\n";
-  if (from_at == std::string::npos) return fresh + msg;
-  if (!has_reply_to) {
-    std::string_view old(msg.data() + from_at, from_end - from_at);
-    fresh += "Reply-To" + std::string(old.substr(old.find(':')));
-  }
-  return msg.replace(from_at, from_end - from_at, fresh);
 }
 
 void wipe(std::string& s) {
@@ -217,6 +177,11 @@ void Delivery::connect() {
   h.on_tls_established = [this]() noexcept {
     guarded("tls", [&] { session_->on_tls_established(); pump(); });
   };
+  h.on_drain = [this]() noexcept {
+    guarded("drain", [&] {
+      if (body_) body_->on_drain();
+    });
+  };
   h.on_failure = [this](std::string stage, std::string error) noexcept {
     guarded("link failure", [&] {
       link_closed_ = true;
@@ -340,31 +305,43 @@ void Delivery::handle(client::Action& action) {
       action);
 }
 
+// The body streams through a BodyPump (daemon/body_pump.h): one piece at a
+// time, the next only when the link has drained, never the whole message;
+// before_dot() runs between the last piece and the final dot.
 void Delivery::feed_body(const std::string& id) {
-  std::weak_ptr<bool> alive = relay_.alive_;
-  auto token = token_;
-  relay_.read_body(id, [this, alive, token](bool ok, std::string body) {
-    if (alive.expired() || *token) return;
-    if (!ok) {
-      // Deleted meanwhile (outboxctl delete): end the connection; the
-      // message is gone, so there is nothing to report.
-      if (link_ && !link_closed_) link_->close();
-      link_closed_ = true;
-      session_->on_closed("message deleted during delivery");
-      pump();
-      return;
-    }
-    if (up_.cfg->from_header == "rewrite") {
-      std::string account = rewrite_address(*up_.cfg);
-      if (!account.empty()) body = rewrite_from(std::move(body), account);
-    }
-    session_->body_chunk(body);
+  if (!body_) body_ = make_body_pump();
+  std::string account = up_.cfg->from_header == "rewrite" ? rewrite_address(*up_.cfg) : std::string();
+  body_->start(id, std::move(account));
+}
+
+std::unique_ptr<BodyPump> Delivery::make_body_pump() {
+  BodyPump::Io io;
+  io.read = [this](std::string id, std::int64_t from, queue::BodyReader::Done done) {
+    relay_.read_body(std::move(id), from, std::move(done));
+  };
+  io.chunk = [this](std::string_view bytes) {
+    if (session_->stage() != client::Stage::Body) return false;
+    session_->body_chunk(bytes);
     pump();
-    before_dot([this] {
-      session_->body_end();
-      pump();
-    });
-  });
+    return session_->stage() == client::Stage::Body;
+  };
+  io.end = [this] {
+    session_->body_end();
+    pump();
+  };
+  io.pending = [this]() -> std::size_t { return link_ && !link_closed_ ? link_->pending_write_bytes() : 0; };
+  io.failed = [this](queue::BodyReader::Status status, std::string why) {
+    // Deleted meanwhile (outboxctl delete): end the connection; the message
+    // is gone, so there is nothing to report. A read error ends it too; the
+    // message is retried like any broken connection.
+    if (link_ && !link_closed_) link_->close();
+    link_closed_ = true;
+    session_->on_closed(status == queue::BodyReader::Status::Missing ? why : "spool read failed: " + why);
+    pump();
+  };
+  auto body = std::make_unique<BodyPump>(std::move(io), UpstreamLink::kHighWater);
+  body->before_dot = [this](std::function<void()> proceed) { before_dot(std::move(proceed)); };
+  return body;
 }
 
 // The recipients become 'uncertain' in the spool (its own transaction)

@@ -25,6 +25,7 @@
 
 namespace outbox::daemon {
 
+class BodyPump;
 class Relay;
 class UpstreamLink;
 
@@ -88,6 +89,7 @@ class Delivery {
   void connect();
   void handle(protocol::client::Action& action);
   void feed_body(const std::string& id);
+  std::unique_ptr<BodyPump> make_body_pump();
   void before_dot(std::function<void()> proceed);
   void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
   // A C++ exception reached a libuv callback: log, close the link, report
@@ -102,6 +104,7 @@ class Delivery {
   queue::ConnId conn_;
   std::unique_ptr<protocol::client::ClientSession> session_;
   std::shared_ptr<UpstreamLink> link_;
+  std::unique_ptr<BodyPump> body_;
   std::optional<Job> current_;
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;

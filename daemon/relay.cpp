@@ -225,11 +225,6 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
           log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
                         .kv("late_s", seconds_text(e.late_by)));
       });
-  try {
-    reader_ = queue::Spool::open(spool_path_, queue::Spool::Mode::ReadOnly);
-  } catch (const std::exception& e) {
-    log::error(log::Line("relay_error").kv("error", e.what()));
-  }
 }
 
 Relay::~Relay() {
@@ -669,36 +664,26 @@ void Relay::delivery_finished(Delivery& d) {
   decide();
 }
 
-void Relay::read_body(std::string id, std::function<void(bool, std::string)> done) {
-  struct Work {
-    uv_work_t req;
-    Relay* relay;
-    std::weak_ptr<bool> alive;
-    std::string id;
-    std::string body;
-    bool ok = false;
-    std::function<void(bool, std::string)> done;
-  };
-  auto* w = new Work{{}, this, alive_, std::move(id), {}, false, std::move(done)};
-  w->req.data = w;
-  uv_queue_work(loop_, &w->req,
-      [](uv_work_t* r) {
-        auto* w = static_cast<Work*>(r->data);
-        if (w->alive.expired()) return;
-        std::lock_guard<std::mutex> lock(w->relay->reader_mu_);
-        try {
-          if (!w->relay->reader_)
-            w->relay->reader_ = queue::Spool::open(w->relay->spool_path_, queue::Spool::Mode::ReadOnly);
-          w->ok = w->relay->reader_->read_body(w->id, [&](std::string_view c) { w->body.append(c); });
-        } catch (const std::exception&) {
-          w->ok = false;
-        }
-      },
-      [](uv_work_t* r, int) {
-        std::unique_ptr<Work> w(static_cast<Work*>(r->data));
-        if (w->alive.expired()) return;
-        guard("body", [&] { w->done(w->ok, std::move(w->body)); });
-      });
+// No delivery is left: join the reader's thread and close its uv_async, which
+// would otherwise keep the loop running after the relay stopped.
+void Relay::release_body_reader() {
+  body_reader_.reset();
+  if (body_poster_) body_poster_->close();
+}
+
+void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
+  if (!body_reader_) {
+    // A BodyReader of its own (thread and read-only connection), answering
+    // through a LoopPoster of its own: the loop never waits for the disk.
+    body_poster_ = std::make_unique<LoopPoster>(loop_);
+    body_reader_ = std::make_unique<queue::BodyReader>(
+        spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+  }
+  std::weak_ptr<bool> alive = alive_;
+  body_reader_->read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
+    if (alive.expired()) return;
+    guard("body", [&] { done(std::move(p)); });   // runs in the poster's uv_async callback
+  });
 }
 
 // --- outcomes -----------------------------------------------------------------------------
@@ -958,6 +943,7 @@ void Relay::maybe_stopped() {
   for (const auto& id : recorder_->abandon())
     log::error(log::Line("outcome_abandoned").kv("id", id)
                    .kv("hint", "not written before shutdown; the message is recovered at the next start"));
+  release_body_reader();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   cb();

@@ -24,8 +24,10 @@
 
 #include "daemon/config.h"
 #include "daemon/delivery.h"
+#include "daemon/loop_poster.h"
 #include "daemon/outcome_recorder.h"
 #include "protocol/client_session.h"
+#include "queue/body_reader.h"
 #include "queue/delivery_store.h"
 #include "queue/scheduler.h"
 #include "queue/spool.h"
@@ -65,7 +67,8 @@ class Relay {
   void session_failed(Delivery& d, const protocol::client::SessionFailure& failure);
   void delivery_finished(Delivery& d);
   void park_now(const std::string& id, std::string why);
-  void read_body(std::string id, std::function<void(bool ok, std::string body)> done);
+  void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
+  void release_body_reader();
 
   // --- scheduling ---
   void tick();                 // claim due messages, then decide
@@ -125,10 +128,12 @@ class Relay {
   std::map<queue::ConnId, std::unique_ptr<Delivery>> deliveries_;
   std::vector<std::unique_ptr<Delivery>> graveyard_;
   std::set<std::string> no_route_warned_;
-  // Bodies are read on libuv's thread pool through one read-only connection,
-  // so the loop never waits for the disk and the writer never waits for a read.
-  std::mutex reader_mu_;
-  std::unique_ptr<queue::Spool> reader_;
+  // Bodies are read in pieces by a BodyReader (its own thread and read-only
+  // connection), answering through body_poster_: the loop never waits for the
+  // disk and the writer never waits for a read. Made at the first message;
+  // the reader is destroyed (thread joined) before its poster.
+  std::unique_ptr<LoopPoster> body_poster_;
+  std::unique_ptr<queue::BodyReader> body_reader_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -1,5 +1,7 @@
 #include "daemon/tls.h"
 
+#include <algorithm>
+
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -121,7 +123,7 @@ void TlsEngine::start() { pump(); }
 void TlsEngine::feed_cipher(std::string_view bytes) {
   if (state_ == State::Failed || state_ == State::Closed) return;
   while (!bytes.empty()) {
-    int n = BIO_write(in_, bytes.data(), static_cast<int>(bytes.size()));
+    int n = BIO_write(in_, bytes.data(), static_cast<int>(std::min<std::size_t>(bytes.size(), 1u << 20)));
     if (n <= 0) break;
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -130,20 +132,35 @@ void TlsEngine::feed_cipher(std::string_view bytes) {
 
 void TlsEngine::write_plain(std::string_view bytes) {
   if (state_ == State::Failed || state_ == State::Closed) return;
+  if (plain_out_sent_ > 0 && plain_out_sent_ == plain_out_pending_.size()) {
+    plain_out_pending_.clear();
+    plain_out_sent_ = 0;
+  }
   plain_out_pending_.append(bytes);
   if (state_ == State::Open) flush_pending_plain();
 }
 
+std::size_t TlsEngine::pending_plain() const { return plain_out_pending_.size() - plain_out_sent_; }
+
 void TlsEngine::flush_pending_plain() {
-  while (!plain_out_pending_.empty() && state_ == State::Open) {
-    int n = SSL_write(ssl_, plain_out_pending_.data(), static_cast<int>(plain_out_pending_.size()));
+  // SSL_write takes an int: hand it at most one record's worth (16 KiB,
+  // RFC 8446 §5.1) at a time, so no size is ever narrowed, and keep an offset
+  // instead of erasing from the front of a large buffer.
+  constexpr std::size_t kMaxWrite = 16 * 1024;
+  while (plain_out_sent_ < plain_out_pending_.size() && state_ == State::Open) {
+    std::size_t len = std::min(kMaxWrite, plain_out_pending_.size() - plain_out_sent_);
+    int n = SSL_write(ssl_, plain_out_pending_.data() + plain_out_sent_, static_cast<int>(len));
     if (n <= 0) {
       int err = SSL_get_error(ssl_, n);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
       fail(err);
       return;
     }
-    plain_out_pending_.erase(0, static_cast<std::size_t>(n));
+    plain_out_sent_ += static_cast<std::size_t>(n);
+  }
+  if (plain_out_sent_ == plain_out_pending_.size()) {
+    plain_out_pending_.clear();
+    plain_out_sent_ = 0;
   }
 }
 

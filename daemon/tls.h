@@ -65,6 +65,9 @@ class TlsEngine {
   void close();
 
   std::string take_plain();
+  // Plaintext accepted by write_plain() not yet encrypted (before the
+  // handshake, or while OpenSSL wants to read): counts for back-pressure.
+  std::size_t pending_plain() const;
   std::string take_cipher();
 
   State state() const { return state_; }
@@ -89,6 +92,7 @@ class TlsEngine {
   bool was_open_ = false;
   std::string plain_in_;
   std::string plain_out_pending_;
+  std::size_t plain_out_sent_ = 0;     // prefix of plain_out_pending_ already given to SSL_write
   std::string error_;
 };
 

@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <exception>
 
 namespace outbox::daemon {
 
@@ -79,7 +81,7 @@ void UpstreamLink::connect(Target target) {
   }
 }
 
-void UpstreamLink::on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+void UpstreamLink::on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) noexcept {
   std::unique_ptr<ResolveReq> r(reinterpret_cast<ResolveReq*>(req));
   UpstreamLink* self = r->link.get();
   if (self->done_) {
@@ -125,7 +127,7 @@ void UpstreamLink::try_next_address() {
   }
 }
 
-void UpstreamLink::on_connect(uv_connect_t* req, int status) {
+void UpstreamLink::on_connect(uv_connect_t* req, int status) noexcept {
   std::unique_ptr<ConnectReq> c(reinterpret_cast<ConnectReq*>(req));
   UpstreamLink* self = c->link.get();
   if (self->done_ || c->tcp != self->tcp_) return;   // closed, or a stale attempt
@@ -134,7 +136,11 @@ void UpstreamLink::on_connect(uv_connect_t* req, int status) {
     self->try_next_address();
     return;
   }
-  self->connected();
+  try {
+    self->connected();
+  } catch (const std::exception& e) {
+    self->fail("io", e.what());
+  }
 }
 
 void UpstreamLink::connected() {
@@ -162,11 +168,18 @@ void UpstreamLink::start_tls() {
 
 void UpstreamLink::send(std::string_view bytes) {
   if (done_ || bytes.empty()) return;
-  if (tls_) {
-    tls_->write_plain(bytes);
-    write_raw(tls_->take_cipher());
-  } else {
+  if (!tls_) {
     write_raw(std::string(bytes));
+    return;
+  }
+  // One TLS record's worth at a time (RFC 8446 §5.1: 2^14 octets), each
+  // record's ciphertext queued as it is made.
+  constexpr std::size_t kPiece = 16 * 1024;
+  while (!bytes.empty() && !done_) {
+    std::size_t n = std::min(kPiece, bytes.size());
+    tls_->write_plain(bytes.substr(0, n));
+    bytes.remove_prefix(n);
+    write_raw(tls_->take_cipher());
   }
 }
 
@@ -176,12 +189,12 @@ void UpstreamLink::set_read_deadline(std::chrono::milliseconds ms) {
   uv_timer_start(timer_, &UpstreamLink::on_timer, static_cast<std::uint64_t>(ms.count()), 0);
 }
 
-void UpstreamLink::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+void UpstreamLink::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) noexcept {
   buf->base = new char[kReadBufferSize];
   buf->len = kReadBufferSize;
 }
 
-void UpstreamLink::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+void UpstreamLink::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
   std::unique_ptr<char[]> owned(buf->base);
   auto* self = static_cast<UpstreamLink*>(s->data);
   if (self->done_) return;
@@ -196,10 +209,14 @@ void UpstreamLink::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->read_deadline_.count() > 0)
     uv_timer_start(self->timer_, &UpstreamLink::on_timer, static_cast<std::uint64_t>(self->read_deadline_.count()), 0);
   std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
-  if (self->tls_) {
-    self->handle_cipher(bytes);
-  } else if (self->handler_.on_data) {
-    self->handler_.on_data(bytes);
+  try {   // a handler's exception must not unwind through libuv
+    if (self->tls_) {
+      self->handle_cipher(bytes);
+    } else if (self->handler_.on_data) {
+      self->handler_.on_data(bytes);
+    }
+  } catch (const std::exception& e) {
+    self->fail("io", e.what());
   }
 }
 
@@ -235,15 +252,34 @@ void UpstreamLink::write_raw(std::string bytes) {
   if (rc != 0) {
     delete w;
     fail("io", uv_strerror(rc));
+    return;
+  }
+  queued_raw_ += buf.len;
+  if (pending_write_bytes() > kLowWater) above_low_water_ = true;
+}
+
+void UpstreamLink::on_write(uv_write_t* req, int status) noexcept {
+  std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
+  UpstreamLink* self = w->link.get();
+  self->wrote(w->data.size());
+  if (status < 0 && status != UV_ECANCELED) {
+    self->fail("io", uv_strerror(status));
+    return;
+  }
+  if (self->done_ || !self->above_low_water_ || self->pending_write_bytes() > kLowWater) return;
+  self->above_low_water_ = false;
+  if (self->handler_.on_drain) {
+    try {
+      self->handler_.on_drain();
+    } catch (const std::exception& e) {
+      self->fail("io", e.what());   // never across libuv's C frames
+    }
   }
 }
 
-void UpstreamLink::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));
-  if (status < 0 && status != UV_ECANCELED) w->link->fail("io", uv_strerror(status));
-}
+void UpstreamLink::wrote(std::size_t n) { queued_raw_ -= std::min(n, queued_raw_); }
 
-void UpstreamLink::on_timer(uv_timer_t* t) {
+void UpstreamLink::on_timer(uv_timer_t* t) noexcept {
   auto* self = static_cast<UpstreamLink*>(t->data);
   if (self->done_) return;
   auto keep = self->shared_from_this();

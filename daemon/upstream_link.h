@@ -28,7 +28,14 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
     // stage: "resolve", "connect", "tls", "io", "timeout", "closed" (peer
     // closed the connection). error: words for logs and outboxctl.
     std::function<void(std::string stage, std::string error)> on_failure;
+    // pending_write_bytes() fell to kLowWater or below after having been
+    // above it: the owner may queue more (back-pressure for the body).
+    std::function<void()> on_drain;
   };
+
+  // Back-pressure marks for writers that stream (the relay's body).
+  static constexpr std::size_t kLowWater = 64 * 1024;
+  static constexpr std::size_t kHighWater = 256 * 1024;
 
   struct Target {
     std::string host;
@@ -43,7 +50,13 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   ~UpstreamLink();
 
   void connect(Target target);
+  // Queues the bytes (through TLS when active, in pieces of at most 16 KiB
+  // so OpenSSL never gets an int-narrowed size). Never blocks; callers that
+  // stream check pending_write_bytes() and wait for on_drain.
   void send(std::string_view bytes);
+  // Bytes accepted by send() (and TLS records) not yet written to the socket:
+  // ciphertext in libuv's write queue plus plaintext TLS still holds.
+  std::size_t pending_write_bytes() const { return queued_raw_ + (tls_ ? tls_->pending_plain() : 0); }
   // Begin the client handshake (after the 220 to STARTTLS). Plaintext the
   // server sent after that 220 is a protocol violation: the caller checks
   // that nothing is pending before calling (RFC 3207 §4.2 spirit).
@@ -58,17 +71,18 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
 
  private:
   UpstreamLink(uv_loop_t* loop, Handler handler);
-  static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res);
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
-  static void on_timer(uv_timer_t* t);
+  static void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) noexcept;
+  static void on_connect(uv_connect_t* req, int status) noexcept;
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void on_write(uv_write_t* req, int status) noexcept;
+  static void on_timer(uv_timer_t* t) noexcept;
 
   void try_next_address();
   void connected();
   void handle_cipher(std::string_view bytes);
   void write_raw(std::string bytes);
+  void wrote(std::size_t n);
   void fail(std::string stage, std::string error);
   void release_handles(bool flush);
 
@@ -83,6 +97,8 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   std::chrono::milliseconds read_deadline_{0};
   std::unique_ptr<TlsEngine> tls_;
   bool tls_announced_ = false;
+  std::size_t queued_raw_ = 0;       // in uv_write requests not completed
+  bool above_low_water_ = false;     // on_drain is due when it falls back
   bool done_ = false;         // closed or failed: no more callbacks
   bool connected_ = false;
   std::string peer_address_;

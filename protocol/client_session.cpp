@@ -1,5 +1,6 @@
 #include "protocol/client_session.h"
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 #include <utility>
@@ -769,9 +770,19 @@ struct ClientSession::Impl {
   }
 
   // --- the message text (RFC 5321 §4.5.2 transparency, §2.3.8 line ends) ---
+  // Streamed: the output for a chunk goes out in Sends of at most
+  // kMaxSend octets (plus one fold), never one copy of the whole message.
+  // Line length (RFC 5321 §4.5.3.1.6): a line of up to 998 octets before the
+  // CRLF passes unchanged, whatever it starts with. The transparency dot is
+  // not part of the line's text (the server removes it, §4.5.2), so it is not
+  // counted. A longer line is folded after 998 octets with CRLF SPACE, as
+  // Postfix's smtp_line_length_limit does: sending it whole would break the
+  // MUST in §4.5.3.1.6 and some servers cut or refuse such lines.
+  static constexpr std::size_t kMaxSend = 64 * 1024;
+  static constexpr std::size_t kMaxLine = 998;
   void body_chunk(std::string_view bytes) {
     body_octets += bytes.size();
-    out.reserve(out.size() + bytes.size() + bytes.size() / 64 + 8);
+    out.reserve(std::min(bytes.size(), kMaxSend) + 64);
     for (char c : bytes) {
       if (prev_cr) {
         prev_cr = false;
@@ -780,6 +791,7 @@ struct ClientSession::Impl {
         line_len = 0;
         if (c == '\n') continue;
       }
+      if (out.size() >= kMaxSend) flush();
       if (c == '\r') {
         out += '\r';
         prev_cr = true;
@@ -791,17 +803,12 @@ struct ClientSession::Impl {
         line_len = 0;
         continue;
       }
-      if (line_len >= 998) {
-        // RFC 5321 §4.5.3.1.6: at most 998 octets before CRLF. Postfix's
-        // smtp_line_length_limit folds the same way (CRLF SPACE).
+      if (line_len >= kMaxLine) {
         out += "\r\n ";
         line_len = 1;
         line_start = false;
       }
-      if (line_start && c == '.') {
-        out += '.';
-        ++line_len;
-      }
+      if (line_start && c == '.') out += '.';   // stuffing: not counted in the 998
       out += c;
       ++line_len;
       line_start = false;

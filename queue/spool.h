@@ -78,6 +78,19 @@ class Spool {
   std::optional<MessageRecord> get(std::string_view id);   // with history
   // Calls sink for the prefix and then every chunk in order. false: no such message.
   bool read_body(std::string_view id, const std::function<void(std::string_view)>& sink);
+  // One bounded piece of a message, for streaming (queue/body_reader.h).
+  // from_seq = kPrefixSeq starts with the stored prefix; chunks follow in seq
+  // order. Rows are handed to sink while fewer than max_bytes were given, so
+  // a piece holds at most max_bytes - 1 + one row. Each call is its own
+  // snapshot: finalized chunks never change, and a message deleted meanwhile
+  // is reported as Missing rather than cut short.
+  static constexpr std::int64_t kPrefixSeq = -1;
+  struct BodyPart {
+    enum class Status { Missing, More, End } status = Status::Missing;
+    std::int64_t next_seq = kPrefixSeq;   // where the next call starts (More)
+  };
+  BodyPart read_body_part(std::string_view id, std::int64_t from_seq, std::size_t max_bytes,
+                          const std::function<void(std::string_view)>& sink);
   QueueStats stats();
   // Queued + active + deferred + held, and nothing else: what a status line
   // needs. One walk of the messages_state index (~70 ms at 1,000,000), where

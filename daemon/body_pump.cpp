@@ -1,0 +1,102 @@
+#include "daemon/body_pump.h"
+
+#include <algorithm>
+
+namespace outbox::daemon {
+
+BodyPump::BodyPump(Io io, std::size_t high_water)
+    : io_(std::move(io)), high_water_(high_water), self_(std::make_shared<BodyPump*>(this)) {}
+
+BodyPump::~BodyPump() { *self_ = nullptr; }
+
+void BodyPump::start(std::string id, std::string rewrite_account) {
+  ++generation_;
+  id_ = std::move(id);
+  next_seq_ = queue::BodyReader::kStart;
+  rewriter_.reset();
+  if (!rewrite_account.empty()) rewriter_.emplace(std::move(rewrite_account));
+  request();
+}
+
+void BodyPump::cancel() {
+  ++generation_;
+  state_ = State::Idle;
+  rewriter_.reset();
+  std::string().swap(scratch_);
+}
+
+void BodyPump::on_drain() {
+  if (state_ == State::WaitingDrain) request();
+}
+
+void BodyPump::request() {
+  state_ = State::Reading;
+  std::weak_ptr<BodyPump*> weak = self_;
+  const std::uint64_t gen = generation_;
+  io_.read(id_, next_seq_, [weak, gen](queue::BodyReader::Piece p) {
+    auto self = weak.lock();
+    if (!self || !*self) return;
+    (*self)->on_piece(gen, std::move(p));
+  });
+}
+
+void BodyPump::on_piece(std::uint64_t generation, queue::BodyReader::Piece piece) {
+  if (generation != generation_ || state_ != State::Reading) return;
+  using Status = queue::BodyReader::Status;
+  if (piece.status == Status::Missing || piece.status == Status::Error) {
+    state_ = State::Idle;
+    rewriter_.reset();
+    if (io_.failed) io_.failed(piece.status, piece.status == Status::Missing ? "message deleted during delivery" : piece.error);
+    return;
+  }
+  ++pieces_;
+  largest_piece_ = std::max(largest_piece_, piece.bytes.size());
+  const bool last = piece.status == Status::End;
+  std::string_view text = piece.bytes;
+  if (rewriter_) {
+    scratch_.clear();
+    rewriter_->feed(piece.bytes, scratch_);
+    if (last) rewriter_->finish(scratch_);
+    text = scratch_;
+  }
+  bool wanted = text.empty() || io_.chunk(text);
+  std::string().swap(piece.bytes);
+  if (scratch_.capacity() > 2 * queue::BodyReader::kPieceBytes) std::string().swap(scratch_);   // after a big header
+  if (generation != generation_) return;   // chunk() may have cancelled us
+  if (!wanted) {
+    cancel();
+    return;
+  }
+  if (last) {
+    finish();
+    return;
+  }
+  next_seq_ = piece.next_seq;
+  if (io_.pending() < high_water_) {
+    request();
+  } else {
+    state_ = State::WaitingDrain;
+  }
+}
+
+void BodyPump::finish() {
+  state_ = State::BeforeDot;
+  rewriter_.reset();
+  const std::uint64_t gen = generation_;
+  std::weak_ptr<BodyPump*> weak = self_;
+  auto proceed = [weak, gen] {
+    auto self = weak.lock();
+    if (!self || !*self) return;
+    BodyPump& p = **self;
+    if (p.generation_ != gen || p.state_ != State::BeforeDot) return;
+    p.state_ = State::Idle;
+    p.io_.end();
+  };
+  if (before_dot) {
+    before_dot(std::move(proceed));
+  } else {
+    proceed();
+  }
+}
+
+}  // namespace outbox::daemon

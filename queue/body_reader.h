@@ -1,0 +1,76 @@
+// BodyReader: a message's bytes in bounded pieces, for the relay to stream.
+//
+// Its own thread and its own read-only Spool connection: not libuv's thread
+// pool (a slow disk read there would hold up DNS lookups and token commands)
+// and no mutex shared with the writer or any other reader. Requests come from
+// the owner's thread; each answer is posted back through the injected Poster
+// (the daemon's LoopPoster; tests run them inline or on their own thread).
+// One piece is the stored prefix and/or chunk rows, at most
+// piece_bytes - 1 + one chunk row (Spool::read_body_part), so a delivery holds
+// one piece at a time whatever the message's size.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace outbox::queue {
+
+class Spool;
+
+class BodyReader {
+ public:
+  using Poster = std::function<void(std::function<void()>)>;
+  static constexpr std::size_t kPieceBytes = 64 * 1024;
+  static constexpr std::int64_t kStart = -1;   // from the stored prefix (Spool::kPrefixSeq)
+
+  enum class Status {
+    More,      // bytes is a piece; ask again from next_seq
+    End,       // bytes is the last piece (may be empty)
+    Missing,   // the message is gone (deleted meanwhile, outboxctl delete)
+    Error,     // the spool could not be read (error says why)
+  };
+  struct Piece {
+    Status status = Status::Error;
+    std::string bytes;
+    std::int64_t next_seq = kStart;
+    std::string error;
+  };
+  using Done = std::function<void(Piece)>;
+
+  // The connection is opened on the reader's thread at the first request (and
+  // again after a failure), so a constructor never blocks on the disk.
+  BodyReader(std::string spool_path, Poster post, std::size_t piece_bytes = kPieceBytes);
+  ~BodyReader();   // answers nothing more; joins the thread
+  BodyReader(const BodyReader&) = delete;
+  BodyReader& operator=(const BodyReader&) = delete;
+
+  // Owner's thread. done runs through the Poster, exactly once unless the
+  // reader is destroyed first.
+  void read(std::string id, std::int64_t from_seq, Done done);
+
+ private:
+  struct Request {
+    std::string id;
+    std::int64_t from_seq = kStart;
+    Done done;
+  };
+  void run();
+  Piece serve(const Request& r);
+
+  std::string path_;
+  Poster post_;
+  std::size_t piece_bytes_;
+  std::unique_ptr<Spool> spool_;   // reader thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Request> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace outbox::queue

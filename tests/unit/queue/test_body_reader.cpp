@@ -1,0 +1,195 @@
+// Spool::read_body_part and BodyReader: a message in bounded pieces, by seq,
+// from a real SQLite file; a message deleted meanwhile is reported as Missing.
+#include <doctest/doctest.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "helpers.h"
+#include "queue/body_reader.h"
+#include "queue/spool.h"
+
+using namespace outbox::queue;
+using namespace outbox::queue::test;
+
+namespace {
+
+void store(Spool& s, const std::string& id, const std::string& prefix, const std::vector<std::string>& chunks) {
+  NewMessage m;
+  m.id = id;
+  m.sender = "s@example.com";
+  m.recipients = {"r@example.com"};
+  m.client = "127.0.0.1";
+  m.helo = "client.example";
+  m.created = now_us();
+  s.begin();
+  s.create_incoming(m);
+  std::uint64_t size = prefix.size();
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    s.append_chunk(id, static_cast<std::int64_t>(i), chunks[i]);
+    size += chunks[i].size();
+  }
+  s.finalize(id, prefix, size, now_us());
+  s.commit();
+}
+
+std::vector<std::string> chunks_of(std::size_t n, std::size_t size) {
+  std::vector<std::string> c;
+  for (std::size_t i = 0; i < n; ++i) c.push_back(std::string(size, static_cast<char>('a' + i % 26)));
+  return c;
+}
+
+std::string joined(const std::string& prefix, const std::vector<std::string>& chunks) {
+  std::string s = prefix;
+  for (const auto& c : chunks) s += c;
+  return s;
+}
+
+// A poster that runs the completions on the test's thread, as the loop would.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> q;
+  BodyReader::Poster poster() {
+    return [this](std::function<void()> fn) {
+      std::lock_guard lk(mu);
+      q.push_back(std::move(fn));
+      cv.notify_all();
+    };
+  }
+  void run_one() {
+    std::function<void()> fn;
+    {
+      std::unique_lock lk(mu);
+      REQUIRE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return !q.empty(); }));
+      fn = std::move(q.front());
+      q.pop_front();
+    }
+    fn();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("read_body_part: the prefix first, then chunks by seq, each piece bounded") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  const std::string prefix = "Received: by test\r\n";
+  struct Row {
+    std::size_t chunks, chunk_size, max_bytes;
+  };
+  const Row rows[] = {{0, 0, 64}, {1, 10, 64}, {10, 1000, 4096}, {10, 1000, 1000}, {10, 1000, 1}, {7, 3000, 2500},
+                      {200, 700, 65536}};
+  int n = 0;
+  for (const auto& r : rows) {
+    CAPTURE(r.chunks);
+    CAPTURE(r.max_bytes);
+    const std::string id = "MSG" + std::to_string(n++);
+    auto chunks = chunks_of(r.chunks, r.chunk_size);
+    store(*w, id, prefix, chunks);
+    auto ro = Spool::open(dir.file("spool.db"), Spool::Mode::ReadOnly);
+    std::string got;
+    std::int64_t seq = Spool::kPrefixSeq;
+    int calls = 0;
+    for (;;) {
+      std::string piece;
+      auto part = ro->read_body_part(id, seq, r.max_bytes, [&](std::string_view b) { piece.append(b); });
+      REQUIRE(part.status != Spool::BodyPart::Status::Missing);
+      ++calls;
+      // At most max_bytes - 1 plus one row (the prefix counts as a row).
+      CHECK(piece.size() < r.max_bytes + std::max(prefix.size(), r.chunk_size));
+      got += piece;
+      if (part.status == Spool::BodyPart::Status::End) break;
+      CHECK(part.next_seq > seq);
+      seq = part.next_seq;
+      REQUIRE(calls < 10000);
+    }
+    CHECK(got == joined(prefix, chunks));
+  }
+}
+
+TEST_CASE("read_body_part: an unknown or deleted message is Missing, not empty") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  store(*w, "GONE", "P\r\n", chunks_of(3, 100));
+  auto ro = Spool::open(dir.file("spool.db"), Spool::Mode::ReadOnly);
+  std::string got;
+  auto part = ro->read_body_part("GONE", Spool::kPrefixSeq, 150, [&](std::string_view b) { got.append(b); });
+  CHECK(part.status == Spool::BodyPart::Status::More);
+  REQUIRE(w->remove("GONE"));
+  std::string more;
+  auto next = ro->read_body_part("GONE", part.next_seq, 150, [&](std::string_view b) { more.append(b); });
+  CHECK(next.status == Spool::BodyPart::Status::Missing);
+  CHECK(more.empty());
+  CHECK(ro->read_body_part("NEVER", Spool::kPrefixSeq, 150, [](std::string_view) {}).status ==
+        Spool::BodyPart::Status::Missing);
+}
+
+TEST_CASE("BodyReader: pieces on its own thread, answers through the poster") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  auto chunks = chunks_of(40, 5000);   // 200 kB
+  store(*w, "BIG", "Received: x\r\n", chunks);
+  Inbox inbox;
+  BodyReader reader(dir.file("spool.db"), inbox.poster(), 16 * 1024);
+  std::string got;
+  std::int64_t seq = BodyReader::kStart;
+  std::size_t pieces = 0, largest = 0;
+  const auto caller = std::this_thread::get_id();
+  for (bool end = false; !end;) {
+    BodyReader::Piece p;
+    reader.read("BIG", seq, [&](BodyReader::Piece x) {
+      CHECK(std::this_thread::get_id() == caller);   // run by the poster's owner
+      p = std::move(x);
+    });
+    inbox.run_one();
+    REQUIRE((p.status == BodyReader::Status::More || p.status == BodyReader::Status::End));
+    largest = std::max(largest, p.bytes.size());
+    got += p.bytes;
+    ++pieces;
+    seq = p.next_seq;
+    end = p.status == BodyReader::Status::End;
+  }
+  CHECK(got == joined("Received: x\r\n", chunks));
+  CHECK(pieces >= 200000 / (16 * 1024 + 5000));   // never more than a piece plus one row at once
+  CHECK(largest < 16 * 1024 + 5000);
+
+  // Deleted meanwhile: reported distinctly.
+  REQUIRE(w->remove("BIG"));
+  BodyReader::Piece gone;
+  reader.read("BIG", 3, [&](BodyReader::Piece x) { gone = std::move(x); });
+  inbox.run_one();
+  CHECK(gone.status == BodyReader::Status::Missing);
+  CHECK(gone.bytes.empty());
+}
+
+TEST_CASE("BodyReader: a spool that cannot be opened is an Error with words, not Missing") {
+  TempDir dir;
+  Inbox inbox;
+  BodyReader reader(dir.file("no-such-dir/spool.db"), inbox.poster());
+  BodyReader::Piece p;
+  reader.read("X", BodyReader::kStart, [&](BodyReader::Piece x) { p = std::move(x); });
+  inbox.run_one();
+  CHECK(p.status == BodyReader::Status::Error);
+  CHECK_FALSE(p.error.empty());
+}
+
+TEST_CASE("BodyReader: destroyed with requests queued, it joins and answers nothing more") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  store(*w, "M", "", chunks_of(50, 4000));
+  int answered = 0;
+  {
+    BodyReader reader(dir.file("spool.db"), [&](std::function<void()> fn) { fn(); }, 1024);
+    for (int i = 0; i < 100; ++i) reader.read("M", BodyReader::kStart, [&](BodyReader::Piece) { ++answered; });
+  }
+  CHECK(answered <= 100);
+  const int after = answered;
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(answered == after);
+}
