@@ -50,6 +50,13 @@ def big_message():
 
 
 class LargeBody(unittest.TestCase):
+    def check_peak(self, peak_kb):
+        # Under a sanitizer (tests/CMakeLists.txt sets OUTBOX_SANITIZER) the
+        # peak is its shadow memory and quarantine, not outboxd's: the relay
+        # still runs there, intact bytes checked; the bound holds in Release.
+        if not os.environ.get("OUTBOX_SANITIZER"):
+            self.assertLess(peak_kb, PEAK_LIMIT_KB)
+
     def slow_reader(self, seconds):
         """The upstream stops reading for `seconds` once it has said 354: the
         relay's writes back up, and only back-pressure keeps them from piling
@@ -122,7 +129,7 @@ class LargeBody(unittest.TestCase):
         peak_kb = vm_kb(pid, "VmHWM")
         print("outboxd VmHWM: %d kB at start, %d kB after relaying %d bytes" % (before_kb, peak_kb, len(msg)),
               file=sys.stderr)
-        self.assertLess(peak_kb, PEAK_LIMIT_KB)
+        self.check_peak(peak_kb)
         self.assertEqual(d.stop(), 0)
 
 
