@@ -46,7 +46,8 @@ class DataClock {
     last_read_client_ = 0;
     budget_ms_ = static_cast<std::int64_t>(lim_.timeout_ms);
     bytes_ = 0;
-    first_byte_client_.reset();
+    got_byte_ = false;
+    first_byte_client_ = 0;
   }
 
   // outboxd started or stopped reading from the client.
@@ -60,7 +61,10 @@ class DataClock {
   void on_bytes(std::uint64_t n, std::uint64_t now) {
     std::uint64_t c = client_ms(now);
     const auto full = static_cast<std::int64_t>(lim_.timeout_ms);
-    if (!first_byte_client_) first_byte_client_ = c;
+    if (!got_byte_) {
+      got_byte_ = true;
+      first_byte_client_ = c;
+    }
     if (lim_.min_rate == 0) {
       budget_ms_ = full;
     } else {
@@ -90,8 +94,8 @@ class DataClock {
     std::uint64_t c = client_ms(now);
     if (left(now) <= 0)
       return c - last_read_client_ >= lim_.timeout_ms ? Verdict::Silent : Verdict::TooSlow;
-    if (lim_.min_rate > 0 && first_byte_client_) {
-      std::uint64_t since = c - *first_byte_client_;
+    if (lim_.min_rate > 0 && got_byte_) {
+      std::uint64_t since = c - first_byte_client_;
       if (since >= lim_.grace_ms && bytes_ * 1000 < lim_.min_rate * since) return Verdict::TooSlow;
     }
     return Verdict::Ok;
@@ -109,7 +113,9 @@ class DataClock {
   std::uint64_t last_read_client_ = 0;  // client time of the last read
   std::int64_t budget_ms_ = 0;          // deadline left at the last read
   std::uint64_t bytes_ = 0;             // bytes read in DATA
-  std::optional<std::uint64_t> first_byte_client_;   // client time of the first read
+  // Not std::optional: GCC 12 at -O1 (the TSan build) warns maybe-uninitialized on it.
+  bool got_byte_ = false;                // a byte came in this DATA
+  std::uint64_t first_byte_client_ = 0;  // client time of the first read
 };
 
 }  // namespace outbox::daemon
