@@ -73,6 +73,7 @@ class StoreWorker {
   void run_batch(std::deque<std::unique_ptr<Request>>& batch);
   void run_split(std::deque<std::unique_ptr<Request>>& batch);   // a batch holding run_alone requests
   void execute_alone(Request& r);
+  void execute_alone_group(std::deque<std::unique_ptr<Request>>& alone);
   void execute(Request& r);
   template <typename F> bool in_savepoint(Request& r, F&& fn);
   void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);
