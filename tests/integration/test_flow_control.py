@@ -80,7 +80,8 @@ class FlowControl(unittest.TestCase):
             self.assertIn(i, results, d.log_tail())
             reply, sent, done = results[i]
             self.assertEqual(reply.code, 250, (i, reply, d.log_tail()))
-            self.assertGreater(done, released)
+            # Not "done > released": on a loaded machine a client may finish
+            # before this thread takes the lock, and that 250 is right.
         # outboxd did stop reading: some client could not hand over its body
         # before the lock was gone (the body is larger than what buffers hold).
         self.assertTrue(any(results[i][1] > held + 1.0 for i in range(CLIENTS)),
