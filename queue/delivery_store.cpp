@@ -8,15 +8,17 @@ namespace outbox::queue {
 
 namespace {
 
-// A prepared statement for one call; the relay's statements are few and run
-// at delivery rate, not per byte.
+// One use of a statement from the connection's cache (Spool::statement):
+// the relay runs these per message, and preparing each one every time made
+// SQLite's parser a visible share of the relay's CPU. `sql` must be a
+// string literal (the cache is keyed by its address).
 class Q {
  public:
-  Q(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
-      throw SpoolError(std::string("spool: prepare: ") + sqlite3_errmsg(db), sqlite3_extended_errcode(db));
+  Q(Spool& spool, const char* sql) : db_(spool.handle()), st_(spool.statement(sql)) {}
+  ~Q() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
   }
-  ~Q() { sqlite3_finalize(st_); }
   Q(const Q&) = delete;
   Q& operator=(const Q&) = delete;
   Q& text(int i, std::string_view s) {
@@ -77,13 +79,12 @@ const char* result_state(const RecipientOutcome& o) {
 std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t limit,
                                                  const std::function<bool(const DueMessage&)>& routable,
                                                  std::int64_t no_route_retry, std::vector<std::string>* no_route) {
-  sqlite3* db = spool_.handle();
   std::vector<DueMessage> out;
   {
     // messages.next_attempt is the earliest pending recipient's time, so
     // messages_due, in its own order, yields due work oldest first and stops
     // at `limit`: no temp B-tree over the backlog.
-    Q q(db,
+    Q q(spool_,
         "SELECT id, sender, created, attempts, smtputf8, body_8bit, size FROM messages INDEXED BY messages_due "
         "WHERE state IN ('queued', 'deferred') AND next_attempt <= ?1 ORDER BY next_attempt LIMIT ?2");
     q.i64(1, now).i64(2, static_cast<std::int64_t>(limit));
@@ -100,7 +101,7 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
     }
   }
   for (auto& m : out) {
-    Q r(db,
+    Q r(spool_,
         "SELECT address, state FROM recipients WHERE message_id = ?1 AND +state IN ('pending', 'uncertain') "
         "AND +next_attempt <= ?2 ORDER BY rowid");
     r.text(1, m.id).i64(2, now);
@@ -109,10 +110,10 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
       if (r.col_text(1) == kUncertain) m.uncertain.push_back(m.recipients.back());
     }
     if (routable && !m.recipients.empty() && !routable(m)) {
-      Q p(db,
+      Q p(spool_,
           "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
       p.text(1, m.id).i64(2, no_route_retry).run();
-      Q u(db, "UPDATE messages SET next_attempt = ?2, last_error = 'no route', wait_reason = ?3 WHERE id = ?1");
+      Q u(spool_, "UPDATE messages SET next_attempt = ?2, last_error = 'no route', wait_reason = ?3 WHERE id = ?1");
       u.text(1, m.id).i64(2, no_route_retry).i64(3, static_cast<int>(WaitReason::NoRoute)).run();
       if (no_route) no_route->push_back(m.id);
       m.recipients.clear();   // dropped from the result below
@@ -122,13 +123,13 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
       // Due by its own time but none of its recipients is: the message's
       // time was stale. Put it at its earliest recipient's time rather than
       // claim a message with nothing to send.
-      Q h(db,
+      Q h(spool_,
           "UPDATE messages SET next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
           "AND +state IN ('pending', 'uncertain')) WHERE id = ?1");
       h.text(1, m.id).run();
       continue;
     }
-    Q u(db, "UPDATE messages SET state = 'active', wait_reason = 0, updated = ?2 WHERE id = ?1");
+    Q u(spool_, "UPDATE messages SET state = 'active', wait_reason = 0, updated = ?2 WHERE id = ?1");
     u.text(1, m.id).i64(2, now).run();
   }
   std::erase_if(out, [](const DueMessage& m) { return m.recipients.empty(); });
@@ -138,7 +139,7 @@ std::vector<DueMessage> DeliveryStore::claim_due(std::int64_t now, std::size_t l
 std::optional<std::int64_t> DeliveryStore::next_due() {
   // Not MIN(): with the IN over two states SQLite reads every entry of the
   // range. ORDER BY + LIMIT 1 on messages_due is its first non-NULL entry.
-  Q q(spool_.handle(),
+  Q q(spool_,
       "SELECT next_attempt FROM messages INDEXED BY messages_due WHERE state IN ('queued', 'deferred') "
       "AND next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1");
   if (q.step() && !q.col_null(0)) return q.col_i64(0);
@@ -147,13 +148,12 @@ std::optional<std::int64_t> DeliveryStore::next_due() {
 
 Recovery DeliveryStore::recover_active(std::int64_t now, UncertainPolicy policy,
                                        const std::set<std::string>& exclude) {
-  sqlite3* db = spool_.handle();
   Recovery rec;
   std::vector<std::string> ids;
   {
     // messages_state (state = 'active'): as many rows as are active, never
     // the backlog.
-    Q q(db, "SELECT id FROM messages WHERE state = 'active' ORDER BY id");
+    Q q(spool_, "SELECT id FROM messages WHERE state = 'active' ORDER BY id");
     while (q.step()) {
       std::string id = q.col_text(0);
       if (!exclude.count(id)) ids.push_back(std::move(id));
@@ -162,14 +162,14 @@ Recovery DeliveryStore::recover_active(std::int64_t now, UncertainPolicy policy,
   for (const auto& id : ids) {
     std::vector<std::string> uncertain;
     {
-      Q u(db, "SELECT address FROM recipients WHERE message_id = ?1 AND state = 'uncertain' ORDER BY rowid");
+      Q u(spool_, "SELECT address FROM recipients WHERE message_id = ?1 AND state = 'uncertain' ORDER BY rowid");
       u.text(1, id);
       while (u.step()) uncertain.push_back(u.col_text(0));
     }
-    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    Q r(spool_, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
     r.text(1, id).i64(2, now).run();
     const bool hold = !uncertain.empty() && policy == UncertainPolicy::Hold;
-    Q m(db,
+    Q m(spool_,
         "UPDATE messages SET state = ?3, held_from = CASE WHEN ?3 = 'held' THEN 'deferred' ELSE held_from END, "
         "next_attempt = ?2, updated = ?2 WHERE id = ?1 AND state = 'active'");
     m.text(1, id).i64(2, now).text(3, hold ? kHeld : kDeferred).run();
@@ -186,25 +186,23 @@ int DeliveryStore::recover_active(std::int64_t now) {
 
 int DeliveryStore::mark_dot_sent(std::string_view id, const std::vector<std::string>& recipients,
                                  std::string_view upstream, std::int64_t now) {
-  sqlite3* db = spool_.handle();
   int n = 0;
   for (const auto& a : recipients) {
-    Q u(db,
+    Q u(spool_,
         "UPDATE recipients SET state = 'uncertain', updated = ?3 WHERE message_id = ?1 AND address = ?2 "
         "AND state = 'pending'");
     u.text(1, id).text(2, a).i64(3, now).run();
     n += u.changes();
   }
-  Q m(db, "UPDATE messages SET wait_upstream = ?2, updated = ?3 WHERE id = ?1");
+  Q m(spool_, "UPDATE messages SET wait_upstream = ?2, updated = ?3 WHERE id = ?1");
   m.text(1, id).text(2, upstream).i64(3, now).run();
   return n;
 }
 
 MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
-  sqlite3* db = spool_.handle();
   MessageAfter after;
   {
-    Q q(db, "SELECT attempts FROM messages WHERE id = ?1");
+    Q q(spool_, "SELECT attempts FROM messages WHERE id = ?1");
     q.text(1, rep.id);
     if (!q.step()) {
       after.exists = false;
@@ -214,7 +212,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   for (const auto& r : rep.recipients) {
     // A recipient already sent is never touched again: exactly once. An
     // uncertain one takes the outcome like a pending one.
-    Q u(db,
+    Q u(spool_,
         "UPDATE recipients SET state = ?3, attempts = attempts + ?6, next_attempt = ?4, last_reply = ?5, "
         "updated = ?7 WHERE message_id = ?1 AND address = ?2 AND state IN ('pending', 'uncertain')");
     u.text(1, rep.id).text(2, r.address).text(3, result_state(r))
@@ -227,7 +225,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   std::int64_t failed = 0;
   std::optional<std::int64_t> earliest;
   {
-    Q q(db, "SELECT state, COUNT(*), MIN(next_attempt) FROM recipients WHERE message_id = ?1 GROUP BY state");
+    Q q(spool_, "SELECT state, COUNT(*), MIN(next_attempt) FROM recipients WHERE message_id = ?1 GROUP BY state");
     q.text(1, rep.id);
     while (q.step()) {
       std::string st = q.col_text(0);
@@ -243,7 +241,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   const bool hold = rep.hold_uncertain && uncertain > 0;
   if (hold) {
     // Due the moment the operator releases it (release() makes the message due).
-    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    Q r(spool_, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
     r.text(1, rep.id).i64(2, rep.time).run();
     earliest = rep.time;
   }
@@ -254,7 +252,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
     earliest.reset();
   }
   {
-    Q u(db,
+    Q u(spool_,
         "UPDATE messages SET state = CASE WHEN state = 'held' OR ?7 THEN 'held' ELSE ?2 END, "
         "held_from = CASE WHEN state = 'held' OR ?7 THEN ?2 ELSE held_from END, "
         "attempts = attempts + ?3, next_attempt = ?4, last_error = ?5, wait_reason = 0, updated = ?6 WHERE id = ?1");
@@ -262,7 +260,7 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
         .text(5, rep.last_error).i64(6, rep.time).i64(7, hold ? 1 : 0).run();
   }
   {
-    Q q(db, "SELECT attempts, state FROM messages WHERE id = ?1");
+    Q q(spool_, "SELECT attempts, state FROM messages WHERE id = ?1");
     q.text(1, rep.id);
     if (q.step()) {
       after.attempts = static_cast<int>(q.col_i64(0));
@@ -284,11 +282,10 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
 
 void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std::string_view last_error,
                             WaitReason reason) {
-  sqlite3* db = spool_.handle();
-  Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
+  Q r(spool_, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
           "WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
   r.text(1, id).i64(2, next_attempt).run();
-  Q m(db,
+  Q m(spool_,
       "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
       "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
       "AND +state IN ('pending', 'uncertain')), "
@@ -298,19 +295,18 @@ void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std:
 }
 
 int DeliveryStore::release_waiting(std::int64_t now) {
-  sqlite3* db = spool_.handle();
   // Typed: wait_reason says why it waits (no route, suspended or unusable
   // upstream, rate ceiling); its own backoff (None) is left alone. Only
   // after a reload, so a range over the waiting states is acceptable.
   std::vector<std::string> ids;
   {
-    Q q(db, "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_reason != 0");
+    Q q(spool_, "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_reason != 0");
     while (q.step()) ids.push_back(q.col_text(0));
   }
   for (const auto& id : ids) {
-    Q r(db, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
+    Q r(spool_, "UPDATE recipients SET next_attempt = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
     r.text(1, id).i64(2, now).run();
-    Q m(db, "UPDATE messages SET next_attempt = ?2, wait_reason = 0 WHERE id = ?1");
+    Q m(spool_, "UPDATE messages SET next_attempt = ?2, wait_reason = 0 WHERE id = ?1");
     m.text(1, id).i64(2, now).run();
   }
   return static_cast<int>(ids.size());
@@ -346,20 +342,20 @@ void DeliveryStore::enqueue_local(const NewMessage& m, std::string_view body, st
 }
 
 bool DeliveryStore::bounce_sent(std::string_view id) {
-  Q q(spool_.handle(), "SELECT 1 FROM meta WHERE key = ?1");
+  Q q(spool_, "SELECT 1 FROM meta WHERE key = ?1");
   q.text(1, "bounce:" + std::string(id));
   return q.step();
 }
 
 void DeliveryStore::mark_bounce_sent(std::string_view id, std::string_view dsn_id) {
-  Q q(spool_.handle(), "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+  Q q(spool_, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
   q.text(1, "bounce:" + std::string(id)).text(2, dsn_id).run();
 }
 
 // --- added for the scheduler ---------------------------------------------------
 
 std::vector<UpstreamState> DeliveryStore::load_upstream_states() {
-  Q q(spool_.handle(),
+  Q q(spool_,
       "SELECT name, suspended_until, reason, failures, stage, last_reply, updated FROM upstreams ORDER BY name");
   std::vector<UpstreamState> out;
   while (q.step()) {
@@ -377,7 +373,7 @@ std::vector<UpstreamState> DeliveryStore::load_upstream_states() {
 }
 
 void DeliveryStore::save_upstream_state(const UpstreamState& s) {
-  Q q(spool_.handle(),
+  Q q(spool_,
       "INSERT OR REPLACE INTO upstreams(name, suspended_until, reason, failures, stage, last_reply, updated) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   q.text(1, s.name).opt(2, s.suspended_until).i64(3, static_cast<int>(s.reason)).i64(4, s.failures)
@@ -386,12 +382,11 @@ void DeliveryStore::save_upstream_state(const UpstreamState& s) {
 
 void DeliveryStore::park(std::string_view id, std::int64_t next_attempt, WaitReason reason, std::string_view upstream,
                          std::string_view last_error) {
-  sqlite3* db = spool_.handle();
   // A recipient due later than this keeps its own time.
-  Q r(db, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
+  Q r(spool_, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
           "WHERE message_id = ?1 AND state IN ('pending', 'uncertain') AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND state = 'active')");
   r.text(1, id).i64(2, next_attempt).run();
-  Q m(db,
+  Q m(spool_,
       "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
       "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
       "AND state IN ('pending', 'uncertain')), wait_reason = ?3, wait_upstream = ?4, "
@@ -401,7 +396,7 @@ void DeliveryStore::park(std::string_view id, std::int64_t next_attempt, WaitRea
 }
 
 std::vector<OperatorAction> DeliveryStore::operator_actions_after(std::int64_t after, std::size_t limit) {
-  Q q(spool_.handle(),
+  Q q(spool_,
       "SELECT seq, time, uid, action, target, detail FROM operator_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
   q.i64(1, after).i64(2, static_cast<std::int64_t>(limit));
   std::vector<OperatorAction> out;
@@ -419,27 +414,27 @@ std::vector<OperatorAction> DeliveryStore::operator_actions_after(std::int64_t a
 }
 
 std::int64_t DeliveryStore::last_operator_seq() {
-  Q q(spool_.handle(), "SELECT MAX(seq) FROM operator_log");   // the rowid's b-tree: its last entry
+  Q q(spool_, "SELECT MAX(seq) FROM operator_log");   // the rowid's b-tree: its last entry
   if (q.step() && !q.col_null(0)) return q.col_i64(0);
   return 0;
 }
 
 void DeliveryStore::mark_waiting(std::string_view id, WaitReason reason, std::string_view upstream) {
-  Q q(spool_.handle(),
+  Q q(spool_,
       "UPDATE messages SET wait_reason = ?2, wait_upstream = ?3 WHERE id = ?1 AND state IN ('queued', 'deferred')");
   q.text(1, id).i64(2, static_cast<int>(reason)).text(3, upstream).run();
 }
 
 int DeliveryStore::release_upstream(std::string_view upstream, std::int64_t now) {
-  sqlite3* db = spool_.handle();
-  const char* waiting =
-      "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_upstream = ?2 "
-      "AND wait_reason IN (2, 3)";   // WaitReason::UpstreamSuspended, RateLimited
-  Q r(db, (std::string("UPDATE recipients SET next_attempt = ?1 WHERE state IN ('pending', 'uncertain') "
-                       "AND message_id IN (") + waiting + ")").c_str());
+// WaitReason::UpstreamSuspended, RateLimited
+#define OUTBOX_WAITING_FOR_UPSTREAM \
+  "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_upstream = ?2 AND wait_reason IN (2, 3)"
+  Q r(spool_, "UPDATE recipients SET next_attempt = ?1 WHERE state IN ('pending', 'uncertain') "
+              "AND message_id IN (" OUTBOX_WAITING_FOR_UPSTREAM ")");
   r.i64(1, now).text(2, upstream).run();
-  Q m(db, (std::string("UPDATE messages SET next_attempt = ?1, wait_reason = 0, wait_upstream = '' WHERE id IN (") +
-           waiting + ")").c_str());
+  Q m(spool_, "UPDATE messages SET next_attempt = ?1, wait_reason = 0, wait_upstream = '' WHERE id IN ("
+              OUTBOX_WAITING_FOR_UPSTREAM ")");
+#undef OUTBOX_WAITING_FOR_UPSTREAM
   m.i64(1, now).text(2, upstream).run();
   return m.changes();
 }

@@ -152,6 +152,11 @@ class Spool {
   // scan a table whose size grows with the queue.
   static const std::vector<const char*>& hot_statements();
 
+  // A prepared statement from this connection's cache, for the other
+  // classes of queue/ (DeliveryStore). `sql` must be a string literal: the
+  // cache is keyed by its address. The caller resets it after use.
+  sqlite3_stmt* statement(const char* sql) { return prepare(sql); }
+
  private:
   explicit Spool(sqlite3* db);
   class Stmt;
@@ -160,6 +165,7 @@ class Spool {
   friend class Txn;
   sqlite3_stmt* prepare(const char* sql);   // cached per connection
   void exec(const char* sql);
+  void exec_cached(const std::string& sql);
   [[noreturn]] void fail(const std::string& what);
   void configure();
   void install_busy_handler();
@@ -170,6 +176,7 @@ class Spool {
   Mode mode_ = Mode::ReadWrite;
   std::string path_;
   std::unordered_map<const char*, sqlite3_stmt*> stmts_;   // keyed by the SQL literal
+  std::unordered_map<std::string, sqlite3_stmt*> control_;  // BEGIN, COMMIT, SAVEPOINT x ...
   bool operator_ = false;
   std::optional<std::int64_t> operator_uid_;
 };
