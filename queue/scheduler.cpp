@@ -124,7 +124,11 @@ void Scheduler::restore(const std::vector<UpstreamState>& states) {
   }
 }
 
-void Scheduler::add_due(DueWork work, std::int64_t) { waiting_.push_back(std::move(work)); }
+void Scheduler::add_due(DueWork work, std::int64_t) {
+  auto& q = routes_[work.route];
+  q.push_back(Waiting{std::move(work), next_seq_++});
+  ++waiting_count_;
+}
 
 void Scheduler::connection_ready(ConnId conn) {
   auto it = conns_.find(conn);
@@ -145,13 +149,16 @@ std::optional<DueWork> Scheduler::charge_failed_open(ConnId conn) {
   auto it = conns_.find(conn);
   if (it == conns_.end() || it->second.state != Conn::State::Opening) return std::nullopt;
   const std::string& name = it->second.upstream;
-  for (auto w = waiting_.begin(); w != waiting_.end(); ++w)
-    if (std::find(w->route.begin(), w->route.end(), name) != w->route.end()) {
-      DueWork out = std::move(*w);
-      waiting_.erase(w);
-      return out;
-    }
-  return std::nullopt;
+  std::deque<Waiting>* best = nullptr;
+  for (auto& [route, q] : routes_)
+    if (!q.empty() && std::find(route.begin(), route.end(), name) != route.end() &&
+        (!best || q.front().seq < best->front().seq))
+      best = &q;
+  if (!best) return std::nullopt;
+  DueWork out = std::move(best->front().w);
+  best->pop_front();
+  --waiting_count_;
+  return out;
 }
 
 std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, const UpstreamFailure& f,
@@ -210,19 +217,21 @@ bool Scheduler::resume(std::string_view name, std::int64_t now) {
 }
 
 std::vector<Decision> Scheduler::poll(std::int64_t now) {
-  std::vector<Decision> out;
+  // Decisions about messages, tagged with their due order: they are
+  // returned in that order (then opens, then quits), as if one queue.
+  std::vector<std::pair<std::uint64_t, Decision>> about;
   std::map<std::string, std::size_t, std::less<>> want;   // messages ready for a connection of that upstream
-  std::deque<DueWork> keep;
   const std::int64_t lifetime = us(params_.retry.lifetime);
-  while (!waiting_.empty()) {
-    DueWork w = std::move(waiting_.front());
-    waiting_.pop_front();
+  // Routes whose target is usable now, by target: handed out below.
+  std::map<std::string, std::pair<Up*, std::vector<std::deque<Waiting>*>>, std::less<>> ready;
+  for (auto& [route, q] : routes_) {
+    if (q.empty()) continue;
     Up* target = nullptr;
     Up* blamed = nullptr;
     std::optional<std::int64_t> earliest;   // the first suspension of its route to end
     bool unusable = false;
     std::string why;
-    for (const auto& name : w.route) {
+    for (const auto& name : route) {
       Up* u = find(name);
       if (!u) continue;
       if (!u->spec.usable) {
@@ -244,26 +253,33 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       target = u;
       break;
     }
-    if (!target) {
+    if (target) {
+      auto& r = ready[target->spec.name];
+      r.first = target;
+      r.second.push_back(&q);
+      continue;
+    }
+    std::deque<Waiting> keep;
+    for (auto& e : q) {
       Decision d;
-      d.id = w.id;
+      d.id = e.w.id;
       if (!blamed) {
         // No route, or only names this generation does not know.
         d.kind = Decision::Kind::Park;
         d.reason = WaitReason::NoRoute;
         d.until = now + kNoRouteRecheck;
         d.why = "no route";
-        out.push_back(std::move(d));
+        about.emplace_back(e.seq, std::move(d));
         continue;
       }
       d.upstream = blamed->spec.name;
       d.why = why;
-      const std::int64_t deadline = w.created + lifetime;
+      const std::int64_t deadline = e.w.created + lifetime;
       if (now >= deadline) {
         // No upstream of its route takes it within its lifetime (SPEC "[retry]").
         d.kind = Decision::Kind::Expire;
         d.reason = earliest ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
-        out.push_back(std::move(d));
+        about.emplace_back(e.seq, std::move(d));
         continue;
       }
       std::int64_t until = earliest ? *earliest : now + us(params_.retry.initial);
@@ -272,41 +288,54 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       if (unusable) until = std::min(until, now + us(params_.retry.initial));
       until = std::min(until, deadline);   // so it expires on time
       if (earliest && !unusable && until - now <= kHold) {
-        keep.push_back(std::move(w));   // ends soon: next_wakeup() says when
+        keep.push_back(std::move(e));   // ends soon: next_wakeup() says when
         continue;
       }
       d.kind = Decision::Kind::Park;
       d.reason = earliest && *earliest <= until ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
       d.until = until;
-      out.push_back(std::move(d));
-      continue;
+      about.emplace_back(e.seq, std::move(d));
     }
-    const std::string& name = target->spec.name;
-    std::int64_t free_at = now;
-    if (rate_room(*target, now, &free_at) == 0) {
-      if (free_at - now <= kHold) {
-        keep.push_back(std::move(w));
-        continue;
-      }
-      Decision d;
-      d.kind = Decision::Kind::Park;
-      d.id = w.id;
-      d.upstream = name;
-      d.reason = WaitReason::RateLimited;
-      d.until = free_at;
-      d.why = quoted(name) + " rate limit reached";
-      out.push_back(std::move(d));
-      continue;
-    }
-    // An idle connection of its upstream takes it; else it waits for one.
-    ConnId idle = 0;
+    waiting_count_ -= q.size() - keep.size();
+    q = std::move(keep);
+  }
+
+  for (auto& [name, r] : ready) {
+    Up* target = r.first;
+    auto& queues = r.second;
+    // An idle connection of its upstream takes the earliest due message of
+    // its routes; the rest wait for one.
+    std::deque<ConnId> idle;
     for (auto& [id, c] : conns_)
-      if (c.state == Conn::State::Idle && !c.quitting && of(c) == target) {
-        idle = id;
+      if (c.state == Conn::State::Idle && !c.quitting && of(c) == target) idle.push_back(id);
+    bool rate_held = false;
+    for (;;) {
+      std::deque<Waiting>* q = nullptr;
+      for (auto* candidate : queues)
+        if (!candidate->empty() && (!q || candidate->front().seq < q->front().seq)) q = candidate;
+      if (!q) break;
+      std::int64_t free_at = now;
+      if (rate_room(*target, now, &free_at) == 0) {
+        rate_held = true;
+        if (free_at - now <= kHold) break;   // held here; next_wakeup() says when
+        for (auto* rq : queues) {
+          for (auto& e : *rq) {
+            Decision d;
+            d.kind = Decision::Kind::Park;
+            d.id = e.w.id;
+            d.upstream = name;
+            d.reason = WaitReason::RateLimited;
+            d.until = free_at;
+            d.why = quoted(name) + " rate limit reached";
+            about.emplace_back(e.seq, std::move(d));
+          }
+          waiting_count_ -= rq->size();
+          rq->clear();
+        }
         break;
       }
-    if (idle) {
-      Conn& c = conns_[idle];
+      if (idle.empty()) break;
+      Conn& c = conns_[idle.front()];
       --target->idle;
       ++target->busy;
       c.state = Conn::State::Busy;
@@ -314,15 +343,23 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       Decision d;
       d.kind = Decision::Kind::Hand;
       d.upstream = name;
-      d.conn = idle;
-      d.id = w.id;
-      out.push_back(std::move(d));
-      continue;
+      d.conn = idle.front();
+      d.id = std::move(q->front().w.id);
+      about.emplace_back(q->front().seq, std::move(d));
+      idle.pop_front();
+      q->pop_front();
+      --waiting_count_;
     }
-    ++want[name];
-    keep.push_back(std::move(w));
+    if (rate_held) continue;
+    std::size_t left = 0;
+    for (auto* rq : queues) left += rq->size();
+    if (left) want[name] += left;
   }
-  waiting_ = std::move(keep);
+  for (auto it = routes_.begin(); it != routes_.end();) it = it->second.empty() ? routes_.erase(it) : std::next(it);
+  std::sort(about.begin(), about.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<Decision> out;
+  out.reserve(about.size());
+  for (auto& [seq, d] : about) out.push_back(std::move(d));
 
   // Open connections only for work that waits: never more than the messages
   // waiting (minus those already opening), the concurrency limit, and what
@@ -364,8 +401,9 @@ std::optional<std::int64_t> Scheduler::next_wakeup(std::int64_t now) const {
   auto consider = [&](std::int64_t t) {
     if (!at || t < *at) at = t;
   };
-  for (const auto& w : waiting_) {
-    for (const auto& name : w.route) {
+  for (const auto& [route, q] : routes_) {
+    if (q.empty()) continue;
+    for (const auto& name : route) {
       const Up* u = find(name);
       if (!u || !u->spec.usable) continue;
       if (suspended(*u, now)) {
@@ -420,8 +458,13 @@ AfterAttempt Scheduler::after_attempt(const DueWork& w, bool upstream_fault, std
 
 std::vector<std::string> Scheduler::drain() {
   std::vector<std::string> ids;
-  for (auto& w : waiting_) ids.push_back(std::move(w.id));
-  waiting_.clear();
+  std::vector<Waiting> all;
+  for (auto& [route, q] : routes_)
+    for (auto& e : q) all.push_back(std::move(e));
+  std::sort(all.begin(), all.end(), [](const Waiting& a, const Waiting& b) { return a.seq < b.seq; });
+  for (auto& e : all) ids.push_back(std::move(e.w.id));
+  routes_.clear();
+  waiting_count_ = 0;
   return ids;
 }
 

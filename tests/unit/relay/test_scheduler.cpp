@@ -86,6 +86,40 @@ TEST_CASE("a due message opens one connection, then is handed to it when it is r
   CHECK(s.open_connections("a") == 0);
 }
 
+TEST_CASE("routes that share an upstream are served in due order across them, and waiting work stays put") {
+  // poll() keeps one queue per route; the due order is still one order.
+  auto s = make({up("a", 1), up("b", 1)});
+  s.add_due(msg("m1", {"a"}), T0);
+  s.add_due(msg("m2", {"a", "b"}), T0);
+  s.add_due(msg("m3", {"a"}), T0);
+  s.add_due(msg("m4", {"a", "b"}), T0);
+  auto d = s.poll(T0);
+  REQUIRE(kinds(d) == std::vector<K>{K::Open});
+  const ConnId c = d[0].conn;
+  for (int i = 0; i < 20; ++i) CHECK(s.poll(T0).empty());   // no idle connection: nothing moves
+  CHECK(s.waiting() == 4);
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    s.connection_ready(c);
+    d = s.poll(T0 + (i + 1) * S);
+    REQUIRE(d.size() == 1);
+    CHECK(d[0].kind == K::Hand);
+    order.push_back(d[0].id);
+  }
+  CHECK(order == std::vector<std::string>{"m1", "m2", "m3", "m4"});
+  CHECK(s.waiting() == 0);
+  // A failed open is charged to the earliest waiting message of its upstream, whatever its route.
+  s.add_due(msg("m5", {"a", "b"}), T0 + 10 * S);
+  s.add_due(msg("m6", {"a"}), T0 + 10 * S);
+  s.connection_closed(c);
+  d = s.poll(T0 + 10 * S);
+  REQUIRE(kinds(d) == std::vector<K>{K::Open});
+  auto charged = s.charge_failed_open(d[0].conn);
+  REQUIRE(charged);
+  CHECK(charged->id == "m5");
+  CHECK(s.drain() == std::vector<std::string>{"m6"});
+}
+
 TEST_CASE("concurrency: connections only for waiting work, never above max_connections") {
   struct Row { std::size_t max; int messages; std::size_t opens; };
   const Row rows[] = {{2, 1, 1}, {2, 2, 2}, {2, 5, 2}, {5, 3, 3}, {1, 9, 1}};
