@@ -296,11 +296,13 @@ void DeliveryStore::unclaim(std::string_view id, std::int64_t next_attempt, std:
 
 int DeliveryStore::release_waiting(std::int64_t now) {
   // Typed: wait_reason says why it waits (no route, suspended or unusable
-  // upstream, rate ceiling); its own backoff (None) is left alone. Only
-  // after a reload, so a range over the waiting states is acceptable.
+  // upstream, rate ceiling); its own backoff (None) is left alone. The
+  // messages_waiting partial index holds only these: a reload costs what
+  // waits for an upstream, not the deferred backlog.
   std::vector<std::string> ids;
   {
-    Q q(spool_, "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_reason != 0");
+    Q q(spool_, "SELECT id FROM messages INDEXED BY messages_waiting "
+                "WHERE state IN ('queued', 'deferred') AND wait_reason != 0");
     while (q.step()) ids.push_back(q.col_text(0));
   }
   for (const auto& id : ids) {
@@ -427,9 +429,10 @@ void DeliveryStore::mark_waiting(std::string_view id, WaitReason reason, std::st
 
 int DeliveryStore::release_upstream(std::string_view upstream, std::int64_t now) {
 // WaitReason::UpstreamSuspended, RateLimited
-#define OUTBOX_WAITING_FOR_UPSTREAM \
-  "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND wait_upstream = ?2 AND wait_reason IN (2, 3)"
-  Q r(spool_, "UPDATE recipients SET next_attempt = ?1 WHERE state IN ('pending', 'uncertain') "
+#define OUTBOX_WAITING_FOR_UPSTREAM                                                                  \
+  "SELECT id FROM messages INDEXED BY messages_waiting WHERE state IN ('queued', 'deferred') "       \
+  "AND wait_reason != 0 AND wait_upstream = ?2 AND wait_reason IN (2, 3)"
+  Q r(spool_, "UPDATE recipients SET next_attempt = ?1 WHERE +state IN ('pending', 'uncertain') "
               "AND message_id IN (" OUTBOX_WAITING_FOR_UPSTREAM ")");
   r.i64(1, now).text(2, upstream).run();
   Q m(spool_, "UPDATE messages SET next_attempt = ?1, wait_reason = 0, wait_upstream = '' WHERE id IN ("

@@ -118,6 +118,13 @@ CREATE TABLE operator_log(
   detail  TEXT NOT NULL DEFAULT ''
 );
 )sql",
+    // v3: a reload (release_waiting) and `outboxctl resume` (release_upstream)
+    // find the messages that wait for an upstream or a route through their
+    // own partial index, not by walking the deferred backlog.
+    R"sql(
+CREATE INDEX messages_waiting ON messages(wait_upstream, wait_reason)
+  WHERE state IN ('queued', 'deferred') AND wait_reason != 0;
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == Spool::kSchemaVersion, "kSchemaVersion must match the migration list");
@@ -216,7 +223,7 @@ constexpr const char* kRetryMessage =
 constexpr const char* kAddAttempt =
     "INSERT INTO attempts(message_id, time, upstream, recipients, reply, outcome) " "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
 constexpr const char* kDueRecipients =
-    "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND state = 'pending'";
+    "UPDATE recipients SET next_attempt = ?2, updated = ?2 WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')";
 // Finished messages, oldest first, through the messages_finished partial
 // index. INDEXED BY: left to itself the planner takes messages_state and
 // sorts every finished message for each batch.
@@ -839,7 +846,7 @@ int Spool::retry_all(std::int64_t now) {
   Txn txn(*this, true);
   {
     Stmt st(*this,
-            "UPDATE recipients SET next_attempt = ?1, updated = ?1 WHERE state = 'pending' AND message_id IN "
+            "UPDATE recipients SET next_attempt = ?1, updated = ?1 WHERE state IN ('pending', 'uncertain') AND message_id IN "
             "(SELECT id FROM messages WHERE state IN ('queued', 'deferred'))");
     st.i64(1, now).run();
   }

@@ -140,7 +140,7 @@ class Spool {
   // --- delivery history (writer; the relay engine; joins any open transaction) ---
   void add_attempt(std::string_view id, const AttemptRecord& a);
 
-  static constexpr int kSchemaVersion = 2;   // PRAGMA user_version after migration
+  static constexpr int kSchemaVersion = 3;   // PRAGMA user_version after migration
   int schema_version();
   Mode mode() const { return mode_; }
   const std::string& path() const { return path_; }

@@ -133,6 +133,7 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
   ds.recover_active(7000, UncertainPolicy::Hold, {due[3].id});
   ds.recover_active(7000);
   ds.release_waiting(8000);
+  ds.release_upstream("relay", 8000);
   ds.headers(due[0].id);
   ds.bounce_sent(due[0].id);
   NewMessage dsn;
