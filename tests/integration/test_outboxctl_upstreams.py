@@ -75,6 +75,18 @@ class Upstreams(unittest.TestCase):
         self.assertEqual(rows, [("retry", qid, uid), ("resume", "mail", uid), ("hold", qid, uid),
                                 ("release", qid, uid), ("delete", qid, uid)])
 
+    def test_1b_sendmail_q_is_an_operator_action_too(self):
+        # `sendmail -q` makes every waiting message due, like `outboxctl retry --all`:
+        # logged with the caller's uid, and outboxd says who did it.
+        d = self.d
+        db = self.db()
+        before = db.execute("SELECT COALESCE(MAX(seq), 0) FROM operator_log").fetchone()[0]
+        d.sendmail(["-q"])
+        rows = db.execute("SELECT action, target, uid FROM operator_log WHERE seq > ?", (before,)).fetchall()
+        self.assertEqual(rows, [("retry_all", "", os.getuid())])
+        ev = d.wait_event("operator", action="retry_all")
+        self.assertEqual(ev.get("uid"), str(os.getuid()), ev)
+
     def test_2_queue_streams_to_head_on_a_large_queue(self):
         d = self.d
         qid, _ = d.submit()

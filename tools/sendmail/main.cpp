@@ -283,6 +283,9 @@ int list_queue(const Settings& s) {
 int retry_queue(const Settings& s, bool verbose) {
   auto spool = open_spool(s, outbox::queue::Spool::Mode::ReadWrite);
   if (!spool) return EX_UNAVAILABLE;
+  // An operator action like `outboxctl retry --all`: logged with the uid in
+  // operator_log, so outboxd picks it up within a second and says who.
+  spool->set_operator(static_cast<std::int64_t>(getuid()));
   try {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::system_clock::now().time_since_epoch()).count();
