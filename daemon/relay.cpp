@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "daemon/logging.h"
+#include "daemon/outcome_report.h"
 #include "daemon/routing.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
@@ -46,40 +47,6 @@ queue::RetryParams retry_params(const RetryConfig& r) {
   return p;
 }
 
-std::string dsn_of(const client::RecipientResult& r) {
-  const auto& s = r.status;
-  return std::to_string(s.cls) + "." + std::to_string(s.subject) + "." + std::to_string(s.detail);
-}
-
-// A set-up failure (connect, TLS, greeting, EHLO, STARTTLS, AUTH) as the
-// result of a recipient that was waiting for the connection: temporary, of
-// scope upstream, with the status a reply-less failure deserves (RFC 3463).
-client::RecipientResult setup_result(const std::string& address, const client::SessionFailure& f) {
-  client::RecipientResult r;
-  r.address = address;
-  r.outcome = client::Outcome::Temporary;
-  r.scope = client::Scope::Upstream;
-  r.stage = f.stage;
-  r.reply = f.reply;
-  r.detail = f.detail;
-  if (f.reply) {
-    r.status = f.reply->status();
-    if (r.status.cls != 4 && r.status.cls != 5) r.status = protocol::EnhancedStatus{4, 0, 0};
-    r.status.cls = 4;   // an upstream failure never bounces (SPEC "Relay")
-  } else if (f.detail.rfind("timeout", 0) == 0 || f.detail.rfind("connection closed", 0) == 0) {
-    r.status = protocol::EnhancedStatus{4, 4, 2};   // bad connection
-  } else if (f.stage == client::Stage::Connect) {
-    r.status = protocol::EnhancedStatus{4, 4, 1};   // no answer from host
-  } else if (f.stage == client::Stage::Tls) {
-    r.status = protocol::EnhancedStatus{4, 7, 5};   // cryptographic failure
-  } else if (f.stage == client::Stage::StartTls) {
-    r.status = protocol::EnhancedStatus{4, 7, 4};   // security features not supported
-  } else {
-    r.status = protocol::EnhancedStatus{4, 7, 0};
-  }
-  return r;
-}
-
 queue::UncertainPolicy uncertain_policy(const Config& c) {
   return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
                                                           : queue::UncertainPolicy::Resend;
@@ -102,14 +69,6 @@ void log_recovery(const queue::Recovery& r, bool running) {
       log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
                     .kv("hint", "check with the recipient, then outboxctl release or delete it"));
   }
-}
-
-std::string duration_words(std::chrono::seconds s) {
-  auto n = s.count();
-  if (n % 86400 == 0) return std::to_string(n / 86400) + (n == 86400 ? " day" : " days");
-  if (n % 3600 == 0) return std::to_string(n / 3600) + (n == 3600 ? " hour" : " hours");
-  if (n % 60 == 0) return std::to_string(n / 60) + (n == 60 ? " minute" : " minutes");
-  return std::to_string(n) + " seconds";
 }
 
 // Why an upstream-scope failure suspends its upstream, typed once here.
@@ -692,142 +651,60 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
                    bool upstream_fault, std::int64_t now) {
   const auto& m = job.msg;
   const RetryConfig& retry = gen_->config->retry;
-  const std::string host = up ? up->host : std::string();
-
-  queue::DeliveryReport rep;
-  rep.id = m.id;
-  rep.upstream = up ? up->name : "";
-  rep.time = now;
-  // Every try counts, a connection that failed for this message included:
-  // `show` must not say "attempts: 0" above a history of failures.
-  rep.count_attempt = true;
-  // After an upstream failure the message waits for its route, not for its
-  // own backoff: another upstream of the route that is not suspended takes
-  // it at once (failover), through the spool like any due message.
-  const queue::AfterAttempt after_attempt =
-      sched_.after_attempt(queue::DueWork{m.id, m.created, m.attempts, job.route}, upstream_fault, now);
-  const bool expired = after_attempt.expired;
-  const bool failover = upstream_fault && after_attempt.failover;
-  struct Line {
-    std::string address, event, dsn, reply;
-  };
-  std::vector<Line> lines;
-  std::vector<protocol::DsnRecipient> dsn_rcpts;
-  std::string last_error;
-  for (const auto& r : report.recipients) {
-    queue::RecipientOutcome o;
-    o.address = r.address;
-    o.reply = r.text();
-    if (r.outcome == client::Outcome::Delivered) {
-      o.result = queue::RecipientResult::Sent;
-      lines.push_back({r.address, "delivered", dsn_of(r), o.reply});
-    } else if (r.outcome == client::Outcome::Permanent) {
-      o.result = queue::RecipientResult::Failed;
-      lines.push_back({r.address, "bounced", dsn_of(r), o.reply});
-      dsn_rcpts.push_back(protocol::dsn_recipient(r, host));
-      last_error = o.reply;
-    } else if (expired) {
-      o.result = queue::RecipientResult::Failed;
-      o.reply = "expired after " + duration_words(retry.lifetime) + "; last reply: " + r.text();
-      lines.push_back({r.address, "expired", "4.4.7", o.reply});
-      auto d = protocol::dsn_recipient(r, host);
-      // dsn_recipient() reads a temporary result as "delayed"; expiry is
-      // final (RFC 3464 §2.3.3: Action failed, with 5.4.7).
-      d.action = protocol::DsnRecipient::Action::Failed;
-      d.expired = true;
-      d.status = protocol::EnhancedStatus{5, 4, 7};   // RFC 3463: delivery time expired
-      d.last_attempt = now;
-      dsn_rcpts.push_back(d);
-      last_error = o.reply;
-    } else {
-      o.result = queue::RecipientResult::Deferred;
-      o.next_attempt = after_attempt.next;
-      // The dot went out and no reply came: still 'uncertain' in the spool.
-      o.uncertain = report.possible_duplicate && r.stage == client::Stage::DataEnd && !r.reply;
-      lines.push_back({r.address, "deferred", dsn_of(r), o.reply});
-      if (last_error.empty()) last_error = o.reply;
-    }
-    rep.recipients.push_back(std::move(o));
-  }
-  const bool held_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold &&
-      std::any_of(rep.recipients.begin(), rep.recipients.end(), [](const auto& o) { return o.uncertain; });
-  rep.hold_uncertain = held_uncertain;
-  std::string hint;
+  OutcomeInput in;
+  in.msg = &m;
+  in.upstream = up ? up->name : "";
+  in.host = up ? up->host : "";
+  in.report = &report;
+  in.after = sched_.after_attempt(queue::DueWork{m.id, m.created, m.attempts, job.route}, upstream_fault, now);
+  in.upstream_fault = upstream_fault;
+  in.lifetime = retry.lifetime;
+  in.hold_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold;
   if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered)
-    hint = protocol::diagnose(upstream::summary(*up), *f).hint;
-  // outboxctl queue/show print last_error: the hint is what the operator needs.
-  rep.last_error = last_error.empty() || hint.empty() ? last_error : last_error + " (" + hint + ")";
-  rep.outcome = report.all_delivered() ? "delivered"
-                : expired             ? "expired"
-                : !dsn_rcpts.empty()  ? "bounced"
-                : report.possible_duplicate ? "possible_duplicate"
-                                            : "deferred";
+    in.hint = protocol::diagnose(upstream::summary(*up), *f).hint;
+  in.now = now;
+  auto out = std::make_shared<const AttemptOutcome>(compose_outcome(in));
 
   // The DSN goes into the spool in the same transaction as the outcome: a
   // crash cannot lose it or make it twice. Its id is drawn here (the id
   // generator belongs to the loop thread), and only when a DSN may be made.
-  std::string dsn_id = dsn_rcpts.empty() ? std::string() : next_id_();
+  FailureDsnInput dsn;
+  dsn.msg = &m;   // re-pointed at the copy the store work owns
+  dsn.dsn_id = out->dsn_recipients.empty() ? std::string() : next_id_();
+  dsn.host_name = gen_->config->host_name;
+  dsn.lifetime_text = duration_words(retry.lifetime);
+  dsn.bounces = gen_->config->bounces;
+  dsn.now = now;
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
-  const bool bounces = gen_->config->bounces;
-  const std::string host_name = gen_->config->host_name;
-  const std::string lifetime_text = duration_words(retry.lifetime);
-  const std::int64_t next_at = after_attempt.next;
-  // Typed: a message deferred because its whole route is suspended waits
-  // for that upstream (`resume` releases it), never parsed out of last_error.
-  const queue::WaitReason waits_for =
-      upstream_fault && !failover ? queue::WaitReason::UpstreamSuspended : queue::WaitReason::None;
   // Through the recorder: its own transaction, kept and written again if
   // the write fails; the message stays in flight until it is on disk.
   recorder_->record(m.id,
-      [rep, after, dsn_made, dsn_rcpts, m, dsn_id, bounces, host_name, now, lifetime_text, waits_for](queue::Spool& s) {
+      [out, after, dsn_made, m, dsn](queue::Spool& s) mutable {
         queue::DeliveryStore ds(s);
-        *after = ds.apply(rep);
-        if (after->exists) ds.mark_waiting(m.id, waits_for, waits_for == queue::WaitReason::None ? "" : rep.upstream);
-        if (!after->exists || after->newly_failed.empty() || dsn_id.empty()) return;
-        // One DSN per report that failed recipients, naming only those: a
-        // recipient turns failed once (apply() changes only pending ones), in
-        // this same transaction, so none is reported twice, and one that
-        // fails later (expiry after an earlier 550) is still reported.
-        if (!protocol::should_bounce(m.sender, bounces)) return;
-        protocol::DsnInput in;
-        in.kind = protocol::DsnInput::Kind::Failure;
-        in.reporting_host = host_name;
-        in.queue_id = m.id;
-        in.original_sender = m.sender;
-        in.arrival = m.created;
-        in.date = now;
-        in.message_id = "<" + dsn_id + "@" + host_name + ">";
-        for (const auto& d : dsn_rcpts)
-          if (std::find(after->newly_failed.begin(), after->newly_failed.end(), d.address) != after->newly_failed.end())
-            in.recipients.push_back(d);
-        if (in.recipients.empty()) return;
-        in.original_headers = ds.headers(m.id);
-        in.original_smtputf8 = m.smtputf8;
-        in.lifetime_text = lifetime_text;
-        auto dsn = protocol::build_dsn(in);
-        queue::NewMessage nm;
-        nm.id = dsn_id;
-        nm.sender = "";
-        nm.recipients = {m.sender};
-        nm.client = "local";
-        nm.helo = host_name;
-        nm.smtputf8 = dsn.smtputf8;
-        nm.body_8bit = dsn.body_8bit;
-        nm.created = now;
-        ds.enqueue_local(nm, dsn.bytes, now);
-        ds.mark_bounce_sent(m.id, dsn_id);
+        *after = ds.apply(out->record);
+        if (!after->exists) return;
+        ds.mark_waiting(m.id, out->waits_for,
+                        out->waits_for == queue::WaitReason::None ? "" : out->record.upstream);
+        dsn.msg = &m;
+        dsn.failed = &out->dsn_recipients;
+        dsn.newly_failed = after->newly_failed;
+        dsn.original_headers = [&] { return ds.headers(m.id); };
+        auto made = failure_dsn(dsn);
+        if (!made) return;
+        ds.enqueue_local(made->message, made->bytes, dsn.now);
+        ds.mark_bounce_sent(m.id, dsn.dsn_id);
         *dsn_made = true;
       },
-      [this, alive = std::weak_ptr<bool>(alive_), lines, m, rep, after, dsn_made, dsn_id, hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, failover, next_at, held_uncertain]() {
+      [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id, hint = in.hint, peer,
+       relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (after->exists && after->state == queue::kDeferred &&
-            (!spool_next_due_ || next_at < *spool_next_due_))
-          spool_next_due_ = next_at;
+            (!spool_next_due_ || out->next_at < *spool_next_due_))
+          spool_next_due_ = out->next_at;
         std::int64_t delay = now - m.created;
-        for (const auto& l : lines) {
+        for (const auto& l : out->lines) {
           log::Line line(l.event);
           line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
               .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
@@ -844,12 +721,12 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
           log::info(log::Line("bounce_queued").kv("id", dsn_id).kv("original", m.id).kv("to", m.sender));
           kick();
         }
-        if (failover && after->exists && after->state == queue::kDeferred) {
-          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", rep.upstream));
+        if (out->failover && after->exists && after->state == queue::kDeferred) {
+          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", out->record.upstream));
           kick();
         }
         if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
-        if (held_uncertain && after->exists && after->state == queue::kHeld)
+        if (out->held_uncertain && after->exists && after->state == queue::kHeld)
           log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
                         .kv("hint", "check with the recipient, then outboxctl release or delete it"));
         arm_timer();
