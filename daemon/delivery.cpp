@@ -344,7 +344,7 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
   return body;
 }
 
-// The recipients become 'uncertain' in the spool (its own transaction)
+// The recipients become 'uncertain' in the spool (committed by the writer)
 // before the final dot goes out; proceed() sends the dot only once that is
 // committed, so a crash or lost connection after it is known to be a
 // possible duplicate (RFC 1047). If the write fails the dot is never sent:
@@ -356,7 +356,7 @@ void Delivery::before_dot(std::function<void()> proceed) {
   auto token = token_;
   Relay* relay = &relay_;
   ++relay->store_ops_;   // stop() waits for it, like run_store()
-  relay->store_.run_alone(
+  relay->store_.run(
       [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
         queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
       },

@@ -1,9 +1,9 @@
 // OutcomeRecorder: the one way a delivery outcome reaches the spool.
 //
 // Every outcome (DeliveryStore::apply plus the DSN it may make) is written in
-// its own transaction (StoreWorker::run_alone), never in a group commit with
-// unrelated submissions. When the write fails (disk full, SQLITE_BUSY past the
-// busy timeout, any SpoolError) the outcome is kept here, in memory, and
+// its own SAVEPOINT of the writer's group commit (StoreWorker::run). When the
+// write fails (its own statements, or the drain's COMMIT: disk full,
+// SQLITE_BUSY past the busy timeout, any SpoolError) the outcome is kept here, in memory, and
 // written again on a backoff (100 ms doubling to 30 s): never dropped while
 // the daemon runs. Until it is on disk the caller keeps the message "in
 // flight", so nothing claims or recovers it meanwhile; if the process dies
@@ -11,7 +11,7 @@
 // went out), which recovery at the next start handles.
 //
 // No libuv, no clock of its own: the store, the retry timer and the clock are
-// injected (the relay passes StoreWorker::run_alone, a uv timer and the wall
+// injected (the relay passes StoreWorker::run, a uv timer and the wall
 // clock; the unit tests a real StoreWorker and a fake clock). Owner's thread
 // only.
 #pragma once

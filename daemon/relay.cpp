@@ -160,7 +160,7 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
       [this](OutcomeRecorder::Work work, OutcomeRecorder::Done done) {
         // Counted like run_store(), so stop() waits for a write under way.
         ++store_ops_;
-        store_.run_alone(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
+        store_.run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
                                               bool ok, std::string err) {
           if (alive.expired()) return;
           --store_ops_;
@@ -677,7 +677,7 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   dsn.now = now;
   auto after = std::make_shared<queue::MessageAfter>();
   auto dsn_made = std::make_shared<bool>(false);
-  // Through the recorder: its own transaction, kept and written again if
+  // Through the recorder: its own savepoint, kept and written again if
   // the write fails; the message stays in flight until it is on disk.
   recorder_->record(m.id,
       [out, after, dsn_made, m, dsn](queue::Spool& s) mutable {

@@ -106,8 +106,8 @@ class Relay {
   queue::Scheduler sched_;
   uv_timer_t* timer_ = nullptr;      // claims and scheduler wake-ups
   uv_timer_t* op_timer_ = nullptr;   // operator_log probe, retention
-  // Every outcome goes through the recorder (own transaction, kept and
-  // retried when the write fails); its retry timer.
+  // Every outcome goes through the recorder (kept and retried when the
+  // write fails); its retry timer.
   std::unique_ptr<OutcomeRecorder> recorder_;
   uv_timer_t* recorder_timer_ = nullptr;
   bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery

@@ -3,8 +3,8 @@
 // recipients are pending, when they are due, what the upstream said) lives
 // here, so a restart loses no schedule and startup loads nothing up front.
 // Runs on the spool's writer (the daemon's StoreWorker thread): claims and
-// parking through run() inside the batch transaction; outcomes and the mark
-// before a final dot through run_alone(), each its own transaction. Knows
+// parking, outcomes and the mark before a final dot through run() inside the
+// batch transaction, each in its own savepoint. Knows
 // nothing of SMTP or sockets.
 //
 // Cost: every statement here is an index probe or a range over a partial
@@ -107,8 +107,8 @@ class DeliveryStore {
   // The same with nothing excluded and Resend; returns how many were interrupted.
   int recover_active(std::int64_t now);
   // Just before the final dot: these recipients (pending) become 'uncertain'
-  // and the message records the upstream (wait_upstream). Its own
-  // transaction (run_alone); the dot goes out only once it committed, so a
+  // and the message records the upstream (wait_upstream). The dot
+  // goes out only once this is committed, so a
   // crash or lost connection after it is known as a possible duplicate.
   // Returns how many recipients changed.
   int mark_dot_sent(std::string_view id, const std::vector<std::string>& recipients, std::string_view upstream,

@@ -33,14 +33,14 @@ std::int64_t now_us() {
 }  // namespace
 
 struct StoreWorker::Request {
-  enum class Kind { Begin, Append, Commit, Abort, Run, RunAlone };
+  enum class Kind { Begin, Append, Commit, Abort, Run };
   Kind kind;
   std::string id;
   NewMessage message;                    // Begin
   std::int64_t seq = 0;                  // Append
   std::string bytes;                     // Append: body bytes; Commit: header prefix
   std::uint64_t size = 0;                // Commit
-  std::function<void(Spool&)> work;      // Run, RunAlone
+  std::function<void(Spool&)> work;      // Run
   Done done;
   bool ok = false;
   std::string error;
@@ -128,13 +128,6 @@ void StoreWorker::abort_message(std::string id) {
 
 void StoreWorker::run(std::function<void(Spool&)> work, Done done) {
   auto r = std::make_unique<Request>(Request::Kind::Run);
-  r->work = std::move(work);
-  r->done = std::move(done);
-  enqueue(std::move(r));
-}
-
-void StoreWorker::run_alone(std::function<void(Spool&)> work, Done done) {
-  auto r = std::make_unique<Request>(Request::Kind::RunAlone);
   r->work = std::move(work);
   r->done = std::move(done);
   enqueue(std::move(r));
@@ -326,81 +319,10 @@ void StoreWorker::execute(Request& r) {
     case K::Run:
       in_savepoint(r, [&] { r.work(*spool_); });
       break;
-    case K::RunAlone:
-      // Never reached: run_batch() hands a batch holding one to run_split().
-      // Running it here would nest a transaction in the batch's.
-      r.error = "internal: run_alone request inside a batch";
-      break;
-  }
-}
-
-void StoreWorker::run_split(std::deque<std::unique_ptr<Request>>& batch) {
-  // The submissions and other work of this drain commit together first; then
-  // every run_alone request of the drain commits in a second transaction of
-  // its own, each in a SAVEPOINT (one failing work does not sink the others).
-  // Fates are not shared with submissions (issue 8 item 3), and the relay's
-  // outcome and dot marks still share one fsync per drain instead of paying
-  // one each (measured: one commit each cut end-to-end throughput to 0.34x).
-  // Order: a run_alone request is about a message already committed and in
-  // flight, which no request of the other group touches.
-  std::deque<std::unique_ptr<Request>> group, alone;
-  for (auto& r : batch) (r->kind == Request::Kind::RunAlone ? alone : group).push_back(std::move(r));
-  if (!group.empty()) run_batch(group);
-  execute_alone_group(alone);
-  for (auto& r : alone) {
-    if (!r->done) continue;
-    auto fn = [done = std::move(r->done), ok = r->ok, err = std::move(r->error)]() mutable {
-      done(ok, std::move(err));
-    };
-    if (post_) post_(std::move(fn)); else fn();
-  }
-}
-
-void StoreWorker::execute_alone_group(std::deque<std::unique_ptr<Request>>& alone) {
-  if (alone.size() == 1) return execute_alone(*alone.front());
-  bool committed = false;
-  std::string error;
-  try {
-    spool_->begin();
-    for (auto& r : alone) in_savepoint(*r, [&] { r->work(*spool_); });
-    spool_->commit();
-    committed = true;
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  if (committed) return;
-  try {
-    spool_->rollback();
-  } catch (const std::exception&) {
-  }
-  for (auto& r : alone) {
-    r->ok = false;
-    if (r->error.empty()) r->error = "spool commit failed: " + error;
-  }
-}
-
-void StoreWorker::execute_alone(Request& r) {
-  try {
-    spool_->begin();
-    r.work(*spool_);
-    spool_->commit();
-    r.ok = true;
-    return;
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  } catch (...) {
-    r.error = "unknown error";
-  }
-  r.ok = false;
-  try {
-    spool_->rollback();   // a failed COMMIT can leave the transaction open
-  } catch (const std::exception&) {
   }
 }
 
 void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
-  for (const auto& r : batch)
-    if (r->kind == Request::Kind::RunAlone) return run_split(batch);
   bool committed = false;
   std::string batch_error;
   try {
@@ -462,7 +384,6 @@ void StoreWorker::discard_after_failed_commit(const std::deque<std::unique_ptr<R
         failed_ids_.erase(r->id);    // the message's life ended in this batch
         break;
       case Request::Kind::Run:
-      case Request::Kind::RunAlone:
         break;
     }
   }

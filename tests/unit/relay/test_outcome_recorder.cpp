@@ -69,7 +69,7 @@ struct Fixture {
   std::int64_t clock = 1'000'000'000;
   std::vector<std::int64_t> armed;
   std::vector<OutcomeRecorder::Event> events;
-  OutcomeRecorder rec{[this](OutcomeRecorder::Work w, OutcomeRecorder::Done d) { worker.run_alone(std::move(w), std::move(d)); },
+  OutcomeRecorder rec{[this](OutcomeRecorder::Work w, OutcomeRecorder::Done d) { worker.run(std::move(w), std::move(d)); },
                       [this](std::int64_t at) { armed.push_back(at); }, [this] { return clock; },
                       [this](const OutcomeRecorder::Event& e) { events.push_back(e); }};
   CommitGate gate;
