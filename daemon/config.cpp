@@ -649,12 +649,32 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
   }
 }
 
+void load_upstream_sending(const Section& s, UpstreamConfig& u);
+
 void load_upstream(const Section& s, UpstreamConfig& u) {
   s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
            "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
            "oauth2_token_env", "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
-           "timeout", "connect_timeout"});
+           "timeout", "connect_timeout", "deliver"});
   u.name = s.required_text("name");
+  if (auto d = s.text("deliver")) {
+    // A local target: none of the network's keys apply (a key that would be
+    // silently ignored is an error, like tls = "none" with ca_file).
+    constexpr std::string_view kPrefix = "maildir:";
+    if (d->rfind(kPrefix, 0) != 0 || d->size() == kPrefix.size())
+      s.fail("deliver", quoted(*d) + " is not a delivery target such as \"maildir:/var/lib/outbox/outgoing\"");
+    for (const char* k : {"host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
+                          "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
+                          "oauth2_token_env", "allow_plaintext", "timeout", "connect_timeout", "from_header"})
+      if (s.has(k)) s.fail(k, "has no effect with deliver = " + quoted(*d));
+    u.maildir = d->substr(kPrefix.size());
+    u.host = "localhost";
+    u.port = 0;
+    u.tls = TlsMode::None;
+    u.auth = "none";
+    load_upstream_sending(s, u);
+    return;
+  }
   u.host = s.required_text("host");
   if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
     s.fail("host", quoted(u.host) + " is not a host name or address (IPv6 without brackets)");
@@ -673,6 +693,13 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
     s.fail(s.has("ca_file") ? "ca_file" : "tls_name", "has no effect with tls = \"none\"");
 
   load_upstream_auth(s, u);
+  if (auto v = s.duration("timeout")) u.timeout = *v;
+  if (auto v = s.duration("connect_timeout")) u.connect_timeout = *v;
+  load_upstream_sending(s, u);
+}
+
+// The keys every upstream has, SMTP or local: sender rules and limits.
+void load_upstream_sending(const Section& s, UpstreamConfig& u) {
   if (auto v = s.text("envelope_from")) u.envelope_from = *v;
   if (auto v = s.choice("from_header", {"keep", "rewrite"})) u.from_header = *v;
   if (auto v = s.size("max_message_size")) {
@@ -681,8 +708,6 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
   }
   if (auto v = s.count("max_connections")) u.max_connections = *v;
   if (u.max_connections == 0) s.fail("max_connections", "must be at least 1");
-  if (auto v = s.duration("timeout")) u.timeout = *v;
-  if (auto v = s.duration("connect_timeout")) u.connect_timeout = *v;
   if (auto v = s.strings("rate")) {
     for (std::size_t i = 0; i < v->size(); ++i) {
       auto r = parse_rate((*v)[i], false);

@@ -86,6 +86,11 @@ struct UpstreamConfig {
   // for the TCP connection. Shorter values make a stalled upstream fail fast.
   std::chrono::seconds timeout{300};
   std::chrono::seconds connect_timeout{30};
+  // deliver = "maildir:PATH": a local delivery target instead of an SMTP
+  // server (first run and development): each message is written to
+  // PATH/new/ as one file, through the same scheduler, history and logs.
+  // Empty: SMTP to host:port.
+  std::string maildir;
 };
 
 struct RouteConfig {

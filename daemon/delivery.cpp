@@ -45,6 +45,10 @@ std::shared_ptr<const Generation> Generation::make(std::shared_ptr<const Config>
     UpstreamRuntime rt;
     rt.cfg = &u;
     try {
+      if (!u.maildir.empty()) {
+        g->upstreams.emplace(u.name, std::move(rt));   // a local target: no TLS, no secret
+        continue;
+      }
       if (u.tls != TlsMode::None) rt.tls = TlsContext::client(u.verify, u.ca_file);
       rt.password = secrets::load_password(u);
     } catch (const std::exception& e) {

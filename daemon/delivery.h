@@ -57,31 +57,53 @@ struct Job {
   std::vector<std::string> route;
 };
 
-class Delivery {
+// Carrier: one "connection" of an upstream as the relay sees it: an SMTP
+// connection (Delivery, below) or a local maildir writer (MaildirCarrier,
+// daemon/maildir_carrier.h). The relay opens, hands messages to, quits and
+// aborts carriers as the scheduler decides; a carrier reports back through
+// Relay::delivery_ready/message_done/session_failed/delivery_finished.
+class Carrier {
  public:
-  Delivery(Relay& relay, std::shared_ptr<const Generation> gen, const UpstreamRuntime& up, queue::ConnId conn);
-  ~Delivery();
-  Delivery(const Delivery&) = delete;
-  Delivery& operator=(const Delivery&) = delete;
-
-  void start();
+  virtual ~Carrier() = default;
+  virtual void start() = 0;
   // The scheduler gave this (idle) connection a message.
-  void hand(Job job);
-  void quit_when_idle();
+  virtual void hand(Job job) = 0;
+  virtual void quit_when_idle() = 0;
   // Shutdown's grace period is over: drop the connection now.
-  void abort();
-  void pump();
+  virtual void abort() = 0;
+  virtual void pump() = 0;
 
-  queue::ConnId conn() const { return conn_; }
-  const std::string& upstream_name() const { return up_.cfg->name; }
-  const UpstreamRuntime& upstream() const { return up_; }
-  const Generation& generation() const { return *gen_; }
-  bool busy() const { return current_.has_value(); }
-  bool was_ready() const { return was_ready_; }
-  bool aborted() const { return aborted_; }
+  virtual queue::ConnId conn() const = 0;
+  virtual const std::string& upstream_name() const = 0;
+  virtual const UpstreamRuntime& upstream() const = 0;
+  virtual bool busy() const = 0;
+  virtual bool was_ready() const = 0;
+  virtual bool aborted() const = 0;
   // An upstream-scope failure was already reported for a message of this
   // connection (the SessionFailed that follows must not suspend twice).
   bool upstream_fault_reported = false;
+};
+
+class Delivery final : public Carrier {
+ public:
+  Delivery(Relay& relay, std::shared_ptr<const Generation> gen, const UpstreamRuntime& up, queue::ConnId conn);
+  ~Delivery() override;
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+
+  void start() override;
+  void hand(Job job) override;
+  void quit_when_idle() override;
+  void abort() override;
+  void pump() override;
+
+  queue::ConnId conn() const override { return conn_; }
+  const std::string& upstream_name() const override { return up_.cfg->name; }
+  const UpstreamRuntime& upstream() const override { return up_; }
+  const Generation& generation() const { return *gen_; }
+  bool busy() const override { return current_.has_value(); }
+  bool was_ready() const override { return was_ready_; }
+  bool aborted() const override { return aborted_; }
 
  private:
   protocol::client::ClientConfig make_config() const;

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "daemon/logging.h"
+#include "daemon/maildir_carrier.h"
 #include "daemon/outcome_report.h"
 #include "daemon/routing.h"
 #include "daemon/upstream_link.h"
@@ -227,6 +228,7 @@ double Relay::random01() { return std::uniform_real_distribution<double>(0.0, 1.
 
 std::string Relay::route_label(const UpstreamConfig* up) const {
   if (!up) return "none";
+  if (!up->maildir.empty()) return up->name + "[maildir:" + up->maildir + "]";
   return up->name + "[" + up->host + ":" + std::to_string(up->port) + "]";
 }
 
@@ -432,8 +434,12 @@ void Relay::decide() {
             sched_.connection_closed(d.conn);
             break;
           }
-          auto del = std::make_unique<Delivery>(*this, gen_, *rt, d.conn);
-          Delivery* raw = del.get();
+          std::unique_ptr<Carrier> del;
+          if (!rt->cfg->maildir.empty())
+            del = std::make_unique<MaildirCarrier>(*this, gen_, *rt, d.conn);
+          else
+            del = std::make_unique<Delivery>(*this, gen_, *rt, d.conn);
+          Carrier* raw = del.get();
           deliveries_[d.conn] = std::move(del);
           raw->start();
           break;
@@ -522,7 +528,7 @@ void Relay::persist_upstreams() {
 
 // --- from deliveries --------------------------------------------------------------------
 
-void Relay::delivery_ready(Delivery& d) {
+void Relay::delivery_ready(Carrier& d) {
   sched_.connection_ready(d.conn());
   decide();
 }
@@ -550,7 +556,7 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   persist_upstreams();
 }
 
-void Relay::message_done(Delivery& d, Job job, client::MessageReport report, const std::string& peer) {
+void Relay::message_done(Carrier& d, Job job, client::MessageReport report, const std::string& peer) {
   const std::int64_t now = now_us();
   const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
@@ -571,7 +577,7 @@ void Relay::message_done(Delivery& d, Job job, client::MessageReport report, con
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
 }
 
-void Relay::session_failed(Delivery& d, const client::SessionFailure& failure) {
+void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
   const std::int64_t now = now_us();
   const UpstreamConfig& cfg = *d.upstream().cfg;
   const bool setup = !d.was_ready();
@@ -608,7 +614,7 @@ void Relay::session_failed(Delivery& d, const client::SessionFailure& failure) {
   decide();
 }
 
-void Relay::delivery_finished(Delivery& d) {
+void Relay::delivery_finished(Carrier& d) {
   const queue::ConnId conn = d.conn();
   sched_.connection_closed(conn);
   auto it = deliveries_.find(conn);
@@ -626,6 +632,8 @@ void Relay::delivery_finished(Delivery& d) {
 // No delivery is left: join the reader's thread and close its uv_async, which
 // would otherwise keep the loop running after the relay stopped.
 void Relay::release_body_reader() {
+  file_worker_.reset();
+  if (file_poster_) file_poster_->close();
   body_reader_.reset();
   if (body_poster_) body_poster_->close();
 }
@@ -642,6 +650,18 @@ void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::
   body_reader_->read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
     if (alive.expired()) return;
     guard("body", [&] { done(std::move(p)); });   // runs in the poster's uv_async callback
+  });
+}
+
+void Relay::run_file(std::function<void()> work, FileWorker::Done done) {
+  if (!file_worker_) {
+    file_poster_ = std::make_unique<LoopPoster>(loop_);
+    file_worker_ = std::make_unique<FileWorker>([p = file_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+  }
+  std::weak_ptr<bool> alive = alive_;
+  file_worker_->run(std::move(work), [alive, done = std::move(done)](std::string error) {
+    if (alive.expired()) return;
+    if (done) guard("file", [&] { done(std::move(error)); });
   });
 }
 
@@ -837,7 +857,7 @@ void Relay::stop(std::function<void()> on_stopped) {
     park(id, now, queue::WaitReason::None, "", "");
   }
   on_stopped_ = std::move(on_stopped);
-  std::vector<Delivery*> idle;
+  std::vector<Carrier*> idle;
   for (auto& [conn, owned] : deliveries_) {
     (void)conn;
     idle.push_back(owned.get());
@@ -860,7 +880,7 @@ void Relay::abort() {
   for (auto conn : all) {
     auto it = deliveries_.find(conn);
     if (it == deliveries_.end()) continue;
-    Delivery* d = it->second.get();
+    Carrier* d = it->second.get();
     d->abort();
     d->pump();
   }

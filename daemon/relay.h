@@ -24,6 +24,7 @@
 
 #include "daemon/config.h"
 #include "daemon/delivery.h"
+#include "daemon/file_worker.h"
 #include "daemon/loop_poster.h"
 #include "daemon/outcome_recorder.h"
 #include "protocol/client_session.h"
@@ -60,14 +61,18 @@ class Relay {
 
  private:
   friend class Delivery;
+  friend class MaildirCarrier;
   static std::int64_t now();   // the wall clock, µs (the one place the relay reads it)
   // --- from deliveries ---
-  void delivery_ready(Delivery& d);
-  void message_done(Delivery& d, Job job, protocol::client::MessageReport report, const std::string& peer);
-  void session_failed(Delivery& d, const protocol::client::SessionFailure& failure);
-  void delivery_finished(Delivery& d);
+  void delivery_ready(Carrier& d);
+  void message_done(Carrier& d, Job job, protocol::client::MessageReport report, const std::string& peer);
+  void session_failed(Carrier& d, const protocol::client::SessionFailure& failure);
+  void delivery_finished(Carrier& d);
   void park_now(const std::string& id, std::string why);
   void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
+  // Blocking file work (the maildir upstream) on the FileWorker's thread;
+  // done on the loop inside a noexcept boundary.
+  void run_file(std::function<void()> work, FileWorker::Done done);
   void release_body_reader();
 
   // --- scheduling ---
@@ -125,8 +130,8 @@ class Relay {
   int store_ops_ = 0;
   std::map<std::string, Job> claimed_;   // claimed, not yet handed to a connection
   std::set<std::string> in_flight_;      // claimed message ids (claimed_ + handed)
-  std::map<queue::ConnId, std::unique_ptr<Delivery>> deliveries_;
-  std::vector<std::unique_ptr<Delivery>> graveyard_;
+  std::map<queue::ConnId, std::unique_ptr<Carrier>> deliveries_;
+  std::vector<std::unique_ptr<Carrier>> graveyard_;
   std::set<std::string> no_route_warned_;
   // Bodies are read in pieces by a BodyReader (its own thread and read-only
   // connection), answering through body_poster_: the loop never waits for the
@@ -134,6 +139,9 @@ class Relay {
   // the reader is destroyed (thread joined) before its poster.
   std::unique_ptr<LoopPoster> body_poster_;
   std::unique_ptr<queue::BodyReader> body_reader_;
+  // The maildir upstream's file work, made at its first use, like the reader.
+  std::unique_ptr<LoopPoster> file_poster_;
+  std::unique_ptr<FileWorker> file_worker_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
