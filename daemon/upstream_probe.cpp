@@ -1,10 +1,12 @@
 #include "daemon/upstream_probe.h"
 
+#include <unistd.h>
 #include <uv.h>
 
 #include <memory>
 #include <type_traits>
 
+#include "daemon/maildir.h"
 #include "daemon/secrets.h"
 #include "daemon/tls.h"
 #include "daemon/upstream_link.h"
@@ -16,7 +18,32 @@ namespace outbox::probe {
 
 namespace client = protocol::client;
 
+namespace {
+
+// A local delivery target: the probe is what the relay's "connection" does
+// (create the folders) plus one file created in tmp/ and removed.
+ProbeResult probe_maildir(const UpstreamConfig& u) {
+  ProbeResult result;
+  const std::string where = "upstream \"" + u.name + "\" (maildir:" + u.maildir + ")";
+  try {
+    daemon::maildir::ensure(u.maildir);
+    daemon::maildir::File f(u.maildir, "probe." + std::to_string(::getpid()));
+    f.open();
+    f.discard();
+    result.ok = true;
+    result.summary = where + ": writable";
+  } catch (const std::exception& e) {
+    result.stage = "connect";
+    result.summary = where + ": cannot write: " + e.what();
+    result.hint = "create the folder or give the service user write access to it (outboxd runs as the unit's User=)";
+  }
+  return result;
+}
+
+}  // namespace
+
 ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
+  if (!u.maildir.empty()) return probe_maildir(u);
   ProbeResult result;
   const std::string where = "upstream \"" + u.name + "\" (" + u.host + ":" + std::to_string(u.port) + ")";
   client::ClientConfig cc = upstream::client_config(config, u);

@@ -99,8 +99,14 @@ class Maildir(unittest.TestCase):
         m = d.show(qid)
         self.assertIn(m["state"], ("queued", "deferred"))
         self.assertEqual(d.events("bounced"), [])
-        # The operator fixes it and resumes: delivered within seconds.
+        p = d.ctl("test-upstream", "outgoing", check=1)
+        self.assertIn("FAILED: upstream \"outgoing\" (maildir:%s): cannot write" % target, p.stdout.decode())
+        self.assertIn("hint: ", p.stdout.decode())
+        # The operator fixes it, checks, and resumes: delivered within seconds.
         os.unlink(blocker)
+        self.assertEqual(d.ctl("test-upstream", "outgoing").stdout.decode(),
+                         "ok: upstream \"outgoing\" (maildir:%s): writable\n" % target)
+        self.assertEqual(os.listdir(os.path.join(target, "tmp")), [])
         d.ctl("resume", "outgoing")
         files = wait_files(target, 1)
         self.assertEqual(len(files), 1)
