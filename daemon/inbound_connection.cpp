@@ -596,12 +596,13 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
   std::string from = msg_from_;
   std::size_t nrcpt = msg_nrcpt_;
   std::string client = client_label();
+  std::string message_id = std::move(a.message_id);
   std::string user = msg_user_;
   std::optional<std::uint32_t> uid = peer_.uid;
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
   server_.store().commit_message(a.id, std::move(a.prefix), a.size,
-      [weak, id, size, from, nrcpt, client, user, uid, failed_before](bool ok, std::string err) {
+      [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before](bool ok, std::string err) {
         auto self = weak.lock();
         bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
         if (ok && failed) {
@@ -616,6 +617,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
               .kv("client", client);
           if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
           if (!user.empty()) l.kv("user", user);
+          if (!message_id.empty()) l.kv("message_id", message_id);
           log::info(l);
           if (self) self->server_.message_accepted();
         } else {

@@ -24,11 +24,31 @@ void HeaderScanner::reset() {
   name_.clear();
   date_ = false;
   message_id_ = false;
+  capturing_ = false;
+  message_id_value_.clear();
+}
+
+namespace {
+void trim(std::string& s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+  s.erase(0, i);
+}
+}  // namespace
+
+std::string HeaderScanner::message_id() const {
+  std::string v = message_id_value_;   // trimmed here too: the data may end inside the field
+  trim(v);
+  return v;
 }
 
 void HeaderScanner::field_name_ended() {
   if (iequals(name_, "date")) date_ = true;
-  if (iequals(name_, "message-id")) message_id_ = true;
+  if (iequals(name_, "message-id") && !message_id_) {
+    message_id_ = true;
+    capturing_ = true;
+  }
   name_.clear();
   state_ = State::SkipLine;
 }
@@ -40,11 +60,22 @@ void HeaderScanner::feed(std::string_view body) {
       case State::LineStart:
         if (c == ' ' || c == '\t') {
           state_ = State::SkipLine;  // folded continuation of the previous field
+          // RFC 5322 §2.2.3: unfolding removes the CRLF, keeps the WSP.
+          if (capturing_ && !message_id_value_.empty() && message_id_value_.size() < kMaxMessageId)
+            message_id_value_.push_back(' ');
         } else if (is_ftext(c)) {
+          if (capturing_) {
+            capturing_ = false;
+            trim(message_id_value_);
+          }
           name_.assign(1, static_cast<char>(c));
           state_ = State::Name;
         } else {
           state_ = State::Done;  // the empty line (CR), or not a header at all
+          if (capturing_) {
+            capturing_ = false;
+            trim(message_id_value_);
+          }
         }
         break;
       case State::Name:
@@ -63,7 +94,13 @@ void HeaderScanner::feed(std::string_view body) {
         else if (c != ' ' && c != '\t') state_ = State::Done;
         break;
       case State::SkipLine:
-        if (c == '\n') state_ = State::LineStart;
+        if (c == '\n') {
+          state_ = State::LineStart;
+        } else if (capturing_ && c != '\r' && message_id_value_.size() < kMaxMessageId &&
+                   !(message_id_value_.empty() && (c == ' ' || c == '\t'))) {
+          // Control characters never reach a log line.
+          message_id_value_.push_back(c < 0x20 || c == 0x7f ? ' ' : static_cast<char>(c));
+        }
         break;
       case State::Done:
         break;

@@ -16,6 +16,10 @@ class HeaderScanner {
   void feed(std::string_view body);
   bool has_date() const { return date_; }
   bool has_message_id() const { return message_id_; }
+  // The first Message-ID field's value, unfolded and trimmed, at most
+  // kMaxMessageId octets (for the accepted log line, never parsed further).
+  static constexpr std::size_t kMaxMessageId = 256;
+  std::string message_id() const;
   bool done() const { return state_ == State::Done; }
   void reset();
 
@@ -27,6 +31,8 @@ class HeaderScanner {
   std::string name_;
   bool date_ = false;
   bool message_id_ = false;
+  bool capturing_ = false;            // inside the first Message-ID field
+  std::string message_id_value_;
 };
 
 }  // namespace outbox::protocol

@@ -233,7 +233,9 @@ void ServerSession::Impl::end_of_data() {
   emit_chunk();
   std::string prefix = build_prefix();
   std::uint64_t size = prefix.size() + body_bytes;
-  actions.emplace_back(CommitMessage{msg_id, std::move(prefix), size});
+  std::string message_id =
+      headers.has_message_id() ? headers.message_id() : "<" + msg_id + "@" + cfg.hostname + ">";
+  actions.emplace_back(CommitMessage{msg_id, std::move(prefix), size, std::move(message_id)});
   state = State::AwaitCommit;
 }
 

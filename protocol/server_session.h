@@ -81,7 +81,12 @@ struct AppendBody { std::string id; std::string bytes; };
 // prefix: the trace/added header lines (Received:, and Date:/Message-ID: when
 // missing) that go before the body chunks, each ending in CRLF.
 // size: prefix + body bytes, as stored.
-struct CommitMessage { std::string id; std::string prefix; std::uint64_t size = 0; };
+struct CommitMessage {
+  std::string id;
+  std::string prefix;
+  std::uint64_t size = 0;
+  std::string message_id;   // the client's Message-ID value, or the one added ("<id@host>")
+};
 struct AbortMessage { std::string id; };
 struct StartTls {};       // the 220 was queued; discard unread plaintext, handshake, then on_tls_established()
 struct CloseConnection {};  // after flushing queued replies

@@ -180,6 +180,10 @@ class Lifecycle(unittest.TestCase):
                                 r)
             self.assertEqual(d.wait_event("accepted", id=tcp_id)["client"], "127.0.0.1")
             self.assertEqual(d.wait_event("accepted", id=unix_id)["client"], "unix")
+            # The accepted line carries the Message-ID: the client's, or the one outbox added.
+            self.assertRegex(d.wait_event("accepted", id=tcp_id)["message_id"], r"^<probe\.\d+@client\.test>$")
+            bare_id, _ = d.submit(body=b"Subject: no message-id\r\n\r\nhi\r\n")
+            self.assertEqual(d.wait_event("accepted", id=bare_id)["message_id"], "<%s@outbox.test>" % bare_id)
             self.assertEqual(d.stop(), 0)
             self.assertFalse(os.path.exists(d.socket_path), "socket file left after a clean stop")
 

@@ -186,3 +186,23 @@ TEST_CASE("HeaderScanner: names case-insensitive, only before the empty line") {
     CHECK(scan("Subject: a\r\n\tDate: b\r\nMessage-Id:<c>\r\n\r\n", piece) == std::pair{false, true});
   }
 }
+
+TEST_CASE("HeaderScanner: the first Message-ID's value, unfolded, trimmed, bounded, without control characters") {
+  auto id = [](std::string_view s, std::size_t piece) {
+    HeaderScanner h;
+    for (std::size_t i = 0; i < s.size(); i += piece) h.feed(s.substr(i, piece));
+    return h.message_id();
+  };
+  for (std::size_t piece : {1, 2, 7, 1000}) {
+    CAPTURE(piece);
+    CHECK(id("Message-ID: <a@b.test>\r\nSubject: x\r\n\r\n", piece) == "<a@b.test>");
+    CHECK(id("message-id:<a@b>\r\n\r\n", piece) == "<a@b>");
+    CHECK(id("Message-ID:\r\n <folded@b.test>\r\n\r\nbody", piece) == "<folded@b.test>");
+    CHECK(id("Message-ID: <first@x>\r\nMessage-ID: <second@x>\r\n\r\n", piece) == "<first@x>");
+    CHECK(id("Subject: x\r\n\r\nMessage-ID: <in-body@x>\r\n", piece).empty());
+    CHECK(id("Message-ID: <a\x1b[31m@x>\r\n\r\n", piece) == "<a [31m@x>");
+    CHECK(id("Message-ID: <ends-in-data@x>", piece) == "<ends-in-data@x>");
+    CHECK(id(std::string("Message-ID: <") + std::string(1000, 'x') + ">\r\n\r\n", piece).size() ==
+          HeaderScanner::kMaxMessageId);
+  }
+}
