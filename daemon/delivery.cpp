@@ -21,14 +21,6 @@ namespace client = protocol::client;
 
 namespace {
 
-// from_header = "rewrite": the address the provider accepts in From: (the
-// envelope_from, else a username that is an address).
-std::string rewrite_address(const UpstreamConfig& u) {
-  if (!u.envelope_from.empty()) return u.envelope_from;
-  if (u.username.find('@') != std::string::npos) return u.username;
-  return {};
-}
-
 void wipe(std::string& s) {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
   s.clear();
@@ -314,7 +306,7 @@ void Delivery::handle(client::Action& action) {
 // before_dot() runs between the last piece and the final dot.
 void Delivery::feed_body(const std::string& id) {
   if (!body_) body_ = make_body_pump();
-  std::string account = up_.cfg->from_header == "rewrite" ? rewrite_address(*up_.cfg) : std::string();
+  std::string account = up_.cfg->from_header == "rewrite" ? routing::from_rewrite_address(*up_.cfg) : std::string();
   body_->start(id, std::move(account));
 }
 

@@ -118,4 +118,10 @@ SenderCheck check_sender(const Config& config, std::string_view sender) {
   return out;
 }
 
+std::string from_rewrite_address(const UpstreamConfig& u) {
+  if (!u.envelope_from.empty()) return u.envelope_from;
+  if (u.username.find('@') != std::string::npos) return u.username;
+  return {};
+}
+
 }  // namespace outbox::routing

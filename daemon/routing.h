@@ -43,6 +43,10 @@ const UpstreamConfig* find_upstream(const Config& config, std::string_view name)
 // message's own sender.
 std::string envelope_sender_for(const UpstreamConfig& upstream, std::string_view sender);
 
+// from_header = "rewrite": the address the provider accepts in From: (the
+// envelope_from, else a username that is an address); "" when neither.
+std::string from_rewrite_address(const UpstreamConfig& upstream);
+
 // true when host belongs to a provider that refuses any envelope sender but
 // the authenticated account (QQ, Tencent Exmail, 163, 126, yeah.net, NetEase
 // enterprise mail).

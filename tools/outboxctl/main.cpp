@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "daemon/upstream_probe.h"
 #include "queue/spool.h"
 #include "tools/outboxctl/commands.h"
+#include "tools/outboxctl/route.h"
 
 namespace {
 
@@ -138,6 +140,14 @@ int main(int argc, char** argv) {
   auto* resume = app.add_subcommand("resume", "lift an upstream's suspension now (its waiting mail is due at once)");
   resume->add_option("name", resume_name, "the [[upstream]] name")->required();
 
+  std::string route_sender;
+  std::optional<std::string> route_rcpt;
+  auto* route = app.add_subcommand("route", "which upstreams a sender's mail takes, in which order, with which "
+                                            "sender rewriting; whether submission accepts it (sends nothing)");
+  route->add_option("sender", route_sender, "envelope sender (<> for the null sender)")->required();
+  route->add_option("recipient", route_rcpt, "a recipient address, checked as RCPT TO would");
+  route->add_flag("--json", json, "one JSON object");
+
   std::string upstream_name;
   auto* test_up = app.add_subcommand("test-upstream",
                                      "connect to an upstream, negotiate TLS, authenticate, QUIT; explain any failure");
@@ -166,6 +176,16 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   ctl::Io io{std::cout, std::cerr};
   if (hash->parsed()) return ctl::cmd_hash_password(std::cin, isatty(STDIN_FILENO) == 1, io);
+
+  if (route->parsed()) {
+    try {
+      auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+      return ctl::cmd_route(cfg, route_sender, route_rcpt, json, io);
+    } catch (const std::exception& e) {
+      std::cerr << "outboxctl: " << e.what() << "\n";
+      return ctl::kExitFailure;
+    }
+  }
 
   if (test_up->parsed()) {
     outbox::Config cfg;
