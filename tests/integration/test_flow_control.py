@@ -65,10 +65,14 @@ class FlowControl(unittest.TestCase):
 
         threads = harness.run_threads([lambda i=i: big(i) for i in range(CLIENTS)] + [slowloris])
         lock = sqlite3.connect(d.spool_path, timeout=20, isolation_level=None)
-        ready.wait()
-        # The store worker's next batch now waits for this lock (up to ~5 s).
+        # The lock is taken before the clients may send their bodies (the
+        # barrier releases them), so on a loaded machine no client can hand
+        # over its whole body before it is held (seen in CI when the lock came
+        # after the barrier). The store worker's next batch waits for it (up
+        # to ~5 s).
         lock.execute("BEGIN IMMEDIATE")
         held = time.monotonic()
+        ready.wait()
         time.sleep(HOLD)
         lock.execute("ROLLBACK")
         released = time.monotonic()
