@@ -20,6 +20,7 @@
 #include "daemon/config.h"
 #include "daemon/upstream_probe.h"
 #include "queue/spool.h"
+#include "tools/outboxctl/bulk.h"
 #include "tools/outboxctl/commands.h"
 #include "tools/outboxctl/route.h"
 
@@ -117,16 +118,31 @@ int main(int argc, char** argv) {
   auto* show_json = show->add_flag("--json", json, "one JSON object, with attempts_history");
   show->add_flag("--body", body, "write the stored message, byte for byte, and nothing else")->excludes(show_json);
 
-  auto* hold = app.add_subcommand("hold", "keep a queued or deferred message from delivery");
-  hold->add_option("id", id, "queue id")->required();
-  auto* release = app.add_subcommand("release", "let a held message go (due now)");
-  release->add_option("id", id, "queue id")->required();
-  auto* del = app.add_subcommand("delete", "remove a message from the spool");
-  del->add_option("id", id, "queue id")->required();
-
-  auto* retry = app.add_subcommand("retry", "make a queued or deferred message due now");
-  auto* retry_id = retry->add_option("id", id, "queue id");
-  retry->add_flag("--all", all, "every queued and deferred message")->excludes(retry_id);
+  // Each of these takes one id, or selects with filters (bulk: counts and
+  // asks unless --yes).
+  ctl::Filter filter;
+  std::string older_than;
+  bool yes = false;
+  auto add_filters = [&](CLI::App* sub, const char* all_help) {
+    auto* one = sub->add_option("id", id, "queue id");
+    std::vector<CLI::Option*> opts;
+    opts.push_back(sub->add_option("--state", filter.state, "only messages in this state"));
+    opts.push_back(sub->add_option("--sender", filter.sender, "envelope sender glob (* ?), <> for the null sender"));
+    opts.push_back(sub->add_option("--recipient", filter.recipient, "recipient glob (any recipient matches)"));
+    opts.push_back(sub->add_option("--older-than", older_than, "accepted longer ago than this (30m, 2h, 3d)"));
+    opts.push_back(sub->add_option("--upstream", filter.upstream, "waiting for this upstream"));
+    opts.push_back(sub->add_flag("--all", all, all_help));
+    for (auto* o : opts) o->excludes(one);
+    sub->add_flag("-y,--yes", yes, "act without asking");
+  };
+  auto* hold = app.add_subcommand("hold", "keep queued or deferred messages from delivery");
+  add_filters(hold, "every queued and deferred message");
+  auto* release = app.add_subcommand("release", "let held messages go (due now)");
+  add_filters(release, "every held message");
+  auto* del = app.add_subcommand("delete", "remove messages from the spool");
+  add_filters(del, "every message");
+  auto* retry = app.add_subcommand("retry", "make queued or deferred messages due now");
+  add_filters(retry, "every queued and deferred message");
 
   auto* stats = app.add_subcommand("stats", "counts by state, oldest age, recent deliveries and deferrals");
   auto* stats_json = stats->add_flag("--json", json, "one JSON object");
@@ -166,10 +182,20 @@ int main(int argc, char** argv) {
     return rc == 0 ? ctl::kExitOk : ctl::kExitUsage;
   }
 
-  if (retry->parsed() && !all && id.empty()) {
-    std::cerr << "outboxctl: retry needs a message id or --all\nRun with --help for more information.\n";
-    return ctl::kExitUsage;
+  if (!older_than.empty()) {
+    filter.older_than = outbox::parse_duration(older_than);
+    if (!filter.older_than) {
+      std::cerr << "outboxctl: --older-than \"" << older_than << "\" is not a duration (30m, 2h, 3d)\n";
+      return ctl::kExitUsage;
+    }
   }
+  filter.all = all;
+  for (auto* sub : {hold, release, del, retry})
+    if (sub->parsed() && id.empty() && !filter.any()) {
+      std::cerr << "outboxctl: " << sub->get_name() << " needs a message id, a filter or --all\n"
+                   "Run with --help for more information.\n";
+      return ctl::kExitUsage;
+    }
 
   // `outboxctl queue | head`: a closed pipe is an EPIPE the streaming listing
   // notices and stops on, not a signal.
@@ -226,6 +252,20 @@ int main(int argc, char** argv) {
   if (stats->parsed()) {
     auto fmt = json ? ctl::StatsFormat::Json : prometheus ? ctl::StatsFormat::Prometheus : ctl::StatsFormat::Human;
     return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_stats(s, fmt, now, io); });
+  }
+  // Bulk: a filter or --all (`retry --all` alone keeps its one-statement form).
+  const bool bulk = id.empty() && filter.any() && !(retry->parsed() && all && !filter.state && !filter.sender &&
+                                                      !filter.recipient && !filter.older_than && !filter.upstream);
+  if (bulk) {
+    ctl::BulkAction a = hold->parsed()      ? ctl::BulkAction::Hold
+                        : release->parsed() ? ctl::BulkAction::Release
+                        : del->parsed()     ? ctl::BulkAction::Delete
+                                            : ctl::BulkAction::Retry;
+    ctl::Confirm c{yes, isatty(STDIN_FILENO) == 1 && isatty(STDERR_FILENO) == 1, &std::cin};
+    return with_spool(g, Spool::Mode::ReadWrite, [&](Spool& s) {
+      return ctl::cmd_bulk(s, a, filter, c, now, io, a == ctl::BulkAction::Delete ? log_to_syslog
+                                                                                     : std::function<void(const std::string&)>{});
+    });
   }
   if (hold->parsed())
     return with_spool(g, Spool::Mode::ReadWrite, [&](Spool& s) { return ctl::cmd_hold(s, id, io); });
