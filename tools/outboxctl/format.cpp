@@ -1,5 +1,7 @@
 #include "tools/outboxctl/format.h"
 
+#include "protocol/header_text.h"
+
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -311,19 +313,14 @@ void render_message(std::ostream& out, const queue::MessageRecord& m, std::strin
     out << "\n";
   }
   out << "headers:\n";
-  // One output line per header line; folded continuation lines keep their
-  // leading whitespace, so the folding stays visible.
-  std::string_view h = headers;
-  // The blank line that ends the section is not a header line.
-  while (h.size() >= 2 && h.substr(h.size() - 2) == "\r\n" && (h.size() == 2 || h[h.size() - 3] == '\n'))
-    h.remove_suffix(2);
-  while (!h.empty()) {
-    auto nl = h.find('\n');
-    std::string_view ln = h.substr(0, nl);
-    if (!ln.empty() && ln.back() == '\r') ln.remove_suffix(1);
-    out << "  " << printable(ln) << "\n";
-    if (nl == std::string_view::npos) break;
-    h.remove_prefix(nl + 1);
+  // One line per field: unfolded (RFC 5322 §2.2.3), encoded-words decoded
+  // to UTF-8 (RFC 2047), tabs shown as spaces; control bytes still escaped.
+  // `show --body` has the bytes as stored.
+  for (auto field : protocol::unfold_fields(headers)) {
+    std::string text = protocol::decode_encoded_words(field);
+    for (auto& c : text)
+      if (c == '\t') c = ' ';
+    out << "  " << printable(text) << "\n";
   }
 }
 

@@ -159,7 +159,10 @@ TEST_CASE("render_queue escapes hostile text") {
 
 TEST_CASE("render_message shows envelope, recipients, history, headers") {
   std::ostringstream out;
-  render_message(out, sample(), "Subject: hi\r\nX-Long: a\r\n\tb\r\n\r\n", kT);
+  render_message(out, sample(),
+                 "Subject: hi\r\nX-Long: a\r\n\tb\r\nFrom: =?GB2312?B?suLK1A==?= <a@163.com>\r\n"
+                 "X-Evil: =?UTF-8?Q?=1B]0;pwned=07?=\r\n\r\n",
+                 kT);
   auto s = out.str();
   CHECK(s.find("id:           0Qx3kA9b2c0000\n") != std::string::npos);
   CHECK(s.find("created:      2024-05-01T10:29:56Z (2h05m ago)\n") != std::string::npos);
@@ -169,7 +172,11 @@ TEST_CASE("render_message shows envelope, recipients, history, headers") {
         std::string::npos);
   CHECK(s.find("  2024-05-01T12:33:56Z  deferred  upstream=163  to=bob@example.com,carol@example.com  (451") !=
         std::string::npos);
-  CHECK(s.find("headers:\n  Subject: hi\n  X-Long: a\n  \\x09b\n") != std::string::npos);
+  // Unfolded and decoded (issue 12: folded fields showed as "\x09by ...",
+  // encoded-words as written); nothing decoded can drive a terminal.
+  CHECK(s.find("headers:\n  Subject: hi\n  X-Long: a b\n  From: \xe6\xb5\x8b\xe8\xaf\x95 <a@163.com>\n") !=
+        std::string::npos);
+  CHECK(s.find("  X-Evil: \xef\xbf\xbd]0;pwned\xef\xbf\xbd\n") != std::string::npos);
 }
 
 TEST_CASE("stats: JSON, human and Prometheus") {
