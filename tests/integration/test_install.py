@@ -57,6 +57,7 @@ class InstallPrefix(unittest.TestCase):
                 "etc/outbox/outbox.toml"}
         want |= {"lib/systemd/system/" + u for u in UNITS}
         want |= {"share/man/" + m for m in MAN}
+        want |= {"share/bash-completion/completions/outboxctl", "share/zsh/vendor-completions/_outboxctl"}
         got = tree(self.prefix)
         self.assertEqual(want - got, set(), sorted(got))
         for prog in ("sbin/outboxd", "bin/outboxctl", "sbin/outbox-sendmail"):
