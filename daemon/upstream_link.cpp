@@ -98,6 +98,11 @@ void UpstreamLink::on_resolved(uv_getaddrinfo_t* req, int status, struct addrinf
     self->addresses_.emplace_back(p, p + ai->ai_addrlen);
   }
   uv_freeaddrinfo(res);
+  if (self->handler_.on_progress) {
+    const auto n = self->addresses_.size();
+    self->handler_.on_progress("resolve", std::to_string(n) + (n == 1 ? " address" : " addresses"));
+    if (self->done_) return;
+  }
   self->try_next_address();
 }
 
@@ -145,6 +150,10 @@ void UpstreamLink::on_connect(uv_connect_t* req, int status) noexcept {
 
 void UpstreamLink::connected() {
   connected_ = true;
+  if (handler_.on_progress) {
+    handler_.on_progress("connect", peer_address_);
+    if (done_) return;
+  }
   uv_timer_stop(timer_);
   uv_read_start(reinterpret_cast<uv_stream_t*>(tcp_), &UpstreamLink::on_alloc, &UpstreamLink::on_read);
   if (target_.implicit_tls) {
@@ -229,6 +238,12 @@ void UpstreamLink::handle_cipher(std::string_view bytes) {
   }
   if (tls_->handshake_done() && !tls_announced_) {
     tls_announced_ = true;
+    if (handler_.on_progress) {
+      handler_.on_progress("tls", tls_->version() + ", certificate " +
+                                      (target_.tls && target_.tls->verify() ? "verified for " + target_.tls_name
+                                                                              : std::string("not verified")));
+      if (done_) return;
+    }
     if (target_.implicit_tls) {
       if (handler_.on_ready) handler_.on_ready();
     } else if (handler_.on_tls_established) {

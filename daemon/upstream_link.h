@@ -31,6 +31,10 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
     // pending_write_bytes() fell to kLowWater or below after having been
     // above it: the owner may queue more (back-pressure for the body).
     std::function<void()> on_drain;
+    // Optional: each step of the set-up as it completes, for `outboxctl
+    // test-upstream`: ("resolve", "N addresses"), ("connect", "ip:port"),
+    // ("tls", "TLSv1.3") for implicit TLS and after start_tls().
+    std::function<void(std::string stage, std::string detail)> on_progress;
   };
 
   // Back-pressure marks for writers that stream (the relay's body).

@@ -3,7 +3,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <chrono>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 #include "daemon/maildir.h"
@@ -40,11 +44,26 @@ ProbeResult probe_maildir(const UpstreamConfig& u) {
   return result;
 }
 
+// The server's last reply line in the transcript ("" when none yet).
+std::string last_server_line(const std::deque<std::string>& t) {
+  for (auto it = t.rbegin(); it != t.rend(); ++it)
+    if (it->rfind("S: ", 0) == 0) return it->substr(3);
+  return "";
+}
+
 }  // namespace
 
-ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
+ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u, const ProbeOptions& options) {
   if (!u.maildir.empty()) return probe_maildir(u);
   ProbeResult result;
+  const auto started = std::chrono::steady_clock::now();
+  auto emit = [&](std::string stage, std::string detail) {
+    ProbeStep st{std::move(stage), std::move(detail),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                     .count()};
+    if (options.on_step) options.on_step(st);
+    result.steps.push_back(std::move(st));
+  };
   const std::string where = "upstream \"" + u.name + "\" (" + u.host + ":" + std::to_string(u.port) + ")";
   client::ClientConfig cc = upstream::client_config(config, u);
   std::shared_ptr<daemon::TlsContext> tls;
@@ -66,6 +85,8 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
   std::shared_ptr<daemon::UpstreamLink> link;
   std::optional<client::SessionFailure> failure;
   bool done = false;
+  bool timed_out = false;
+  client::Stage seen = client::Stage::Connect;   // the session stage last reported
 
   std::function<void()> pump = [&] {
     // Handling an action may make new ones (quit() after Ready): drain them all.
@@ -79,6 +100,7 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
             } else if constexpr (std::is_same_v<T, client::StartTls>) {
               link->start_tls();
             } else if constexpr (std::is_same_v<T, client::Close>) {
+              if (result.ok && !failure) emit("quit", last_server_line(session.transcript()));
               link->close();
               done = true;
             } else if constexpr (std::is_same_v<T, client::Ready>) {
@@ -93,6 +115,14 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
           },
           action);
     }
+    // A stage the session has left is done: say so, with the reply that ended it.
+    const client::Stage now_at = session.stage();
+    if (now_at != seen) {
+      using S = client::Stage;
+      if (!failure && (seen == S::Greeting || seen == S::Ehlo || seen == S::StartTls || seen == S::Auth))
+        emit(std::string(client::stage_name(seen)), last_server_line(session.transcript()));
+      seen = now_at;
+    }
     if (!done) {
       auto d = session.deadline();
       if (d.count() > 0) link->set_read_deadline(d);
@@ -103,6 +133,7 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
   h.on_ready = [&] { session.on_connected(); pump(); };
   h.on_data = [&](std::string_view b) { session.on_bytes(b); pump(); };
   h.on_tls_established = [&] { session.on_tls_established(); pump(); };
+  h.on_progress = [&](std::string stage, std::string detail) { emit(std::move(stage), std::move(detail)); };
   h.on_failure = [&](std::string stage, std::string error) {
     if (stage == "resolve" || stage == "connect") session.on_connect_failed(error);
     else if (stage == "tls") session.on_tls_failed(error);
@@ -119,8 +150,31 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
   target.tls = tls;
   target.tls_name = u.tls_name.empty() ? u.host : u.tls_name;
   target.connect_timeout = u.connect_timeout;
+  // The whole probe within options.total: then the stage it is in fails
+  // as a timeout (with the diagnosis's hint), like a reply that never came.
+  uv_timer_t total;
+  uv_timer_init(&loop, &total);
+  struct TimerCtx {
+    std::function<void()> fire;
+  } tctx{[&] {
+    if (done) return;
+    timed_out = true;
+    session.on_timeout();
+    pump();
+    if (link) link->close();
+    done = true;
+  }};
+  total.data = &tctx;
+  uv_timer_start(&total, [](uv_timer_t* t) noexcept {
+    try {
+      static_cast<TimerCtx*>(t->data)->fire();
+    } catch (...) {
+    }
+  }, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(options.total).count()), 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&total));   // the link's handles keep the loop running, not this timer
   link->connect(std::move(target));
   uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&total), nullptr);
   link.reset();
   uv_run(&loop, UV_RUN_NOWAIT);
   uv_loop_close(&loop);
@@ -132,6 +186,8 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u) {
     auto d = protocol::diagnose(upstream::summary(u), *failure);
     result.summary = d.summary.empty() ? where + ": " + failure->text() : d.summary;
     result.hint = d.hint;
+    if (timed_out)
+      result.summary += " (test-upstream gives up after " + std::to_string(options.total.count()) + " s; --timeout)";
   } else if (result.ok) {
     result.summary = where + ": ok" + (result.tls_version.empty() ? "" : ", " + result.tls_version) +
                      (result.mechanism.empty() ? "" : ", authenticated as " + u.username + " (" + result.mechanism + ")");

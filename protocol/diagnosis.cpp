@@ -235,8 +235,11 @@ std::string hint(const Ctx& c) {
       if (c.f.reply && c.f.reply->permanent())
         return "the server refuses this client when it connects: this machine's IP address may be blocklisted "
                "or not allowed to use the service";
-      if (has(c.err, {"timeout"}) && c.u.tls == TlsPolicy::None)
-        return "the server sent no greeting: if the port expects TLS from the first byte, set " + kImplicit;
+      // A port that expects a ClientHello says nothing to a plaintext
+      // client (RFC 8314 §3.3): tls = "starttls" or "none" waits in vain.
+      if (has(c.err, {"timeout"}) && c.u.tls != TlsPolicy::Implicit)
+        return "the server sent no greeting: if the port expects TLS from the first byte (implicit TLS, usually "
+               "465), set " + kImplicit + "; for STARTTLS the submission port is usually 587";
       return "";
     default: break;
   }

@@ -58,7 +58,14 @@ host = "127.0.0.1"
 port = %d
 tls = "none"
 timeout = "2s"
-""" % (cls.up_port, cls.closed_port, cls.up_port, cls.mute_port)
+
+[[upstream]]
+name = "starttls-on-implicit"
+host = "127.0.0.1"
+port = %d
+tls = "starttls"
+allow_plaintext = true
+""" % (cls.up_port, cls.closed_port, cls.up_port, cls.mute_port, cls.mute_port)
         cls.d = harness.Daemon(extra_toml=extra, name="outbox-testup")
 
     @classmethod
@@ -77,6 +84,30 @@ timeout = "2s"
         self.assertIn("C: EHLO outbox.test", out)
         self.assertIn("C: QUIT", out)
         self.assertIn('ok: upstream "plain"', out)
+
+    def test_each_stage_is_printed_as_it_completes_with_its_time(self):
+        p = self.d.ctl("test-upstream", "plain")
+        lines = p.stdout.decode().splitlines()
+        stages = [ln.split()[0] for ln in lines if ln.startswith("  ")]
+        self.assertEqual(stages, ["resolve", "connect", "greeting", "ehlo", "quit"], lines)
+        self.assertRegex(lines[1], r"^  connect\s+127\.0\.0\.1:%d\s+\d+ ms$" % self.up_port)
+        self.assertRegex(lines[2], r"^  greeting\s+220 .*\s+\d+ ms$")
+        self.assertTrue(lines[-1].startswith('ok: upstream "plain"'))
+
+    def test_a_server_waiting_for_implicit_tls_is_named_within_the_total_timeout(self):
+        # The issue's case: tls = "starttls" (per-reply timeout 5 minutes)
+        # against a port that waits for a ClientHello: it used to print
+        # nothing for 5 minutes. Now it stops at --timeout and says why.
+        t0 = time.monotonic()
+        p = self.d.ctl("test-upstream", "starttls-on-implicit", "--timeout", "2s", check=1)
+        took = time.monotonic() - t0
+        out = p.stdout.decode()
+        self.assertLess(took, 8, out)
+        self.assertIn("  connect ", out)
+        self.assertIn("FAILED", out)
+        self.assertIn("gives up after 2 s", out)
+        self.assertIn('set tls = "implicit"', out)
+        self.assertIn(b"is not a duration", self.d.ctl("test-upstream", "plain", "--timeout", "x", check=2).stderr)
 
     def test_refused_port_names_host_and_port(self):
         out, _ = self.probe("closed", 1)

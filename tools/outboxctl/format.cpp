@@ -107,6 +107,12 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+std::string probe_step_line(std::string_view stage, std::string_view detail, long long ms) {
+  std::string d = printable(detail);
+  if (d.size() > 70) d = d.substr(0, 67) + "...";
+  return fmt("%-9s %-70s %6lld ms\n", std::string(stage).c_str(), d.c_str(), ms);
+}
+
 nlohmann::ordered_json message_json(const queue::MessageRecord& m, bool with_history) {
   using json = nlohmann::ordered_json;
   json rcpts = json::array();

@@ -23,6 +23,9 @@ std::string human_size(std::uint64_t bytes);
 // Bytes safe to print on a terminal: control bytes and DEL as \xNN, and
 // backslash doubled; UTF-8 and other bytes >= 0x80 pass through.
 std::string printable(std::string_view s);
+// One line of test-upstream's progress: "resolve   2 addresses   3 ms\n";
+// the detail (a server's reply) escaped and cut to 70 characters.
+std::string probe_step_line(std::string_view stage, std::string_view detail, long long ms);
 
 nlohmann::ordered_json message_json(const queue::MessageRecord& m, bool with_history);
 nlohmann::ordered_json stats_json(const queue::QueueStats& s, std::int64_t now);

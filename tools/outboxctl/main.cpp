@@ -22,6 +22,7 @@
 #include "queue/spool.h"
 #include "tools/outboxctl/bulk.h"
 #include "tools/outboxctl/commands.h"
+#include "tools/outboxctl/format.h"
 #include "tools/outboxctl/route.h"
 
 namespace {
@@ -170,6 +171,8 @@ int main(int argc, char** argv) {
   test_up->add_option("name", upstream_name, "the [[upstream]] name")->required();
   bool verbose = false;
   test_up->add_flag("-v,--verbose", verbose, "print the SMTP dialogue (credentials redacted)");
+  std::string probe_timeout = "30s";
+  test_up->add_option("--timeout", probe_timeout, "give up after this long in all (default 30s)");
 
   auto* hash = app.add_subcommand("hash-password",
                                   "read a password (one line on stdin, or a no-echo prompt on a terminal) "
@@ -228,7 +231,18 @@ int main(int argc, char** argv) {
       std::cerr << "outboxctl: no [[upstream]] named \"" << upstream_name << "\" in " << cfg.source << "\n";
       return ctl::kExitFailure;
     }
-    auto r = outbox::probe::probe_upstream(cfg, *up);
+    outbox::probe::ProbeOptions po;
+    auto total = outbox::parse_duration(probe_timeout);
+    if (!total || total->count() == 0) {
+      std::cerr << "outboxctl: --timeout \"" << probe_timeout << "\" is not a duration (30s, 2m)\n";
+      return ctl::kExitUsage;
+    }
+    po.total = *total;
+    // Each step as it completes, with its time: a stall shows where it is.
+    po.on_step = [](const outbox::probe::ProbeStep& s) {
+      std::cout << "  " << ctl::probe_step_line(s.stage, s.detail, s.ms) << std::flush;
+    };
+    auto r = outbox::probe::probe_upstream(cfg, *up, po);
     if (verbose || !r.ok)
       for (const auto& line : r.transcript) std::cout << "  " << line << "\n";
     std::cout << (r.ok ? "ok: " : "FAILED: ") << r.summary << "\n";

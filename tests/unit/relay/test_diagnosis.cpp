@@ -92,6 +92,11 @@ TEST_CASE("diagnosis table") {
       {"465 with starttls: greeting timeout", up("163", "smtp.163.com", 465, TlsPolicy::StartTls),
        {Stage::Greeting, std::nullopt, "timeout waiting for the greeting"},
        "port 465 speaks TLS from the first byte: set tls = \"implicit\""},
+      {"custom port with starttls: greeting timeout (a port that waits for a ClientHello)",
+       up("corp", "mail.corp.example", 10465, TlsPolicy::StartTls),
+       {Stage::Greeting, std::nullopt, "timeout waiting for the greeting"},
+       "the server sent no greeting: if the port expects TLS from the first byte (implicit TLS, usually 465), set "
+       "tls = \"implicit\"; for STARTTLS the submission port is usually 587"},
       {"994 with tls=none: garbage greeting", up("163", "smtp.163.com", 994, TlsPolicy::None),
        {Stage::Greeting, std::nullopt, "protocol error: malformed reply line (no reply code)"},
        "port 994 speaks TLS from the first byte: set tls = \"implicit\""},
