@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "daemon/maildir.h"
 #include "daemon/secrets.h"
 #include "daemon/tls.h"
+#include "daemon/unit_credentials.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/client_session.h"
@@ -68,10 +70,28 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u, const 
   client::ClientConfig cc = upstream::client_config(config, u);
   std::shared_ptr<daemon::TlsContext> tls;
   try {
-    if (secrets::uses_oauth2(u))
+    const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+    if (secrets::uses_oauth2(u)) {
       cc.secret = secrets::fetch_oauth2_token(u);
-    else
+    } else if (!u.username.empty() && u.password_file.empty() && u.password_env.empty() &&
+               !u.password_credential.empty() && (!creds || !*creds)) {
+      // Run from a shell: no $CREDENTIALS_DIRECTORY. Read the file PID 1
+      // would hand the service (LoadCredential= of outboxd.service).
+      auto src = unit_credentials::source_for(options.unit, u.password_credential);
+      if (!src)
+        throw secrets::SecretError("upstream \"" + u.name + "\": password_credential \"" + u.password_credential +
+                                   "\": $CREDENTIALS_DIRECTORY is not set and " + options.unit +
+                                   " has no LoadCredential=" + u.password_credential +
+                                   ":PATH (add it with `systemctl edit " + options.unit + "`)");
+      UpstreamConfig from_file = u;
+      from_file.password_credential.clear();
+      from_file.password_file = *src;
+      cc.secret = secrets::load_password(from_file);
+      emit("secret", "credential " + u.password_credential + " from " + *src + " (LoadCredential= of " +
+                         options.unit + ")");
+    } else {
       cc.secret = secrets::load_password(u);
+    }
     if (u.tls != TlsMode::None) tls = daemon::TlsContext::client(u.verify, u.ca_file);
   } catch (const std::exception& e) {
     result.stage = "setup";

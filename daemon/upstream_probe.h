@@ -39,6 +39,9 @@ struct ProbeOptions {
   // comes must not hang a shell for 5 minutes).
   std::chrono::seconds total{30};
   std::function<void(const ProbeStep&)> on_step;   // called as each step completes
+  // Whose LoadCredential= settings give password_credential when
+  // $CREDENTIALS_DIRECTORY is not set (a shell, not the service).
+  std::string unit = "outboxd.service";
 };
 
 ProbeResult probe_upstream(const Config& config, const UpstreamConfig& upstream, const ProbeOptions& options = {});

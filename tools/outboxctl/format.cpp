@@ -109,7 +109,7 @@ std::string printable(std::string_view s) {
 
 std::string probe_step_line(std::string_view stage, std::string_view detail, long long ms) {
   std::string d = printable(detail);
-  if (d.size() > 70) d = d.substr(0, 67) + "...";
+  if (d.size() > 200) d = d.substr(0, 197) + "...";   // a long reply; paths are shown whole
   return fmt("%-9s %-70s %6lld ms\n", std::string(stage).c_str(), d.c_str(), ms);
 }
 

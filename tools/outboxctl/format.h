@@ -24,7 +24,7 @@ std::string human_size(std::uint64_t bytes);
 // backslash doubled; UTF-8 and other bytes >= 0x80 pass through.
 std::string printable(std::string_view s);
 // One line of test-upstream's progress: "resolve   2 addresses   3 ms\n";
-// the detail (a server's reply) escaped and cut to 70 characters.
+// the detail (a server's reply) escaped and cut to 200 characters.
 std::string probe_step_line(std::string_view stage, std::string_view detail, long long ms);
 
 nlohmann::ordered_json message_json(const queue::MessageRecord& m, bool with_history);
