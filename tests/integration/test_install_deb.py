@@ -60,6 +60,8 @@ class DebPackage(unittest.TestCase):
         deps = [d.strip().split()[0] for d in self.field("Depends").split(",")]
         for want in ("adduser", "libc6", "libuv1", "libsqlite3-0", "libssl3", "libsystemd0"):
             self.assertIn(want, deps)
+        # An MTA for the packages that depend on one (default-mta | mail-transport-agent).
+        self.assertEqual(self.field("Provides"), "mail-transport-agent")
         # Installable next to Postfix/Exim: no Conflicts, no Replaces.
         self.assertEqual(self.field("Conflicts"), "")
         self.assertEqual(self.field("Replaces"), "")
