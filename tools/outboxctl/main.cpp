@@ -22,6 +22,7 @@
 #include "queue/spool.h"
 #include "tools/outboxctl/bulk.h"
 #include "tools/outboxctl/commands.h"
+#include "tools/outboxctl/config_dump.h"
 #include "tools/outboxctl/format.h"
 #include "tools/outboxctl/route.h"
 
@@ -165,6 +166,11 @@ int main(int argc, char** argv) {
   route->add_option("recipient", route_rcpt, "a recipient address, checked as RCPT TO would");
   route->add_flag("--json", json, "one JSON object");
 
+  bool changed = false;
+  auto* config_cmd = app.add_subcommand("config", "the effective configuration as TOML, defaults filled in, secrets "
+                                                  "redacted (like postconf)");
+  config_cmd->add_flag("-n,--changed", changed, "only values that differ from the defaults (like postconf -n)");
+
   std::string upstream_name;
   auto* test_up = app.add_subcommand("test-upstream",
                                      "connect to an upstream, negotiate TLS, authenticate, QUIT; explain any failure");
@@ -205,6 +211,17 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   ctl::Io io{std::cout, std::cerr};
   if (hash->parsed()) return ctl::cmd_hash_password(std::cin, isatty(STDIN_FILENO) == 1, io);
+
+  if (config_cmd->parsed()) {
+    try {
+      auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+      std::cout << ctl::render_config(cfg, changed);
+      return ctl::kExitOk;
+    } catch (const std::exception& e) {
+      std::cerr << "outboxctl: " << e.what() << "\n";
+      return ctl::kExitFailure;
+    }
+  }
 
   if (route->parsed()) {
     try {
