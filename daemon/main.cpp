@@ -15,6 +15,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <variant>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "daemon/password.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
+#include "daemon/spool_lock.h"
 #include "queue/spool.h"
 #include "queue/store_worker.h"
 
@@ -37,6 +39,7 @@ namespace {
 
 constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
 constexpr int kExitSoftware = 70; // EX_SOFTWARE
+constexpr int kExitTempFail = 75; // EX_TEMPFAIL: another outboxd holds the spool
 constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
 constexpr std::uint64_t kStatusEveryMs = 30'000;                 // STATUS= refresh
 
@@ -280,6 +283,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("outboxd ") + OUTBOX_VERSION);
   CLI11_PARSE(app, argc, argv);
 
+  // Declared before the daemon, so it is released only after the spool is
+  // closed (locals are destroyed in reverse order).
+  std::optional<outbox::daemon::SpoolLock> spool_lock;
   Daemon d;
   try {
     d.config = std::make_shared<const outbox::Config>(outbox::load_config(config_path));
@@ -302,6 +308,24 @@ int main(int argc, char** argv) {
   // Under a file-size limit (systemd LimitFSIZE=) a full spool must be a write
   // error (EFBIG -> 451 4.3.0), not a signal that kills every session.
   std::signal(SIGXFSZ, SIG_IGN);
+
+  // One daemon per spool, before the spool is opened.
+  {
+    auto r = outbox::daemon::SpoolLock::acquire(d.config->spool_path);
+    if (auto* held = std::get_if<outbox::daemon::SpoolLock::Held>(&r)) {
+      std::string who = held->pid ? "outboxd pid " + std::to_string(held->pid) : std::string("another outboxd");
+      std::fprintf(stderr, "outboxd: %s already runs on spool %s (it holds %s); stop it first, or give this one "
+                   "its own spool.path\n", who.c_str(), d.config->spool_path.c_str(), held->lock_path.c_str());
+      outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config->spool_path)
+                             .kv("error", "spool in use").kv("holder_pid", static_cast<std::int64_t>(held->pid)));
+      return kExitTempFail;
+    }
+    if (auto* failed = std::get_if<outbox::daemon::SpoolLock::Failed>(&r)) {
+      outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config->spool_path).kv("error", failed->error));
+      return kExitSoftware;
+    }
+    spool_lock.emplace(std::move(std::get<outbox::daemon::SpoolLock>(r)));
+  }
 
   d.loop = uv_default_loop();
   d.poster = std::make_unique<outbox::daemon::LoopPoster>(d.loop);

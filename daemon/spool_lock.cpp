@@ -1,0 +1,45 @@
+#include "daemon/spool_lock.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace outbox::daemon {
+
+std::variant<SpoolLock, SpoolLock::Held, SpoolLock::Failed> SpoolLock::acquire(const std::string& spool_path) {
+  const std::string path = spool_path + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) return Failed{"cannot open " + path + ": " + std::strerror(errno)};
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
+    const int err = errno;
+    if (err != EAGAIN && err != EACCES) {
+      ::close(fd);
+      return Failed{"cannot lock " + path + ": " + std::strerror(err)};
+    }
+    // The holder wrote its PID right after taking the lock.
+    char buf[32] = {};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+    return Held{pid > 0 ? pid : 0, path};
+  }
+  const std::string pid = std::to_string(static_cast<long>(::getpid())) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    const int err = errno;
+    ::close(fd);
+    return Failed{"cannot write " + path + ": " + std::strerror(err)};
+  }
+  return SpoolLock(fd, path);
+}
+
+SpoolLock::~SpoolLock() {
+  if (fd_ >= 0) ::close(fd_);   // the kernel drops the lock with the last descriptor
+}
+
+}  // namespace outbox::daemon

@@ -1,0 +1,43 @@
+// SpoolLock: one holder per spool; open-file-description locks conflict even
+// inside one process, so two acquisitions here behave like two daemons.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "daemon/spool_lock.h"
+
+using namespace outbox::daemon;
+
+TEST_CASE("SpoolLock: the second holder learns the first's PID; released with the first") {
+  char tmpl[] = "/tmp/outbox-lock-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(tmpl);
+  const std::string spool = (dir / "spool.db").string();
+  std::optional<SpoolLock> first;
+  {
+    auto r = SpoolLock::acquire(spool);
+    REQUIRE(std::holds_alternative<SpoolLock>(r));
+    first.emplace(std::move(std::get<SpoolLock>(r)));
+  }
+  CHECK(first->path() == spool + ".lock");
+  std::ifstream f(spool + ".lock");
+  long written = 0;
+  f >> written;
+  CHECK(written == static_cast<long>(::getpid()));
+  {
+    auto r = SpoolLock::acquire(spool);
+    REQUIRE(std::holds_alternative<SpoolLock::Held>(r));
+    CHECK(std::get<SpoolLock::Held>(r).pid == static_cast<long>(::getpid()));
+    CHECK(std::get<SpoolLock::Held>(r).lock_path == spool + ".lock");
+  }
+  first.reset();
+  auto again = SpoolLock::acquire(spool);
+  CHECK(std::holds_alternative<SpoolLock>(again));
+  auto bad = SpoolLock::acquire((dir / "missing-dir" / "spool.db").string());
+  REQUIRE(std::holds_alternative<SpoolLock::Failed>(bad));
+  CHECK(std::get<SpoolLock::Failed>(bad).error.find("cannot open") == 0);
+  std::filesystem::remove_all(dir);
+}
