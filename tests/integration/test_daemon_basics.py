@@ -288,7 +288,12 @@ class Limits(unittest.TestCase):
         c.close()
 
     def test_connection_limits(self):
-        d = self.d
+        # Its own daemon, loopback not among the trusted networks: trusted
+        # ones are exempt from the per-client limit (test_submission_abuse).
+        d = harness.Daemon(limits={"max_connections": 5, "max_connections_per_client": 3, "command_timeout": "2s"},
+                           tcp_listen_extra={"trusted_networks": ["192.0.2.0/24"]}, name="outbox-limits")
+        self.addCleanup(d.cleanup)
+        d.start()
         tcp = [d.client() for _ in range(3)]
         for c in tcp:
             self.assertEqual(c.reply().code, 220)
@@ -303,7 +308,8 @@ class Limits(unittest.TestCase):
             self.assertEqual(c.cmd("QUIT").code, 221)
             c.close()
         time.sleep(0.2)
-        d.submit()                                    # slots are given back
+        with d.client() as c:                         # slots are given back
+            c.greet()
 
     def test_idle_command_timeout(self):
         c = self.d.client()

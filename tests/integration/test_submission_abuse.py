@@ -330,8 +330,28 @@ class ConnectionLimitsTest(unittest.TestCase):
         time.sleep(0.3)
         d.submit()
 
+    def test_trusted_networks_are_exempt_from_the_per_client_limit(self):
+        # An application's pool of 25 connections on localhost with the
+        # default limit of 20: loopback is trusted by default, so all are
+        # served (Postfix exempts $mynetworks the same way).
+        d = harness.Daemon(limits={"max_connections": 100, "max_connections_per_client": 20}, name="outbox-lim")
+        self.addCleanup(d.cleanup)
+        d.start()
+        import smtplib
+        pool = [smtplib.SMTP(d.host, d.port, timeout=30) for _ in range(25)]
+        try:
+            for s in pool:
+                self.assertEqual(s.noop()[0], 250)
+            pool[-1].sendmail("app@client.test", ["user@example.test"], b"Subject: pool\r\n\r\nx\r\n")
+        finally:
+            for s in pool:
+                s.quit()
+        self.assertEqual(d.events("refused", reason="max_connections_per_client"), [])
+
     def test_max_connections_per_client(self):
-        d = harness.Daemon(limits={"max_connections": 50, "max_connections_per_client": 2}, name="outbox-lim")
+        # Loopback is not trusted here (trusted networks are exempt from the limit).
+        d = harness.Daemon(limits={"max_connections": 50, "max_connections_per_client": 2}, name="outbox-lim",
+                           tcp_listen_extra={"trusted_networks": ["192.0.2.0/24"]})
         self.addCleanup(d.cleanup)
         d.start()
         held = self.hold(d, 2)
@@ -345,7 +365,7 @@ class ConnectionLimitsTest(unittest.TestCase):
         for c in held:
             c.close()
         time.sleep(0.3)
-        d.submit()
+        d.submit(unix=True)
 
 
 if __name__ == "__main__":
