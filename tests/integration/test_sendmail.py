@@ -93,6 +93,18 @@ class Sendmail(unittest.TestCase):
         self.assertTrue(stored.endswith(msg), stored)
         self.assertNotIn(b"\r\r\n", stored)
 
+    def test_nul_bytes_are_removed_not_refused(self):
+        # A cron job's output with stray NULs used to exit 65 with nothing
+        # queued (the daemon refuses NUL, RFC 5321 §4.5.2): now repaired.
+        msg = b"From: a@client.test\nTo: n@example.test\nSubject: nul\n\nbinary\x00junk\x00\x00 here\n"
+        p, new = self.run_sendmail(["-i", "-v", "n@example.test"], msg)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"removed 3 NUL bytes (SMTP cannot carry them)", p.stderr)
+        self.assertEqual(len(new), 1)
+        stored = self.d.body(new[0]["id"])
+        self.assertNotIn(b"\x00", stored)
+        self.assertTrue(stored.endswith(b"\r\n\r\nbinaryjunk here\r\n"), stored)
+
     def test_cron_invocation(self):
         # What Debian's cron passes: sendmail -FCronDaemon -i -B8BITMIME -oem root
         msg = ("From: root (Cron Daemon)\n"

@@ -148,7 +148,12 @@ int send_message(const Options& o, const Settings& s) {
     in.feed(std::string_view(buf, static_cast<std::size_t>(n)));
   }
   in.finish();
-  Message msg(split_lines(in.take()));
+  std::string raw = in.take();
+  // Repaired, not refused (exit 65 lost a cron job's output for one byte):
+  // NULs go, bare CR and LF become CRLF line ends (split_lines).
+  if (std::size_t nul = strip_nul(raw); nul > 0 && o.verbose)
+    say("removed " + std::to_string(nul) + " NUL byte" + (nul == 1 ? "" : "s") + " (SMTP cannot carry them)");
+  Message msg(split_lines(raw));
 
   std::string sender = o.sender ? *o.sender : calling_user() + "@" + s.host_domain;
   std::vector<std::string> recipients = o.recipients;

@@ -107,6 +107,12 @@ void InputCollector::finish() {
   }
 }
 
+std::size_t strip_nul(std::string& raw) {
+  const auto before = raw.size();
+  raw.erase(std::remove(raw.begin(), raw.end(), '\0'), raw.end());
+  return before - raw.size();
+}
+
 std::vector<std::string> split_lines(std::string_view raw) {
   std::vector<std::string> out;
   std::string cur;

@@ -30,6 +30,11 @@ class InputCollector {
   std::size_t line_start_ = 0;         // first line not checked yet
 };
 
+// Removes NUL bytes, which SMTP cannot carry (RFC 5321 §4.5.2: text is
+// 7-bit or 8-bit octets other than NUL; the daemon refuses them with 550):
+// a cron job's stray byte must not cost its whole output. Returns how many.
+std::size_t strip_nul(std::string& raw);
+
 // Splits on LF, CRLF, CR+LF runs ("\r\r\n" is one line end) and bare CR (a
 // line end too: the daemon refuses bare CR in DATA with 550 5.6.0).
 std::vector<std::string> split_lines(std::string_view raw);

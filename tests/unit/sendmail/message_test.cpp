@@ -44,6 +44,22 @@ TEST_CASE("with -i a lone dot is data") {
   CHECK(wire_of(collect({"a\n.\nb\n"}, true)) == "a\r\n..\r\nb\r\n");   // and is dot-stuffed
 }
 
+TEST_CASE("strip_nul: every NUL goes, counted; nothing else changes") {
+  struct Row { std::string in, out; std::size_t n; };
+  const Row rows[] = {
+      {"", "", 0},
+      {"no nul\n", "no nul\n", 0},
+      {std::string("a\0b\n", 4), "ab\n", 1},
+      {std::string("\0\0cron output\r\n\0", 16), "cron output\r\n", 3},
+      {std::string("\xc3\0\xa9", 3), "\xc3\xa9", 1},
+  };
+  for (const auto& r : rows) {
+    std::string s = r.in;
+    CHECK(strip_nul(s) == r.n);
+    CHECK(s == r.out);
+  }
+}
+
 TEST_CASE("split_lines") {
   CHECK(split_lines("") == V{});
   CHECK(split_lines("a") == V{"a"});
