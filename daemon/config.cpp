@@ -565,7 +565,7 @@ void load_limits(const Section& root, Config& c) {
   if (!s) return;
   s->allow({"max_message_size", "max_recipients", "max_connections", "max_connections_per_client",
             "max_auth_failures", "max_errors", "min_data_rate", "command_timeout", "data_timeout",
-            "session_timeout"});
+            "session_timeout", "loopback_identity"});
   LimitsConfig& l = c.limits;
   if (auto v = s->size("max_message_size")) {
     if (*v == 0) s->fail("max_message_size", "must be larger than 0");
@@ -589,6 +589,10 @@ void load_limits(const Section& root, Config& c) {
   if (auto v = s->duration("command_timeout")) l.command_timeout = *v;
   if (auto v = s->duration("data_timeout")) l.data_timeout = *v;
   if (auto v = s->duration("session_timeout")) l.session_timeout = *v;
+  if (auto v = s->choice("loopback_identity", {"required", "best-effort", "off"}))
+    l.loopback_identity = *v == "required"  ? LimitsConfig::LoopbackIdentity::Required
+                          : *v == "off"     ? LimitsConfig::LoopbackIdentity::Off
+                                            : LimitsConfig::LoopbackIdentity::BestEffort;
 }
 
 // username, the secret sources and auth (SPEC: no AUTH without a username,

@@ -58,6 +58,12 @@ struct LimitsConfig {
   std::chrono::seconds command_timeout{300};
   std::chrono::seconds data_timeout{600};
   std::chrono::seconds session_timeout{3600};
+  // Who owns a loopback TCP client (daemon/sock_diag.h): Off never asks;
+  // BestEffort records it when the kernel tells and, where [[local_user]]
+  // rules exist, refuses (4xx) a sender whose owner is unknown; Required
+  // refuses any unauthenticated loopback sender whose owner is unknown.
+  enum class LoopbackIdentity { Off, BestEffort, Required };
+  LoopbackIdentity loopback_identity = LoopbackIdentity::BestEffort;
 };
 
 struct UpstreamConfig {

@@ -106,7 +106,7 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   // Unauthenticated mail only from trusted networks and Unix peers (SPEC).
   pi.trusted = peer_.unix_socket || address_in_networks(peer_.address, listener_.trusted_networks);
   // Sender rights from [[user]] / [[local_user]] (RFC 6409 §6.1).
-  Submitter who{peer_.unix_socket, peer_.uid, peer_.user};
+  Submitter who{peer_.unix_socket, peer_.uid, peer_.user, peer_.loopback};
   // The session keeps the generation it started with: a reload frees the
   // old one only when the last session using it ends.
   std::shared_ptr<const Config> config = server_.config_ptr();

@@ -78,7 +78,15 @@ std::optional<protocol::PolicyRejection> check_sender(const Config& config, cons
       }
     return not_owned(sender, auth_user);
   }
-  if (!who.unix_socket || config.local_users.empty()) return std::nullopt;
+  using LI = LimitsConfig::LoopbackIdentity;
+  if (who.loopback && !who.uid &&
+      (config.limits.loopback_identity == LI::Required ||
+       (config.limits.loopback_identity == LI::BestEffort && !config.local_users.empty())))
+    return protocol::PolicyRejection{
+        451, "4.7.1 Cannot tell which local user owns this connection; use the Unix socket (sendmail) or AUTH",
+        "loopback_identity_unknown"};
+  const bool local = who.unix_socket || (who.loopback && config.limits.loopback_identity != LI::Off);
+  if (!local || config.local_users.empty()) return std::nullopt;
   // Like Postfix's authorized_submit_users: with a list, only those listed.
   std::string name = who.local_user;
   if (name.empty()) name = who.uid ? "uid " + std::to_string(*who.uid) : "unknown";

@@ -27,12 +27,16 @@ struct Submitter {
   bool unix_socket = false;
   std::optional<std::uint32_t> uid;  // SO_PEERCRED
   std::string local_user;            // login name of uid, if known
+  bool loopback = false;             // TCP from this host: uid from the kernel when known (sock_diag)
 };
 
 // nullopt when the sender is allowed, else the 550 5.7.1 to answer MAIL with:
 // - authenticated: the user's may_send_as (an unknown user may use none);
 // - unauthenticated Unix peer, with [[local_user]] entries: only those users,
 //   each with its may_send_as; without entries any local user, any sender;
+// - unauthenticated loopback TCP peer: the same rules with the uid the
+//   kernel named; unknown (loopback_identity best-effort with rules, or
+//   required): 451 4.7.1, the identity could not be established;
 // - anyone else (trusted networks): any sender.
 std::optional<protocol::PolicyRejection> check_sender(const Config& config, const Submitter& who,
                                                       const std::string& sender, const std::string& auth_user);

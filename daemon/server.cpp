@@ -1,5 +1,7 @@
 #include "daemon/server.h"
 
+#include "daemon/sock_diag.h"
+
 #include <grp.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -49,6 +51,18 @@ std::string peer_address(uv_tcp_t* tcp) {
   return buf;
 }
 
+// Loop thread only: getpwuid_r may block on NSS, so each uid is asked at
+// most once a minute (see daemon/user_name_cache.h).
+std::string user_name(std::uint32_t uid) {
+  static UserNameCache names;
+  return names.lookup(uid, UserNameCache::Clock::now(), [](std::uint32_t u) {
+    passwd pw{};
+    passwd* res = nullptr;
+    char buf[1024];
+    return getpwuid_r(u, &pw, buf, sizeof buf, &res) == 0 && res ? std::string(res->pw_name) : std::string();
+  });
+}
+
 InboundConnection::Peer unix_peer(uv_pipe_t* pipe) {
   InboundConnection::Peer p;
   p.unix_socket = true;
@@ -58,15 +72,7 @@ InboundConnection::Peer unix_peer(uv_pipe_t* pipe) {
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
       p.uid = cred.uid;
-      // Loop thread only: getpwuid_r may block on NSS, so each uid is asked
-      // at most once a minute (see daemon/user_name_cache.h).
-      static UserNameCache names;
-      p.user = names.lookup(cred.uid, UserNameCache::Clock::now(), [](std::uint32_t uid) {
-        passwd pw{};
-        passwd* res = nullptr;
-        char buf[1024];
-        return getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res ? std::string(res->pw_name) : std::string();
-      });
+      p.user = user_name(cred.uid);
     }
   }
   return p;
@@ -328,6 +334,18 @@ void Server::accept_from(Listener& l) {
   } else {
     uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(client), 1);
     peer.address = peer_address(reinterpret_cast<uv_tcp_t*>(client));
+    // A client on this host: the kernel names the uid that owns its socket
+    // (inet_diag, daemon/sock_diag.h). One netlink round trip to the local
+    // kernel, microseconds, on the loop like the SO_PEERCRED of a Unix peer.
+    peer.loopback = address_in_networks(peer.address, {"127.0.0.0/8", "::1/128"});
+    uv_os_fd_t fd;
+    if (peer.loopback && config_->limits.loopback_identity != LimitsConfig::LoopbackIdentity::Off &&
+        uv_fileno(reinterpret_cast<uv_handle_t*>(client), &fd) == 0) {
+      if (auto uid = sock_diag::loopback_peer_uid(fd)) {
+        peer.uid = *uid;
+        peer.user = user_name(*uid);
+      }
+    }
   }
   auto conn = std::make_shared<InboundConnection>(*this, *l.config, client, peer);
   connections_[conn.get()] = conn;

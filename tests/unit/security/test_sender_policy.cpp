@@ -102,3 +102,57 @@ TEST_CASE("policy replies fit in a 512-octet reply line") {
   REQUIRE(r);
   CHECK(r->text.size() + 6 <= 512);
 }
+
+TEST_CASE("loopback TCP peers: [[local_user]] rules by the uid the kernel named, 451 when it is unknown") {
+  using LI = LimitsConfig::LoopbackIdentity;
+  auto loop = [](std::optional<std::uint32_t> uid, std::string name) {
+    Submitter s;
+    s.loopback = true;
+    s.uid = uid;
+    s.local_user = std::move(name);
+    return s;
+  };
+  struct Row {
+    const char* name;
+    LI mode;
+    bool rules;
+    Submitter who;
+    const char* sender;
+    std::optional<int> code;   // nullopt: allowed
+    const char* reason;
+  };
+  const Row rows[] = {
+      {"known, allowed sender", LI::BestEffort, true, loop(33, "www-data"), "web@example.com", std::nullopt, ""},
+      {"known, other sender: same 550 as a Unix peer", LI::BestEffort, true, loop(33, "www-data"), "ceo@example.com",
+       550, "sender_not_owned"},
+      {"known, not listed", LI::BestEffort, true, loop(65534, "nobody"), "x@example.com", 550,
+       "local_user_not_allowed"},
+      {"unknown with rules", LI::BestEffort, true, loop(std::nullopt, ""), "web@example.com", 451,
+       "loopback_identity_unknown"},
+      {"unknown, no rules, best-effort", LI::BestEffort, false, loop(std::nullopt, ""), "x@example.com", std::nullopt,
+       ""},
+      {"unknown, no rules, required", LI::Required, false, loop(std::nullopt, ""), "x@example.com", 451,
+       "loopback_identity_unknown"},
+      {"off: loopback is just a trusted network", LI::Off, true, loop(65534, "nobody"), "x@example.com",
+       std::nullopt, ""},
+      {"not loopback (another trusted host): no local rules", LI::Required, true, Submitter{}, "x@example.com",
+       std::nullopt, ""},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.name);
+    Config c;
+    c.limits.loopback_identity = r.mode;
+    if (r.rules) c.local_users.push_back(LocalUserConfig{"www-data", {"web@example.com"}});
+    auto got = check_sender(c, r.who, r.sender, "");
+    REQUIRE(got.has_value() == r.code.has_value());
+    if (got) {
+      CHECK(got->code == *r.code);
+      CHECK(got->reason == r.reason);
+    }
+  }
+  // Authenticated: AUTH decides, whatever the loopback identity.
+  Config c;
+  c.limits.loopback_identity = LI::Required;
+  c.users.push_back(UserConfig{"app", "$scrypt$x", {"*@example.com"}});
+  CHECK_FALSE(check_sender(c, loop(std::nullopt, ""), "a@example.com", "app"));
+}
