@@ -149,6 +149,12 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
     lo.kv("command_timeout", dur(l.command_timeout), dur(dl.command_timeout));
     lo.kv("data_timeout", dur(l.data_timeout), dur(dl.data_timeout));
     lo.kv("session_timeout", dur(l.session_timeout), dur(dl.session_timeout));
+    auto li = [](LimitsConfig::LoopbackIdentity v) {
+      return q(v == LimitsConfig::LoopbackIdentity::Required ? "required"
+               : v == LimitsConfig::LoopbackIdentity::Off    ? "off"
+                                                             : "best-effort");
+    };
+    lo.kv("loopback_identity", li(l.loopback_identity), li(dl.loopback_identity));
     if (!lo.s.str().empty()) o.s << "\n[limits]\n" << lo.s.str();
   }
   for (const auto& u : c.upstreams) {

@@ -50,6 +50,7 @@ mode = "0660"
 max_message_size = "10M"
 min_data_rate = 1000
 command_timeout = "90s"
+loopback_identity = "required"
 [[local_user]]
 name = "www-data"
 may_send_as = ["web@example.test"]
