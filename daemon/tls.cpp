@@ -62,6 +62,21 @@ std::shared_ptr<TlsContext> TlsContext::server(const std::string& cert_file, con
     SSL_CTX_free(ctx);
     throw TlsError("tls.key " + key_file + " does not match tls.cert " + cert_file);
   }
+  // Mozilla's "intermediate" server profile (ssl-config.mozilla.org, v5.7):
+  // TLS 1.2 only with forward secrecy and AEAD (no CBC, no RSA key
+  // exchange: a client negotiated AES128-SHA with OpenSSL's defaults), the
+  // TLS 1.3 suites left at OpenSSL's (all AEAD), curves X25519, P-256, P-384.
+  if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                   "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+                                   "DHE-RSA-CHACHA20-POLY1305") != 1 ||
+      SSL_CTX_set1_groups_list(ctx, "X25519:prime256v1:secp384r1") != 1) {
+    std::string why = openssl_errors();
+    SSL_CTX_free(ctx);
+    throw TlsError("cannot set the TLS cipher suites: " + why);
+  }
+  SSL_CTX_set_dh_auto(ctx, 1);   // DHE with parameters sized to the certificate's key (RFC 7919 groups)
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Each connection is new: no session cache to bound or to leak across reloads.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);

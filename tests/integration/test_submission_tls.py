@@ -275,6 +275,27 @@ class SubmissionTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("535 5.7.8", p.stdout.decode(errors="replace"))
 
+    def test_tls12_ciphers_are_mozilla_intermediate(self):
+        # OpenSSL's defaults let a client negotiate AES128-SHA (CBC, RSA key
+        # exchange): refused now; an ECDHE AEAD suite and TLS 1.3 work.
+        def s_client(*args):
+            return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.smtps, "-brief"] +
+                                  list(args), input=b"QUIT\r\n", capture_output=True, timeout=30)
+        # (The test certificate is ECDSA P-256.)
+        for weak in ("AES128-SHA", "AES256-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"):
+            with self.subTest(cipher=weak):
+                p = s_client("-tls1_2", "-cipher", weak)
+                self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        for good in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"):
+            p = s_client("-tls1_2", "-cipher", good)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(good.encode(), p.stderr + p.stdout)
+        p = s_client("-tls1_3")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"TLSv1.3", p.stderr + p.stdout)
+        p = s_client("-tls1_1")
+        self.assertNotEqual(p.returncode, 0)
+
     def test_smtp_source_on_the_trusted_plaintext_listener(self):
         # smtp-source speaks no TLS and no AUTH: it is what a trusted host's
         # bulk sender looks like, so it uses the plaintext listener whose
@@ -364,10 +385,14 @@ class LocalUserTest(unittest.TestCase):
             r = c.cmd("MAIL FROM:<ceo@example.com>")
             self.assertEqual((r.code, r.text), (550, "5.7.1 Sender address <ceo@example.com> not owned by user %s" % me))
         d.wait_event("rejected", reason="sender_not_owned", user=me)
-        # TCP from a trusted network is not a local user: any sender.
+        # TCP from loopback: the kernel names the same local user (issue 11,
+        # loopback identity), so the same rule and the same 550.
         with d.client() as c:
             c.greet()
-            self.assertEqual(c.cmd("MAIL FROM:<ceo@example.com>").code, 250)
+            r = c.cmd("MAIL FROM:<ceo@example.com>")
+            self.assertEqual((r.code, r.text), (550, "5.7.1 Sender address <ceo@example.com> not owned by user %s" % me))
+            c.cmd("RSET")
+            self.assertEqual(c.cmd("MAIL FROM:<me@example.com>").code, 250)
 
     def test_unlisted_user_may_not_submit(self):
         me = pwd.getpwuid(os.getuid()).pw_name
