@@ -1,5 +1,6 @@
 #include "daemon/secrets.h"
 
+#include "daemon/secret_file.h"
 #include "daemon/token_runner.h"
 
 #include <cerrno>
@@ -13,11 +14,11 @@ namespace outbox::secrets {
 namespace {
 
 std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw SecretError(what + " " + path + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  try {
+    return secret_file::read(path, what);
+  } catch (const std::runtime_error& e) {
+    throw SecretError(e.what());
+  }
 }
 
 std::string strip_trailing_newlines(std::string s) {

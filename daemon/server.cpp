@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include "daemon/secret_file.h"
 #include "daemon/sock_diag.h"
 
 #include <grp.h>
@@ -203,7 +204,10 @@ void Server::reload(std::shared_ptr<const Config> config) {
   bool any_tls = false;
   for (const auto& lc : config->listen) any_tls = any_tls || lc.tls != TlsMode::None;
   std::shared_ptr<TlsContext> ctx = tls_ctx_;
-  if (any_tls) ctx = TlsContext::server(config->tls_cert, config->tls_key);   // throws, naming the file
+  if (any_tls) {
+    secret_file::check(config->tls_key, "tls.key");   // throws, naming the file and the chmod
+    ctx = TlsContext::server(config->tls_cert, config->tls_key);   // throws, naming the file
+  }
   // Connections that already hold the old context keep it until they close.
   tls_ctx_ = std::move(ctx);
   config_ = std::move(config);
@@ -214,7 +218,10 @@ void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
   std::vector<int> fd_of = match_inherited(config_->listen, inherited);
   bool any_tls = false;
   for (const auto& lc : config_->listen) any_tls = any_tls || lc.tls != TlsMode::None;
-  if (any_tls) tls_ctx_ = TlsContext::server(config_->tls_cert, config_->tls_key);   // throws, naming the file
+  if (any_tls) {
+    secret_file::check(config_->tls_key, "tls.key");   // throws, naming the file and the chmod
+    tls_ctx_ = TlsContext::server(config_->tls_cert, config_->tls_key);   // throws, naming the file
+  }
   for (std::size_t i = 0; i < config_->listen.size(); ++i) {
     const auto& lc = config_->listen[i];
     auto l = std::make_unique<Listener>();

@@ -1,5 +1,7 @@
 #include "daemon/token_runner.h"
 
+#include "daemon/secret_file.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -242,14 +244,14 @@ TokenResult fetch_token(const UpstreamConfig& u, const TokenLimits& limits, cons
   if (!u.oauth2_token_file.empty()) {
     TokenResult r;
     const std::string what = "upstream \"" + u.name + "\": oauth2_token_file " + u.oauth2_token_file;
-    std::ifstream f(u.oauth2_token_file, std::ios::binary);
-    if (!f) {
-      r.error = what + ": " + std::strerror(errno);
+    std::string text;
+    try {
+      text = secret_file::read(u.oauth2_token_file, "upstream \"" + u.name + "\": oauth2_token_file");
+    } catch (const std::exception& e) {
+      r.error = e.what();
       return r;
     }
-    std::string line;
-    std::getline(f, line);
-    r.token = first_line(line);
+    r.token = first_line(text.substr(0, text.find('\n')));
     if (r.token.empty()) {
       r.error = what + " is empty";
       return r;

@@ -183,6 +183,7 @@ class RelayDelivery(unittest.TestCase):
         tok = os.path.join(d.dir, "token")
         with open(tok, "w") as f:
             f.write("ya29.token-from-file\n")
+        os.chmod(tok, 0o600)
         d.extra_toml = relay_toml([upstream_section("mail", up.port, tls="implicit", username=USER, auth="xoauth2",
                                                     oauth2_token_file=tok)])
         d.write_config()

@@ -140,6 +140,24 @@ class RelayRefusals(unittest.TestCase):
             self.assertEqual((a["login"], a["password"], a["success"], a["tls"]), (USER, PASSWORD, False, True))
         self.assertEqual(d.stop(), 0)
 
+    def test_a_password_file_other_users_can_read_is_refused_with_the_chmod(self):
+        # ssh and msmtp refuse such a secret; so does outbox (issue 12), and
+        # says which chmod fixes it. The message waits, nothing is sent.
+        up = self.upstream("implicit", users={USER: PASSWORD})
+        d = start_relay(self, up, "implicit", auth="plain")
+        pw = os.path.join(d.dir, "upstream.secret")
+        os.chmod(pw, 0o644)
+        d.restart()
+        ev = d.wait_event("upstream_error", upstream="mail")
+        self.assertIn("password_file %s is readable by every user (mode 0644): chmod 600 %s" % (pw, pw), ev["error"])
+        qid = self.submit(d)
+        time.sleep(1)
+        self.assertEqual(up.connections, 0)
+        os.chmod(pw, 0o600)
+        d.restart()
+        up.wait_delivered(1, timeout=8)
+        d.wait_event("delivered", id=qid)
+
     def test_missing_password_file_then_fixed(self):
         # A secret outboxd cannot read: the message waits with the reason
         # shown; once the file is there, a restart sends it within seconds.
@@ -161,6 +179,7 @@ class RelayRefusals(unittest.TestCase):
         self.assertEqual(up.connections, 0)
         with open(pw, "w") as f:
             f.write(PASSWORD + "\n")
+        os.chmod(pw, 0o600)
         d.restart()
         up.wait_delivered(1, timeout=8)
         d.wait_event("delivered", id=qid)

@@ -197,6 +197,7 @@ TEST_CASE("TokenRunner: requests run on its thread, completions go through the p
     b.name = "b";
     b.oauth2_token_file = (d.dir / "tokfile").string();
     std::ofstream(b.oauth2_token_file) << "token-b\n";
+    std::filesystem::permissions(b.oauth2_token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     const auto caller = std::this_thread::get_id();
     std::thread::id ran_on;
     runner.fetch(a, [&](TokenResult r) {
