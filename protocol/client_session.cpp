@@ -259,8 +259,15 @@ struct ClientSession::Impl {
     bool possible_duplicate = false;
   };
 
-  explicit Impl(ClientConfig c) : cfg(std::move(c)) {}
-  ~Impl() { sasl::wipe(cfg.secret); }
+  explicit Impl(ClientConfig c) : cfg(std::move(c)), secret_forms(sasl::secret_forms(cfg.username, cfg.secret)) {}
+  ~Impl() {
+    sasl::wipe(cfg.secret);
+    for (auto& f : secret_forms) sasl::wipe(f);
+  }
+  // What the server says never carries our secret further (logs, spool,
+  // test-upstream's dialogue): a reply that echoes an AUTH argument is
+  // redacted as it is parsed.
+  std::vector<std::string> secret_forms;
 
   ClientConfig cfg;
   ReplyParser parser;
@@ -765,6 +772,8 @@ struct ClientSession::Impl {
       auto res = parser.next(r);
       if (res == ReplyParser::Result::NeedMore) break;
       if (res == ReplyParser::Result::Error) return broken("protocol error: " + parser.error());
+      if (!secret_forms.empty())
+        for (auto& line : r.lines) line = sasl::redact(std::move(line), secret_forms);
       on_reply(r);
     }
   }

@@ -1,5 +1,7 @@
 #include "protocol/sasl.h"
 
+#include <algorithm>
+
 #include "protocol/base64.h"
 
 #include <array>
@@ -113,6 +115,32 @@ void wipe(std::string& secret) {
   volatile char* p = secret.data();
   for (std::size_t i = 0; i < secret.size(); ++i) p[i] = 0;
   secret.clear();
+}
+
+std::vector<std::string> secret_forms(std::string_view username, std::string_view secret) {
+  std::vector<std::string> out;
+  if (secret.size() < 4) return out;
+  auto add = [&](std::string f) {
+    if (f.size() < 4) return;
+    out.push_back(f);
+    while (!f.empty() && f.back() == '=') f.pop_back();   // an echo may drop the padding
+    if (f.size() >= 4 && f != out.back()) out.push_back(f);
+  };
+  add(std::string(secret));
+  add(base64_encode(secret));                                  // AUTH LOGIN's second answer
+  add(base64_encode(plain_message("", username, secret)));     // AUTH PLAIN
+  add(base64_encode(xoauth2_message(username, secret)));       // AUTH XOAUTH2
+  // Longest first, so a form containing another is replaced whole.
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return out;
+}
+
+std::string redact(std::string text, const std::vector<std::string>& forms) {
+  for (const auto& f : forms) {
+    for (std::size_t at = text.find(f); at != std::string::npos; at = text.find(f, at + 10))
+      text.replace(at, f.size(), "<redacted>");
+  }
+  return text;
 }
 
 }  // namespace outbox::protocol::sasl

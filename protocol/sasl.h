@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace outbox::protocol::sasl {
 
@@ -39,5 +40,15 @@ std::string xoauth2_message(std::string_view user, std::string_view token);
 
 // Overwrites a secret before the string is freed or reused.
 void wipe(std::string& secret);
+
+// Every form in which the client sends `secret` with this username: the
+// secret itself and the base64 of AUTH PLAIN, AUTH LOGIN and XOAUTH2
+// arguments (with and without padding). A server that echoes an AUTH
+// argument in its reply (some do, in a 535 or a 501) would otherwise put
+// the password into logs and the spool. Secrets shorter than 4 octets give
+// nothing (they would match innocent text).
+std::vector<std::string> secret_forms(std::string_view username, std::string_view secret);
+// text with every occurrence of a form replaced by "<redacted>".
+std::string redact(std::string text, const std::vector<std::string>& forms);
 
 }  // namespace outbox::protocol::sasl

@@ -330,6 +330,41 @@ TEST_CASE("535 at AUTH: upstream-scope failure, never a message outcome") {
   CHECK(t.back() == "C: QUIT");
 }
 
+TEST_CASE("a reply that echoes the AUTH argument is redacted before anyone keeps it (issue 12)") {
+  struct Row { const char* name; const char* auth_line; const char* reply; };
+  // The argument of AUTH PLAIN for someone@163.com / s3cret-Auth-Code, with and without padding, the raw
+  // secret, and AUTH LOGIN's base64 password.
+  const Row rows[] = {
+      {"PLAIN blob", "AUTH PLAIN", "S: 535 5.7.8 Bad credentials for AHNvbWVvbmVAMTYzLmNvbQBzM2NyZXQtQXV0aC1Db2Rl\n"},
+      {"raw secret", "AUTH PLAIN", "S: 535 5.7.8 password s3cret-Auth-Code is wrong\n"},
+      {"LOGIN base64 password, padding dropped", "AUTH PLAIN", "S: 501 5.5.2 cannot decode czNjcmV0LUF1dGgtQ29kZQ\n"},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.name);
+    Harness h(implicit_config());
+    h.connect();
+    h.script(std::string("S: 220 relay\nC: EHLO client.example\nS: 250-relay\nS: 250 AUTH PLAIN\n"
+                         "C: AUTH PLAIN AHNvbWVvbmVAMTYzLmNvbQBzM2NyZXQtQXV0aC1Db2Rl\n") +
+             r.reply + "C: QUIT");
+    auto* f = h.last<SessionFailed>();
+    REQUIRE(f);
+    const std::string text = f->failure.text();
+    CHECK(text.find("<redacted>") != std::string::npos);
+    for (const char* leak : {"s3cret", "AHNvbWVvbmVAMTYzLmNvbQBzM2NyZXQtQXV0aC1Db2Rl", "czNjcmV0LUF1dGgtQ29kZQ"}) {
+      CHECK(text.find(leak) == std::string::npos);
+      for (const auto& line : h.s.transcript()) CHECK(line.find(leak) == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("secret_forms and redact") {
+  auto forms = sasl::secret_forms("someone@163.com", "s3cret-Auth-Code");
+  CHECK(sasl::redact("x s3cret-Auth-Code y", forms) == "x <redacted> y");
+  CHECK(sasl::redact("AHNvbWVvbmVAMTYzLmNvbQBzM2NyZXQtQXV0aC1Db2Rl", forms) == "<redacted>");
+  CHECK(sasl::redact("nothing secret here", forms) == "nothing secret here");
+  CHECK(sasl::secret_forms("u", "abc").empty());   // too short to look for
+}
+
 TEST_CASE("no AUTH over a connection without TLS") {
   ClientConfig c = implicit_config();
   c.tls = TlsPolicy::None;
