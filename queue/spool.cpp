@@ -16,7 +16,6 @@ namespace outbox::queue {
 
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;   // outboxctl writes wait this long for the daemon's batch
 
 // Schema migrations: kMigrations[v] takes a spool from user_version v to v+1.
 // Append only; never edit a step that has shipped (spools in the field are at
@@ -477,14 +476,14 @@ void Spool::install_busy_handler() {
   // The timeout is measured on the clock, not counted in tries: 10,000
   // sleeps of 0.5 ms last far longer than 5 s on a loaded machine (13 s seen
   // under ASan), which kept a failing write from being reported in time.
-  sqlite3_busy_handler(db_, [](void*, int tries) -> int {
+  sqlite3_busy_handler(db_, [](void* self, int tries) -> int {
     thread_local std::chrono::steady_clock::time_point first;
     const auto now = std::chrono::steady_clock::now();
     if (tries == 0) first = now;
-    if (now - first >= std::chrono::milliseconds(kBusyTimeoutMs)) return 0;
+    if (now - first >= static_cast<Spool*>(self)->busy_timeout_) return 0;
     std::this_thread::sleep_for(std::chrono::microseconds(500));
     return 1;
-  }, nullptr);
+  }, this);
 }
 
 // A spool created before auto_vacuum was set keeps every freed page forever:

@@ -7,6 +7,7 @@
 // Knows nothing of sockets or SMTP. Schema versions live in PRAGMA
 // user_version and are migrated on open (ReadWrite only).
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,10 @@ class Spool {
   enum class Mode { ReadWrite, ReadOnly };
   // Creates the file (and its parent directory) when missing in ReadWrite mode.
   static std::unique_ptr<Spool> open(const std::string& path, Mode mode = Mode::ReadWrite);
+  // How long a statement waits for another connection's lock before it
+  // fails with SQLITE_BUSY (default 5 s; outboxctl waits 30 s for outboxd's
+  // writer under load). Measured on the clock.
+  void set_busy_timeout(std::chrono::milliseconds t) { busy_timeout_ = t; }
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
@@ -169,6 +174,7 @@ class Spool {
   [[noreturn]] void fail(const std::string& what);
   void configure();
   void install_busy_handler();
+  std::chrono::milliseconds busy_timeout_{5000};   // outboxctl's changes wait this long for the daemon's batch
   void compact_legacy();
   void operator_log(const char* action, std::string_view target, std::string_view detail = {});
   void migrate();

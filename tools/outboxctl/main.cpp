@@ -3,7 +3,6 @@
 // (SQLite WAL: both work while outboxd runs; a change waits up to 5 s for the
 // daemon's write batch and takes effect at once, as the daemon reads the
 // spool). The commands themselves live in commands.cpp.
-#include <sqlite3.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -61,12 +60,8 @@ int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool
   try {
     auto spool = Spool::open(path, mode);
     // A change may wait longer than the spool's default for outboxd's
-    // writer under load: retry every 0.5 ms for up to 30 s.
-    sqlite3_busy_handler(spool->handle(), [](void*, int tries) -> int {
-      if (tries >= 60000) return 0;
-      usleep(500);
-      return 1;
-    }, nullptr);
+    // writer under load.
+    spool->set_busy_timeout(std::chrono::seconds(30));
     // Every change outboxctl makes is logged in operator_log with who made it.
     if (mode == Spool::Mode::ReadWrite) spool->set_operator(static_cast<std::int64_t>(getuid()));
     return fn(*spool);
