@@ -264,12 +264,12 @@ struct ClientSession::Impl {
     sasl::wipe(cfg.secret);
     for (auto& f : secret_forms) sasl::wipe(f);
   }
-  // What the server says never carries our secret further (logs, spool,
-  // test-upstream's dialogue): a reply that echoes an AUTH argument is
-  // redacted as it is parsed.
-  std::vector<std::string> secret_forms;
 
   ClientConfig cfg;
+  // What the server says never carries our secret further (logs, spool,
+  // test-upstream's dialogue): a reply that echoes an AUTH argument is
+  // redacted as it is parsed. After cfg: made from it.
+  std::vector<std::string> secret_forms;
   ReplyParser parser;
   St st = St::Init;
   Capabilities caps;

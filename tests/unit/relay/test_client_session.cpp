@@ -5,6 +5,7 @@
 #include <string>
 
 #include "client_harness.h"
+#include "protocol/sasl.h"
 
 using namespace relaytest;
 using outbox::protocol::EnhancedStatus;
@@ -358,6 +359,7 @@ TEST_CASE("a reply that echoes the AUTH argument is redacted before anyone keeps
 }
 
 TEST_CASE("secret_forms and redact") {
+  namespace sasl = outbox::protocol::sasl;
   auto forms = sasl::secret_forms("someone@163.com", "s3cret-Auth-Code");
   CHECK(sasl::redact("x s3cret-Auth-Code y", forms) == "x <redacted> y");
   CHECK(sasl::redact("AHNvbWVvbmVAMTYzLmNvbQBzM2NyZXQtQXV0aC1Db2Rl", forms) == "<redacted>");
