@@ -6,11 +6,24 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 namespace outbox::daemon {
 
 std::variant<SpoolLock, SpoolLock::Held, SpoolLock::Failed> SpoolLock::acquire(const std::string& spool_path) {
   const std::string path = spool_path + ".lock";
+  // The spool's directory is made here if missing, as Spool::open would
+  // (0750): the lock comes first (a fresh checkout has no var/).
+  auto parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Failed{"cannot create " + parent.string() + ": " + ec.message()};
+    std::filesystem::permissions(parent,
+                                 std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                     std::filesystem::perms::group_exec,
+                                 std::filesystem::perm_options::replace, ec);
+  }
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd < 0) return Failed{"cannot open " + path + ": " + std::strerror(errno)};
   struct flock fl {};
