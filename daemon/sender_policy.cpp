@@ -1,43 +1,12 @@
 #include "daemon/sender_policy.h"
 
+#include "protocol/address_glob.h"
+
 #include <vector>
 
 namespace outbox::daemon {
 
 namespace {
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// Lower-cases what follows the last '@' (the domain); the local part stays.
-std::string fold_domain(std::string_view s) {
-  std::string out(s);
-  auto at = out.rfind('@');
-  if (at != std::string::npos)
-    for (std::size_t i = at + 1; i < out.size(); ++i) out[i] = lower(out[i]);
-  return out;
-}
-
-// '*' = any run, everything else literal. Iterative with one backtrack
-// point, so a pattern of many stars cannot blow up.
-bool glob(std::string_view p, std::string_view s) {
-  std::size_t pi = 0, si = 0, star = std::string_view::npos, mark = 0;
-  while (si < s.size()) {
-    if (pi < p.size() && p[pi] == '*') {
-      star = pi++;
-      mark = si;
-    } else if (pi < p.size() && p[pi] == s[si]) {
-      ++pi;
-      ++si;
-    } else if (star != std::string_view::npos) {
-      pi = star + 1;
-      si = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (pi < p.size() && p[pi] == '*') ++pi;
-  return pi == p.size();
-}
 
 bool any_matches(const std::vector<std::string>& patterns, const std::string& sender) {
   for (const auto& p : patterns)
@@ -59,11 +28,8 @@ protocol::PolicyRejection not_owned(const std::string& sender, const std::string
 }  // namespace
 
 bool sender_matches(std::string_view pattern, std::string_view sender) {
-  // The null sender is its own thing: a bounce or an MDN, never "any address
-  // at a domain" (RFC 5321 §4.5.5).
-  if (sender.empty()) return pattern == "*" || pattern == "<>";
-  if (pattern == "<>") return false;
-  return glob(fold_domain(pattern), fold_domain(sender));
+  // One glob for every address pattern (protocol/address_glob.h).
+  return protocol::address_matches(pattern, sender);
 }
 
 std::optional<protocol::PolicyRejection> check_sender(const Config& config, const Submitter& who,
