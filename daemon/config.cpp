@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -216,6 +217,45 @@ const char* type_name(const toml::node& n) {
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
+// Edit distance with adjacent transpositions (optimal string alignment),
+// for "did you mean" on a misspelt key: "paht" is one edit from "path".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The allowed key closest to k, when close enough to be a typo: at most a
+// third of the key's length in edits (max_mesage_size, envelope-from).
+std::optional<std::string> nearest_key(std::string_view k, std::initializer_list<std::string_view> allowed) {
+  std::optional<std::string> best;
+  std::size_t best_d = std::max<std::size_t>(1, k.size() / 3) + 1;
+  for (auto a : allowed) {
+    std::string lower(k);
+    for (auto& ch : lower) ch = ch == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::size_t d = std::min(edit_distance(k, a), edit_distance(lower, a));
+    if (d < best_d) { best_d = d; best = std::string(a); }
+  }
+  return best;
+}
+
+// Where each key path was written ("upstream[0].port" -> 12), so later
+// checks on the loaded values can still name FILE:LINE.
+void record_lines(const toml::node& n, const std::string& path, std::map<std::string, int>& out) {
+  out[path] = static_cast<int>(n.source().begin.line);
+  if (const toml::table* t = n.as_table()) {
+    for (auto&& [k, v] : *t) record_lines(v, path.empty() ? std::string(k.str()) : path + "." + std::string(k.str()), out);
+  } else if (const toml::array* a = n.as_array(); a && a->is_array_of_tables()) {
+    for (std::size_t i = 0; i < a->size(); ++i) record_lines(*a->get(i), path + "[" + std::to_string(i) + "]", out);
+  }
+}
+
 // One table of the file with its key path ("limits", "listen[0]"); every
 // accessor checks the type and throws ConfigError at the value's line.
 class Section {
@@ -248,7 +288,10 @@ class Section {
       if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
       if (!first || k.source().begin < first->source().begin) first = &k;
     }
-    if (first) fail_at(static_cast<int>(first->source().begin.line), key(first->str()), "unknown key");
+    if (!first) return;
+    std::string problem = "unknown key";
+    if (auto near = nearest_key(first->str(), allowed)) problem += " (did you mean " + quoted(*near) + "?)";
+    fail_at(static_cast<int>(first->source().begin.line), key(first->str()), problem);
   }
 
   std::optional<std::string> str(std::string_view k) const {
@@ -753,6 +796,10 @@ void load_misc(const Section& root, Config& c) {
 // ---------------------------------------------------------------------------
 
 Config load_config(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw ConfigError(path + ": is a directory, not a configuration file (give the file, such as " + path +
+                      (path.empty() || path.back() != '/' ? "/" : "") + "outbox.toml)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
   std::stringstream buf;
@@ -770,6 +817,7 @@ Config load_config(const std::string& path) {
 
   Config c;
   c.source = path;
+  record_lines(doc, "", c.lines);
   Section root(path, doc, "", 1);
   root.allow({"spool", "host", "listen", "tls", "user", "local_user", "limits", "upstream", "route", "retry",
               "bounces", "log"});

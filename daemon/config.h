@@ -123,6 +123,9 @@ struct Config {
   RetryConfig retry;
   bool bounces = true;
   std::string log_level = "info";
+  // The line each key path was written on ("upstream[0].port", "limits"),
+  // for checks made after loading (daemon/config_check) to name FILE:LINE.
+  std::map<std::string, int> lines;
 
   const ListenConfig* first_unix_listener() const;
 };
