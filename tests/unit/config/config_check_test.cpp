@@ -1,6 +1,8 @@
 // check_config(): the rules `outboxd --check` adds to load_config(), with a
 // fake system (which files the service can read, its environment).
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
@@ -164,6 +166,25 @@ TEST_CASE("system_check_env: the real file system as this user") {
   CHECK(env.unreadable("/nonexistent/outbox-secret") == std::optional<std::string>("No such file or directory"));
   ::setenv("OUTBOX_CHECK_TEST_VAR", "v", 1);
   CHECK(env.env("OUTBOX_CHECK_TEST_VAR") == std::optional<std::string>("v"));
+}
+
+TEST_CASE("system_check_env as root: files are checked as the service user") {
+  TomlFile secret("s");
+  std::string as;
+  CheckEnv env = system_check_env("nobody", &as);
+  if (::geteuid() != 0) {
+    // Not root: nobody to switch to; the checks run as this user.
+    CHECK(as != "nobody");
+    CHECK(env.unreadable(secret.path()) == std::nullopt);
+    return;
+  }
+  CHECK(as == "nobody");
+  REQUIRE(::chmod(secret.path().c_str(), 0600) == 0);   // root-only, as a secrets folder made with sudo
+  CHECK(env.unreadable(secret.path()) ==
+        std::optional<std::string>("not readable by user nobody (the service user): Permission denied"));
+  REQUIRE(::chmod(secret.path().c_str(), 0644) == 0);
+  CHECK(env.unreadable(secret.path()) == std::nullopt);
+  CHECK(env.unreadable("/nonexistent/outbox-secret") == std::optional<std::string>("No such file or directory"));
 }
 
 }  // namespace
