@@ -410,7 +410,7 @@ class Daemon:
     cleanup(); atexit does it anyway."""
 
     def __init__(self, limits=None, ipv6=False, extra_toml="", host_extra=None, tcp=True,
-                 unix=True, log_level="info", name="outbox-it"):
+                 unix=True, log_level="info", name="outbox-it", tcp_listen_extra=None):
         self.dir = tempfile.mkdtemp(prefix=name + "-")
         # Readable by other users: a test may submit as nobody over the socket.
         os.chmod(self.dir, 0o755)
@@ -431,6 +431,8 @@ class Daemon:
         }
         self.limits.update(limits or {})
         self.host_extra = host_extra or {}
+        # Extra keys of the TCP [[listen]] table (e.g. trusted_networks).
+        self.tcp_listen_extra = tcp_listen_extra or {}
         self.extra_toml = extra_toml
         self.log_level = log_level
         self.proc = None
@@ -451,6 +453,8 @@ class Daemon:
             out.append("[[listen]]\nname = \"local\"\npath = %s\nmode = \"0666\"\n" % toml_value(self.socket_path))
         if self.port:
             out.append("[[listen]]\nname = \"smtp\"\naddress = \"127.0.0.1:%d\"\n" % self.port)
+            for k, v in self.tcp_listen_extra.items():
+                out.append("%s = %s\n" % (k, toml_value(v)))
         if self.port6:
             out.append("[[listen]]\nname = \"smtp6\"\naddress = \"[::1]:%d\"\n" % self.port6)
         out.append("[limits]\n")
