@@ -27,6 +27,48 @@
 
 namespace outbox {
 
+// ---------------------------------------------------------------------------
+// Every key the loader accepts, as data: the unknown-key check and its "did
+// you mean" read it, and a test checks it against outbox.toml(5) both ways
+// (each key documented with its default, each documented key accepted).
+// doc_default is the default as the man page writes it ("" when the key has
+// none: required, or optional and off when absent).
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = {
+      {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
+      {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
+      {"", "bounces", ""}, {"", "log", ""},
+      {"spool", "path", ""}, {"spool", "retention", "1d"},
+      {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
+      {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
+      {"listen", "group", ""}, {"listen", "trusted_networks", "127.0.0.0/8"}, {"listen", "tls", "default none"},
+      {"listen", "auth", "default none"},
+      {"tls", "cert", ""}, {"tls", "key", ""},
+      {"user", "name", ""}, {"user", "password_hash", ""}, {"user", "may_send_as", ""},
+      {"local_user", "name", ""}, {"local_user", "may_send_as", ""},
+      {"limits", "max_message_size", "35M"}, {"limits", "max_recipients", "100"},
+      {"limits", "max_connections", "200"}, {"limits", "max_connections_per_client", "20"},
+      {"limits", "max_auth_failures", "3"}, {"limits", "max_errors", "10"}, {"limits", "min_data_rate", "500/s"},
+      {"limits", "command_timeout", "5m"}, {"limits", "data_timeout", "10m"}, {"limits", "session_timeout", "1h"},
+      {"upstream", "name", ""}, {"upstream", "host", ""}, {"upstream", "port", "465 implicit"},
+      {"upstream", "tls", "implicit"}, {"upstream", "verify", "true"}, {"upstream", "ca_file", ""},
+      {"upstream", "tls_name", "default: host"}, {"upstream", "username", ""}, {"upstream", "password_file", ""},
+      {"upstream", "password_env", ""}, {"upstream", "password_credential", ""},
+      {"upstream", "auth", "default auto"}, {"upstream", "oauth2_token_command", ""},
+      {"upstream", "oauth2_token_file", ""}, {"upstream", "oauth2_token_env", ""},
+      {"upstream", "envelope_from", ""}, {"upstream", "from_header", "keep"},
+      {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "2"}, {"upstream", "rate", ""},
+      {"upstream", "allow_plaintext", "false"}, {"upstream", "timeout", "5m"},
+      {"upstream", "connect_timeout", "30s"},
+      {"route", "sender", "*"}, {"route", "upstreams", ""},
+      {"retry", "initial", "1m"}, {"retry", "max", "1h"}, {"retry", "factor", "2.0"}, {"retry", "jitter", "0.2"},
+      {"retry", "lifetime", "5d"}, {"retry", "uncertain", "default resend"},
+      {"bounces", "enabled", "true"},
+      {"log", "level", "info"},
+  };
+  return keys;
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------
@@ -233,7 +275,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 
 // The allowed key closest to k, when close enough to be a typo: at most a
 // third of the key's length in edits (max_mesage_size, envelope-from).
-std::optional<std::string> nearest_key(std::string_view k, std::initializer_list<std::string_view> allowed) {
+std::optional<std::string> nearest_key(std::string_view k, const std::vector<std::string_view>& allowed) {
   std::optional<std::string> best;
   std::size_t best_d = std::max<std::size_t>(1, k.size() / 3) + 1;
   for (auto a : allowed) {
@@ -279,9 +321,13 @@ class Section {
   }
   [[noreturn]] void missing(std::string_view k) const { fail_at(line_, key(k), "required key is missing"); }
 
-  // Every key of the table must be one of allowed. Reports the first
-  // unknown key in file order.
-  void allow(std::initializer_list<std::string_view> allowed) const {
+  // Every key of the table must be one of config_keys() for table_name
+  // ("limits", "upstream"; "" for the top level). Reports the first unknown
+  // key in file order.
+  void allow(std::string_view table_name) const {
+    std::vector<std::string_view> allowed;
+    for (const auto& k : config_keys())
+      if (k.table == table_name) allowed.push_back(k.key);
     const toml::key* first = nullptr;
     for (auto&& [k, v] : t_) {
       (void)v;
@@ -431,7 +477,7 @@ TlsMode tls_mode(const std::string& s) {
 void load_spool(const Section& root, Config& c) {
   auto s = root.sub("spool");
   if (!s) root.missing("spool.path");
-  s->allow({"path", "retention"});
+  s->allow("spool");
   c.spool_path = s->required_text("path");
   if (auto v = s->duration("retention", true)) c.retention = *v;
 }
@@ -445,7 +491,7 @@ void check_name(const Section& s, std::string_view k, const std::string& v) {
 void load_host(const Section& root, Config& c) {
   auto h = root.sub("host");
   if (h) {
-    h->allow({"name", "domain", "aliases"});
+    h->allow("host");
     if (auto v = h->text("name")) { check_name(*h, "name", *v); c.host_name = *v; }
     if (auto v = h->text("domain")) { check_name(*h, "domain", *v); c.host_domain = *v; }
     if (auto a = h->sub("aliases")) {
@@ -520,7 +566,7 @@ void load_listeners(const Section& root, Config& c) {
   if (entries.empty()) root.fail_at(1, "listen", "at least one [[listen]] table (address or path) is required");
   std::set<std::string> names, endpoints;
   for (const auto& s : entries) {
-    s.allow({"name", "address", "path", "mode", "group", "trusted_networks", "tls", "auth"});
+    s.allow("listen");
     ListenConfig l;
     if (auto v = s.text("name")) {
       if (!names.insert(*v).second) s.fail("name", "another [[listen]] is already named " + quoted(*v));
@@ -562,7 +608,7 @@ void load_listeners(const Section& root, Config& c) {
 void load_tls(const Section& root, Config& c) {
   auto t = root.sub("tls");
   if (t) {
-    t->allow({"cert", "key"});
+    t->allow("tls");
     if (auto v = t->text("cert")) c.tls_cert = *v;
     if (auto v = t->text("key")) c.tls_key = *v;
     if (c.tls_cert.empty() != c.tls_key.empty()) t->missing(c.tls_cert.empty() ? "cert" : "key");
@@ -584,7 +630,7 @@ std::vector<std::string> senders(const Section& s) {
 void load_users(const Section& root, Config& c) {
   std::set<std::string> names;
   for (const auto& s : root.subs("user")) {
-    s.allow({"name", "password_hash", "may_send_as"});
+    s.allow("user");
     UserConfig u;
     u.name = s.required_text("name");
     if (!names.insert(u.name).second) s.fail("name", "another [[user]] is already named " + quoted(u.name));
@@ -594,7 +640,7 @@ void load_users(const Section& root, Config& c) {
   }
   names.clear();
   for (const auto& s : root.subs("local_user")) {
-    s.allow({"name", "may_send_as"});
+    s.allow("local_user");
     LocalUserConfig u;
     u.name = s.required_text("name");
     if (!names.insert(u.name).second) s.fail("name", "another [[local_user]] is already named " + quoted(u.name));
@@ -606,9 +652,7 @@ void load_users(const Section& root, Config& c) {
 void load_limits(const Section& root, Config& c) {
   auto s = root.sub("limits");
   if (!s) return;
-  s->allow({"max_message_size", "max_recipients", "max_connections", "max_connections_per_client",
-            "max_auth_failures", "max_errors", "min_data_rate", "command_timeout", "data_timeout",
-            "session_timeout"});
+  s->allow("limits");
   LimitsConfig& l = c.limits;
   if (auto v = s->size("max_message_size")) {
     if (*v == 0) s->fail("max_message_size", "must be larger than 0");
@@ -693,10 +737,7 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
 }
 
 void load_upstream(const Section& s, UpstreamConfig& u) {
-  s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
-           "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-           "oauth2_token_env", "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
-           "timeout", "connect_timeout"});
+  s.allow("upstream");
   u.name = s.required_text("name");
   u.host = s.required_text("host");
   if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
@@ -745,7 +786,7 @@ void load_upstreams_and_routes(const Section& root, Config& c) {
     c.upstreams.push_back(std::move(u));
   }
   for (const auto& s : root.subs("route")) {
-    s.allow({"sender", "upstreams"});
+    s.allow("route");
     RouteConfig r;
     if (auto v = s.text("sender")) r.sender = *v;
     if (!s.has("upstreams")) s.missing("upstreams");
@@ -761,7 +802,7 @@ void load_upstreams_and_routes(const Section& root, Config& c) {
 void load_retry(const Section& root, Config& c) {
   auto s = root.sub("retry");
   if (!s) return;
-  s->allow({"initial", "max", "factor", "jitter", "lifetime", "uncertain"});
+  s->allow("retry");
   RetryConfig& r = c.retry;
   if (auto v = s->duration("initial")) r.initial = *v;
   if (auto v = s->duration("max")) r.max = *v;
@@ -781,11 +822,11 @@ void load_retry(const Section& root, Config& c) {
 
 void load_misc(const Section& root, Config& c) {
   if (auto b = root.sub("bounces")) {
-    b->allow({"enabled"});
+    b->allow("bounces");
     if (auto v = b->boolean("enabled")) c.bounces = *v;
   }
   if (auto l = root.sub("log")) {
-    l->allow({"level"});
+    l->allow("log");
     // The names daemon/logging.cpp understands.
     if (auto v = l->choice("level", {"debug", "info", "warn", "warning", "error"})) c.log_level = *v;
   }
@@ -819,8 +860,7 @@ Config load_config(const std::string& path) {
   c.source = path;
   record_lines(doc, "", c.lines);
   Section root(path, doc, "", 1);
-  root.allow({"spool", "host", "listen", "tls", "user", "local_user", "limits", "upstream", "route", "retry",
-              "bounces", "log"});
+  root.allow("");
   load_spool(root, c);
   load_host(root, c);
   load_listeners(root, c);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace outbox {
@@ -129,6 +130,16 @@ struct Config {
 
   const ListenConfig* first_unix_listener() const;
 };
+
+// One key load_config() accepts: its table ("limits", "upstream", "listen";
+// "" for the top level), its name, and its default as outbox.toml(5) writes
+// it ("" when it has none). The single list the unknown-key check uses.
+struct ConfigKey {
+  std::string_view table;
+  std::string_view key;
+  std::string_view doc_default;
+};
+const std::vector<ConfigKey>& config_keys();
 
 // Relative paths in the file (spool.path, listen.path, tls files, ...) are
 // taken relative to the current directory, as written.
