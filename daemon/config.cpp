@@ -57,7 +57,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"upstream", "auth", "default auto"}, {"upstream", "oauth2_token_command", ""},
       {"upstream", "oauth2_token_file", ""}, {"upstream", "oauth2_token_env", ""},
       {"upstream", "envelope_from", ""}, {"upstream", "from_header", "keep"},
-      {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "2"}, {"upstream", "rate", ""},
+      {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "default 2"}, {"upstream", "rate", ""},
       {"upstream", "allow_plaintext", "false"}, {"upstream", "timeout", "5m"},
       {"upstream", "connect_timeout", "30s"},
       {"route", "sender", "*"}, {"route", "upstreams", ""},
