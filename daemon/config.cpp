@@ -336,7 +336,19 @@ class Section {
     }
     if (!first) return;
     std::string problem = "unknown key";
-    if (auto near = nearest_key(first->str(), allowed)) problem += " (did you mean " + quoted(*near) + "?)";
+    if (auto near = nearest_key(first->str(), allowed)) {
+      problem += " (did you mean " + quoted(*near) + "?)";
+    } else {
+      // A key written in the wrong table ("max_message_size" under [spool]).
+      for (const auto& k : config_keys())
+        if (!k.table.empty() && k.table != table_name && k.key == first->str()) {
+          bool array = k.table == "listen" || k.table == "user" || k.table == "local_user" ||
+                       k.table == "upstream" || k.table == "route";
+          problem += std::string(" here (it belongs in ") + (array ? "[[" : "[") + std::string(k.table) +
+                     (array ? "]]" : "]") + ")";
+          break;
+        }
+    }
     fail_at(static_cast<int>(first->source().begin.line), key(first->str()), problem);
   }
 

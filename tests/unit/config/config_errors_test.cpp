@@ -51,6 +51,8 @@ TEST_CASE("unknown keys and sections are refused, naming the key") {
        "FILE:9: upstream[0].password: unknown key"},
       {"dashes for underscores", kMinimal + "[[upstream]]\nname = \"a\"\nhost = \"h.example\"\nenvelope-from = \"a@b\"\n",
        "FILE:9: upstream[0].envelope-from: unknown key (did you mean \"envelope_from\"?)"},
+      {"key in the wrong table", "[spool]\npath = \"s\"\nmax_message_size = \"1M\"\n[[listen]]\npath = \"x\"\n",
+       "FILE:3: spool.max_message_size: unknown key here (it belongs in [limits])"},
       {"nothing close: no guess", kMinimal + "[limits]\nfrobnicate = 1\n", "FILE:7: limits.frobnicate: unknown key"},
       {"first unknown key in file order", kMinimal + "[retry]\nzzz = 1\naaa = 2\n", "FILE:7: retry.zzz: unknown key"},
       {"unknown key in spool", "[spool]\npath = \"s\"\npaht = \"t\"\n[[listen]]\npath = \"x\"\n",
