@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,49 @@
 #include <toml++/toml.h>
 
 namespace outbox {
+
+// ---------------------------------------------------------------------------
+// Every key the loader accepts, as data: the unknown-key check and its "did
+// you mean" read it, and a test checks it against outbox.toml(5) both ways
+// (each key documented with its default, each documented key accepted).
+// doc_default is the default as the man page writes it ("" when the key has
+// none: required, or optional and off when absent).
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = {
+      {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
+      {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
+      {"", "bounces", ""}, {"", "log", ""},
+      {"spool", "path", ""}, {"spool", "retention", "1d"},
+      {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
+      {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
+      {"listen", "group", ""}, {"listen", "trusted_networks", "127.0.0.0/8"}, {"listen", "tls", "default none"},
+      {"listen", "auth", "default none"},
+      {"tls", "cert", ""}, {"tls", "key", ""},
+      {"user", "name", ""}, {"user", "password_hash", ""}, {"user", "may_send_as", ""},
+      {"local_user", "name", ""}, {"local_user", "may_send_as", ""},
+      {"limits", "max_message_size", "35M"}, {"limits", "max_recipients", "100"},
+      {"limits", "max_connections", "200"}, {"limits", "max_connections_per_client", "20"},
+      {"limits", "max_auth_failures", "3"}, {"limits", "max_errors", "10"}, {"limits", "min_data_rate", "500/s"},
+      {"limits", "command_timeout", "5m"}, {"limits", "data_timeout", "10m"}, {"limits", "session_timeout", "1h"},
+      {"limits", "loopback_identity", "best-effort"},
+      {"upstream", "name", ""}, {"upstream", "host", ""}, {"upstream", "port", "465 implicit"},
+      {"upstream", "tls", "implicit"}, {"upstream", "verify", "true"}, {"upstream", "ca_file", ""},
+      {"upstream", "tls_name", "default: host"}, {"upstream", "username", ""}, {"upstream", "password_file", ""},
+      {"upstream", "password_env", ""}, {"upstream", "password_credential", ""},
+      {"upstream", "auth", "default auto"}, {"upstream", "oauth2_token_command", ""},
+      {"upstream", "oauth2_token_file", ""}, {"upstream", "oauth2_token_env", ""},
+      {"upstream", "envelope_from", ""}, {"upstream", "from_header", "keep"},
+      {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "default 2"}, {"upstream", "rate", ""},
+      {"upstream", "allow_plaintext", "false"}, {"upstream", "timeout", "5m"},
+      {"upstream", "connect_timeout", "30s"}, {"upstream", "deliver", ""},
+      {"route", "sender", "*"}, {"route", "upstreams", ""},
+      {"retry", "initial", "1m"}, {"retry", "max", "1h"}, {"retry", "factor", "2.0"}, {"retry", "jitter", "0.2"},
+      {"retry", "lifetime", "5d"}, {"retry", "uncertain", "default resend"},
+      {"bounces", "enabled", "true"},
+      {"log", "level", "info"},
+  };
+  return keys;
+}
 
 namespace {
 
@@ -216,6 +260,45 @@ const char* type_name(const toml::node& n) {
 
 std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
+// Edit distance with adjacent transpositions (optimal string alignment),
+// for "did you mean" on a misspelt key: "paht" is one edit from "path".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The allowed key closest to k, when close enough to be a typo: at most a
+// third of the key's length in edits (max_mesage_size, envelope-from).
+std::optional<std::string> nearest_key(std::string_view k, const std::vector<std::string_view>& allowed) {
+  std::optional<std::string> best;
+  std::size_t best_d = std::max<std::size_t>(1, k.size() / 3) + 1;
+  for (auto a : allowed) {
+    std::string lower(k);
+    for (auto& ch : lower) ch = ch == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::size_t d = std::min(edit_distance(k, a), edit_distance(lower, a));
+    if (d < best_d) { best_d = d; best = std::string(a); }
+  }
+  return best;
+}
+
+// Where each key path was written ("upstream[0].port" -> 12), so later
+// checks on the loaded values can still name FILE:LINE.
+void record_lines(const toml::node& n, const std::string& path, std::map<std::string, int>& out) {
+  out[path] = static_cast<int>(n.source().begin.line);
+  if (const toml::table* t = n.as_table()) {
+    for (auto&& [k, v] : *t) record_lines(v, path.empty() ? std::string(k.str()) : path + "." + std::string(k.str()), out);
+  } else if (const toml::array* a = n.as_array(); a && a->is_array_of_tables()) {
+    for (std::size_t i = 0; i < a->size(); ++i) record_lines(*a->get(i), path + "[" + std::to_string(i) + "]", out);
+  }
+}
+
 // One table of the file with its key path ("limits", "listen[0]"); every
 // accessor checks the type and throws ConfigError at the value's line.
 class Section {
@@ -239,16 +322,35 @@ class Section {
   }
   [[noreturn]] void missing(std::string_view k) const { fail_at(line_, key(k), "required key is missing"); }
 
-  // Every key of the table must be one of allowed. Reports the first
-  // unknown key in file order.
-  void allow(std::initializer_list<std::string_view> allowed) const {
+  // Every key of the table must be one of config_keys() for table_name
+  // ("limits", "upstream"; "" for the top level). Reports the first unknown
+  // key in file order.
+  void allow(std::string_view table_name) const {
+    std::vector<std::string_view> allowed;
+    for (const auto& k : config_keys())
+      if (k.table == table_name) allowed.push_back(k.key);
     const toml::key* first = nullptr;
     for (auto&& [k, v] : t_) {
       (void)v;
       if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
       if (!first || k.source().begin < first->source().begin) first = &k;
     }
-    if (first) fail_at(static_cast<int>(first->source().begin.line), key(first->str()), "unknown key");
+    if (!first) return;
+    std::string problem = "unknown key";
+    if (auto near = nearest_key(first->str(), allowed)) {
+      problem += " (did you mean " + quoted(*near) + "?)";
+    } else {
+      // A key written in the wrong table ("max_message_size" under [spool]).
+      for (const auto& k : config_keys())
+        if (!k.table.empty() && k.table != table_name && k.key == first->str()) {
+          bool array = k.table == "listen" || k.table == "user" || k.table == "local_user" ||
+                       k.table == "upstream" || k.table == "route";
+          problem += std::string(" here (it belongs in ") + (array ? "[[" : "[") + std::string(k.table) +
+                     (array ? "]]" : "]") + ")";
+          break;
+        }
+    }
+    fail_at(static_cast<int>(first->source().begin.line), key(first->str()), problem);
   }
 
   std::optional<std::string> str(std::string_view k) const {
@@ -388,7 +490,7 @@ TlsMode tls_mode(const std::string& s) {
 void load_spool(const Section& root, Config& c) {
   auto s = root.sub("spool");
   if (!s) root.missing("spool.path");
-  s->allow({"path", "retention"});
+  s->allow("spool");
   c.spool_path = s->required_text("path");
   if (auto v = s->duration("retention", true)) c.retention = *v;
 }
@@ -402,7 +504,7 @@ void check_name(const Section& s, std::string_view k, const std::string& v) {
 void load_host(const Section& root, Config& c) {
   auto h = root.sub("host");
   if (h) {
-    h->allow({"name", "domain", "aliases"});
+    h->allow("host");
     if (auto v = h->text("name")) { check_name(*h, "name", *v); c.host_name = *v; }
     if (auto v = h->text("domain")) { check_name(*h, "domain", *v); c.host_domain = *v; }
     if (auto a = h->sub("aliases")) {
@@ -477,7 +579,7 @@ void load_listeners(const Section& root, Config& c) {
   if (entries.empty()) root.fail_at(1, "listen", "at least one [[listen]] table (address or path) is required");
   std::set<std::string> names, endpoints;
   for (const auto& s : entries) {
-    s.allow({"name", "address", "path", "mode", "group", "trusted_networks", "tls", "auth"});
+    s.allow("listen");
     ListenConfig l;
     if (auto v = s.text("name")) {
       if (!names.insert(*v).second) s.fail("name", "another [[listen]] is already named " + quoted(*v));
@@ -519,7 +621,7 @@ void load_listeners(const Section& root, Config& c) {
 void load_tls(const Section& root, Config& c) {
   auto t = root.sub("tls");
   if (t) {
-    t->allow({"cert", "key"});
+    t->allow("tls");
     if (auto v = t->text("cert")) c.tls_cert = *v;
     if (auto v = t->text("key")) c.tls_key = *v;
     if (c.tls_cert.empty() != c.tls_key.empty()) t->missing(c.tls_cert.empty() ? "cert" : "key");
@@ -541,7 +643,7 @@ std::vector<std::string> senders(const Section& s) {
 void load_users(const Section& root, Config& c) {
   std::set<std::string> names;
   for (const auto& s : root.subs("user")) {
-    s.allow({"name", "password_hash", "may_send_as"});
+    s.allow("user");
     UserConfig u;
     u.name = s.required_text("name");
     if (!names.insert(u.name).second) s.fail("name", "another [[user]] is already named " + quoted(u.name));
@@ -551,7 +653,7 @@ void load_users(const Section& root, Config& c) {
   }
   names.clear();
   for (const auto& s : root.subs("local_user")) {
-    s.allow({"name", "may_send_as"});
+    s.allow("local_user");
     LocalUserConfig u;
     u.name = s.required_text("name");
     if (!names.insert(u.name).second) s.fail("name", "another [[local_user]] is already named " + quoted(u.name));
@@ -563,9 +665,7 @@ void load_users(const Section& root, Config& c) {
 void load_limits(const Section& root, Config& c) {
   auto s = root.sub("limits");
   if (!s) return;
-  s->allow({"max_message_size", "max_recipients", "max_connections", "max_connections_per_client",
-            "max_auth_failures", "max_errors", "min_data_rate", "command_timeout", "data_timeout",
-            "session_timeout", "loopback_identity"});
+  s->allow("limits");
   LimitsConfig& l = c.limits;
   if (auto v = s->size("max_message_size")) {
     if (*v == 0) s->fail("max_message_size", "must be larger than 0");
@@ -656,10 +756,7 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
 void load_upstream_sending(const Section& s, UpstreamConfig& u);
 
 void load_upstream(const Section& s, UpstreamConfig& u) {
-  s.allow({"name", "host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
-           "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-           "oauth2_token_env", "envelope_from", "from_header", "max_message_size", "max_connections", "rate", "allow_plaintext",
-           "timeout", "connect_timeout", "deliver"});
+  s.allow("upstream");
   u.name = s.required_text("name");
   if (auto d = s.text("deliver")) {
     // A local target: none of the network's keys apply (a key that would be
@@ -731,7 +828,7 @@ void load_upstreams_and_routes(const Section& root, Config& c) {
     c.upstreams.push_back(std::move(u));
   }
   for (const auto& s : root.subs("route")) {
-    s.allow({"sender", "upstreams"});
+    s.allow("route");
     RouteConfig r;
     if (auto v = s.text("sender")) r.sender = *v;
     if (!s.has("upstreams")) s.missing("upstreams");
@@ -747,7 +844,7 @@ void load_upstreams_and_routes(const Section& root, Config& c) {
 void load_retry(const Section& root, Config& c) {
   auto s = root.sub("retry");
   if (!s) return;
-  s->allow({"initial", "max", "factor", "jitter", "lifetime", "uncertain"});
+  s->allow("retry");
   RetryConfig& r = c.retry;
   if (auto v = s->duration("initial")) r.initial = *v;
   if (auto v = s->duration("max")) r.max = *v;
@@ -767,11 +864,11 @@ void load_retry(const Section& root, Config& c) {
 
 void load_misc(const Section& root, Config& c) {
   if (auto b = root.sub("bounces")) {
-    b->allow({"enabled"});
+    b->allow("bounces");
     if (auto v = b->boolean("enabled")) c.bounces = *v;
   }
   if (auto l = root.sub("log")) {
-    l->allow({"level"});
+    l->allow("log");
     // The names daemon/logging.cpp understands.
     if (auto v = l->choice("level", {"debug", "info", "warn", "warning", "error"})) c.log_level = *v;
   }
@@ -782,6 +879,10 @@ void load_misc(const Section& root, Config& c) {
 // ---------------------------------------------------------------------------
 
 Config load_config(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw ConfigError(path + ": is a directory, not a configuration file (give the file, such as " + path +
+                      (path.empty() || path.back() != '/' ? "/" : "") + "outbox.toml)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
   std::stringstream buf;
@@ -799,9 +900,9 @@ Config load_config(const std::string& path) {
 
   Config c;
   c.source = path;
+  record_lines(doc, "", c.lines);
   Section root(path, doc, "", 1);
-  root.allow({"spool", "host", "listen", "tls", "user", "local_user", "limits", "upstream", "route", "retry",
-              "bounces", "log"});
+  root.allow("");
   load_spool(root, c);
   load_host(root, c);
   load_listeners(root, c);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace outbox {
@@ -134,9 +135,22 @@ struct Config {
   RetryConfig retry;
   bool bounces = true;
   std::string log_level = "info";
+  // The line each key path was written on ("upstream[0].port", "limits"),
+  // for checks made after loading (daemon/config_check) to name FILE:LINE.
+  std::map<std::string, int> lines;
 
   const ListenConfig* first_unix_listener() const;
 };
+
+// One key load_config() accepts: its table ("limits", "upstream", "listen";
+// "" for the top level), its name, and its default as outbox.toml(5) writes
+// it ("" when it has none). The single list the unknown-key check uses.
+struct ConfigKey {
+  std::string_view table;
+  std::string_view key;
+  std::string_view doc_default;
+};
+const std::vector<ConfigKey>& config_keys();
 
 // Relative paths in the file (spool.path, listen.path, tls files, ...) are
 // taken relative to the current directory, as written.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/config_check.h"
 #include "daemon/logging.h"
 #include "daemon/loop_poster.h"
 #include "daemon/spool_reader.h"
@@ -38,6 +39,7 @@
 namespace {
 
 constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
+constexpr const char* kServiceUser = "outbox";   // systemd/outboxd.service User=
 constexpr int kExitSoftware = 70; // EX_SOFTWARE
 constexpr int kExitTempFail = 75; // EX_TEMPFAIL: another outboxd holds the spool
 constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
@@ -283,6 +285,15 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("outboxd ") + OUTBOX_VERSION);
   CLI11_PARSE(app, argc, argv);
 
+  if (check) {
+    // As the unit's User= (systemd/outboxd.service): secrets are checked as
+    // the daemon will open them, not as the root that runs --check.
+    return outbox::run_check("outboxd", config_path, kServiceUser, [&](const outbox::Config& c) {
+      std::vector<std::string> out;
+      if (auto bad = bad_password_hash(c, config_path)) out.push_back(*bad);
+      return out;
+    });
+  }
   // Declared before the daemon, so it is released only after the spool is
   // closed (locals are destroyed in reverse order).
   std::optional<outbox::daemon::SpoolLock> spool_lock;
@@ -296,10 +307,6 @@ int main(int argc, char** argv) {
   if (auto bad = bad_password_hash(*d.config, config_path)) {
     std::fprintf(stderr, "outboxd: %s\n", bad->c_str());
     return kExitConfig;
-  }
-  if (check) {
-    std::printf("%s: configuration ok\n", config_path.c_str());
-    return 0;
   }
   // Before any thread exists: this edits the environment.
   const auto inherited = inherited_sockets();

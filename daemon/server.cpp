@@ -366,10 +366,8 @@ void Server::accept_from(Listener& l) {
     log::warn(log::Line("refused").kv("client", key.empty() ? "unix" : key).kv("reason", "max_connections"));
     conn->refuse("421 4.7.0 Too many connections, try again later\r\n");
   } else if (!key.empty() && count > lim.max_connections_per_client &&
-             // Like Postfix's $mynetworks exemption from its client limits:
-             // the listener's trusted networks (loopback by default) are this
-             // host's own applications, whose connection pools must not get
-             // 421 (an application with a pool of 20 on localhost did).
+             // As Postfix exempts $mynetworks: a local application's connection
+             // pool is not an attack; max_connections still bounds it.
              !address_in_networks(key, l.config->trusted_networks)) {
     log::warn(log::Line("refused").kv("client", key).kv("reason", "max_connections_per_client"));
     conn->refuse("421 4.7.0 Too many connections from your address, try again later\r\n");

@@ -431,7 +431,8 @@ class Daemon:
         }
         self.limits.update(limits or {})
         self.host_extra = host_extra or {}
-        self.tcp_listen_extra = tcp_listen_extra or {}   # more keys for the TCP [[listen]] tables
+        # Extra keys of the TCP [[listen]] table (e.g. trusted_networks).
+        self.tcp_listen_extra = tcp_listen_extra or {}
         self.extra_toml = extra_toml
         self.log_level = log_level
         self.proc = None

@@ -8,6 +8,7 @@ connection limits (421 4.7.0)."""
 
 import os
 import signal
+import smtplib
 import socket
 import ssl
 import sys
@@ -330,28 +331,10 @@ class ConnectionLimitsTest(unittest.TestCase):
         time.sleep(0.3)
         d.submit()
 
-    def test_trusted_networks_are_exempt_from_the_per_client_limit(self):
-        # An application's pool of 25 connections on localhost with the
-        # default limit of 20: loopback is trusted by default, so all are
-        # served (Postfix exempts $mynetworks the same way).
-        d = harness.Daemon(limits={"max_connections": 100, "max_connections_per_client": 20}, name="outbox-lim")
-        self.addCleanup(d.cleanup)
-        d.start()
-        import smtplib
-        pool = [smtplib.SMTP(d.host, d.port, timeout=30) for _ in range(25)]
-        try:
-            for s in pool:
-                self.assertEqual(s.noop()[0], 250)
-            pool[-1].sendmail("app@client.test", ["user@example.test"], b"Subject: pool\r\n\r\nx\r\n")
-        finally:
-            for s in pool:
-                s.quit()
-        self.assertEqual(d.events("refused", reason="max_connections_per_client"), [])
-
     def test_max_connections_per_client(self):
-        # Loopback is not trusted here (trusted networks are exempt from the limit).
+        # 127.0.0.1 outside trusted_networks: it counts like any remote client.
         d = harness.Daemon(limits={"max_connections": 50, "max_connections_per_client": 2}, name="outbox-lim",
-                           tcp_listen_extra={"trusted_networks": ["192.0.2.0/24"]})
+                           tcp_listen_extra={"trusted_networks": ["10.0.0.0/8"]})
         self.addCleanup(d.cleanup)
         d.start()
         held = self.hold(d, 2)
@@ -366,6 +349,33 @@ class ConnectionLimitsTest(unittest.TestCase):
             c.close()
         time.sleep(0.3)
         d.submit(unix=True)
+
+    def test_trusted_networks_are_exempt_from_the_per_client_cap(self):
+        # An application's pool of 25 on localhost with the default cap of 20
+        # (Postfix exempts $mynetworks the same way); max_connections still holds.
+        d = harness.Daemon(limits={"max_connections": 30, "max_connections_per_client": 20}, name="outbox-lim")
+        self.addCleanup(d.cleanup)
+        d.start()
+        pool = []
+        for _ in range(25):
+            s = smtplib.SMTP(d.host, d.port, local_hostname="client.test", timeout=30)
+            pool.append(s)
+        for i, s in enumerate(pool):
+            code, _ = s.ehlo()
+            self.assertEqual(code, 250, "connection %d" % i)
+        for i, s in enumerate(pool):
+            refused = s.sendmail("app@client.test", ["user@example.test"],
+                                 b"From: <app@client.test>\r\nSubject: pool %d\r\n\r\nbody\r\n" % i)
+            self.assertEqual(refused, {})
+        self.assertEqual(d.events("refused"), [])
+        # The global cap still applies to trusted clients.
+        extra = [d.client() for _ in range(6)]
+        r = extra[-1].reply()
+        self.assertEqual((r.code, r.text), (421, "4.7.0 Too many connections, try again later"))
+        for c in extra:
+            c.close()
+        for s in pool:
+            s.quit()
 
 
 if __name__ == "__main__":

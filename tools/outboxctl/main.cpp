@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/config_check.h"
+#include "daemon/password.h"
 #include "daemon/upstream_probe.h"
 #include "queue/spool.h"
 #include "tools/outboxctl/bulk.h"
@@ -175,6 +177,9 @@ int main(int argc, char** argv) {
   std::string probe_timeout = "30s";
   test_up->add_option("--timeout", probe_timeout, "give up after this long in all (default 30s)");
 
+  auto* check = app.add_subcommand("check",
+                                   "validate the configuration as outboxd --check does (secrets, TLS files, "
+                                   "ports, provider rules), sending no mail");
   auto* hash = app.add_subcommand("hash-password",
                                   "read a password (one line on stdin, or a no-echo prompt on a terminal) "
                                   "and print its password_hash");
@@ -205,6 +210,17 @@ int main(int argc, char** argv) {
   // notices and stops on, not a signal.
   std::signal(SIGPIPE, SIG_IGN);
   ctl::Io io{std::cout, std::cerr};
+  if (check->parsed()) {
+    std::string path = g.config.empty() ? outbox::default_config_path() : g.config;
+    return outbox::run_check("outboxctl", path, "outbox", [&](const outbox::Config& c) {
+      std::vector<std::string> out;
+      for (std::size_t i = 0; i < c.users.size(); ++i)
+        if (!outbox::password::is_valid_hash(c.users[i].password_hash))
+          out.push_back(path + ": user[" + std::to_string(i) + "].password_hash: not a $scrypt$ or $pbkdf2-sha256$ "
+                        "hash (user " + c.users[i].name + "; make one with outboxctl hash-password)");
+      return out;
+    });
+  }
   if (hash->parsed()) return ctl::cmd_hash_password(std::cin, isatty(STDIN_FILENO) == 1, io);
 
   if (config_cmd->parsed()) {

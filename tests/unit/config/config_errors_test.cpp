@@ -2,6 +2,8 @@
 // (or, for a missing key, at the line of the table that should hold it).
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include "config_support.h"
 
 using outbox::test::error_of;
@@ -40,17 +42,36 @@ TEST_CASE("file and syntax errors") {
 TEST_CASE("unknown keys and sections are refused, naming the key") {
   check_cases({
       {"typo in limits", kMinimal + "[limits]\nmax_recipients = 5\nmax_mesage_size = \"1M\"\n",
-       "FILE:8: limits.max_mesage_size: unknown key"},
-      {"unknown section", kMinimal + "[limit]\nmax_recipients = 5\n", "FILE:6: limit: unknown key"},
+       "FILE:8: limits.max_mesage_size: unknown key (did you mean \"max_message_size\"?)"},
+      {"unknown section", kMinimal + "[limit]\nmax_recipients = 5\n", "FILE:6: limit: unknown key (did you mean \"limits\"?)"},
       {"unknown listener key", kMinimal + "[[listen]]\naddress = \"127.0.0.1:25\"\ntrusted_network = []\n",
-       "FILE:8: listen[1].trusted_network: unknown key"},
+       "FILE:8: listen[1].trusted_network: unknown key (did you mean \"trusted_networks\"?)"},
       {"unknown upstream key",
        kMinimal + "[[upstream]]\nname = \"a\"\nhost = \"h.example\"\npassword = \"secret\"\n",
        "FILE:9: upstream[0].password: unknown key"},
+      {"dashes for underscores", kMinimal + "[[upstream]]\nname = \"a\"\nhost = \"h.example\"\nenvelope-from = \"a@b\"\n",
+       "FILE:9: upstream[0].envelope-from: unknown key (did you mean \"envelope_from\"?)"},
+      {"key in the wrong table", "[spool]\npath = \"s\"\nmax_message_size = \"1M\"\n[[listen]]\npath = \"x\"\n",
+       "FILE:3: spool.max_message_size: unknown key here (it belongs in [limits])"},
+      {"nothing close: no guess", kMinimal + "[limits]\nfrobnicate = 1\n", "FILE:7: limits.frobnicate: unknown key"},
       {"first unknown key in file order", kMinimal + "[retry]\nzzz = 1\naaa = 2\n", "FILE:7: retry.zzz: unknown key"},
       {"unknown key in spool", "[spool]\npath = \"s\"\npaht = \"t\"\n[[listen]]\npath = \"x\"\n",
-       "FILE:3: spool.paht: unknown key"},
+       "FILE:3: spool.paht: unknown key (did you mean \"path\"?)"},
   });
+}
+
+TEST_CASE("a directory given as the configuration file is named as such") {
+  char tmpl[] = "/tmp/outbox-config-dir-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  std::string message;
+  try {
+    outbox::load_config(dir);
+  } catch (const outbox::ConfigError& e) {
+    message = e.what();
+  }
+  ::rmdir(dir.c_str());
+  CHECK(message == dir + ": is a directory, not a configuration file (give the file, such as " + dir + "/outbox.toml)");
 }
 
 TEST_CASE("required keys") {
