@@ -34,6 +34,26 @@ std::string arrival(std::int64_t micros) {
   return buf;
 }
 
+// Mail and upstream replies are not trusted text: control bytes (a reply
+// holding ESC [ ... could drive the operator's terminal) are written \xNN,
+// as outboxctl does; a backslash is doubled so the escape is unambiguous.
+std::string printable(std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string format_mailq(const std::vector<queue::MessageRecord>& messages) {
@@ -47,19 +67,21 @@ std::string format_mailq(const std::vector<queue::MessageRecord>& messages) {
     else
       out += "\n";
     std::string id = m.id + (m.state == queue::kActive ? "*" : m.state == queue::kHeld ? "!" : "");
-    out += columns(id, std::to_string(m.size), arrival(m.created), m.sender.empty() ? "MAILER-DAEMON" : m.sender);
+    out += columns(id, std::to_string(m.size), arrival(m.created),
+                   m.sender.empty() ? "MAILER-DAEMON" : printable(m.sender));
     std::string shown;   // the reason printed last; "" before the first
     for (const auto& r : m.recipients) {
-      if (r.state != "pending") continue;
+      // Still to deliver: pending, or uncertain (sent once with no reply known).
+      if (r.state != queue::kPending && r.state != queue::kUncertain) continue;
       std::string why = !r.last_reply.empty() ? r.last_reply : m.last_error;
       if (why != shown) {
-        std::string text = why.empty() ? "reason unavailable" : why;
+        std::string text = why.empty() ? "reason unavailable" : printable(why);
         // Right-aligned to column 78, as Postfix does.
         std::size_t pad = text.size() < 76 ? 76 - text.size() : 0;
         out += std::string(pad, ' ') + "(" + text + ")\n";
         shown = why;
       }
-      out += columns("", "", "", r.address);
+      out += columns("", "", "", printable(r.address));
     }
     total += m.size;
   }

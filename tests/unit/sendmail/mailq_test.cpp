@@ -104,3 +104,16 @@ TEST_CASE("states, reasons and totals") {
             "\n"
             "-- 2 Kbytes in 4 Requests.\n");
 }
+
+TEST_CASE("reply text and addresses are escaped: no terminal control from the queue (issue 12)") {
+  UtcZone utc;
+  auto m = message("0Qx3kA9b2c0000", "deferred", 100,
+                   {rcpt("a@example.net", "pending", "451 4.7.0 \x1b]0;owned\x07 try \\later"),
+                    rcpt("b\x1b[2J@example.net", "uncertain", "451 4.7.0 \x1b]0;owned\x07 try \\later")});
+  auto out = format_mailq({m});
+  CHECK(out.find('\x1b') == std::string::npos);
+  CHECK(out.find('\x07') == std::string::npos);
+  CHECK(out.find("(451 4.7.0 \\x1b]0;owned\\x07 try \\\\later)") != std::string::npos);
+  // Uncertain recipients are still to deliver: listed like pending ones.
+  CHECK(out.find("b\\x1b[2J@example.net") != std::string::npos);
+}
