@@ -233,4 +233,10 @@ ParsedPath parse_path(std::string_view text, bool allow_null) {
   return out;
 }
 
+bool relayable_mailbox(std::string_view a) {
+  for (unsigned char c : a)
+    if (c < 0x20 || c == 0x7F || c == '<' || c == '>') return false;
+  return true;
+}
+
 }  // namespace outbox::protocol

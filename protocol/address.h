@@ -35,4 +35,12 @@ ParsedPath parse_path(std::string_view text, bool allow_null);
 // exposed for tests and for qualifying with the configured domain.
 bool is_valid_domain(std::string_view d);
 
+// Whether a mailbox can go out again in a MAIL FROM:<...> / RCPT TO:<...>
+// of our own: no control characters and no angle brackets, even inside a
+// quoted local part (RFC 5321 §4.1.2 allows "a b>c"@d in a Quoted-string,
+// but a relay that writes it between <> would end the path early, and it is
+// how commands get smuggled). The server refuses at MAIL/RCPT what the relay
+// would refuse later, so nothing accepted bounces for its own syntax.
+bool relayable_mailbox(std::string_view mailbox);
+
 }  // namespace outbox::protocol

@@ -1,5 +1,7 @@
 #include "protocol/client_session.h"
 
+#include "protocol/address.h"
+
 #include <algorithm>
 #include <array>
 #include <stdexcept>
@@ -30,13 +32,9 @@ bool icontains(std::string_view hay, std::string_view needle) {
   return false;
 }
 
-// An address that could smuggle a command into MAIL/RCPT (RFC 5321 §4.1.2
-// forbids all of these in a Mailbox anyway).
-bool unsafe_address(std::string_view a) {
-  for (unsigned char c : a)
-    if (c < 0x20 || c == 0x7F || c == '<' || c == '>') return true;
-  return false;
-}
+// An address that could smuggle a command into MAIL/RCPT: the same rule the
+// server applies at submission (protocol/address.h).
+bool unsafe_address(std::string_view a) { return !relayable_mailbox(a); }
 
 // Replies seen in the field that mean "slow down" (anchors §3): matched in
 // transient replies only, case-insensitively.

@@ -192,6 +192,7 @@ void ServerSession::Impl::cmd_mail(const Command& c) {
     return fail(552, replies::kTooBig);
   }
   std::string sender = path.null_path ? std::string() : qualify(path.local, path.domain);
+  if (!relayable_mailbox(sender)) return fail(553, replies::kBadSender);   // the relay could not send it
   // RFC 6409 §6.1: the sender rights of the authenticated (or local) user,
   // decided by the daemon from [[user]] / [[local_user]].
   if (cfg.sender_policy) {
@@ -252,6 +253,7 @@ void ServerSession::Impl::cmd_rcpt(const Command& c) {
   if (param_error(parse_rcpt_params(path.rest))) return;
   if (path.non_ascii && !envelope.smtputf8) return fail(553, replies::kNeedSmtpUtf8);  // RFC 6531 §3.5
   std::string address = resolve_recipient(path.local, path.domain);
+  if (!relayable_mailbox(address)) return fail(553, replies::kBadRecipient);   // the relay could not send it
   // A recipient named twice is delivered once; the domain is case-blind
   // (RFC 5321 §2.4), the local part is not.
   auto at = address.rfind('@');

@@ -180,6 +180,18 @@ TEST_CASE("syntax errors in MAIL, RCPT, DATA") {
                           "501 5.5.4 Syntax: EHLO hostname\r\n"});
 }
 
+TEST_CASE("addresses the relay could not write between <> are refused at MAIL and RCPT, not bounced later") {
+  SessionConfig cfg = test_config();
+  cfg.max_errors = 100;
+  Harness h(cfg);
+  h.ehlo();
+  h.feed("MAIL FROM:<\"a>b\"@example.org>\r\nMAIL FROM:<a@example.org>\r\n"
+         "RCPT TO:<\"a b>c\"@d.com>\r\nRCPT TO:<\"x<y\"@d.com>\r\nRCPT TO:<\"a b\"@d.com>\r\n");
+  CHECK(h.take() == Lines{"553 5.1.7 Bad sender address syntax\r\n", "250 2.1.0 Ok\r\n",
+                          "553 5.1.3 Bad recipient address syntax\r\n", "553 5.1.3 Bad recipient address syntax\r\n",
+                          "250 2.1.5 Ok\r\n"});
+}
+
 TEST_CASE("null sender, qualification, aliases, duplicates") {
   SessionConfig cfg = test_config();
   cfg.aliases = {{"root", "ops@example.com"}, {"Webmaster", "web"}, {"abuse@example.net", "sec@example.com"}};
