@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <filesystem>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <variant>
@@ -42,6 +44,8 @@ constexpr int kExitConfig = 78;   // sysexits.h EX_CONFIG
 constexpr const char* kServiceUser = "outbox";   // systemd/outboxd.service User=
 constexpr int kExitSoftware = 70; // EX_SOFTWARE
 constexpr int kExitTempFail = 75; // EX_TEMPFAIL: another outboxd holds the spool
+constexpr int kExitIoErr = 74;    // EX_IOERR: the spool file is damaged
+constexpr auto kCheckBudget = std::chrono::milliseconds(2000);   // of the start, for PRAGMA quick_check
 constexpr auto kStopGrace = std::chrono::milliseconds(8000);   // SPEC: exit within 10 s
 constexpr std::uint64_t kStatusEveryMs = 30'000;                 // STATUS= refresh
 
@@ -332,6 +336,32 @@ int main(int argc, char** argv) {
       return kExitSoftware;
     }
     spool_lock.emplace(std::move(std::get<outbox::daemon::SpoolLock>(r)));
+  }
+
+  // A damaged spool stops the start, saying so (it used to run and answer
+  // 451 to everything). Bounded: a spool too large to check within the
+  // budget is checked as far as it goes, and the start goes on.
+  if (std::error_code ec; std::filesystem::exists(d.config->spool_path, ec)) {
+    try {
+      auto ro = outbox::queue::Spool::open(d.config->spool_path, outbox::queue::Spool::Mode::ReadOnly);
+      auto check = ro->quick_check(kCheckBudget);
+      using R = outbox::queue::Spool::Check::Result;
+      if (check.result == R::Damaged) {
+        std::string first = check.problems.front();
+        std::fprintf(stderr, "outboxd: the spool %s is damaged (%s%s); outboxd will not use it. Keep a copy, then "
+                     "recover what it holds with: sqlite3 %s .recover | sqlite3 NEW.db\n",
+                     d.config->spool_path.c_str(), first.c_str(), check.problems.size() > 1 ? ", ..." : "",
+                     d.config->spool_path.c_str());
+        outbox::log::error(outbox::log::Line("fatal").kv("spool", d.config->spool_path).kv("error", "spool damaged")
+                               .kv("problem", first).kv("problems", check.problems.size()));
+        return kExitIoErr;
+      }
+      outbox::log::info(outbox::log::Line("spool_check")
+                            .kv("result", check.result == R::Ok ? "ok" : "unfinished")
+                            .kv("budget_ms", static_cast<std::int64_t>(kCheckBudget.count())));
+    } catch (const std::exception& e) {
+      // Not even readable: the StoreWorker's open below reports it (exit 70).
+    }
   }
 
   d.loop = uv_default_loop();

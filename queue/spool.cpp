@@ -498,6 +498,33 @@ void Spool::compact_legacy() {
   exec("VACUUM");
 }
 
+Spool::Check Spool::quick_check(std::chrono::milliseconds budget) {
+  Check out;
+  struct Clock {
+    std::chrono::steady_clock::time_point deadline;
+    bool expired = false;
+  } clock{std::chrono::steady_clock::now() + budget};
+  sqlite3_progress_handler(db_, 10000, [](void* p) -> int {
+    auto* c = static_cast<Clock*>(p);
+    if (std::chrono::steady_clock::now() < c->deadline) return 0;
+    c->expired = true;
+    return 1;   // SQLITE_INTERRUPT
+  }, &clock);
+  try {
+    Stmt st(*this, "PRAGMA quick_check(10)");
+    while (st.step()) {
+      std::string line = st.str(0);
+      if (line != "ok") out.problems.push_back(std::move(line));
+    }
+  } catch (const SpoolError& e) {
+    if (!clock.expired) out.problems.push_back(e.what());
+  }
+  sqlite3_progress_handler(db_, 0, nullptr, nullptr);
+  if (!out.problems.empty()) out.result = Check::Result::Damaged;
+  else if (clock.expired) out.result = Check::Result::Unfinished;
+  return out;
+}
+
 int Spool::schema_version() {
   Stmt st(*this, "PRAGMA user_version");
   return st.step() ? static_cast<int>(st.i64(0)) : 0;

@@ -42,6 +42,17 @@ class Spool {
   // fails with SQLITE_BUSY (default 5 s; outboxctl waits 30 s for outboxd's
   // writer under load). Measured on the clock.
   void set_busy_timeout(std::chrono::milliseconds t) { busy_timeout_ = t; }
+
+  // PRAGMA quick_check (b-tree structure, NOT NULL, UNIQUE; not the
+  // foreign keys), stopped when `budget` is spent so a start is never held
+  // long by a large spool. outboxd runs it before it opens the spool for
+  // writing: a damaged spool stops the start with a clear error instead of
+  // a daemon that answers 451 to everything.
+  struct Check {
+    enum class Result { Ok, Damaged, Unfinished } result = Result::Ok;
+    std::vector<std::string> problems;   // at most 10, SQLite's words
+  };
+  Check quick_check(std::chrono::milliseconds budget);
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
