@@ -1,6 +1,7 @@
 #include "tools/outboxctl/format.h"
 
 #include "protocol/header_text.h"
+#include "protocol/printable.h"
 
 #include <cinttypes>
 #include <cstdio>
@@ -91,21 +92,7 @@ std::string human_size(std::uint64_t b) {
   return fmt("%.1f%c", v, units[u]);
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20 || c == 0x7f) {
-      // Escape sequences in a subject or a reply must not drive the terminal.
-      out += fmt("\\x%02x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
+std::string printable(std::string_view s) { return protocol::printable(s); }
 
 std::string probe_step_line(std::string_view stage, std::string_view detail, long long ms) {
   std::string d = printable(detail);

@@ -1,5 +1,7 @@
 #include "tools/sendmail/mailq.h"
 
+#include "protocol/printable.h"
+
 #include <ctime>
 #include <string_view>
 
@@ -34,25 +36,9 @@ std::string arrival(std::int64_t micros) {
   return buf;
 }
 
-// Mail and upstream replies are not trusted text: control bytes (a reply
-// holding ESC [ ... could drive the operator's terminal) are written \xNN,
-// as outboxctl does; a backslash is doubled so the escape is unambiguous.
-std::string printable(std::string_view s) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
+// Mail and upstream replies are not trusted text: printed through the one
+// escaper outboxctl uses too (protocol/printable.h).
+using protocol::printable;
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "protocol/header_text.h"
+#include "protocol/printable.h"
 
 using namespace outbox::protocol;
 
@@ -42,4 +43,10 @@ TEST_CASE("decode_encoded_words: RFC 2047 B and Q, charsets through iconv, kept 
     CAPTURE(r.in);
     CHECK(decode_encoded_words(r.in) == r.out);
   }
+}
+
+TEST_CASE("printable: control bytes as \\xNN, backslash doubled, the rest as is") {
+  CHECK(outbox::protocol::printable("plain \xc3\xa9 text") == "plain \xc3\xa9 text");
+  CHECK(outbox::protocol::printable("a\x1b[31mb\x7f\tc") == "a\\x1b[31mb\\x7f\\x09c");
+  CHECK(outbox::protocol::printable("back\\slash") == "back\\\\slash");
 }
