@@ -4,7 +4,6 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/tcp.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -120,28 +119,35 @@ std::optional<std::uint32_t> loopback_peer_uid(int fd) {
   auto l = endpoint(reinterpret_cast<sockaddr*>(&local));
   auto p = endpoint(reinterpret_cast<sockaddr*>(&peer));
   if (!l || !p || !is_loopback(*p)) return std::nullopt;
-  int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  // One netlink socket for the process, opened at the first loopback client
+  // and kept: a submission must not pay a socket() and close() each (this
+  // is on the accept path). Loop thread only, like every caller.
+  static int nl = -1;
+  if (nl < 0) nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return std::nullopt;
-  timeval tv{0, 100000};
-  ::setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   static std::uint32_t seq = 0;
   const std::uint32_t my_seq = ++seq;
   // The client's socket: its source is our peer, its destination us.
   auto req = build_request(*p, *l, my_seq);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  std::optional<std::uint32_t> uid;
-  if (::sendto(nl, req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) ==
+  if (::sendto(nl, req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) !=
       static_cast<ssize_t>(req.size())) {
-    alignas(nlmsghdr) std::uint8_t buf[8192];
-    ssize_t n = ::recv(nl, buf, sizeof buf, 0);
-    if (n > 0) {
-      auto r = parse_reply(buf, static_cast<std::size_t>(n), my_seq);
-      if (r.kind == Reply::Kind::Uid) uid = r.uid;
-    }
+    ::close(nl);   // opened again at the next client
+    nl = -1;
+    return std::nullopt;
   }
-  ::close(nl);
-  return uid;
+  // The kernel answers an exact SOCK_DIAG request before sendto returns, so
+  // the reply is already queued: read without blocking, skipping anything
+  // left from an earlier request (another seq).
+  alignas(nlmsghdr) std::uint8_t buf[8192];
+  for (;;) {
+    ssize_t n = ::recv(nl, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) return std::nullopt;
+    auto r = parse_reply(buf, static_cast<std::size_t>(n), my_seq);
+    if (r.kind == Reply::Kind::Uid) return r.uid;
+    if (r.kind != Reply::Kind::Malformed) return std::nullopt;   // not found, or an error: unknown
+  }
 }
 
 }  // namespace outbox::daemon::sock_diag

@@ -12,9 +12,10 @@
 // up the connection, not who wrote each byte. A connection through a
 // local proxy or NAT is the proxy's.
 //
-// build_request/parse_reply are pure (table-tested); query() does the
-// syscalls: one sendto and one recv on a netlink socket, microseconds,
-// bounded by a 100 ms receive timeout.
+// build_request/parse_reply are pure (table-tested); loopback_peer_uid()
+// does the syscalls: one sendto and one non-blocking recv on a netlink
+// socket kept open for the process (the kernel has answered before sendto
+// returns), microseconds.
 #pragma once
 #include <netinet/in.h>
 #include <sys/socket.h>
