@@ -57,6 +57,12 @@ const std::vector<ConfigKey>& config_keys() {
       {"upstream", "password_env", ""}, {"upstream", "password_credential", ""},
       {"upstream", "auth", "default auto"}, {"upstream", "oauth2_token_command", ""},
       {"upstream", "oauth2_token_file", ""}, {"upstream", "oauth2_token_env", ""},
+      {"upstream", "oauth2_provider", ""}, {"upstream", "oauth2_tenant", "common"},
+      {"upstream", "oauth2_client_id", ""}, {"upstream", "oauth2_client_secret_file", ""},
+      {"upstream", "oauth2_client_secret_env", ""}, {"upstream", "oauth2_client_secret_credential", ""},
+      {"upstream", "oauth2_grant", "user"}, {"upstream", "oauth2_token_url", ""},
+      {"upstream", "oauth2_device_authorization_url", ""}, {"upstream", "oauth2_authorization_url", ""},
+      {"upstream", "oauth2_scope", ""}, {"upstream", "oauth2_ca_file", ""},
       {"upstream", "envelope_from", ""}, {"upstream", "from_header", "keep"},
       {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "default 2"}, {"upstream", "rate", ""},
       {"upstream", "allow_plaintext", "false"}, {"upstream", "timeout", "5m"},
@@ -695,6 +701,8 @@ void load_limits(const Section& root, Config& c) {
                                             : LimitsConfig::LoopbackIdentity::BestEffort;
 }
 
+void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret);
+
 // username, the secret sources and auth (SPEC: no AUTH without a username,
 // never AUTH in clear text).
 void load_upstream_auth(const Section& s, UpstreamConfig& u) {
@@ -733,7 +741,14 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
   }
   bool has_password = password_sources > 0;
   bool has_token = !u.oauth2_token_command.empty() || !u.oauth2_token_file.empty();
-  if (auto a = s.choice("auth", {"auto", "plain", "login", "xoauth2"})) u.auth = *a;
+  if (auto a = s.choice("auth", {"auto", "plain", "login", "xoauth2", "oauth2"})) u.auth = *a;
+  load_upstream_oauth2(s, u, has_password || has_token);
+  if (u.auth == "oauth2") {
+    if (u.username.empty()) s.fail("auth", "needs username (the mailbox XOAUTH2 logs in as)");
+    if (u.tls == TlsMode::None)
+      s.fail("username", "AUTH is never sent in clear text: use tls = \"implicit\" or \"starttls\"");
+    return;
+  }
   if (u.username.empty()) {
     for (auto k : {"password_file", "password_env", "password_credential", "oauth2_token_command",
                    "oauth2_token_file"})
@@ -755,6 +770,77 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
 
 void load_upstream_sending(const Section& s, UpstreamConfig& u);
 
+// auth = "oauth2" and its oauth2_* keys (docs/spec.md "OAuth2").
+void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret) {
+  static constexpr const char* kKeys[] = {
+      "oauth2_provider", "oauth2_tenant", "oauth2_client_id", "oauth2_client_secret_file", "oauth2_client_secret_env",
+      "oauth2_client_secret_credential", "oauth2_grant", "oauth2_token_url", "oauth2_device_authorization_url",
+      "oauth2_authorization_url", "oauth2_scope", "oauth2_ca_file"};
+  if (u.auth != "oauth2") {
+    for (const char* k : kKeys)
+      if (s.has(k)) s.fail(k, "needs auth = \"oauth2\"");
+    return;
+  }
+  if (other_secret)
+    for (auto k : {"password_file", "password_env", "password_credential", "oauth2_token_command",
+                   "oauth2_token_file"})
+      if (s.has(k)) s.fail(k, "has no effect with auth = \"oauth2\" (outbox gets the tokens itself)");
+  OAuth2Config& o = u.oauth2;
+  if (auto v = s.choice("oauth2_provider", {"microsoft", "google"})) o.provider = *v;
+  if (auto v = s.text("oauth2_tenant")) {
+    if (o.provider != "microsoft") s.fail("oauth2_tenant", "needs oauth2_provider = \"microsoft\"");
+    if (v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+                          std::string::npos)
+      s.fail("oauth2_tenant", quoted(*v) + " is not a tenant (a domain, a directory id, \"common\", "
+                              "\"organizations\" or \"consumers\")");
+    o.tenant = *v;
+  }
+  o.client_id = s.required_text("oauth2_client_id");
+  // The second source in file order is the one reported, naming the first.
+  std::vector<std::pair<toml::source_position, const char*>> secrets;
+  for (auto [k, field] : {std::pair{"oauth2_client_secret_file", &o.client_secret_file},
+                          std::pair{"oauth2_client_secret_env", &o.client_secret_env},
+                          std::pair{"oauth2_client_secret_credential", &o.client_secret_credential}})
+    if (auto v = s.text(k)) {
+      *field = *v;
+      secrets.emplace_back(s.table().get(k)->source().begin, k);
+    }
+  std::sort(secrets.begin(), secrets.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (secrets.size() > 1)
+    s.fail(secrets[1].second, std::string("give only one of oauth2_client_secret_file, oauth2_client_secret_env, "
+                                          "oauth2_client_secret_credential (") + secrets[0].second + " is set too)");
+  if (auto v = s.choice("oauth2_grant", {"user", "client_credentials"}))
+    o.grant = *v == "client_credentials" ? OAuth2Grant::ClientCredentials : OAuth2Grant::User;
+  for (auto [k, field] : {std::pair{"oauth2_token_url", &o.token_url},
+                          std::pair{"oauth2_device_authorization_url", &o.device_authorization_url},
+                          std::pair{"oauth2_authorization_url", &o.authorization_url}})
+    if (auto v = s.text(k)) {
+      // Tokens and client secrets never travel in clear text.
+      if (v->rfind("https://", 0) != 0 || v->size() <= 8 || v->find_first_of(" \t\r\n") != std::string::npos)
+        s.fail(k, quoted(*v) + " is not an https:// URL");
+      *field = *v;
+    }
+  if (auto v = s.text("oauth2_scope")) {
+    if (v->empty()) s.fail("oauth2_scope", "is empty");
+    o.scope = *v;
+  }
+  if (auto v = s.text("oauth2_ca_file")) o.ca_file = *v;
+  if (o.provider.empty() && o.token_url.empty())
+    s.fail("auth", "\"oauth2\" needs oauth2_provider (\"microsoft\" or \"google\") or oauth2_token_url");
+  if (o.provider.empty() && o.scope.empty()) s.fail("auth", "\"oauth2\" with oauth2_token_url needs oauth2_scope");
+  if (o.grant == OAuth2Grant::ClientCredentials) {
+    if (secrets.empty())
+      s.fail("oauth2_grant", "\"client_credentials\" needs a client secret: oauth2_client_secret_file, "
+                             "oauth2_client_secret_env or oauth2_client_secret_credential");
+    if (o.provider == "google")
+      s.fail("oauth2_grant", "Google has no client credentials grant for Gmail: use oauth2_grant = \"user\"");
+    if (o.provider == "microsoft" &&
+        (o.tenant.empty() || o.tenant == "common" || o.tenant == "organizations" || o.tenant == "consumers"))
+      s.fail("oauth2_grant", "\"client_credentials\" with Microsoft needs oauth2_tenant = your tenant's domain or "
+                             "directory id");
+  }
+}
+
 void load_upstream(const Section& s, UpstreamConfig& u) {
   s.allow("upstream");
   u.name = s.required_text("name");
@@ -766,7 +852,8 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
       s.fail("deliver", quoted(*d) + " is not a delivery target such as \"maildir:/var/lib/outbox/outgoing\"");
     for (const char* k : {"host", "port", "tls", "verify", "ca_file", "tls_name", "username", "password_file",
                           "password_env", "password_credential", "auth", "oauth2_token_command", "oauth2_token_file",
-                          "oauth2_token_env", "allow_plaintext", "timeout", "connect_timeout", "from_header"})
+                          "oauth2_token_env", "allow_plaintext", "timeout", "connect_timeout", "from_header",
+                          "oauth2_provider", "oauth2_client_id", "oauth2_token_url"})
       if (s.has(k)) s.fail(k, "has no effect with deliver = " + quoted(*d));
     u.maildir = d->substr(kPrefix.size());
     u.host = "localhost";

@@ -67,6 +67,19 @@ struct LimitsConfig {
   LoopbackIdentity loopback_identity = LoopbackIdentity::BestEffort;
 };
 
+// auth = "oauth2": outbox's own OAuth2 (daemon/oauth2/): an operator logs in
+// once with `outboxctl oauth2 login NAME`, outboxd refreshes the tokens.
+enum class OAuth2Grant { User, ClientCredentials };
+struct OAuth2Config {
+  std::string provider;                  // "microsoft" | "google" | "" (explicit endpoints)
+  std::string tenant;                    // Microsoft: "common" when empty
+  std::string client_id;
+  std::string client_secret_file, client_secret_env, client_secret_credential;
+  std::string token_url, device_authorization_url, authorization_url, scope;   // override the table
+  OAuth2Grant grant = OAuth2Grant::User;
+  std::string ca_file;                   // CA for the token endpoint ("" = system store)
+};
+
 struct UpstreamConfig {
   std::string name;
   std::string host;
@@ -83,6 +96,7 @@ struct UpstreamConfig {
   // Environment variables passed to oauth2_token_command besides PATH, HOME
   // and LANG (the command never sees the rest of outboxd's environment).
   std::vector<std::string> oauth2_token_env;
+  OAuth2Config oauth2;                   // auth = "oauth2"
   std::string envelope_from;
   std::string from_header = "keep";
   std::optional<std::uint64_t> max_message_size;

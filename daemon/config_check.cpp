@@ -83,6 +83,14 @@ void check_upstream(Checker& ck, const UpstreamConfig& u, const std::string& k, 
   ck.file(k + ".password_file", u.password_file, "password_file");
   ck.file(k + ".oauth2_token_file", u.oauth2_token_file, "oauth2_token_file");
   ck.file(k + ".ca_file", u.ca_file, "ca_file");
+  ck.file(k + ".oauth2_client_secret_file", u.oauth2.client_secret_file, "oauth2_client_secret_file");
+  ck.file(k + ".oauth2_ca_file", u.oauth2.ca_file, "ca_file");
+  if (!u.oauth2.client_secret_env.empty()) {
+    auto v = env.env(u.oauth2.client_secret_env);
+    if (!v || v->empty())
+      ck.error(k + ".oauth2_client_secret_env", "$" + u.oauth2.client_secret_env +
+                                                    " is not set here; outboxd reads it from its own environment");
+  }
   if (!u.password_env.empty()) {
     auto v = env.env(u.password_env);
     if (!v || v->empty())

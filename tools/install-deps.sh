@@ -10,7 +10,7 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # prometheus: promtool, which checks and tests etc/outbox-alerts.yml (ctest alerts_promtool).
 PKGS="build-essential cmake pkg-config git ca-certificates openssl
  libuv1-dev libssl-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev doctest-dev
- libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libsystemd-dev
+ libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libsystemd-dev libcurl4-openssl-dev
  python3 python3-aiosmtpd python3-seccomp systemd zsh swaks postfix clang libclang-rt-14-dev
  dpkg-dev prometheus"
 missing=""

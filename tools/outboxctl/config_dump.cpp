@@ -184,6 +184,21 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
       }
       if (!u.oauth2_token_file.empty()) o.always("oauth2_token_file", q(u.oauth2_token_file));
       if (!u.oauth2_token_env.empty()) o.always("oauth2_token_env", list(u.oauth2_token_env));
+      if (u.auth == "oauth2") {
+        const OAuth2Config& a = u.oauth2;
+        for (auto [k, v] : {std::pair{"oauth2_provider", &a.provider}, std::pair{"oauth2_tenant", &a.tenant},
+                            std::pair{"oauth2_client_id", &a.client_id},
+                            std::pair{"oauth2_client_secret_file", &a.client_secret_file},
+                            std::pair{"oauth2_client_secret_env", &a.client_secret_env},
+                            std::pair{"oauth2_client_secret_credential", &a.client_secret_credential}})
+          if (!v->empty()) o.always(k, q(*v));
+        o.kv("oauth2_grant", q(a.grant == OAuth2Grant::ClientCredentials ? "client_credentials" : "user"), q("user"));
+        for (auto [k, v] : {std::pair{"oauth2_token_url", &a.token_url},
+                            std::pair{"oauth2_device_authorization_url", &a.device_authorization_url},
+                            std::pair{"oauth2_authorization_url", &a.authorization_url},
+                            std::pair{"oauth2_scope", &a.scope}, std::pair{"oauth2_ca_file", &a.ca_file}})
+          if (!v->empty()) o.always(k, q(*v));
+      }
       o.kv("allow_plaintext", u.allow_plaintext ? "true" : "false", "false");
       o.kv("timeout", dur(u.timeout), dur(du.timeout));
       o.kv("connect_timeout", dur(u.connect_timeout), dur(du.connect_timeout));

@@ -272,7 +272,8 @@ TEST_CASE("upstreams") {
        "FILE:9: upstream[0].username: needs a secret: one of password_file, password_env, password_credential, "
        "oauth2_token_command, oauth2_token_file"},
       {"auth enum", up + "host = \"a.example\"\nusername = \"me\"\npassword_env = \"P\"\nauth = \"cram-md5\"\n",
-       "FILE:11: upstream[0].auth: \"cram-md5\" is not one of \"auto\", \"plain\", \"login\", \"xoauth2\""},
+       "FILE:11: upstream[0].auth: \"cram-md5\" is not one of \"auto\", \"plain\", \"login\", \"xoauth2\", "
+       "\"oauth2\""},
       {"xoauth2 without token", up + "host = \"a.example\"\nusername = \"me\"\npassword_env = \"P\"\nauth = \"xoauth2\"\n",
        "FILE:11: upstream[0].auth: \"xoauth2\" needs oauth2_token_command or oauth2_token_file"},
       {"plain with only a token",
@@ -329,3 +330,64 @@ TEST_CASE("users") {
   CHECK(error_of(kMinimal + "[[local_user]]\nname = \"a\"\n[[local_user]]\nname = \"a\"\n") ==
         "FILE:9: local_user[1].name: another [[local_user]] is already named \"a\"");
 }
+
+TEST_CASE("auth = \"oauth2\" and its keys") {
+  // [[upstream]] at line 6, name 7, host 8, username 9, auth 10, then the rest.
+  const std::string up = kMinimal + "[[upstream]]\nname = \"m365\"\nhost = \"smtp.office365.com\"\n"
+                                    "tls = \"starttls\"\nusername = \"ops@contoso.com\"\nauth = \"oauth2\"\n";
+  check_cases({
+      {"no client id", up + "oauth2_provider = \"microsoft\"\n",
+       "FILE:6: upstream[0].oauth2_client_id: required key is missing"},
+      {"no provider and no token url", up + "oauth2_client_id = \"c\"\n",
+       "FILE:11: upstream[0].auth: \"oauth2\" needs oauth2_provider (\"microsoft\" or \"google\") or oauth2_token_url"},
+      {"unknown provider", up + "oauth2_provider = \"yahoo\"\noauth2_client_id = \"c\"\n",
+       "FILE:12: upstream[0].oauth2_provider: \"yahoo\" is not one of \"microsoft\", \"google\""},
+      {"a password as well", up + "oauth2_provider = \"microsoft\"\noauth2_client_id = \"c\"\npassword_env = \"P\"\n",
+       "FILE:14: upstream[0].password_env: has no effect with auth = \"oauth2\" (outbox gets the tokens itself)"},
+      {"tenant for google", up + "oauth2_provider = \"google\"\noauth2_tenant = \"x\"\noauth2_client_id = \"c\"\n",
+       "FILE:13: upstream[0].oauth2_tenant: needs oauth2_provider = \"microsoft\""},
+      {"http token url", up + "oauth2_token_url = \"http://auth.example/token\"\noauth2_scope = \"s\"\n"
+                              "oauth2_client_id = \"c\"\n",
+       "FILE:12: upstream[0].oauth2_token_url: \"http://auth.example/token\" is not an https:// URL"},
+      {"token url without scope", up + "oauth2_token_url = \"https://auth.example/token\"\noauth2_client_id = \"c\"\n",
+       "FILE:11: upstream[0].auth: \"oauth2\" with oauth2_token_url needs oauth2_scope"},
+      {"client credentials without secret",
+       up + "oauth2_provider = \"microsoft\"\noauth2_tenant = \"contoso.com\"\noauth2_client_id = \"c\"\n"
+            "oauth2_grant = \"client_credentials\"\n",
+       "FILE:15: upstream[0].oauth2_grant: \"client_credentials\" needs a client secret: oauth2_client_secret_file, "
+       "oauth2_client_secret_env or oauth2_client_secret_credential"},
+      {"client credentials with the common tenant",
+       up + "oauth2_provider = \"microsoft\"\noauth2_client_id = \"c\"\noauth2_grant = \"client_credentials\"\n"
+            "oauth2_client_secret_env = \"S\"\n",
+       "FILE:14: upstream[0].oauth2_grant: \"client_credentials\" with Microsoft needs oauth2_tenant = your tenant's "
+       "domain or directory id"},
+      {"two client secrets",
+       up + "oauth2_provider = \"google\"\noauth2_client_id = \"c\"\noauth2_client_secret_env = \"S\"\n"
+            "oauth2_client_secret_file = \"/f\"\n",
+       "FILE:15: upstream[0].oauth2_client_secret_file: give only one of oauth2_client_secret_file, "
+       "oauth2_client_secret_env, oauth2_client_secret_credential (oauth2_client_secret_env is set too)"},
+      {"oauth2 keys without auth = oauth2",
+       kMinimal + "[[upstream]]\nname = \"u\"\nhost = \"a.example\"\nusername = \"me\"\npassword_env = \"P\"\n"
+                  "oauth2_client_id = \"c\"\n",
+       "FILE:11: upstream[0].oauth2_client_id: needs auth = \"oauth2\""},
+  });
+}
+
+TEST_CASE("auth = \"oauth2\" loads") {
+  outbox::test::TomlFile f(kMinimal + "[[upstream]]\nname = \"m365\"\nhost = \"smtp.office365.com\"\n"
+                                           "tls = \"starttls\"\nusername = \"ops@contoso.com\"\nauth = \"oauth2\"\n"
+                                           "oauth2_provider = \"microsoft\"\noauth2_tenant = \"contoso.com\"\n"
+                                           "oauth2_client_id = \"c\"\noauth2_grant = \"client_credentials\"\n"
+                                           "oauth2_client_secret_credential = \"m365-secret\"\n"
+                                           "oauth2_ca_file = \"/etc/ssl/ca.pem\"\n");
+  auto c = outbox::load_config(f.path());
+  REQUIRE(c.upstreams.size() == 1);
+  const auto& o = c.upstreams[0].oauth2;
+  CHECK(c.upstreams[0].auth == "oauth2");
+  CHECK(o.provider == "microsoft");
+  CHECK(o.tenant == "contoso.com");
+  CHECK(o.grant == outbox::OAuth2Grant::ClientCredentials);
+  CHECK(o.client_secret_credential == "m365-secret");
+  CHECK(o.ca_file == "/etc/ssl/ca.pem");
+}
+
