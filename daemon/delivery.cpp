@@ -111,6 +111,33 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
 
 void Delivery::start() {
   const UpstreamConfig& u = *up_.cfg;
+  if (u.auth == "oauth2") {
+    // outbox's own OAuth2: the relay's OAuth2 thread gives the cached access
+    // token or refreshes it; the answer comes back on the loop.
+    std::weak_ptr<bool> alive = relay_.alive_;
+    std::shared_ptr<bool> destroyed = token_;
+    relay_.oauth2_token(u, [this, alive, destroyed](OAuth2Refresher::Result r) {
+      if (alive.expired() || *destroyed) return;
+      if (r.got.ok) {
+        oauth2_fingerprint_ = r.fingerprint;
+        set_secret(std::move(r.got.access_token));   // guarded inside
+        return;
+      }
+      const oauth2::Failure& f = *r.got.failure;
+      guarded("token", [&] {
+        // No connection is opened: the mail is deferred and the upstream
+        // suspended (a dead login on the slow auth schedule, for the
+        // operator), never bounced.
+        session_->on_credential_failed("OAuth2 token: " + f.text + (f.detail.empty() ? "" : " (" + f.detail + ")") +
+                                           "; " + f.fix,
+                                       f.kind == oauth2::FailureKind::Transient
+                                           ? client::CredentialFailure::Transient
+                                           : client::CredentialFailure::NeedsOperator);
+        pump();
+      });
+    });
+    return;
+  }
   if (secrets::uses_oauth2(u)) {
     // The token command may take seconds: it runs on the token runner's own
     // thread (never the loop, never libuv's pool); the answer comes back
@@ -294,6 +321,11 @@ void Delivery::handle(client::Action& action) {
             relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
           }
         } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
+          // The upstream refused our OAuth2 access token (535, or 334 with a
+          // JSON error): the next connection refreshes it first.
+          if (up_.cfg->auth == "oauth2" && a.failure.stage == client::Stage::Auth && a.failure.reply &&
+              oauth2_fingerprint_)
+            relay_.oauth2_rejected(up_.cfg->name, *oauth2_fingerprint_);
           // Dropped by our own shutdown: not the upstream's fault, nothing to suspend.
           if (!aborted_) relay_.session_failed(*this, a.failure);
         }

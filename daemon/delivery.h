@@ -136,6 +136,7 @@ class Delivery final : public Carrier {
   bool pumping_ = false;
   bool repump_ = false;
   bool was_ready_ = false;
+  std::optional<std::uint64_t> oauth2_fingerprint_;   // of the access token this connection uses
 };
 
 }  // namespace outbox::daemon

@@ -5,6 +5,7 @@
 
 #include "daemon/logging.h"
 #include "daemon/maildir_carrier.h"
+#include "daemon/oauth2/token_store.h"
 #include "daemon/outcome_report.h"
 #include "daemon/routing.h"
 #include "daemon/upstream_link.h"
@@ -74,6 +75,11 @@ void log_recovery(const queue::Recovery& r, bool running) {
 
 // Why an upstream-scope failure suspends its upstream, typed once here.
 queue::SuspendReason suspend_reason(const client::SessionFailure& f) {
+  // No credential to log in with (an OAuth2 refresh failed): a dead login
+  // waits on the slow auth schedule for the operator, an outage on the
+  // upstream's ordinary one.
+  if (f.credential == client::CredentialFailure::NeedsOperator) return queue::SuspendReason::AuthFailed;
+  if (f.credential == client::CredentialFailure::Transient) return queue::SuspendReason::Unreachable;
   if (f.reply && client::is_throttle(*f.reply)) return queue::SuspendReason::Throttled;
   // A refused login (RFC 4954 §6: 535, 534, 530...): the account is wrong,
   // not busy; retried on the slow auth schedule.
@@ -218,7 +224,7 @@ std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
     s.usable = rt.setup_error.empty();
     s.problem = rt.setup_error;
     s.settings_digest = settings_digest(*rt.cfg, rt.password);
-    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty();
+    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty() || rt.cfg->auth == "oauth2";
     out.push_back(std::move(s));
   }
   return out;
@@ -259,6 +265,7 @@ void Relay::start() {
         // Rows written before this start are history, not requests.
         op_seq_ = *seq;
         started_ = true;
+        oauth2_configure();
         if (stopping_) return;
         uv_timer_start(op_timer_, [](uv_timer_t* t) {
           guard("operator poll", [t] { static_cast<Relay*>(t->data)->poll_operator_log(); });
@@ -271,6 +278,7 @@ void Relay::reload(std::shared_ptr<const Config> config) {
   const std::int64_t now = now_us();
   // The old generation stays alive only as long as a delivery holds it.
   gen_ = Generation::make(std::move(config));
+  oauth2_configure();
   sched_.set_params(scheduler_params());
   sched_.set_upstreams(upstream_specs(), now);
   // Messages not yet handed were routed under the old configuration: back
@@ -549,9 +557,14 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   if (s->tell_operator) {
     // Once per suspension: the account or password is wrong; retrying at the
     // message pace would only earn a login ban at the provider.
+    const UpstreamRuntime* rt = gen_->find(upstream);
+    const bool oauth2 = rt && rt->cfg->auth == "oauth2";
     log::error(log::Line("upstream_login_refused").kv("upstream", upstream).kv("reply", uf.reply)
                    .kv("retry_in_s", seconds_text(s->until - now))
-                   .kv("hint", "fix the account or secret and reload, or run `outboxctl resume " + upstream + "`"));
+                   .kv("hint", oauth2 ? "run `outboxctl oauth2 login " + upstream +
+                                            "`: outboxd uses the new login at once"
+                                      : "fix the account or secret and reload, or run `outboxctl resume " +
+                                            upstream + "`"));
   }
   persist_upstreams();
 }
@@ -632,6 +645,10 @@ void Relay::delivery_finished(Carrier& d) {
 // No delivery is left: join the reader's thread and close its uv_async, which
 // would otherwise keep the loop running after the relay stopped.
 void Relay::release_body_reader() {
+  // The OAuth2 thread first: its last answers go through its poster, which
+  // runs them before it closes.
+  oauth2_.reset();
+  if (oauth2_poster_) oauth2_poster_->close();
   file_worker_.reset();
   if (file_poster_) file_poster_->close();
   body_reader_.reset();
@@ -849,6 +866,8 @@ void Relay::maybe_stopped() {
 void Relay::stop(std::function<void()> on_stopped) {
   if (stopping_) return;
   stopping_ = true;
+  // A token request in flight is aborted: the delivery waiting for it ends.
+  if (oauth2_) oauth2_->cancel();
   uv_timer_stop(timer_);
   uv_timer_stop(op_timer_);
   const std::int64_t now = now_us();
@@ -885,6 +904,76 @@ void Relay::abort() {
     d->pump();
   }
   maybe_stopped();
+}
+
+// --- OAuth2 (auth = "oauth2") -------------------------------------------------------
+
+void Relay::oauth2_configure() {
+  if (stopping_) return;
+  std::vector<UpstreamConfig> ups;
+  for (const auto& [name, rt] : gen_->upstreams)
+    if (rt.cfg->auth == "oauth2") ups.push_back(*rt.cfg);
+  if (ups.empty() && !oauth2_) return;
+  if (!oauth2_) {
+    oauth2_poster_ = std::make_unique<LoopPoster>(loop_);
+    oauth2_ = std::make_unique<OAuth2Refresher>(
+        [p = oauth2_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); },
+        oauth2::store::dir_for_spool(spool_path_));
+  }
+  std::weak_ptr<bool> alive = alive_;
+  oauth2_->set_upstreams(std::move(ups), [this, alive](OAuth2Refresher::Result r) {
+    if (alive.expired()) return;
+    guard("oauth2 idle refresh", [&] { oauth2_log(r, "idle"); });
+  });
+}
+
+void Relay::oauth2_log(const OAuth2Refresher::Result& r, const char* why_requested) {
+  const oauth2::Obtained& g = r.got;
+  if (g.ok) {
+    if (!g.requested) return;
+    log::info(log::Line("oauth2_refreshed").kv("upstream", r.upstream).kv("reason", why_requested)
+                  .kv("expires_in_s", g.tokens.access_expires_at - oauth2::wall_clock_now())
+                  .kv("refresh_token", g.rotated ? "rotated" : "kept"));
+    return;
+  }
+  const oauth2::Failure& f = *g.failure;
+  log::Line l("oauth2_refresh_failed");
+  l.kv("upstream", r.upstream).kv("cause", oauth2::cause_name(f.cause)).kv("error", f.error).kv("reason", f.text);
+  if (!f.detail.empty()) l.kv("detail", f.detail);
+  l.kv("hint", f.fix);
+  if (f.kind == oauth2::FailureKind::Transient) log::warn(l); else log::error(l);
+}
+
+void Relay::oauth2_token(const UpstreamConfig& u, std::function<void(OAuth2Refresher::Result)> done) {
+  std::optional<std::uint64_t> rejected;
+  if (auto it = oauth2_rejected_.find(u.name); it != oauth2_rejected_.end()) rejected = it->second;
+  if (!oauth2_) oauth2_configure();
+  std::weak_ptr<bool> alive = alive_;
+  auto wrapped = [this, alive, done = std::move(done)](OAuth2Refresher::Result r) {
+    // From the LoopPoster: a noexcept boundary.
+    if (alive.expired()) return;
+    guard("oauth2 token", [&] {
+      if (r.got.ok) {
+        auto it = oauth2_rejected_.find(r.upstream);
+        if (it != oauth2_rejected_.end() && it->second != r.fingerprint) oauth2_rejected_.erase(it);
+      }
+      oauth2_log(r, r.got.requested ? std::string(oauth2::reason_name(r.got.plan.reason)).c_str() : "");
+      done(std::move(r));
+    });
+  };
+  if (!oauth2_) {   // stopping: no thread any more
+    OAuth2Refresher::Result r;
+    r.upstream = u.name;
+    r.got.failure = oauth2::Failure{oauth2::FailureKind::Transient, oauth2::Cause::Other, "stopping",
+                                    "", "outboxd is shutting down", "the mail waits for the next start"};
+    wrapped(std::move(r));
+    return;
+  }
+  oauth2_->fetch(u, rejected, std::move(wrapped));
+}
+
+void Relay::oauth2_rejected(const std::string& upstream, std::uint64_t fingerprint) {
+  oauth2_rejected_[upstream] = fingerprint;
 }
 
 }  // namespace outbox::daemon

@@ -29,7 +29,8 @@ std::string strip_trailing_newlines(std::string s) {
 }  // namespace
 
 bool uses_oauth2(const UpstreamConfig& u) {
-  return u.auth == "xoauth2" || !u.oauth2_token_command.empty() || !u.oauth2_token_file.empty();
+  return u.auth == "xoauth2" || u.auth == "oauth2" || !u.oauth2_token_command.empty() ||
+         !u.oauth2_token_file.empty();
 }
 
 std::string load_password(const UpstreamConfig& u) {

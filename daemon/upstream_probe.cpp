@@ -71,7 +71,9 @@ ProbeResult probe_upstream(const Config& config, const UpstreamConfig& u, const 
   std::shared_ptr<daemon::TlsContext> tls;
   try {
     const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-    if (secrets::uses_oauth2(u)) {
+    if (options.secret) {
+      cc.secret = *options.secret;
+    } else if (secrets::uses_oauth2(u)) {
       cc.secret = secrets::fetch_oauth2_token(u);
     } else if (!u.username.empty() && u.password_file.empty() && u.password_env.empty() &&
                !u.password_credential.empty() && (!creds || !*creds)) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct ProbeOptions {
   // Whose LoadCredential= settings give password_credential when
   // $CREDENTIALS_DIRECTORY is not set (a shell, not the service).
   std::string unit = "outboxd.service";
+  // The secret to log in with, already obtained (auth = "oauth2": outboxctl
+  // refreshes the token first and says how long it lives).
+  std::optional<std::string> secret;
 };
 
 ProbeResult probe_upstream(const Config& config, const UpstreamConfig& upstream, const ProbeOptions& options = {});

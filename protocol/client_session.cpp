@@ -350,9 +350,11 @@ struct ClientSession::Impl {
   }
 
   // --- session set-up ---
-  void setup_fail(Stage s, std::optional<SmtpReply> reply, std::string detail, bool polite) {
+  void setup_fail(Stage s, std::optional<SmtpReply> reply, std::string detail, bool polite,
+                  CredentialFailure credential = CredentialFailure::None) {
     SessionFailure f;
     f.stage = s;
+    f.credential = credential;
     f.reply = std::move(reply);
     f.detail = std::move(detail);
     note("-- failed at " + std::string(stage_name(s)) + ": " + f.text());
@@ -863,6 +865,11 @@ ClientSession::~ClientSession() = default;
 void ClientSession::on_connect_failed(std::string_view reason) {
   if (impl_->st != Impl::St::Init) return;
   impl_->setup_fail(Stage::Connect, std::nullopt, std::string(reason), false);
+}
+
+void ClientSession::on_credential_failed(std::string_view reason, CredentialFailure kind) {
+  if (impl_->st != Impl::St::Init) return;
+  impl_->setup_fail(Stage::Auth, std::nullopt, std::string(reason), false, kind);
 }
 
 void ClientSession::on_connected() {

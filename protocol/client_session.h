@@ -148,11 +148,17 @@ struct MessageReport {
   const RecipientResult* first_failure() const;   // nullptr when all delivered
 };
 
+// A credential that could not be obtained before connecting (an OAuth2
+// token request failed): a passing outage, or one the operator must fix
+// (the login is dead, the client is misconfigured).
+enum class CredentialFailure { None, Transient, NeedsOperator };
+
 struct SessionFailure {
   Stage stage = Stage::Connect;
   Scope scope = Scope::Upstream;
   std::optional<SmtpReply> reply;
   std::string detail;        // "STARTTLS not offered", TLS or socket error text
+  CredentialFailure credential = CredentialFailure::None;
   std::string text() const;  // "detail: reply" / reply / detail
 };
 
@@ -175,6 +181,9 @@ class ClientSession {
 
   // --- events from the I/O layer ---
   void on_connect_failed(std::string_view reason);   // resolve/connect error: SessionFailed(connect)
+  // The secret could not be obtained (no connection was opened):
+  // SessionFailed(auth) carrying `kind`.
+  void on_credential_failed(std::string_view reason, CredentialFailure kind);
   void on_connected();                              // TCP up (Implicit: and TLS done)
   void on_bytes(std::string_view bytes);            // plaintext from the server
   void on_tls_established();                        // handshake after StartTls done

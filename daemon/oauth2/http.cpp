@@ -31,6 +31,13 @@ extern "C" std::size_t on_body(char* data, std::size_t size, std::size_t n, void
   return len;
 }
 
+// Called by curl at least once a second: a set cancel flag aborts the
+// transfer (CURLE_ABORTED_BY_CALLBACK).
+extern "C" int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) noexcept {
+  auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel && cancel->load() ? 1 : 0;
+}
+
 void wipe(std::string& s) {
   volatile char* p = s.data();
   for (std::size_t i = 0; i < s.size(); ++i) p[i] = 0;
@@ -103,6 +110,11 @@ Response post_form(const std::string& url, const Fields& fields, const Options& 
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+  if (o.cancel) {
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(o.cancel));
+  }
   CURLcode rc = curl_easy_perform(c);
   wipe(body);
   curl_slist_free_all(headers);

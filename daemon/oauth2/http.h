@@ -4,6 +4,7 @@
 // timeout, no redirects, the answer bounded in size. Blocking: called on the
 // OAuth2 thread of outboxd or from outboxctl, never on an event loop.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -20,6 +21,7 @@ struct Options {
   std::chrono::milliseconds timeout{30000};       // the whole request
   std::chrono::milliseconds connect_timeout{10000};
   std::size_t max_body = 256 * 1024;              // a longer answer is an error
+  const std::atomic<bool>* cancel = nullptr;      // true: abort the request (outboxd stopping)
 };
 
 struct Response {

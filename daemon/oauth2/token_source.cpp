@@ -120,6 +120,7 @@ Obtained obtain(const UpstreamConfig& u, const std::string& store_dir, const Req
   Settings s;
   try {
     s = settings_for(u);
+    s.http.cancel = req.cancel;
   } catch (const std::exception& e) {
     out.failure = setup_failure(e.what(), "fix the client secret source of upstream \"" + u.name + "\" and reload");
     return out;

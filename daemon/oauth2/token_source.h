@@ -6,6 +6,7 @@
 // outboxctl directly. The store is read on every call, so a new login by
 // `outboxctl oauth2 login` is used without a restart.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -50,6 +51,7 @@ struct Request {
   std::optional<std::uint64_t> rejected;   // fingerprint of the token the upstream refused
   Policy policy;
   std::function<std::int64_t()> now;       // s since the epoch; default the wall clock
+  const std::atomic<bool>* cancel = nullptr;   // aborts a token request in flight
 };
 
 struct Obtained {

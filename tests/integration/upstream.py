@@ -138,12 +138,16 @@ class _FaultySMTP(SMTP):
 
 class Upstream:
     def __init__(self, mode="plain", cert="good", users=None, exclude_auth=(), require_starttls=True,
-                 smtputf8=True, pipelining=False, tokens=None, size_limit=50 * 1024 * 1024, name="upstream"):
+                 smtputf8=True, pipelining=False, tokens=None, size_limit=50 * 1024 * 1024, name="upstream",
+                 token_check=None):
         assert mode in ("plain", "starttls", "implicit"), mode
         self.mode = mode
         self.cert = cert
         self.users = dict(users or {})       # login -> password
         self.tokens = dict(tokens or {})     # login -> OAuth2 bearer token (AUTH XOAUTH2)
+        # token_check(login, token) -> bool: XOAUTH2 asks it instead of `tokens`
+        # (oauth2_server.AuthServer.check_access: only its current tokens pass).
+        self.token_check = token_check
         self.name = name
         self.port = None
         self.host = HOST
@@ -173,12 +177,12 @@ class Upstream:
         elif mode == "starttls":
             kwargs["tls_context"] = ctx
             kwargs["require_starttls"] = require_starttls
-        if self.users or self.tokens:
+        if self.users or self.tokens or self.token_check:
             kwargs["authenticator"] = self._authenticate
             # Implicit TLS is TLS from the first byte; aiosmtpd only knows STARTTLS.
             kwargs["auth_require_tls"] = mode != "implicit"
             exclude = list(exclude_auth)
-            if not self.tokens:
+            if not self.tokens and not self.token_check:
                 exclude.append("XOAUTH2")
             if not self.users:
                 exclude += ["PLAIN", "LOGIN"]
@@ -324,7 +328,10 @@ class Upstream:
         if len(parts) >= 2 and parts[0].startswith(b"user=") and parts[1].startswith(b"auth=Bearer "):
             user = parts[0][5:].decode("utf-8", "replace")
             token = parts[1][len(b"auth=Bearer "):].decode("utf-8", "replace")
-        ok = user is not None and self.tokens.get(user) == token
+        if self.token_check is not None:
+            ok = user is not None and token is not None and self.token_check(user, token)
+        else:
+            ok = user is not None and self.tokens.get(user) == token
         tls = server.session.ssl is not None or getattr(server.session, "implicit_tls", False)
         with self._lock:
             self.auth_attempts.append({"mechanism": "XOAUTH2", "login": user, "password": token,
@@ -356,7 +363,7 @@ class Upstream:
         rule = self._take("MAIL")
         if rule is not None and await self._act(server, rule):
             return rule
-        if (self.users or self.tokens) and not session.authenticated:
+        if (self.users or self.tokens or self.token_check) and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)

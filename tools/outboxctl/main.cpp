@@ -25,6 +25,10 @@
 #include "tools/outboxctl/commands.h"
 #include "tools/outboxctl/config_dump.h"
 #include "tools/outboxctl/format.h"
+#include "tools/outboxctl/oauth2_cmd.h"
+#include "daemon/oauth2/http.h"
+#include "daemon/oauth2/token_source.h"
+#include "daemon/oauth2/token_store.h"
 #include "tools/outboxctl/route.h"
 
 namespace {
@@ -177,6 +181,21 @@ int main(int argc, char** argv) {
   std::string probe_timeout = "30s";
   test_up->add_option("--timeout", probe_timeout, "give up after this long in all (default 30s)");
 
+  auto* oauth2_cmd = app.add_subcommand("oauth2", "OAuth2 logins of auth = \"oauth2\" upstreams");
+  oauth2_cmd->require_subcommand(1);
+  std::string oauth2_name;
+  bool browser = false;
+  std::string login_timeout = "15m";
+  auto* oauth2_login = oauth2_cmd->add_subcommand(
+      "login", "log in once (device code; --browser: authorization code with PKCE; client credentials: no "
+               "interaction) and store the tokens for outboxd");
+  oauth2_login->add_option("name", oauth2_name, "the [[upstream]] name")->required();
+  oauth2_login->add_flag("--browser", browser, "sign in through a browser with a loopback redirect (RFC 8252)");
+  oauth2_login->add_option("--timeout", login_timeout, "how long to wait for the browser's sign-in (default 15m)");
+  auto* oauth2_status = oauth2_cmd->add_subcommand(
+      "status", "the stored login: account, scope, access-token expiry, refresh-token age, last refresh (never a token)");
+  oauth2_status->add_option("name", oauth2_name, "the [[upstream]] name")->required();
+
   auto* check = app.add_subcommand("check",
                                    "validate the configuration as outboxd --check does (secrets, TLS files, "
                                    "ports, provider rules), sending no mail");
@@ -244,6 +263,34 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (oauth2_cmd->parsed()) {
+    outbox::Config cfg;
+    try {
+      cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+    } catch (const std::exception& e) {
+      std::cerr << "outboxctl: " << e.what() << "\n";
+      return ctl::kExitFailure;
+    }
+    const outbox::UpstreamConfig* up = nullptr;
+    for (const auto& u : cfg.upstreams)
+      if (u.name == oauth2_name) up = &u;
+    if (!up) {
+      std::cerr << "outboxctl: no [[upstream]] named \"" << oauth2_name << "\" in " << cfg.source << "\n";
+      return ctl::kExitFailure;
+    }
+    if (oauth2_status->parsed()) return ctl::cmd_oauth2_status(cfg, *up, now_us() / 1'000'000, io);
+    ctl::LoginOptions lo;
+    lo.browser = browser;
+    auto t = outbox::parse_duration(login_timeout);
+    if (!t || t->count() == 0) {
+      std::cerr << "outboxctl: --timeout \"" << login_timeout << "\" is not a duration (90s, 15m)\n";
+      return ctl::kExitUsage;
+    }
+    lo.timeout = *t;
+    outbox::oauth2::http::global_init();
+    return ctl::cmd_oauth2_login(cfg, *up, lo, io);
+  }
+
   if (test_up->parsed()) {
     outbox::Config cfg;
     try {
@@ -270,6 +317,31 @@ int main(int argc, char** argv) {
     po.on_step = [](const outbox::probe::ProbeStep& s) {
       std::cout << "  " << ctl::probe_step_line(s.stage, s.detail, s.ms) << std::flush;
     };
+    if (up->auth == "oauth2") {
+      // A fresh token, as outboxd would get after a refusal: proves the
+      // refresh works now, and says how long the new token lives.
+      namespace o2 = outbox::oauth2;
+      o2::http::global_init();
+      o2::Request req;
+      req.mode = o2::Mode::Force;
+      auto t0 = std::chrono::steady_clock::now();
+      o2::Obtained got = o2::obtain(*up, o2::store::dir_for_spool(cfg.spool_path), req);
+      long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      if (!got.ok) {
+        const o2::Failure& f = *got.failure;
+        std::cout << "FAILED: upstream \"" << ctl::printable(up->name) << "\": OAuth2 token: " << f.text
+                  << (f.detail.empty() ? "" : " (" + f.detail + ")") << "\n";
+        std::cout << "hint: " << f.fix << "\n";
+        return ctl::kExitFailure;
+      }
+      const std::int64_t now_s = o2::wall_clock_now();
+      std::cout << "  " << ctl::probe_step_line("oauth2", std::string(got.requested ? "new access token" : "access token") +
+                                                              " for " + up->username + ", valid " +
+                                                              ctl::human_duration(got.tokens.access_expires_at - now_s) +
+                                                              (got.rotated ? "; refresh token rotated" : ""), ms)
+                << std::flush;
+      po.secret = std::move(got.access_token);
+    }
     auto r = outbox::probe::probe_upstream(cfg, *up, po);
     if (verbose || !r.ok)
       for (const auto& line : r.transcript) std::cout << "  " << line << "\n";
