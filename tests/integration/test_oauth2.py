@@ -76,10 +76,10 @@ class OAuth2Relay(unittest.TestCase):
             m = re.search(rb"enter the code (\S+) ", line)
             if m:
                 code = m.group(1).decode()
-        self.assertIsNotNone(code, b"".join(lines) + p.stderr.read())
-        sys.stderr.write("DBG code %s at %f\n" % (code, time.time()))
+        if code is None:   # stderr is read only now: reading it blocks until outboxctl exits
+            p.kill()
+            self.fail(b"".join(lines) + p.stderr.read())
         auth.approve(code)
-        sys.stderr.write("DBG approved at %f\n" % time.time())
         # The rest of stdout through the same buffered reader (communicate()
         # would skip what readline() has buffered).
         out = b"".join(lines) + p.stdout.read()
@@ -254,7 +254,8 @@ class OAuth2Relay(unittest.TestCase):
         lines = []
         while url is None:
             line = p.stdout.readline()
-            self.assertTrue(line, b"".join(lines) + p.stderr.read())
+            if not line:   # stderr is read only now: reading it blocks until outboxctl exits
+                self.fail(b"".join(lines) + p.stderr.read())
             lines.append(line)
             if line.strip().startswith(auth.base.encode() + b"/authorize?"):
                 url = line.strip().decode()
