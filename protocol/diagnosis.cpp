@@ -112,7 +112,8 @@ std::string auth_hint(const Ctx& c) {
            "with " + kStartTls + " or 465 with " + kImplicit;
   if (has(e, {"no usable auth mechanism"})) {
     if (has(e, {"xoauth2"}))
-      return "this server takes OAuth2 only: set auth = \"xoauth2\" with oauth2_token_command or "
+      return "this server takes OAuth2 only: set auth = \"oauth2\" (with oauth2_provider, then `outboxctl "
+             "oauth2 login " + c.u.name + "`), or auth = \"xoauth2\" with oauth2_token_command or "
              "oauth2_token_file";
     return "the server offers no mechanism outbox speaks (PLAIN, LOGIN, XOAUTH2)";
   }
@@ -127,28 +128,47 @@ std::string auth_hint(const Ctx& c) {
            "mailbox's SMTP service must be enabled there as well";
   bool google = host_in(c.host, {"gmail.com", "googlemail.com", "google.com"});
   if (google) {
+    if (lower(c.u.auth) == "oauth2")
+      return "Google refused the OAuth2 token: the login must grant the https://mail.google.com/ scope; "
+             "outbox refreshes the token once more by itself; if this repeats, run `outboxctl oauth2 login " +
+             c.u.name + " --browser`";
     if (lower(c.u.auth) == "xoauth2")
       return "Google refused the OAuth2 token: it may have expired or lack the https://mail.google.com/ "
-             "scope; check oauth2_token_command";
+             "scope; check oauth2_token_command, or let outbox keep the token: auth = \"oauth2\", "
+             "oauth2_provider = \"google\"";
     if (c.esc_is(5, 7, 8) || c.esc_is(5, 7, 9) || c.code == 534)
       return "use an App Password (Google account → Security → 2-Step Verification → App passwords); the "
              "account password does not work";
   }
   bool microsoft = host_in(c.host, {"office365.com", "outlook.com", "office.com", "hotmail.com", "live.com"});
+  const std::string login = "outboxctl oauth2 login " + c.u.name;
+  const std::string to_oauth2 = "switch to OAuth2: auth = \"oauth2\", oauth2_provider = \"microsoft\" and `" +
+                                login + "` (README: moving an account to OAuth2)";
   if (microsoft) {
+    // Microsoft's basic-auth retirement for SMTP AUTH (Exchange Online,
+    // end of 2026): 5.7.139 / 5.7.3 / 5.7.30 all mean "not with a password".
+    if (lower(c.u.auth) == "oauth2")
+      return "Microsoft refused the OAuth2 token: SMTP AUTH must be enabled for the mailbox (Microsoft 365 admin "
+             "center → user → Mail → Email apps → Authenticated SMTP), and the app registration needs the "
+             "SMTP.Send permission (app-only: an Exchange service principal with SendAs on the mailbox); outbox "
+             "refreshes the token once more by itself";
     if (c.esc_is(5, 7, 139))
       return "SMTP AUTH is disabled for this mailbox or tenant: an admin must enable Authenticated SMTP for "
-             "the mailbox (Microsoft 365 admin center → user → Mail → Email apps), or use OAuth2 "
-             "(auth = \"xoauth2\")";
+             "the mailbox (Microsoft 365 admin center → user → Mail → Email apps), or " + to_oauth2;
+    if (c.esc_is(5, 7, 30) || has(c.text, {"basic authentication is not supported"}))
+      return "Microsoft no longer takes a password for SMTP submission on this tenant: " + to_oauth2;
     if (c.esc_is(5, 7, 3))
       return "Microsoft refused basic authentication: SMTP AUTH is off for the mailbox (or by Security "
-             "Defaults), or the account needs OAuth2 (auth = \"xoauth2\"); check the password too";
+             "Defaults), or the account needs OAuth2; check the password, or " + to_oauth2;
   }
   if (host_in(c.host, {"amazonaws.com"}))
     return "use the SMTP credentials made in the SES console for this region (not the AWS access key)";
   if (lower(c.u.auth) == "xoauth2")
     return "the OAuth2 token was refused: it may have expired; check oauth2_token_command or "
            "oauth2_token_file";
+  if (lower(c.u.auth) == "oauth2")
+    return "the OAuth2 access token was refused: outbox refreshes it once more by itself; if this repeats, "
+           "check the scope (oauth2_scope) and run `outboxctl oauth2 login " + c.u.name + "`";
   if (c.f.reply->permanent())
     return "the server refused username " + (c.u.username.empty() ? std::string("(none)") : c.u.username) +
            " with this secret: check username and the secret in password_file, password_env or "

@@ -22,7 +22,7 @@ struct UpstreamSummary {   // from [[upstream]]; never the secret
   std::string host;
   std::uint16_t port = 0;
   client::TlsPolicy tls = client::TlsPolicy::Implicit;
-  std::string auth = "auto";   // auto | plain | login | xoauth2
+  std::string auth = "auto";   // auto | plain | login | xoauth2 | oauth2
   std::string username;
   std::string tls_name;        // "" = host
   std::string ca_file;

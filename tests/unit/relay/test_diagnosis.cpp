@@ -71,15 +71,38 @@ TEST_CASE("diagnosis table") {
       {"Gmail XOAUTH2 refused", up("gmail", "smtp.gmail.com", 465, TlsPolicy::Implicit, "me@gmail.com", "xoauth2"),
        {Stage::Auth, reply(535, "5.7.8 Username and Password not accepted."), "token refused {}"},
        "Google refused the OAuth2 token: it may have expired or lack the https://mail.google.com/ scope; check "
-       "oauth2_token_command"},
+       "oauth2_token_command, or let outbox keep the token: auth = \"oauth2\", oauth2_provider = \"google\""},
+      {"Gmail built-in OAuth2 refused", up("gmail", "smtp.gmail.com", 465, TlsPolicy::Implicit, "me@gmail.com", "oauth2"),
+       {Stage::Auth, reply(535, "5.7.8 Username and Password not accepted."), ""},
+       "Google refused the OAuth2 token: the login must grant the https://mail.google.com/ scope; outbox refreshes "
+       "the token once more by itself; if this repeats, run `outboxctl oauth2 login gmail --browser`"},
       {"M365 5.7.139", m365,
        {Stage::Auth, reply(535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for "
                                 "the Tenant."), ""},
        "SMTP AUTH is disabled for this mailbox or tenant: an admin must enable Authenticated SMTP for the "
-       "mailbox (Microsoft 365 admin center → user → Mail → Email apps), or use OAuth2 (auth = \"xoauth2\")"},
+       "mailbox (Microsoft 365 admin center → user → Mail → Email apps), or switch to OAuth2: auth = \"oauth2\", "
+       "oauth2_provider = \"microsoft\" and `outboxctl oauth2 login m365` (README: moving an account to OAuth2)"},
+      {"M365 550 5.7.30 basic auth not supported", m365,
+       {Stage::Auth, reply(550, "5.7.30 Basic authentication is not supported for Client Submission."), ""},
+       "Microsoft no longer takes a password for SMTP submission on this tenant: switch to OAuth2: auth = "
+       "\"oauth2\", oauth2_provider = \"microsoft\" and `outboxctl oauth2 login m365` (README: moving an "
+       "account to OAuth2)"},
+      {"M365 built-in OAuth2 token refused", up("m365", "smtp.office365.com", 587, TlsPolicy::StartTls,
+                                                "me@corp.example", "oauth2"),
+       {Stage::Auth, reply(535, "5.7.3 Authentication unsuccessful"), ""},
+       "Microsoft refused the OAuth2 token: SMTP AUTH must be enabled for the mailbox (Microsoft 365 admin center "
+       "→ user → Mail → Email apps → Authenticated SMTP), and the app registration needs the SMTP.Send permission "
+       "(app-only: an Exchange service principal with SendAs on the mailbox); outbox refreshes the token once "
+       "more by itself"},
+      {"custom built-in OAuth2 token refused", up("corp", "mail.corp.example", 587, TlsPolicy::StartTls, "app",
+                                                  "oauth2"),
+       {Stage::Auth, reply(535, "5.7.8 token invalid"), ""},
+       "the OAuth2 access token was refused: outbox refreshes it once more by itself; if this repeats, check the "
+       "scope (oauth2_scope) and run `outboxctl oauth2 login corp`"},
       {"M365 5.7.3", m365, {Stage::Auth, reply(535, "5.7.3 Authentication unsuccessful"), ""},
        "Microsoft refused basic authentication: SMTP AUTH is off for the mailbox (or by Security Defaults), or "
-       "the account needs OAuth2 (auth = \"xoauth2\"); check the password too"},
+       "the account needs OAuth2; check the password, or switch to OAuth2: auth = \"oauth2\", oauth2_provider = "
+       "\"microsoft\" and `outboxctl oauth2 login m365` (README: moving an account to OAuth2)"},
       {"SES 535", ses, {Stage::Auth, reply(535, "Authentication Credentials Invalid"), ""},
        "use the SMTP credentials made in the SES console for this region (not the AWS access key)"},
       {"generic 535", up("corp", "mail.corp.example", 587, TlsPolicy::StartTls, "app"),
@@ -181,7 +204,8 @@ TEST_CASE("diagnosis table") {
       {"XOAUTH2 only", m365,
        {Stage::Auth, std::nullopt,
         "no usable AUTH mechanism: the server offers XOAUTH2; auth = \"auto\" uses PLAIN or LOGIN"},
-       "this server takes OAuth2 only: set auth = \"xoauth2\" with oauth2_token_command or oauth2_token_file"},
+       "this server takes OAuth2 only: set auth = \"oauth2\" (with oauth2_provider, then `outboxctl oauth2 login "
+       "m365`), or auth = \"xoauth2\" with oauth2_token_command or oauth2_token_file"},
       {"AUTH without TLS", up("x", "mail.corp.example", 25, TlsPolicy::None, "app"),
        {Stage::Auth, std::nullopt, "refusing to send credentials over a connection without TLS"},
        "AUTH is only sent over TLS: set tls = \"starttls\" (port 587) or tls = \"implicit\" (port 465)"},
