@@ -20,9 +20,9 @@ OAuth2Refresher::Result stopped(const UpstreamConfig& u) {
 }  // namespace
 
 OAuth2Refresher::OAuth2Refresher(Poster post, std::string store_dir, oauth2::Policy policy,
-                                 std::chrono::seconds idle_check)
+                                 std::chrono::seconds idle_check, std::chrono::milliseconds first_idle)
     : post_(std::move(post)), store_dir_(std::move(store_dir)), policy_(policy), idle_check_(idle_check),
-      next_idle_(std::chrono::steady_clock::now() + std::chrono::seconds(10)), thread_([this] { loop(); }) {}
+      next_idle_(std::chrono::steady_clock::now() + first_idle), thread_([this] { loop(); }) {}
 
 OAuth2Refresher::~OAuth2Refresher() {
   {

@@ -36,8 +36,11 @@ class OAuth2Refresher {
   };
   using Done = std::function<void(Result)>;
 
+  // The first idle pass runs first_idle after the start (not at once: the
+  // start's own deliveries ask for tokens first), then every idle_check.
   OAuth2Refresher(Poster post, std::string store_dir, oauth2::Policy policy = {},
-                  std::chrono::seconds idle_check = std::chrono::hours(1));
+                  std::chrono::seconds idle_check = std::chrono::hours(1),
+                  std::chrono::milliseconds first_idle = std::chrono::seconds(10));
   ~OAuth2Refresher();   // joins the thread; requests not started complete with a failure
   OAuth2Refresher(const OAuth2Refresher&) = delete;
   OAuth2Refresher& operator=(const OAuth2Refresher&) = delete;
