@@ -25,6 +25,7 @@
 #include "daemon/config.h"
 #include "daemon/config_check.h"
 #include "daemon/logging.h"
+#include "daemon/oauth2/http.h"
 #include "daemon/loop_poster.h"
 #include "daemon/spool_reader.h"
 #include "daemon/password.h"
@@ -288,6 +289,9 @@ int main(int argc, char** argv) {
   app.add_flag("--check", check, "validate the configuration and exit");
   app.set_version_flag("--version", std::string("outboxd ") + OUTBOX_VERSION);
   CLI11_PARSE(app, argc, argv);
+  // libcurl's global state (the OAuth2 token endpoint), set up while the
+  // process has one thread, as curl_global_init(3) asks.
+  outbox::oauth2::http::global_init();
 
   if (check) {
     // As the unit's User= (systemd/outboxd.service): secrets are checked as
