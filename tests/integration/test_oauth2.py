@@ -10,6 +10,8 @@ server's current access token.
   token on disk;
 - kill -9 of outboxd while a refresh waits for its answer: the next start
   still has a valid refresh token and delivers;
+- the upstream refuses a token outbox thought valid (535): refreshed once
+  more, delivered;
 - invalid_grant on refresh: mail deferred (not bounced), the upstream
   suspended, the log and test-upstream say to log in again; after
   `outboxctl oauth2 login` the mail goes without a restart;
@@ -85,6 +87,8 @@ class OAuth2Relay(unittest.TestCase):
         out = b"".join(lines) + p.stdout.read()
         err = p.stderr.read()
         p.wait(timeout=30)
+        p.stdout.close()
+        p.stderr.close()
         self.outputs.append(out + err)
         self.assertEqual(p.returncode, 0, out + err + repr(auth.requests).encode() + repr(auth.answers).encode())
         self.assertIn(b"signed in", out)
@@ -195,6 +199,26 @@ class OAuth2Relay(unittest.TestCase):
         out = self.login_device(d, auth)
         self.assertIn(b"suspension lifted", out)
         up.wait_delivered(1, timeout=20)
+        self.assertEqual(d.events("bounced"), [])
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_token_leaked(auth, d)
+
+    def test_token_refused_by_upstream_is_refreshed_once_more(self):
+        # The provider invalidated the access token early (a password change,
+        # a policy): outbox's copy still looks valid until the upstream says 535.
+        auth, up, d = self.env(expires_in=3600, retry={"initial": "1s", "max": "2s"})
+        self.login_device(d, auth)
+        d.start()
+        self.submit(d)
+        up.wait_delivered(1)
+        auth.expire_access()
+        refreshes_before = len(auth.grants("refresh_token"))
+        self.submit(d)
+        up.wait_delivered(2, timeout=30)
+        self.assertEqual([a["success"] for a in up.auth_attempts], [True, False, True])
+        self.assertEqual(len(auth.grants("refresh_token")), refreshes_before + 1)
+        ev = d.wait_event("oauth2_refreshed", upstream="mail")
+        self.assertEqual(ev["reason"], "rejected")
         self.assertEqual(d.events("bounced"), [])
         self.assertEqual(d.stop(), 0)
         self.assert_no_token_leaked(auth, d)
