@@ -25,7 +25,7 @@
 #include "daemon/config.h"
 #include "daemon/config_check.h"
 #include "daemon/logging.h"
-#include "daemon/oauth2/http.h"
+#include "daemon/http_client.h"
 #include "daemon/loop_poster.h"
 #include "daemon/spool_reader.h"
 #include "daemon/password.h"
@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   // libcurl's global state (the OAuth2 token endpoint), set up while the
   // process has one thread, as curl_global_init(3) asks.
-  outbox::oauth2::http::global_init();
+  outbox::http::global_init();
 
   if (check) {
     // As the unit's User= (systemd/outboxd.service): secrets are checked as

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "daemon/config.h"
-#include "daemon/oauth2/http.h"
+#include "daemon/http_client.h"
 #include "daemon/oauth2/lifecycle.h"
 #include "daemon/oauth2/provider.h"
 

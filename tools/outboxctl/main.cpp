@@ -26,7 +26,7 @@
 #include "tools/outboxctl/config_dump.h"
 #include "tools/outboxctl/format.h"
 #include "tools/outboxctl/oauth2_cmd.h"
-#include "daemon/oauth2/http.h"
+#include "daemon/http_client.h"
 #include "daemon/oauth2/token_source.h"
 #include "daemon/oauth2/token_store.h"
 #include "tools/outboxctl/route.h"
@@ -287,7 +287,7 @@ int main(int argc, char** argv) {
       return ctl::kExitUsage;
     }
     lo.timeout = *t;
-    outbox::oauth2::http::global_init();
+    outbox::http::global_init();
     return ctl::cmd_oauth2_login(cfg, *up, lo, io);
   }
 
@@ -321,7 +321,7 @@ int main(int argc, char** argv) {
       // A fresh token, as outboxd would get after a refusal: proves the
       // refresh works now, and says how long the new token lives.
       namespace o2 = outbox::oauth2;
-      o2::http::global_init();
+      outbox::http::global_init();
       o2::Request req;
       req.mode = o2::Mode::Force;
       auto t0 = std::chrono::steady_clock::now();

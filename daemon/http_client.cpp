@@ -1,11 +1,11 @@
-#include "daemon/oauth2/http.h"
+#include "daemon/http_client.h"
 
 #include <curl/curl.h>
 
 #include <memory>
 #include <mutex>
 
-namespace outbox::oauth2::http {
+namespace outbox::http {
 
 namespace {
 
@@ -78,7 +78,9 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-Response post_form(const std::string& url, const Fields& fields, const Options& o) {
+namespace {
+
+Response perform(const std::string& url, const std::string& content_type, std::string& body, const Options& o) {
   global_init();
   Response r;
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> h(curl_easy_init(), &curl_easy_cleanup);
@@ -86,14 +88,15 @@ Response post_form(const std::string& url, const Fields& fields, const Options& 
     r.transport_error = "cannot make an HTTP request (curl_easy_init)";
     return r;
   }
-  std::string body = form_encode(fields);
   Sink sink;
   sink.max = o.max_body;
   char err[CURL_ERROR_SIZE] = {0};
   curl_slist* headers = curl_slist_append(nullptr, "Accept: application/json");
+  headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
   CURL* c = h.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");   // a token never travels in clear text
+  // A token never travels in clear text; an alert hook on loopback may.
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, o.allow_http ? "http,https" : "https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -133,4 +136,18 @@ Response post_form(const std::string& url, const Fields& fields, const Options& 
   return r;
 }
 
-}  // namespace outbox::oauth2::http
+}  // namespace
+
+Response post(const std::string& url, const std::string& content_type, const std::string& body, const Options& o) {
+  std::string copy = body;
+  return perform(url, content_type, copy, o);
+}
+
+Response post_form(const std::string& url, const Fields& fields, const Options& o) {
+  Options form = o;
+  form.allow_http = false;   // forms carry secrets
+  std::string body = form_encode(fields);
+  return perform(url, "application/x-www-form-urlencoded", body, form);
+}
+
+}  // namespace outbox::http
