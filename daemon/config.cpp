@@ -37,7 +37,7 @@ const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
       {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
       {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
-      {"", "bounces", ""}, {"", "log", ""},
+      {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""},
       {"spool", "path", ""}, {"spool", "retention", "1d"},
       {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
       {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
@@ -71,6 +71,9 @@ const std::vector<ConfigKey>& config_keys() {
       {"retry", "initial", "1m"}, {"retry", "max", "1h"}, {"retry", "factor", "2.0"}, {"retry", "jitter", "0.2"},
       {"retry", "lifetime", "5d"}, {"retry", "uncertain", "default resend"},
       {"bounces", "enabled", "true"},
+      {"alert", "name", "alert[N]"}, {"alert", "url", ""}, {"alert", "command", ""}, {"alert", "events", "all"},
+      {"alert", "ca_file", ""}, {"alert", "timeout", "10s"}, {"alert", "oldest_waiting", "4h"},
+      {"alert", "max_per_hour", "20"},
       {"log", "level", "info"},
   };
   return keys;
@@ -350,7 +353,7 @@ class Section {
       for (const auto& k : config_keys())
         if (!k.table.empty() && k.table != table_name && k.key == first->str()) {
           bool array = k.table == "listen" || k.table == "user" || k.table == "local_user" ||
-                       k.table == "upstream" || k.table == "route";
+                       k.table == "upstream" || k.table == "route" || k.table == "alert";
           problem += std::string(" here (it belongs in ") + (array ? "[[" : "[") + std::string(k.table) +
                      (array ? "]]" : "]") + ")";
           break;
@@ -949,6 +952,51 @@ void load_retry(const Section& root, Config& c) {
     r.uncertain = *v == "hold" ? RetryConfig::Uncertain::Hold : RetryConfig::Uncertain::Resend;
 }
 
+bool loopback_url(const std::string& url) {
+  for (const char* p : {"http://127.", "http://[::1]", "http://localhost:", "http://localhost/"})
+    if (url.rfind(p, 0) == 0) return true;
+  return url == "http://localhost";
+}
+
+void load_alerts(const Section& root, Config& c) {
+  static const std::vector<std::string_view> kinds = {"upstream_suspended", "auth_failed", "quota_exhausted",
+                                                      "queue_age", "spool_error"};
+  std::set<std::string> names;
+  for (const auto& s : root.subs("alert")) {
+    s.allow("alert");
+    AlertConfig a;
+    a.name = s.text("name").value_or("alert[" + std::to_string(c.alerts.size()) + "]");
+    if (!names.insert(a.name).second) s.fail("name", "another [[alert]] is already named " + quoted(a.name));
+    if (auto v = s.text("url")) a.url = *v;
+    if (auto v = s.strings("command")) {
+      if (v->empty()) s.fail("command", "must name a program (an argv array, run without a shell)");
+      a.command = *v;
+    }
+    if (a.url.empty() && a.command.empty()) s.missing("url");
+    if (!a.url.empty() && !a.command.empty()) s.fail("command", "give url or command, not both (one hook each)");
+    if (!a.url.empty() && a.url.rfind("https://", 0) != 0 && !loopback_url(a.url))
+      s.fail("url", quoted(a.url) + " must be https:// (http:// only to 127.0.0.1, [::1] or localhost)");
+    if (auto v = s.strings("events")) {
+      for (std::size_t i = 0; i < v->size(); ++i)
+        if (std::find(kinds.begin(), kinds.end(), (*v)[i]) == kinds.end())
+          s.fail_element("events", i, quoted((*v)[i]) + " is not an alert (upstream_suspended, auth_failed, "
+                                      "quota_exhausted, queue_age, spool_error)");
+      a.events = *v;
+    }
+    if (auto v = s.text("ca_file")) a.ca_file = *v;
+    if (auto v = s.duration("timeout")) {
+      if (v->count() == 0) s.fail("timeout", "must be at least 1s");
+      a.timeout = *v;
+    }
+    if (auto v = s.duration("oldest_waiting")) {
+      if (v->count() == 0) s.fail("oldest_waiting", "must be at least 1s");
+      a.oldest_waiting = *v;
+    }
+    if (auto v = s.count("max_per_hour")) a.max_per_hour = *v;
+    c.alerts.push_back(std::move(a));
+  }
+}
+
 void load_misc(const Section& root, Config& c) {
   if (auto b = root.sub("bounces")) {
     b->allow("bounces");
@@ -998,6 +1046,7 @@ Config load_config(const std::string& path) {
   load_limits(root, c);
   load_upstreams_and_routes(root, c);
   load_retry(root, c);
+  load_alerts(root, c);
   load_misc(root, c);
   return c;
 }

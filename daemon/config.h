@@ -132,6 +132,21 @@ struct RetryConfig {
   Uncertain uncertain = Uncertain::Resend;
 };
 
+// [[alert]]: a hook told about incidents without going through the queue
+// (daemon/alerter.h): a webhook (url, JSON POST) or a command (argv, no
+// shell, the JSON on its standard input).
+struct AlertConfig {
+  std::string name;                      // for logs; default "alert[N]"
+  std::string url;                       // https:// (http:// only to a loopback address)
+  std::vector<std::string> command;
+  std::vector<std::string> events;       // alert_kind_name()s; empty: every kind
+  std::string ca_file;                   // webhook CA ("" = system store)
+  std::chrono::seconds timeout{10};      // one delivery of the alert
+  std::chrono::seconds oldest_waiting{4 * 3600};   // queue_age: the oldest waiting message is older
+  std::size_t max_per_hour = 20;
+  bool operator==(const AlertConfig&) const = default;
+};
+
 struct Config {
   std::string source;                       // the file it came from
   std::string spool_path;
@@ -147,6 +162,7 @@ struct Config {
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;
   RetryConfig retry;
+  std::vector<AlertConfig> alerts;
   bool bounces = true;
   std::string log_level = "info";
   // The line each key path was written on ("upstream[0].port", "limits"),

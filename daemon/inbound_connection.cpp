@@ -564,9 +564,13 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
   m.created = static_cast<std::int64_t>(now_micros());
   std::weak_ptr<InboundConnection> weak = weak_from_this();
   std::string id = a.id;
-  server_.store().begin_message(std::move(m), [weak, id](bool ok, std::string err) {
+  // The Server outlives every store completion (it is destroyed after the
+  // loop has run them all), unlike this connection.
+  Server* srv = &server_;
+  server_.store().begin_message(std::move(m), [weak, id, srv](bool ok, std::string err) {
     if (ok) return;
     log::error(log::Line("spool_error").kv("id", id).kv("op", "begin").kv("error", err));
+    srv->spool_failed("begin", err);
     if (auto self = weak.lock(); self && self->msg_id_ == id) self->msg_failed_ = true;
   });
 }
@@ -576,12 +580,16 @@ void InboundConnection::store_append(protocol::AppendBody& a) {
   store_inflight_bytes_ += n;
   std::weak_ptr<InboundConnection> weak = weak_from_this();
   std::string id = a.id;
-  server_.store().append(a.id, chunk_seq_++, std::move(a.bytes), [weak, id, n](bool ok, std::string err) {
+  Server* srv = &server_;
+  server_.store().append(a.id, chunk_seq_++, std::move(a.bytes), [weak, id, n, srv](bool ok, std::string err) {
     auto self = weak.lock();
     // Once a message has failed, its later chunks fail too ("an earlier write
     // failed"): one line per message, not one per 64 KiB chunk.
     bool known = self && self->msg_id_ == id && self->msg_failed_;
-    if (!ok && !known) log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
+    if (!ok && !known) {
+      log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
+      srv->spool_failed("append", err);
+    }
     if (!self) return;
     self->store_inflight_bytes_ -= n;
     if (!ok && self->msg_id_ == id) self->msg_failed_ = true;
@@ -601,8 +609,9 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
   std::optional<std::uint32_t> uid = peer_.uid;
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
+  Server* srv = &server_;
   server_.store().commit_message(a.id, std::move(a.prefix), a.size,
-      [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before](bool ok, std::string err) {
+      [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv](bool ok, std::string err) {
         auto self = weak.lock();
         bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
         if (ok && failed) {
@@ -623,6 +632,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
         } else {
           log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
                          .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));
+          if (!err.empty()) srv->spool_failed("commit", err);
         }
         if (!self || self->closing_) return;
         self->msg_id_.clear();

@@ -144,6 +144,8 @@ struct Daemon {
   std::shared_ptr<const outbox::Config> config;   // the generation in effect
   std::unique_ptr<outbox::daemon::LoopPoster> poster;
   std::unique_ptr<outbox::queue::StoreWorker> store;
+  // Before server and relay: they hold it and are destroyed first.
+  std::unique_ptr<outbox::daemon::Alerter> alerter;
   std::unique_ptr<outbox::daemon::Server> server;
   std::unique_ptr<outbox::daemon::Relay> relay;
   uv_signal_t sigterm{}, sigint{}, sighup{};
@@ -209,6 +211,7 @@ struct Daemon {
       outbox::log::warn(outbox::log::Line("reload").kv("listeners", "unchanged")
                             .kv("hint", "listener changes take effect when outboxd restarts"));
     relay->reload(fresh);
+    alerter->configure(fresh->alerts);
     store->set_retention(fresh->retention);
     outbox::log::set_level(fresh->log_level);
     config = std::move(fresh);
@@ -383,12 +386,16 @@ int main(int argc, char** argv) {
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 
+  d.alerter = std::make_unique<outbox::daemon::Alerter>(d.config->host_name, d.config->spool_path);
+  d.alerter->configure(d.config->alerts);
   d.server = std::make_unique<outbox::daemon::Server>(d.loop, d.config, *d.store);
+  d.server->set_alerter(d.alerter.get());
   {
     auto* server = d.server.get();
     d.relay = std::make_unique<outbox::daemon::Relay>(d.loop, d.config, *d.store,
                                                       [server] { return server->next_id(); });
     auto* relay = d.relay.get();
+    relay->set_alerter(d.alerter.get());
     d.server->set_on_accepted([relay] { relay->kick(); });
   }
   try {

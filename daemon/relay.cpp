@@ -183,10 +183,12 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
                        static_cast<std::uint64_t>(std::max<std::int64_t>(0, at - now_us()) / 1000 + 1), 0);
       },
       [] { return now_us(); },
-      [](const OutcomeRecorder::Event& e) {
-        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
+      [this](const OutcomeRecorder::Event& e) {
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed) {
           log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
                          .kv("retry_in_s", seconds_text(e.retry_in)));
+          if (alerter_) alerter_->spool_error("delivery outcome", e.error);
+        }
         else
           log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
                         .kv("late_s", seconds_text(e.late_by)));
@@ -554,17 +556,34 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   l.kv("upstream", upstream).kv("reason", reason_name(s->reason)).kv("failures", s->failures)
       .kv("until_s", seconds_text(s->until - now)).kv("reply", uf.reply);
   log::warn(l);
+  const UpstreamRuntime* rt = gen_->find(upstream);
+  const bool oauth2 = rt && rt->cfg->auth == "oauth2";
+  const std::string login_hint = oauth2 ? "run `outboxctl oauth2 login " + upstream +
+                                              "`: outboxd uses the new login at once"
+                                        : "fix the account or secret and reload, or run `outboxctl resume " +
+                                              upstream + "`";
   if (s->tell_operator) {
     // Once per suspension: the account or password is wrong; retrying at the
     // message pace would only earn a login ban at the provider.
-    const UpstreamRuntime* rt = gen_->find(upstream);
-    const bool oauth2 = rt && rt->cfg->auth == "oauth2";
     log::error(log::Line("upstream_login_refused").kv("upstream", upstream).kv("reply", uf.reply)
-                   .kv("retry_in_s", seconds_text(s->until - now))
-                   .kv("hint", oauth2 ? "run `outboxctl oauth2 login " + upstream +
-                                            "`: outboxd uses the new login at once"
-                                      : "fix the account or secret and reload, or run `outboxctl resume " +
-                                            upstream + "`"));
+                   .kv("retry_in_s", seconds_text(s->until - now)).kv("hint", login_hint));
+  }
+  if (alerter_) {
+    // One alert per incident (the AlertBook de-duplicates the repeats); the
+    // incident ends when the upstream delivers again (message_done).
+    Alert a;
+    const bool auth = s->reason == queue::SuspendReason::AuthFailed;
+    a.kind = auth ? AlertKind::AuthFailed : AlertKind::UpstreamSuspended;
+    a.subject = upstream;
+    a.summary = "upstream " + upstream + (auth ? " refused the login" : " is suspended") + " (" +
+                std::string(reason_name(s->reason)) + "), next try in " + seconds_text(s->until - now) + " s: " +
+                uf.reply;
+    std::string hint = rt ? protocol::diagnose(upstream::summary(*rt->cfg), f).hint : "";
+    a.hint = auth ? (hint.empty() ? login_hint : hint + "; " + login_hint)
+                  : (hint.empty() ? "outbox keeps the mail and retries; `outboxctl upstreams` shows the state" : hint);
+    a.details = {{"reason", std::string(reason_name(s->reason))}, {"stage", uf.stage}, {"reply", uf.reply},
+                 {"failures", std::to_string(s->failures)}, {"retry_in_s", seconds_text(s->until - now)}};
+    alerter_->raise(std::move(a));
   }
   persist_upstreams();
 }
@@ -586,6 +605,10 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
     suspend(d.upstream_name(), sf);
   } else {
     sched_.upstream_ok(d.upstream_name(), now);
+    if (alerter_) {
+      alerter_->resolve(AlertKind::UpstreamSuspended, d.upstream_name());
+      alerter_->resolve(AlertKind::AuthFailed, d.upstream_name());
+    }
   }
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
 }

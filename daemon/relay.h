@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/alerter.h"
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
@@ -59,6 +60,9 @@ class Relay {
   // waiting messages (no route, suspended) are looked at again at once.
   void reload(std::shared_ptr<const Config> config);
   std::size_t active_deliveries() const { return deliveries_.size(); }
+  // [[alert]] hooks told about suspensions and failed outcome writes; may be
+  // null. Must outlive the relay.
+  void set_alerter(Alerter* a) { alerter_ = a; }
 
  private:
   friend class Delivery;
@@ -155,6 +159,7 @@ class Relay {
   std::unique_ptr<LoopPoster> oauth2_poster_;
   std::unique_ptr<OAuth2Refresher> oauth2_;
   std::map<std::string, std::uint64_t> oauth2_rejected_;   // upstream -> fingerprint of the refused token
+  Alerter* alerter_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

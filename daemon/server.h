@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/auth_throttle.h"
+#include "daemon/alerter.h"
 #include "daemon/config.h"
 #include "daemon/tls.h"
 #include "protocol/server_session.h"
@@ -73,6 +74,11 @@ class Server {
   // Called after each accepted message (the relay looks for work at once).
   void set_on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
   void message_accepted() { if (on_accepted_) on_accepted_(); }
+  // [[alert]] hooks (daemon/alerter.h), told when a spool write fails; may be null.
+  void set_alerter(Alerter* a) { alerter_ = a; }
+  void spool_failed(const std::string& op, const std::string& error) {
+    if (alerter_) alerter_->spool_error(op, error);
+  }
   // The [tls] certificate and key, loaded when a listener uses TLS.
   std::shared_ptr<TlsContext> tls_context() const { return tls_ctx_; }
   void connection_closed(InboundConnection* conn);
@@ -100,6 +106,7 @@ class Server {
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
   std::function<void()> on_accepted_;
+  Alerter* alerter_ = nullptr;
   uv_timer_t* grace_timer_ = nullptr;
 };
 

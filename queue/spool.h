@@ -112,6 +112,9 @@ class Spool {
   // needs. One walk of the messages_state index (~70 ms at 1,000,000), where
   // stats() also walks the attempt history (~0.9 s at 1,000,000).
   std::int64_t count_unfinished();
+  // created (µs) of the oldest queued, active or deferred message; nullopt
+  // when none waits. One index probe whatever the queue's size.
+  std::optional<std::int64_t> oldest_waiting();
   // Keyset paging for a streaming `outboxctl queue`: up to `limit` listed
   // messages (with recipients) whose id is greater than after_id, by id. Each
   // call is its own read snapshot, so a page costs the same at any queue size.
@@ -156,7 +159,7 @@ class Spool {
   // --- delivery history (writer; the relay engine; joins any open transaction) ---
   void add_attempt(std::string_view id, const AttemptRecord& a);
 
-  static constexpr int kSchemaVersion = 3;   // PRAGMA user_version after migration
+  static constexpr int kSchemaVersion = 4;   // PRAGMA user_version after migration
   int schema_version();
   Mode mode() const { return mode_; }
   const std::string& path() const { return path_; }

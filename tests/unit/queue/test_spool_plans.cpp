@@ -115,3 +115,24 @@ TEST_CASE("the plan checker catches a statement that does scan") {
     caught = caught || full_scan(line);
   CHECK(caught);
 }
+
+TEST_CASE("the oldest waiting message is one probe of its partial index, and the right one") {
+  // A range over messages_state (state IN ...) would pass the scan check yet
+  // walk every waiting row: the plan must name messages_waiting_since.
+  TempDir dir;
+  auto spool = Spool::open(dir.file("spool.db"));
+  sqlite3* db = spool->handle();
+  CHECK_FALSE(spool->oldest_waiting().has_value());
+  exec(db, "INSERT INTO messages(id, state, sender, created, updated, next_attempt) VALUES "
+           "('A', 'sent', '', 10, 10, 0), ('B', 'deferred', '', 30, 30, 0), ('C', 'queued', '', 20, 20, 0), "
+           "('D', 'held', '', 5, 5, 0), ('E', 'incoming', '', 1, 1, 0)");
+  CHECK(spool->oldest_waiting() == 20);
+  bool probe = false;
+  for (const auto& line : plan_of(db, "SELECT MIN(created) FROM messages INDEXED BY messages_waiting_since "
+                                      "WHERE state IN ('queued', 'active', 'deferred')")) {
+    CAPTURE(line);
+    probe = probe || line.rfind("SEARCH messages USING INDEX messages_waiting_since", 0) == 0 ||
+            line.rfind("SEARCH messages USING COVERING INDEX messages_waiting_since", 0) == 0;
+  }
+  CHECK(probe);
+}
