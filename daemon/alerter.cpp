@@ -83,7 +83,7 @@ void Alerter::raise(Alert a) {
                             alert_json(a, host_, h.book->take_suppressed())});
         break;
       case AlertBook::Decision::RateLimited:
-        log::warn(log::Line("alert_suppressed").kv("alert", h.cfg.name).kv("event", alert_kind_name(a.kind))
+        log::warn(log::Line("alert_suppressed").kv("alert", h.cfg.name).kv("kind", alert_kind_name(a.kind))
                       .kv("subject", a.subject).kv("max_per_hour", h.cfg.max_per_hour));
         break;
       case AlertBook::Decision::Duplicate:
@@ -98,7 +98,7 @@ void Alerter::resolve(AlertKind k, const std::string& subject) {
   std::lock_guard l(mu_);
   bool any = false;
   for (auto& h : hooks_) any = h.book->resolve(k, subject) || any;
-  if (any) log::info(log::Line("alert_resolved").kv("event", alert_kind_name(k)).kv("subject", subject));
+  if (any) log::info(log::Line("alert_resolved").kv("kind", alert_kind_name(k)).kv("subject", subject));
 }
 
 void Alerter::spool_error(const std::string& op, const std::string& error) {
@@ -187,11 +187,11 @@ void Alerter::deliver(const Job& j) {
   if (error.empty()) {
     sent_.fetch_add(1);
     log::Line l("alert_sent");
-    l.kv("alert", j.hook.name).kv("event", j.kind).kv("subject", j.subject);
+    l.kv("alert", j.hook.name).kv("kind", j.kind).kv("subject", j.subject);
     if (status) l.kv("status", status);
     log::info(l);
   } else {
-    log::error(log::Line("alert_failed").kv("alert", j.hook.name).kv("event", j.kind).kv("subject", j.subject)
+    log::error(log::Line("alert_failed").kv("alert", j.hook.name).kv("kind", j.kind).kv("subject", j.subject)
                    .kv("error", error));
   }
 }
