@@ -214,6 +214,24 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
     o.always("sender", q(r.sender));
     o.always("upstreams", list(r.upstreams));
   }
+  for (const auto& a : c.alerts) {
+    const AlertConfig da;
+    o.s << "\n[[alert]]\n";
+    o.always("name", q(a.name));
+    if (!a.url.empty()) o.always("url", q(a.url));
+    if (!a.command.empty()) {
+      // Like a token command: arguments may carry what should be a secret.
+      std::vector<std::string> shown{a.command.front()};
+      if (redact && a.command.size() > 1)
+        o.s << "# command: " << a.command.size() - 1 << " argument(s) not shown\n";
+      o.always("command", list(redact ? shown : a.command));
+    }
+    if (!a.events.empty()) o.always("events", list(a.events));
+    if (!a.ca_file.empty()) o.always("ca_file", q(a.ca_file));
+    o.kv("timeout", dur(a.timeout), dur(da.timeout));
+    o.kv("oldest_waiting", dur(a.oldest_waiting), dur(da.oldest_waiting));
+    o.kv("max_per_hour", std::to_string(a.max_per_hour), std::to_string(da.max_per_hour));
+  }
   {
     const RetryConfig& r = c.retry;
     const RetryConfig dr;

@@ -77,6 +77,14 @@ sender = "*@163.com"
 upstreams = ["163", "outgoing"]
 [[route]]
 upstreams = ["m365"]
+[[alert]]
+name = "ops"
+url = "https://hooks.example.com/outbox"
+events = ["upstream_suspended", "queue_age"]
+oldest_waiting = "30m"
+[[alert]]
+command = ["/usr/local/bin/page", "--team", "mail"]
+max_per_hour = 5
 [retry]
 jitter = 0.1
 uncertain = "hold"
@@ -98,6 +106,10 @@ TEST_CASE("config: the rendered configuration loads again as the same configurat
   CHECK(once.find("retention = \"2h\"") != std::string::npos);
   CHECK(once.find("deliver = \"maildir:/var/lib/outbox/outgoing\"") != std::string::npos);
   CHECK(once.find("uncertain = \"hold\"") != std::string::npos);
+  CHECK(once.find("[[alert]]\nname = \"ops\"\nurl = \"https://hooks.example.com/outbox\"") != std::string::npos);
+  CHECK(once.find("oldest_waiting = \"30m\"") != std::string::npos);
+  CHECK(once.find("name = \"alert[1]\"\ncommand = [\"/usr/local/bin/page\", \"--team\", \"mail\"]") !=
+        std::string::npos);
   // --changed too: what it leaves out are defaults, so it loads to the same.
   const std::string changed = ctl::render_config(c, true, false);
   auto from_changed = load_text(changed);
