@@ -38,7 +38,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
       {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
       {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""},
-      {"spool", "path", ""}, {"spool", "retention", "1d"},
+      {"spool", "path", ""}, {"spool", "retention", "1d"}, {"spool", "query_socket", "beside the first Unix listener"},
       {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
       {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
       {"listen", "group", ""}, {"listen", "trusted_networks", "127.0.0.0/8"}, {"listen", "tls", "default none"},
@@ -502,6 +502,34 @@ void load_spool(const Section& root, Config& c) {
   s->allow("spool");
   c.spool_path = s->required_text("path");
   if (auto v = s->duration("retention", true)) c.retention = *v;
+  if (auto v = s->str("query_socket")) {   // "" allowed: no query service
+    c.query_socket = *v;
+    c.query_socket_set = true;
+  }
+}
+
+// spool.query_socket: where mailq and outboxctl of any user ask outboxd for
+// their queue. By default beside the first Unix [[listen]] (a directory
+// every local user can reach, as the submission socket must be), else in
+// /run/outbox. "" turns the service off.
+void resolve_query_socket(const Section& root, Config& c) {
+  if (!c.query_socket_set) {
+    const ListenConfig* l = c.first_unix_listener();
+    std::string dir = "/run/outbox";
+    if (l) {
+      auto slash = l->path.rfind('/');
+      dir = slash == std::string::npos ? "." : slash == 0 ? "" : l->path.substr(0, slash);
+    }
+    c.query_socket = dir + "/query.sock";
+    return;
+  }
+  if (c.query_socket.empty()) return;
+  auto s = root.sub("spool");
+  for (const auto& l : c.listen)
+    if (l.is_unix() && l.path == c.query_socket)
+      s->fail("query_socket", quoted(c.query_socket) + " is also a [[listen]] path");
+  if (c.query_socket.size() >= 108)   // sockaddr_un.sun_path
+    s->fail("query_socket", "longer than the 107 bytes a Unix socket path may have");
 }
 
 void check_name(const Section& s, std::string_view k, const std::string& v) {
@@ -1041,6 +1069,7 @@ Config load_config(const std::string& path) {
   load_spool(root, c);
   load_host(root, c);
   load_listeners(root, c);
+  resolve_query_socket(root, c);
   load_tls(root, c);
   load_users(root, c);
   load_limits(root, c);

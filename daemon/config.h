@@ -151,6 +151,11 @@ struct Config {
   std::string source;                       // the file it came from
   std::string spool_path;
   std::chrono::seconds retention{86400};
+  // The queue query socket (SPEC "The queue for every user"), resolved:
+  // explicit, or query.sock beside the first Unix [[listen]], else
+  // /run/outbox/query.sock; empty: no query service.
+  std::string query_socket;
+  bool query_socket_set = false;            // written in the file (even as "")
   std::string host_name;                    // default: the machine's FQDN
   std::string host_domain;                  // default: the FQDN's domain
   std::map<std::string, std::string> aliases;

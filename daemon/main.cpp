@@ -29,6 +29,7 @@
 #include "daemon/loop_poster.h"
 #include "daemon/spool_reader.h"
 #include "daemon/password.h"
+#include "daemon/query_service.h"
 #include "daemon/relay.h"
 #include "daemon/server.h"
 #include "daemon/spool_lock.h"
@@ -148,6 +149,8 @@ struct Daemon {
   std::unique_ptr<outbox::daemon::Alerter> alerter;
   std::unique_ptr<outbox::daemon::Server> server;
   std::unique_ptr<outbox::daemon::Relay> relay;
+  // After poster: destroyed (its reader thread joined) before the poster it posts to.
+  std::unique_ptr<outbox::daemon::QueryService> query;
   uv_signal_t sigterm{}, sigint{}, sighup{};
   uv_timer_t relay_grace{};
   uv_timer_t status_timer{}, watchdog_timer{};
@@ -168,6 +171,7 @@ struct Daemon {
     relay_grace.data = this;
     uv_timer_start(&relay_grace, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->relay->abort(); },
                    static_cast<std::uint64_t>(kStopGrace.count()), 0);
+    if (query) query->close();
     relay->stop([this] {
       relay_stopped = true;
       uv_timer_stop(&relay_grace);
@@ -408,6 +412,21 @@ int main(int argc, char** argv) {
     return kExitSoftware;
   }
 
+  // The queue for every user (SPEC): mailq and outboxctl of any local user
+  // ask here; what they see is decided per connection.
+  if (!d.config->query_socket.empty()) {
+    auto* poster = d.poster.get();
+    d.query = std::make_unique<outbox::daemon::QueryService>(
+        d.loop, d.config->query_socket, d.config->spool_path,
+        [poster](std::function<void()> fn) { poster->post(std::move(fn)); });
+    try {
+      d.query->start();
+    } catch (const std::exception& e) {
+      outbox::log::error(outbox::log::Line("fatal").kv("error", e.what()));
+      return kExitSoftware;
+    }
+  }
+
   uv_signal_init(d.loop, &d.sigterm);
   uv_signal_init(d.loop, &d.sigint);
   uv_signal_init(d.loop, &d.sighup);
@@ -426,6 +445,7 @@ int main(int argc, char** argv) {
   d.start_timers();
 
   uv_run(d.loop, UV_RUN_DEFAULT);
+  d.query.reset();   // joins its reader thread while the poster it posts to still exists
   d.relay.reset();
   d.server.reset();
   d.poster.reset();

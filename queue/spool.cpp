@@ -979,6 +979,39 @@ std::vector<MessageRecord> Spool::list_page(const std::optional<std::string>& st
   return out;
 }
 
+std::vector<MessageRecord> Spool::list_page(const ListFilter& f, std::string_view after_id, int limit) {
+  std::vector<MessageRecord> out;
+  if (f.state && *f.state == kIncoming) return out;
+  Txn txn(*this, false);
+  {
+    Stmt st(*this, OUTBOX_MESSAGE_SELECT
+            "WHERE id > ?1 AND state != 'incoming' AND (?2 IS NULL OR state = ?2) "
+            "AND (?4 = 0 OR state IN ('queued', 'active', 'deferred', 'held')) AND (?5 IS NULL OR uid = ?5) "
+            "ORDER BY id LIMIT ?3");
+    st.text(1, after_id).i64(3, limit).i64(4, f.unfinished_only ? 1 : 0);
+    if (f.state) st.text(2, *f.state);
+    if (f.uid) st.i64(5, *f.uid);
+    while (st.step()) out.push_back(read_message(st));
+  }
+  for (auto& m : out) {
+    Stmt st(*this, sql::kGetRecipients);
+    st.text(1, m.id);
+    while (st.step()) m.recipients.push_back(read_recipient(st, 0));
+  }
+  txn.commit();
+  return out;
+}
+
+std::int64_t Spool::count_not_of_uid(const ListFilter& f, std::int64_t uid) {
+  if (f.state && *f.state == kIncoming) return 0;
+  Stmt st(*this,
+          "SELECT COUNT(*) FROM messages WHERE state != 'incoming' AND (?1 IS NULL OR state = ?1) "
+          "AND (?2 = 0 OR state IN ('queued', 'active', 'deferred', 'held')) AND (uid IS NULL OR uid != ?3)");
+  if (f.state) st.text(1, *f.state);
+  st.i64(2, f.unfinished_only ? 1 : 0).i64(3, uid);
+  return st.step() ? st.i64(0) : 0;
+}
+
 namespace {
 UpstreamState read_upstream(const auto& st) {
   UpstreamState u;

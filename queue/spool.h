@@ -119,6 +119,20 @@ class Spool {
   // messages (with recipients) whose id is greater than after_id, by id. Each
   // call is its own read snapshot, so a page costs the same at any queue size.
   std::vector<MessageRecord> list_page(const std::optional<std::string>& state, std::string_view after_id, int limit);
+  // Which listed messages a page or a count takes (the queue query service:
+  // an ordinary user's mailq lists only the messages of their uid).
+  struct ListFilter {
+    std::optional<std::string> state;     // one state
+    bool unfinished_only = false;         // queued, active, deferred, held (mailq)
+    std::optional<std::int64_t> uid;      // only messages submitted by this uid
+  };
+  // As list_page, with the filter. A uid filter walks the messages by id
+  // (there is no uid index): fine for a query thread, never for the daemon's
+  // submission or delivery paths.
+  std::vector<MessageRecord> list_page(const ListFilter& filter, std::string_view after_id, int limit);
+  // Listed messages matching filter.state / unfinished_only whose uid is not
+  // `uid` (no uid counts as another's).
+  std::int64_t count_not_of_uid(const ListFilter& filter, std::int64_t uid);
   // The persisted upstream rows (suspensions), by name.
   std::vector<UpstreamState> upstream_states();
   std::optional<UpstreamState> upstream_state(std::string_view name);

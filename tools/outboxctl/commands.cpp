@@ -12,14 +12,13 @@
 
 #include "tools/outboxctl/format.h"
 #include "daemon/password.h"
+#include "daemon/query_answer.h"
 
 namespace outbox::ctl {
 
 namespace {
 
 constexpr std::size_t kMaxHeaderBytes = 1 << 20;
-
-struct StopReading {};   // thrown from a read_body sink to stop early
 
 int no_such_message(const std::string& id, Io io) {
   io.err << "outboxctl: no such message: " << printable(id) << "\n";
@@ -100,24 +99,7 @@ std::string log_value(std::string_view v) {
 }
 
 std::string read_headers(queue::Spool& spool, const std::string& id) {
-  std::string h;
-  try {
-    spool.read_body(id, [&](std::string_view chunk) {
-      std::size_t from = h.size() < 3 ? 0 : h.size() - 3;   // a CRLFCRLF may straddle chunks
-      h.append(chunk);
-      auto end = h.find("\r\n\r\n", from);
-      if (end != std::string::npos) {
-        h.resize(end + 4);
-        throw StopReading{};
-      }
-      if (h.size() >= kMaxHeaderBytes) {
-        h.resize(kMaxHeaderBytes);
-        throw StopReading{};
-      }
-    });
-  } catch (const StopReading&) {
-  }
-  return h;
+  return query::read_header_section(spool, id, kMaxHeaderBytes);
 }
 
 int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io, int page_size) {
@@ -158,6 +140,82 @@ int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int
     io.out << (count == 0 ? "[]\n" : "\n]\n");
   else
     render_queue_footer(io.out, count, total, state);
+  return kExitOk;
+}
+
+namespace {
+std::string others_text(std::int64_t n) {
+  return std::to_string(n) + (n == 1 ? " message" : " messages") + " of other users not shown";
+}
+}  // namespace
+
+int cmd_queue_remote(const ListQuery& ask, const std::string& state, bool json, std::int64_t now, Io io) {
+  if (!state.empty() && !is_listed_state(state)) {
+    io.err << "outboxctl: unknown state '" << printable(state)
+           << "' (queued, active, deferred, held, sent, failed)\n";
+    return kExitUsage;
+  }
+  query::ListRequest req;
+  if (!state.empty()) req.state = state;
+  req.limit = 500;
+  std::uint64_t count = 0, total = 0;
+  std::optional<std::int64_t> others;
+  for (;;) {
+    auto a = ask(req);
+    if (const auto* e = std::get_if<query::ErrorAnswer>(&a)) {
+      io.err << "outboxctl: cannot list the queue: " << e->error << "\n";
+      return kExitFailure;
+    }
+    const auto& page = std::get<query::ListAnswer>(a);
+    if (page.others) others = page.others;
+    for (const auto& m : page.messages) {
+      if (json) {
+        std::string obj = dump_json(message_json(m, false));
+        obj.pop_back();
+        std::string indented = "  ";
+        for (char c : obj) {
+          indented += c;
+          if (c == '\n') indented += "  ";
+        }
+        io.out << (count == 0 ? "[\n" : ",\n") << indented;
+      } else {
+        if (count == 0) render_queue_header(io.out);
+        render_queue_entry(io.out, m, now);
+      }
+      ++count;
+      total += m.size;
+    }
+    io.out.flush();
+    if (!io.out) return kExitOk;
+    if (page.next_after.empty()) break;
+    req.after = page.next_after;
+  }
+  if (json) {
+    io.out << (count == 0 ? "[]\n" : "\n]\n");
+    if (others && *others > 0) io.err << "outboxctl: " << others_text(*others) << "\n";
+  } else {
+    render_queue_footer(io.out, count, total, state);
+    if (others && *others > 0) io.out << "-- " << others_text(*others) << "\n";
+  }
+  return kExitOk;
+}
+
+int cmd_show_remote(const ShowQuery& ask, const std::string& id, bool json, bool body, std::int64_t now, Io io) {
+  if (body) {
+    io.err << "outboxctl: show --body reads the spool file itself, which only root and the outbox group may read\n";
+    return kExitFailure;
+  }
+  auto a = ask(id);
+  if (const auto* e = std::get_if<query::ErrorAnswer>(&a)) {
+    if (e->code == query::ErrorCode::NotFound) return no_such_message(id, io);
+    io.err << "outboxctl: cannot show " << printable(id) << ": " << e->error << "\n";
+    return kExitFailure;
+  }
+  const auto& s = std::get<query::ShowAnswer>(a);
+  if (json)
+    io.out << dump_json(message_json(s.message, true));
+  else
+    render_message(io.out, s.message, s.headers, now);
   return kExitOk;
 }
 

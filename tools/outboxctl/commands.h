@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/query_protocol.h"
 #include "queue/spool.h"
 
 namespace outbox::ctl {
@@ -53,6 +54,18 @@ int cmd_retry(queue::Spool& spool, const std::string& id, bool all, std::int64_t
 
 enum class StatsFormat { Human, Json, Prometheus };
 int cmd_stats(queue::Spool& spool, StatsFormat format, std::int64_t now, Io io);
+
+// The same two commands through outboxd's query socket, for a caller who
+// may not read the spool file (SPEC "The queue for every user"): `ask` sends
+// one request and returns the answer (tools/common/query_client.h in
+// outboxctl, query::answer on a spool in the tests). An ordinary user gets
+// their own messages; the number of the others goes after the table (on
+// stderr with --json, whose array stays the contract's).
+using ListQuery = std::function<query::Answer(const query::ListRequest&)>;
+using ShowQuery = std::function<query::Answer(const std::string& id)>;
+int cmd_queue_remote(const ListQuery& ask, const std::string& state, bool json, std::int64_t now, Io io);
+// --body is not served through outboxd (exit 1, saying so).
+int cmd_show_remote(const ShowQuery& ask, const std::string& id, bool json, bool body, std::int64_t now, Io io);
 
 // Reads the password (one line from `in`; when interactive, prompts on err
 // with echo off and asks twice) and prints only the hash on out.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -22,6 +23,7 @@
 #include "daemon/upstream_probe.h"
 #include "queue/spool.h"
 #include "tools/outboxctl/bulk.h"
+#include "tools/common/query_client.h"
 #include "tools/outboxctl/commands.h"
 #include "tools/outboxctl/config_dump.h"
 #include "tools/outboxctl/format.h"
@@ -75,6 +77,35 @@ int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool
     std::cerr << "outboxctl: " << e.what() << "\n";
     return ctl::kExitFailure;
   }
+}
+
+// queue and show for a caller who may not read the spool file (an ordinary
+// user): through outboxd's query socket. 0 when it does not apply (go on
+// reading the spool), else the exit code of the command run remotely.
+// With --spool the caller named a file: it is read, or fails, as such.
+std::optional<int> via_daemon(const Globals& g, const std::function<int(outbox::tools::QueryClient&)>& fn) {
+  if (!g.spool.empty()) return std::nullopt;
+  outbox::Config cfg;
+  try {
+    cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+  } catch (const std::exception&) {
+    return std::nullopt;   // with_spool says what is wrong with the file
+  }
+  if (::access(cfg.spool_path.c_str(), R_OK) == 0 || (errno != EACCES && errno != EPERM)) return std::nullopt;
+  if (cfg.query_socket.empty()) {
+    std::cerr << "outboxctl: cannot read the spool " << cfg.spool_path
+              << ": Permission denied (only root and the outbox group may, and [spool] query_socket is off in "
+              << cfg.source << ")\n";
+    return ctl::kExitFailure;
+  }
+  std::string error;
+  auto client = outbox::tools::QueryClient::open(cfg.query_socket, error);
+  if (!client) {
+    std::cerr << "outboxctl: cannot read the spool " << cfg.spool_path << " (Permission denied) nor ask outboxd: "
+              << error << "\n";
+    return ctl::kExitFailure;
+  }
+  return fn(*client);
 }
 
 // The [[upstream]] names of the configuration, in order. With --spool and no
@@ -359,10 +390,20 @@ int main(int argc, char** argv) {
     return with_spool(g, Spool::Mode::ReadWrite,
                       [&](Spool& s) { return ctl::cmd_resume(s, resume_name, names, now, io); });
   }
-  if (queue_cmd->parsed())
+  if (queue_cmd->parsed()) {
+    auto remote = via_daemon(g, [&](outbox::tools::QueryClient& c) {
+      return ctl::cmd_queue_remote([&](const outbox::query::ListRequest& r) { return c.list(r); }, state, json, now, io);
+    });
+    if (remote) return *remote;
     return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_queue(s, state, json, now, io); });
-  if (show->parsed())
+  }
+  if (show->parsed()) {
+    auto remote = via_daemon(g, [&](outbox::tools::QueryClient& c) {
+      return ctl::cmd_show_remote([&](const std::string& i) { return c.show(i); }, id, json, body, now, io);
+    });
+    if (remote) return *remote;
     return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_show(s, id, json, body, now, io); });
+  }
   if (stats->parsed()) {
     auto fmt = json ? ctl::StatsFormat::Json : prometheus ? ctl::StatsFormat::Prometheus : ctl::StatsFormat::Human;
     return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_stats(s, fmt, now, io); });

@@ -42,7 +42,7 @@ using protocol::printable;
 
 }  // namespace
 
-std::string format_mailq(const std::vector<queue::MessageRecord>& messages) {
+std::string format_mailq(const std::vector<queue::MessageRecord>& messages, std::optional<std::int64_t> others) {
   std::string out;
   std::uint64_t total = 0;
   std::size_t count = 0;
@@ -71,7 +71,11 @@ std::string format_mailq(const std::vector<queue::MessageRecord>& messages) {
     }
     total += m.size;
   }
-  if (count == 0) return "Mail queue is empty\n";
+  std::string hidden;
+  if (others && *others > 0)
+    hidden = std::to_string(*others) + (*others == 1 ? " message" : " messages") + " of other users not shown";
+  if (count == 0) return hidden.empty() ? "Mail queue is empty\n" : "Mail queue is empty (" + hidden + ")\n";
+  if (!hidden.empty()) out += "\n-- " + hidden + ".";
   out += "\n-- " + std::to_string(total / 1024) + " Kbytes in " + std::to_string(count) + " Request" +
          (count == 1 ? "" : "s") + ".\n";
   return out;

@@ -2,6 +2,8 @@
 // mailq layout (postqueue/showq_compat.c, long queue id form), so scripts
 // and people used to Postfix read it unchanged. Pure formatting.
 #pragma once
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,11 @@ namespace outbox::sendmail {
 // '*' after the id, held '!'. Under each message its pending recipients,
 // preceded by "(reason)" whenever the reason changes (the recipient's last
 // reply, else the message's last error such as "no route").
-std::string format_mailq(const std::vector<queue::MessageRecord>& messages);
+// others: when the list is one user's own (outboxd's query socket), how
+// many messages of other users it leaves out; said in a line before the
+// total ("-- 3 messages of other users not shown."), or after "Mail queue is
+// empty" in parentheses. Never any detail of them.
+std::string format_mailq(const std::vector<queue::MessageRecord>& messages,
+                         std::optional<std::int64_t> others = std::nullopt);
 
 }  // namespace outbox::sendmail

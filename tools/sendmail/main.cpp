@@ -28,6 +28,7 @@
 #include "tools/sendmail/message.h"
 #include "tools/sendmail/options.h"
 #include "tools/sendmail/smtp_submit.h"
+#include "tools/common/query_client.h"
 
 namespace {
 
@@ -35,6 +36,7 @@ using namespace outbox::sendmail;
 
 constexpr const char* kDefaultSocket = "/run/outbox/submit.sock";
 constexpr const char* kDefaultSpool = "/var/lib/outbox/spool.db";
+constexpr const char* kDefaultQuerySocket = "/run/outbox/query.sock";
 
 std::string g_prog = "outbox-sendmail";
 
@@ -59,6 +61,7 @@ const char* kUsage =
 struct Settings {
   std::string socket_path = kDefaultSocket;
   std::string spool_path = kDefaultSpool;
+  std::string query_socket = kDefaultQuerySocket;   // "" when [spool] query_socket = "" turns it off
   std::string host_name;
   std::string host_domain;
   bool has_socket = true;
@@ -77,6 +80,7 @@ Settings load_settings(const std::optional<std::string>& path) {
     s.has_socket = l != nullptr;
     if (l) s.socket_path = l->path;
     s.spool_path = c.spool_path;
+    s.query_socket = c.query_socket;
     s.host_name = c.host_name;
     s.host_domain = c.host_domain;
     return s;
@@ -89,38 +93,15 @@ Settings load_settings(const std::optional<std::string>& path) {
   return s;
 }
 
-int connect_unix(const std::string& path, std::string& error) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    error = "socket path too long";
-    return -1;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return -1;
-  }
-  int rc;
-  do rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    error = std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 int connect_or_explain(const Settings& s) {
   if (!s.has_socket) {
     say(s.config_path + " has no [[listen]] with a path (a Unix socket) to submit to");
     return -1;
   }
-  std::string error;
-  int fd = connect_unix(s.socket_path, error);
-  if (fd < 0) say("cannot connect to " + s.socket_path + ": " + error + " — is outboxd running?");
+  int err = 0;
+  int fd = outbox::tools::connect_unix_socket(s.socket_path, err);
+  // Not running, or running but no permission: say which (SPEC).
+  if (fd < 0) say("cannot submit: " + outbox::tools::explain_connect_error(s.socket_path, err));
   return fd;
 }
 
@@ -273,7 +254,46 @@ std::unique_ptr<outbox::queue::Spool> open_spool(const Settings& s, outbox::queu
   }
 }
 
+// A user who may not read the spool file asks outboxd, which lists that
+// user's own messages and counts the others (SPEC "The queue for every user").
+int list_queue_via_daemon(const Settings& s) {
+  if (s.query_socket.empty()) {
+    say("cannot open the queue " + s.spool_path + ": " + std::strerror(EACCES) +
+        " (only root and the outbox group read it, and [spool] query_socket is off in " + s.config_path + ")");
+    return EX_UNAVAILABLE;
+  }
+  std::string error;
+  auto client = outbox::tools::QueryClient::open(s.query_socket, error);
+  if (!client) {
+    say("cannot list the queue: " + error);
+    return EX_UNAVAILABLE;
+  }
+  std::vector<outbox::queue::MessageRecord> mine;
+  std::optional<std::int64_t> others;
+  outbox::query::ListRequest req;
+  req.unfinished = true;
+  req.limit = outbox::query::kMaxPage;
+  for (;;) {
+    auto a = client->list(req);
+    if (auto* e = std::get_if<outbox::query::ErrorAnswer>(&a)) {
+      say("cannot list the queue: " + e->error);
+      return EX_UNAVAILABLE;
+    }
+    auto& page = std::get<outbox::query::ListAnswer>(a);
+    if (page.others) others = page.others;
+    for (auto& m : page.messages) mine.push_back(std::move(m));
+    if (page.next_after.empty()) break;
+    req.after = page.next_after;
+  }
+  std::fputs(format_mailq(mine, others).c_str(), stdout);
+  return std::fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
 int list_queue(const Settings& s) {
+  // Root and the outbox group read the spool themselves, with or without
+  // outboxd (Postfix's mailq likewise reads the queue when its daemon is down).
+  if (::access(s.spool_path.c_str(), R_OK) != 0 && (errno == EACCES || errno == EPERM))
+    return list_queue_via_daemon(s);
   auto spool = open_spool(s, outbox::queue::Spool::Mode::ReadOnly);
   if (!spool) return EX_UNAVAILABLE;
   try {
