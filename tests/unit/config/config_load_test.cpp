@@ -346,3 +346,22 @@ TEST_CASE("first_unix_listener is null without a Unix listener") {
   Config c = load_text("[spool]\npath = \"s\"\n[[listen]]\naddress = \"127.0.0.1:25\"\n");
   CHECK(c.first_unix_listener() == nullptr);
 }
+
+TEST_CASE("spool.query_socket: beside the first Unix listener by default, explicit, or off") {
+  CHECK(load_text(kMinimal).query_socket == "./query.sock");
+  CHECK(load_text("[spool]\npath = \"s\"\n[[listen]]\naddress = \"127.0.0.1:25\"\n[[listen]]\npath = "
+                  "\"/run/x/submit.sock\"\n")
+            .query_socket == "/run/x/query.sock");
+  CHECK(load_text("[spool]\npath = \"s\"\n[[listen]]\naddress = \"127.0.0.1:25\"\n").query_socket ==
+        "/run/outbox/query.sock");
+  CHECK(load_text("[spool]\npath = \"s\"\n[[listen]]\npath = \"/sub.sock\"\n").query_socket == "/query.sock");
+  CHECK(load_text("[spool]\npath = \"s\"\nquery_socket = \"/run/q/mailq.sock\"\n[[listen]]\npath = \"x.sock\"\n")
+            .query_socket == "/run/q/mailq.sock");
+  Config off = load_text("[spool]\npath = \"s\"\nquery_socket = \"\"\n[[listen]]\npath = \"x.sock\"\n");
+  CHECK(off.query_socket.empty());
+  CHECK(off.query_socket_set);
+  CHECK(outbox::test::error_of("[spool]\npath = \"s\"\nquery_socket = \"x.sock\"\n[[listen]]\npath = \"x.sock\"\n") ==
+        "FILE:3: spool.query_socket: \"x.sock\" is also a [[listen]] path");
+  CHECK(outbox::test::error_of("[spool]\npath = \"s\"\nquery_socket = \"/" + std::string(120, 'q') + "\"\n[[listen]]\npath = \"x\"\n")
+            .find("spool.query_socket: longer than the 107 bytes") != std::string::npos);
+}

@@ -9,6 +9,7 @@
 #include "queue/spool.h"
 #include "tools/outboxctl/commands.h"
 #include "daemon/password.h"
+#include "daemon/query_answer.h"
 #include "unit/queue/helpers.h"
 
 using namespace outbox;
@@ -313,4 +314,90 @@ TEST_CASE("log_value quotes per SPEC") {
   CHECK(log_value("say \"hi\"") == "\"say \\\"hi\\\"\"");
   CHECK(log_value("back\\slash") == "\"back\\\\slash\"");
   CHECK(log_value("ctl\x01") == "ctl\\x01");
+}
+
+namespace {
+// The query service's answers to one caller, over the wire text both ways
+// (what outboxctl gets from the query socket, minus the socket).
+struct Remote {
+  queue::Spool& spool;
+  query::View view;
+  query::Answer list(const query::ListRequest& r) {
+    std::string line = query::encode(query::answer(spool, r, view));
+    line.pop_back();
+    return query::decode_answer(line, false);
+  }
+  query::Answer show(const std::string& id) {
+    std::string line = query::encode(query::answer(spool, query::ShowRequest{id}, view));
+    line.pop_back();
+    return query::decode_answer(line, true);
+  }
+};
+}  // namespace
+
+TEST_CASE("outboxctl queue/show through outboxd: root's view is the spool's; a user's is their own") {
+  Fixture f;
+  queue::test::exec(f.spool->handle(), "UPDATE messages SET uid=1001 WHERE id='" + f.a + "'");
+  queue::test::exec(f.spool->handle(), "UPDATE messages SET uid=1002 WHERE id='" + f.d + "'");
+  auto ro = f.reader();
+  std::int64_t now = now_us();
+  Remote root{*ro, {query::Scope::All, 0}};
+  Remote alice{*ro, {query::Scope::Own, 1001}};
+  auto root_list = [&](const query::ListRequest& r) { return root.list(r); };
+  auto alice_list = [&](const query::ListRequest& r) { return alice.list(r); };
+  for (bool json : {false, true})
+    for (std::string state : {"", "deferred"}) {
+      Captured direct, remote;
+      CHECK(cmd_queue(*ro, state, json, now, direct.io()) == kExitOk);
+      CHECK(cmd_queue_remote(root_list, state, json, now, remote.io()) == kExitOk);
+      CHECK(remote.out.str() == direct.out.str());
+      CHECK(remote.err.str().empty());
+    }
+  {
+    Captured c;
+    CHECK(cmd_queue_remote(alice_list, "", false, now, c.io()) == kExitOk);
+    auto out = c.out.str();
+    CHECK(out.find(f.a) != std::string::npos);
+    CHECK(out.find(f.d) == std::string::npos);
+    CHECK(out.find(f.s) == std::string::npos);
+    CHECK(out.find("-- 1 message, ") != std::string::npos);
+    CHECK(out.ends_with("\n-- 2 messages of other users not shown\n"));
+  }
+  {
+    Captured c;
+    CHECK(cmd_queue_remote(alice_list, "", true, now, c.io()) == kExitOk);
+    auto j = nlohmann::json::parse(c.out.str());
+    REQUIRE(j.size() == 1);
+    CHECK(j[0]["id"] == f.a);
+    CHECK(c.err.str() == "outboxctl: 2 messages of other users not shown\n");
+  }
+  {
+    Captured c;
+    CHECK(cmd_queue_remote(alice_list, "bogus", false, now, c.io()) == kExitUsage);
+  }
+  // show: the same text as from the spool for one's own; another's is absent.
+  for (bool json : {false, true}) {
+    Captured direct, remote;
+    CHECK(cmd_show(*ro, f.a, json, false, now, direct.io()) == kExitOk);
+    CHECK(cmd_show_remote([&](const std::string& id) { return alice.show(id); }, f.a, json, false, now,
+                          remote.io()) == kExitOk);
+    CHECK(remote.out.str() == direct.out.str());
+  }
+  for (const std::string& id : {f.d, f.s, std::string("00000000000000")}) {
+    Captured c;
+    CHECK(cmd_show_remote([&](const std::string& i) { return alice.show(i); }, id, false, false, now, c.io()) ==
+          kExitNoSuchMessage);
+    CHECK(c.out.str().empty());
+    CHECK(c.err.str() == "outboxctl: no such message: " + id + "\n");
+  }
+  Captured body;
+  CHECK(cmd_show_remote([&](const std::string& i) { return alice.show(i); }, f.a, false, true, now, body.io()) ==
+        kExitFailure);
+  CHECK(body.out.str().empty());
+  // outboxd unreachable mid-way: said, exit 1.
+  Captured down;
+  CHECK(cmd_queue_remote([](const query::ListRequest&) -> query::Answer {
+          return query::ErrorAnswer{query::ErrorCode::Unavailable, "outboxd closed the connection before answering"};
+        }, "", false, now, down.io()) == kExitFailure);
+  CHECK(down.err.str() == "outboxctl: cannot list the queue: outboxd closed the connection before answering\n");
 }

@@ -117,3 +117,19 @@ TEST_CASE("reply text and addresses are escaped: no terminal control from the qu
   // Uncertain recipients are still to deliver: listed like pending ones.
   CHECK(out.find("b\\x1b[2J@example.net") != std::string::npos);
 }
+
+TEST_CASE("one user's own queue: the others are counted, never shown") {
+  UtcZone utc;
+  auto m = message("0Nq8s0Lb2a0001", "queued", 1234, {rcpt("a@example.org")});
+  CHECK(format_mailq({m}, 3) ==
+        "----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------\n"
+        "0Nq8s0Lb2a0001        1234 Tue Mar  5 14:07:09 app@example.com\n"
+        "                                               a@example.org\n"
+        "\n"
+        "-- 3 messages of other users not shown.\n"
+        "-- 1 Kbytes in 1 Request.\n");
+  CHECK(format_mailq({}, 1) == "Mail queue is empty (1 message of other users not shown)\n");
+  // None hidden (or root's whole queue): exactly Postfix's layout.
+  CHECK(format_mailq({}, 0) == "Mail queue is empty\n");
+  CHECK(format_mailq({m}, 0) == format_mailq({m}));
+}
