@@ -75,7 +75,7 @@ struct QueryService::Conn : std::enable_shared_from_this<Conn> {
                   &Conn::on_read);
   }
 
-  static void on_idle(uv_timer_t* t) { static_cast<Conn*>(t->data)->close(); }
+  static void on_idle(uv_timer_t* t) noexcept { static_cast<Conn*>(t->data)->close(); }
 
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) noexcept {
     std::unique_ptr<char[]> owned(buf->base);
@@ -141,7 +141,7 @@ struct QueryService::Conn : std::enable_shared_from_this<Conn> {
     }
   }
 
-  static void on_written(uv_write_t* req, int status) {
+  static void on_written(uv_write_t* req, int status) noexcept {
     std::unique_ptr<Write> w(static_cast<Write*>(req->data));
     auto self = w->conn.lock();
     if (!self || self->closing) return;
@@ -152,10 +152,15 @@ struct QueryService::Conn : std::enable_shared_from_this<Conn> {
     self->busy = false;
     uv_timer_start(&self->timer, &Conn::on_idle, kIdleMs, 0);
     self->read();
-    self->next();   // a request the client pipelined behind the last one
+    try {
+      self->next();   // a request the client pipelined behind the last one
+    } catch (const std::exception& e) {
+      log::error(log::Line("query_error").kv("error", e.what()));
+      self->close();
+    }
   }
 
-  static void on_written_close(uv_write_t* req, int) {
+  static void on_written_close(uv_write_t* req, int) noexcept {
     std::unique_ptr<Write> w(static_cast<Write*>(req->data));
     if (auto self = w->conn.lock()) self->close();
   }
