@@ -131,7 +131,7 @@ std::optional<std::string> bad_password_hash(const outbox::Config& c, const std:
 }
 
 bool same_listeners(const outbox::Config& a, const outbox::Config& b) {
-  if (a.listen.size() != b.listen.size()) return false;
+  if (a.listen.size() != b.listen.size() || a.query_socket != b.query_socket) return false;
   for (std::size_t i = 0; i < a.listen.size(); ++i) {
     const auto &x = a.listen[i], &y = b.listen[i];
     if (x.name != y.name || x.address != y.address || x.path != y.path || x.mode != y.mode || x.group != y.group)
