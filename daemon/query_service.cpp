@@ -100,6 +100,8 @@ struct QueryService::Conn : std::enable_shared_from_this<Conn> {
     if (lf == std::string::npos) {
       if (in.size() >= query::kMaxRequestBytes) {
         // A line that cannot be a request: say so and hang up.
+        busy = true;
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&pipe));
         send(query::encode(query::ErrorAnswer{query::ErrorCode::BadRequest, "request line too long"}), true);
       }
       return;
