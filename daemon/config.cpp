@@ -38,7 +38,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
       {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
       {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""},
-      {"spool", "path", ""}, {"spool", "retention", "1d"}, {"spool", "query_socket", "beside the first Unix listener"},
+      {"spool", "path", ""}, {"spool", "retention", "1d"}, {"spool", "query_socket", "beside the first Unix [[listen]] path"},
       {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
       {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
       {"listen", "group", ""}, {"listen", "trusted_networks", "127.0.0.0/8"}, {"listen", "tls", "default none"},
