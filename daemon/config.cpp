@@ -39,6 +39,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
       {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""},
       {"spool", "path", ""}, {"spool", "retention", "1d"}, {"spool", "query_socket", "beside the first Unix [[listen]] path"},
+      {"spool", "maildrop", "beside the spool file"},
       {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
       {"listen", "name", ""}, {"listen", "address", ""}, {"listen", "path", ""}, {"listen", "mode", "0666"},
       {"listen", "group", ""}, {"listen", "trusted_networks", "127.0.0.0/8"}, {"listen", "tls", "default none"},
@@ -502,6 +503,12 @@ void load_spool(const Section& root, Config& c) {
   s->allow("spool");
   c.spool_path = s->required_text("path");
   if (auto v = s->duration("retention", true)) c.retention = *v;
+  if (auto v = s->text("maildrop")) {
+    c.maildrop = *v;
+  } else {
+    auto slash = c.spool_path.rfind('/');
+    c.maildrop = (slash == std::string::npos ? std::string(".") : c.spool_path.substr(0, slash)) + "/maildrop";
+  }
   if (auto v = s->str("query_socket")) {   // "" allowed: no query service
     c.query_socket = *v;
     c.query_socket_set = true;

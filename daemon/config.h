@@ -154,6 +154,10 @@ struct Config {
   // The queue query socket (SPEC "The queue for every user"), resolved:
   // explicit, or query.sock beside the first Unix [[listen]], else
   // /run/outbox/query.sock; empty: no query service.
+  // Where outbox-sendmail leaves mail (through the setgid outbox-postdrop)
+  // when outboxd cannot be reached; outboxd imports it. Default: "maildrop"
+  // beside the spool file.
+  std::string maildrop;
   std::string query_socket;
   bool query_socket_set = false;            // written in the file (even as "")
   std::string host_name;                    // default: the machine's FQDN

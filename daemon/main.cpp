@@ -27,6 +27,7 @@
 #include "daemon/logging.h"
 #include "daemon/http_client.h"
 #include "daemon/loop_poster.h"
+#include "daemon/maildrop_importer.h"
 #include "daemon/spool_reader.h"
 #include "daemon/password.h"
 #include "daemon/query_service.h"
@@ -149,6 +150,8 @@ struct Daemon {
   std::unique_ptr<outbox::daemon::Alerter> alerter;
   std::unique_ptr<outbox::daemon::Server> server;
   std::unique_ptr<outbox::daemon::Relay> relay;
+  // After server: it hands the server its sessions, and goes first.
+  std::unique_ptr<outbox::daemon::MaildropImporter> maildrop;
   // After poster: destroyed (its reader thread joined) before the poster it posts to.
   std::unique_ptr<outbox::daemon::QueryService> query;
   uv_signal_t sigterm{}, sigint{}, sighup{};
@@ -161,6 +164,7 @@ struct Daemon {
   void stop(const char* why) {
     if (stopping) return;
     stopping = true;
+    if (maildrop) maildrop->stop();   // no new import; the one in progress ends
     uv_timer_stop(&status_timer);
     notify("STOPPING=1\nSTATUS=Stopping: finishing the sessions and deliveries in flight");
     outbox::log::info(outbox::log::Line("stopping").kv("signal", why));
@@ -441,6 +445,14 @@ int main(int argc, char** argv) {
   outbox::log::info(outbox::log::Line("ready").kv("version", OUTBOX_VERSION).kv("listeners", listeners)
                         .kv("spool", d.config->spool_path).kv("activated", d.server->activated_count()));
   d.relay->start();
+  {
+    // Mail outbox-sendmail left while outboxd was down, and what arrives later.
+    auto* server = d.server.get();
+    d.maildrop = std::make_unique<outbox::daemon::MaildropImporter>(
+        d.loop, d.config->maildrop, d.config->limits.max_message_size,
+        [server](int fd, std::uint32_t uid) { return server->adopt_local(fd, uid); });
+    d.maildrop->start();
+  }
   notify("READY=1");
   d.start_timers();
 

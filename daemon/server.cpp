@@ -354,7 +354,30 @@ void Server::accept_from(Listener& l) {
       }
     }
   }
-  auto conn = std::make_shared<InboundConnection>(*this, *l.config, client, peer);
+  admit(client, *l.config, std::move(peer));
+}
+
+bool Server::adopt_local(int fd, std::uint32_t uid) {
+  auto* pipe = new uv_pipe_t;
+  uv_pipe_init(loop_, pipe, 0);
+  if (shutting_down_ || uv_pipe_open(pipe, fd) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(pipe), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    ::close(fd);
+    return false;
+  }
+  // The file's owner, never anything its contents say: the same identity,
+  // rules and records as a submission over the Unix socket from that uid.
+  InboundConnection::Peer peer;
+  peer.unix_socket = true;
+  peer.uid = uid;
+  peer.user = user_name(uid);
+  const ListenConfig* l = config_->first_unix_listener();
+  admit(reinterpret_cast<uv_stream_t*>(pipe), l ? *l : maildrop_listener_, std::move(peer));
+  return true;
+}
+
+void Server::admit(uv_stream_t* client, const ListenConfig& listener, InboundConnection::Peer peer) {
+  auto conn = std::make_shared<InboundConnection>(*this, listener, client, peer);
   connections_[conn.get()] = conn;
   std::string key = conn->client_key();
   std::size_t& count = per_client_[key];
@@ -368,7 +391,7 @@ void Server::accept_from(Listener& l) {
   } else if (!key.empty() && count > lim.max_connections_per_client &&
              // As Postfix exempts $mynetworks: a local application's connection
              // pool is not an attack; max_connections still bounds it.
-             !address_in_networks(key, l.config->trusted_networks)) {
+             !address_in_networks(key, listener.trusted_networks)) {
     log::warn(log::Line("refused").kv("client", key).kv("reason", "max_connections_per_client"));
     conn->refuse("421 4.7.0 Too many connections from your address, try again later\r\n");
   } else {

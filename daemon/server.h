@@ -15,6 +15,7 @@
 #include "daemon/auth_throttle.h"
 #include "daemon/alerter.h"
 #include "daemon/config.h"
+#include "daemon/inbound_connection.h"
 #include "daemon/tls.h"
 #include "protocol/server_session.h"
 #include "queue/queue_id.h"
@@ -72,6 +73,10 @@ class Server {
   queue::StoreWorker& store() { return store_; }
   std::string next_id() { return ids_.next(); }
   // Called after each accepted message (the relay looks for work at once).
+  // A submission from the maildrop (daemon/maildrop_importer.h): fd is one
+  // end of a socketpair, served as a Unix-socket client whose uid is the
+  // maildrop file's owner. Takes fd; false when shutting down (fd closed).
+  bool adopt_local(int fd, std::uint32_t uid);
   void set_on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
   void message_accepted() { if (on_accepted_) on_accepted_(); }
   // [[alert]] hooks (daemon/alerter.h), told when a spool write fails; may be null.
@@ -90,6 +95,8 @@ class Server {
   struct Listener;
   static void on_connection(uv_stream_t* server, int status);
   void accept_from(Listener& l);
+  // Limits, then start (or refuse) a new connection.
+  void admit(uv_stream_t* client, const ListenConfig& listener, InboundConnection::Peer peer);
   void close_listeners();
   void maybe_drained();
 
@@ -101,6 +108,14 @@ class Server {
   std::shared_ptr<TlsContext> tls_ctx_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::map<InboundConnection*, std::shared_ptr<InboundConnection>> connections_;
+  // The listener a maildrop submission is served as when the configuration
+  // has no Unix [[listen]] (no TLS, no AUTH: a local peer by uid).
+  ListenConfig maildrop_listener_ = [] {
+    ListenConfig l;
+    l.name = "maildrop";
+    l.path = "(maildrop)";
+    return l;
+  }();
   std::map<std::string, std::size_t> per_client_;
   AuthThrottle auth_throttle_;
   bool shutting_down_ = false;

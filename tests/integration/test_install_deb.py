@@ -77,7 +77,7 @@ class DebPackage(unittest.TestCase):
             parts = line.split()
             path = parts[5][1:] if parts[5].startswith("./") else parts[5]
             entries[path.rstrip("/")] = (parts[0], parts[6:])
-        for path in ("/usr/sbin/outboxd", "/usr/bin/outboxctl", "/usr/sbin/outbox-sendmail"):
+        for path in ("/usr/sbin/outboxd", "/usr/bin/outboxctl", "/usr/sbin/outbox-sendmail", "/usr/sbin/outbox-postdrop"):
             self.assertIn(path, entries)
             self.assertTrue(entries[path][0].startswith("-rwxr-xr-x"), (path, entries[path]))
         self.assertEqual(entries["/usr/bin/outbox-mailq"][1], ["->", "../sbin/outbox-sendmail"])
@@ -108,6 +108,12 @@ class DebPackage(unittest.TestCase):
         post = self.script("postinst")
         self.assertRegex(post, r"adduser --system .*--home /var/lib/outbox")
         self.assertIn("install -d -o outbox -g outbox -m 0750 /var/lib/outbox", post)
+        # The maildrop: a dedicated group, a sticky group-writable directory,
+        # the helper set-group-ID through dpkg-statoverride.
+        self.assertIn("addgroup --system --quiet outbox-drop", post)
+        self.assertIn("install -d -o outbox -g outbox-drop -m 1770 /var/spool/outbox/maildrop", post)
+        self.assertIn("dpkg-statoverride --update --add root outbox-drop 2755 /usr/sbin/outbox-postdrop", post)
+        self.assertRegex(post, r"for unit in outboxd.service outboxd.socket; do")
         self.assertRegex(post, r"update-alternatives --install \"\$SENDMAIL\" sendmail /usr/sbin/outbox-sendmail 25"
                                r" \\\s+--slave /usr/bin/mailq mailq /usr/sbin/outbox-sendmail")
         self.assertIn("dpkg-query -S", post)

@@ -2,7 +2,9 @@
 // outboxd over its Unix socket (SPEC "outbox-sendmail"). Wiring only: the
 // options, the message transform, the SMTP transaction and the mailq layout
 // live in the other files of this directory and are unit-tested there.
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/wait.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -14,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <set>
@@ -27,7 +30,8 @@
 #include "tools/sendmail/mailq.h"
 #include "tools/sendmail/message.h"
 #include "tools/sendmail/options.h"
-#include "tools/sendmail/smtp_submit.h"
+#include "tools/common/maildrop_file.h"
+#include "tools/common/smtp_submit.h"
 #include "tools/common/query_client.h"
 
 namespace {
@@ -93,16 +97,78 @@ Settings load_settings(const std::optional<std::string>& path) {
   return s;
 }
 
-int connect_or_explain(const Settings& s) {
+int connect_or_explain(const Settings& s, int* errno_out = nullptr) {
   if (!s.has_socket) {
     say(s.config_path + " has no [[listen]] with a path (a Unix socket) to submit to");
     return -1;
   }
   int err = 0;
   int fd = outbox::tools::connect_unix_socket(s.socket_path, err);
+  if (errno_out) {
+    *errno_out = err;
+    return fd;   // the caller decides what to say (the maildrop may take it)
+  }
   // Not running, or running but no permission: say which (SPEC).
   if (fd < 0) say("cannot submit: " + outbox::tools::explain_connect_error(s.socket_path, err));
   return fd;
+}
+
+bool write_all(int fd, const char* p, std::size_t n);
+
+// outbox-postdrop beside this program (both in /usr/sbin under the package).
+std::string postdrop_path() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/usr/sbin/outbox-postdrop";
+  std::string self(buf, static_cast<std::size_t>(n));
+  return self.substr(0, self.rfind('/') + 1) + "outbox-postdrop";
+}
+
+// outboxd is not running: hand the message to outbox-postdrop, which writes
+// it into the maildrop (durable once it exits 0); outboxd imports it when it
+// starts (SPEC "The maildrop"). "" on success, else why not.
+std::string drop_message(const Settings& s, const Submission& sub, std::string& name) {
+  outbox::maildrop::Entry e;
+  e.time = static_cast<std::int64_t>(std::time(nullptr));
+  e.submission = sub;
+  const std::string text = outbox::maildrop::serialize(e);
+  const std::string prog = postdrop_path();
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    ::close(in[0]);
+    ::close(in[1]);
+    return std::string("pipe: ") + std::strerror(errno);
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid == 0) {
+    ::dup2(in[0], STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    const char* argv[] = {prog.c_str(), "-C", s.config_path.c_str(), nullptr};
+    ::execv(prog.c_str(), const_cast<char* const*>(argv));
+    std::fprintf(stderr, "%s: cannot run %s: %s\n", g_prog.c_str(), prog.c_str(), std::strerror(errno));
+    ::_exit(EX_UNAVAILABLE);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  bool wrote = write_all(in[1], text.data(), text.size());
+  ::close(in[1]);
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    name.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  while (!name.empty() && name.back() == '\n') name.pop_back();
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && wrote) return "";
+  if (WIFEXITED(status)) return prog + " exited with status " + std::to_string(WEXITSTATUS(status));
+  return prog + " failed";
 }
 
 // The calling user's login name (the default sender's local part).
@@ -169,8 +235,27 @@ int send_message(const Options& o, const Settings& s) {
   sub.smtputf8 = !is_ascii(sender) ||
                  std::any_of(recipients.begin(), recipients.end(), [](const std::string& r) { return !is_ascii(r); });
 
-  int fd = connect_or_explain(s);
-  if (fd < 0) return s.has_socket ? EX_TEMPFAIL : EX_CONFIG;
+  int err = 0;
+  int fd = connect_or_explain(s, &err);
+  if (fd < 0) {
+    if (!s.has_socket) return EX_CONFIG;
+    // Not running (no socket, or nobody listening): the maildrop keeps the
+    // message, as Postfix's postdrop does; cron's output is never lost. A
+    // permission error is not "not running": it is said, not hidden.
+    if (err == ENOENT || err == ECONNREFUSED) {
+      std::string name;
+      std::string why = drop_message(s, sub, name);
+      if (why.empty()) {
+        if (o.verbose) say("outboxd is not running: the message waits in the maildrop (" + name + ")");
+        return EX_OK;
+      }
+      say("cannot submit: " + outbox::tools::explain_connect_error(s.socket_path, err) +
+          "; the maildrop did not take it either: " + why);
+      return EX_TEMPFAIL;
+    }
+    say("cannot submit: " + outbox::tools::explain_connect_error(s.socket_path, err));
+    return EX_TEMPFAIL;
+  }
   Trace trace;
   if (o.verbose)
     trace = [](char dir, std::string_view line) {

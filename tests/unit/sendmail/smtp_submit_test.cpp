@@ -9,7 +9,7 @@
 #include <map>
 #include <thread>
 
-#include "tools/sendmail/smtp_submit.h"
+#include "tools/common/smtp_submit.h"
 
 using namespace outbox::sendmail;
 using V = std::vector<std::string>;

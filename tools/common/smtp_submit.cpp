@@ -1,4 +1,4 @@
-#include "tools/sendmail/smtp_submit.h"
+#include "tools/common/smtp_submit.h"
 
 #include <poll.h>
 #include <sys/socket.h>
