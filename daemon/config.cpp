@@ -313,8 +313,11 @@ void record_lines(const toml::node& n, const std::string& path, std::map<std::st
 // accessor checks the type and throws ConfigError at the value's line.
 class Section {
  public:
-  Section(const std::string& file, const toml::table& t, std::string path, int line)
-      : file_(file), t_(t), path_(std::move(path)), line_(line) {}
+  // warnings: non-null for a lenient load (the tools that read a few keys):
+  // an unknown key is recorded there instead of failing the whole file.
+  Section(const std::string& file, const toml::table& t, std::string path, int line,
+          std::vector<std::string>* warnings = nullptr)
+      : file_(file), t_(t), path_(std::move(path)), line_(line), warnings_(warnings) {}
 
   std::string key(std::string_view k) const { return path_.empty() ? std::string(k) : path_ + "." + std::string(k); }
   const std::string& path() const { return path_; }
@@ -359,6 +362,21 @@ class Section {
                      (array ? "]]" : "]") + ")";
           break;
         }
+    }
+    if (warnings_) {
+      // Every unknown key of this table, in file order, then go on.
+      std::vector<const toml::key*> unknown;
+      for (auto&& [k, v] : t_) {
+        (void)v;
+        if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end()) unknown.push_back(&k);
+      }
+      std::sort(unknown.begin(), unknown.end(),
+                [](const toml::key* a, const toml::key* b) { return a->source().begin < b->source().begin; });
+      for (const toml::key* k : unknown)
+        warnings_->push_back(file_ + ":" + std::to_string(std::max<int>(1, static_cast<int>(k->source().begin.line))) +
+                             ": " + key(k->str()) + ": " + (k == first ? problem : std::string("unknown key")) +
+                             "; ignored");
+      return;
     }
     fail_at(static_cast<int>(first->source().begin.line), key(first->str()), problem);
   }
@@ -470,7 +488,7 @@ class Section {
     const toml::node* n = t_.get(k);
     if (!n) return std::nullopt;
     if (!n->is_table()) fail(k, std::string("expected a table, found ") + type_name(*n));
-    return Section(file_, *n->as_table(), key(k), static_cast<int>(n->source().begin.line));
+    return Section(file_, *n->as_table(), key(k), static_cast<int>(n->source().begin.line), warnings_);
   }
   // [[k]] entries.
   std::vector<Section> subs(std::string_view k) const {
@@ -482,7 +500,7 @@ class Section {
     const toml::array& a = *n->as_array();
     for (std::size_t i = 0; i < a.size(); ++i)
       out.emplace_back(file_, *a.get(i)->as_table(), key(k) + "[" + std::to_string(i) + "]",
-                       static_cast<int>(a.get(i)->source().begin.line));
+                       static_cast<int>(a.get(i)->source().begin.line), warnings_);
     return out;
   }
 
@@ -491,6 +509,7 @@ class Section {
   const toml::table& t_;
   std::string path_;
   int line_;
+  std::vector<std::string>* warnings_ = nullptr;
 };
 
 TlsMode tls_mode(const std::string& s) {
@@ -1048,7 +1067,7 @@ void load_misc(const Section& root, Config& c) {
 
 // ---------------------------------------------------------------------------
 
-Config load_config(const std::string& path) {
+Config load_config(const std::string& path, std::vector<std::string>* unknown_key_warnings) {
   struct stat st{};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     throw ConfigError(path + ": is a directory, not a configuration file (give the file, such as " + path +
@@ -1071,7 +1090,7 @@ Config load_config(const std::string& path) {
   Config c;
   c.source = path;
   record_lines(doc, "", c.lines);
-  Section root(path, doc, "", 1);
+  Section root(path, doc, "", 1, unknown_key_warnings);
   root.allow("");
   load_spool(root, c);
   load_host(root, c);
@@ -1086,6 +1105,8 @@ Config load_config(const std::string& path) {
   load_misc(root, c);
   return c;
 }
+
+Config load_config(const std::string& path) { return load_config(path, nullptr); }
 
 std::string machine_fqdn() {
   char host[256] = {};

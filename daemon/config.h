@@ -194,6 +194,12 @@ const std::vector<ConfigKey>& config_keys();
 // Relative paths in the file (spool.path, listen.path, tls files, ...) are
 // taken relative to the current directory, as written.
 Config load_config(const std::string& path);
+// The tools that read a few keys (outbox-sendmail, mailq, outboxctl): an
+// unknown key anywhere is not an error but one line in *unknown_key_warnings
+// ("FILE:LINE: key: unknown key (did you mean ...?); ignored"), so a typo in
+// a part of the file they do not use never makes them ignore the file.
+// Every other error still throws.
+Config load_config(const std::string& path, std::vector<std::string>* unknown_key_warnings);
 std::string default_config_path();   // $OUTBOX_CONFIG or /etc/outbox/outbox.toml
 // This machine's FQDN: gethostname(), completed by getaddrinfo(AI_CANONNAME)
 // when it has no dot (host.name's default; outbox-sendmail without a config).

@@ -250,6 +250,30 @@ class MailqEmpty(unittest.TestCase):
             self.assertEqual(p.stdout.decode().strip(), "Mail queue is empty")
 
 
+class ConfigTypo(unittest.TestCase):
+    def test_a_typo_elsewhere_is_a_warning_not_a_lost_message(self):
+        # Issue 12 item 6: the tools read the keys they use; a typo in a
+        # part they do not (an operator editing before a reload) is a warning.
+        with harness.Daemon() as d:
+            d.start()
+            with open(d.config_path, "a") as f:
+                f.write("\n[retry]\nintial = \"1m\"\n")
+            p = d.sendmail(["-i", "x@example.test"], b"Subject: typo\n\nbody\n")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            err = p.stderr.decode()
+            self.assertIn("warning: %s:" % d.config_path, err)
+            self.assertIn('retry.intial: unknown key (did you mean "initial"?); ignored', err)
+            self.assertEqual(len(d.queue()), 1)   # through the configured socket, into the spool
+            q = d.ctl("queue", check=False)
+            self.assertEqual(q.returncode, 0, q.stderr)
+            self.assertEqual(q.stderr.decode().count("retry.intial: unknown key"), 1)
+            p = d.sendmail([], name="mailq")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(b"x@example.test", p.stdout)
+            # outboxctl check stays strict.
+            self.assertNotEqual(d.ctl("check", check=False).returncode, 0)
+
+
 class DaemonDown(unittest.TestCase):
     def test_maildrop_keeps_mail_while_the_daemon_is_stopped(self):
         # Issue 11 item 1: cron does not retry, so a stopped outboxd must not

@@ -48,12 +48,25 @@ struct Globals {
   std::string spool;    // overrides spool.path
 };
 
+// The configuration as the commands read it: an unknown key (a typo in a
+// part a command does not use) is a warning on stderr, said once per run,
+// not a refusal to run (outboxctl check and config stay strict).
+outbox::Config load_for_command(const Globals& g) {
+  static bool warned = false;
+  std::vector<std::string> warnings;
+  auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config, &warnings);
+  if (!warned)
+    for (const auto& w : warnings) std::cerr << "outboxctl: warning: " << w << "\n";
+  warned = true;
+  return cfg;
+}
+
 // Reads only what it needs: with --spool, no configuration at all.
 int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool&)>& fn) {
   std::string path = g.spool;
   if (path.empty()) {
     try {
-      path = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config).spool_path;
+      path = load_for_command(g).spool_path;
     } catch (const std::exception& e) {
       std::cerr << "outboxctl: " << e.what() << "\n";
       return ctl::kExitFailure;
@@ -87,7 +100,7 @@ std::optional<int> via_daemon(const Globals& g, const std::function<int(outbox::
   if (!g.spool.empty()) return std::nullopt;
   outbox::Config cfg;
   try {
-    cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+    cfg = load_for_command(g);
   } catch (const std::exception&) {
     return std::nullopt;   // with_spool says what is wrong with the file
   }
@@ -112,7 +125,7 @@ std::optional<int> via_daemon(const Globals& g, const std::function<int(outbox::
 // readable configuration: none (the spool's own rows are still listed).
 bool configured_upstreams(const Globals& g, std::vector<std::string>& names) {
   try {
-    auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+    auto cfg = load_for_command(g);
     for (const auto& u : cfg.upstreams) names.push_back(u.name);
     return true;
   } catch (const std::exception& e) {
@@ -286,7 +299,7 @@ int main(int argc, char** argv) {
 
   if (route->parsed()) {
     try {
-      auto cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+      auto cfg = load_for_command(g);
       return ctl::cmd_route(cfg, route_sender, route_rcpt, json, io);
     } catch (const std::exception& e) {
       std::cerr << "outboxctl: " << e.what() << "\n";
@@ -297,7 +310,7 @@ int main(int argc, char** argv) {
   if (oauth2_cmd->parsed()) {
     outbox::Config cfg;
     try {
-      cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+      cfg = load_for_command(g);
     } catch (const std::exception& e) {
       std::cerr << "outboxctl: " << e.what() << "\n";
       return ctl::kExitFailure;
@@ -325,7 +338,7 @@ int main(int argc, char** argv) {
   if (test_up->parsed()) {
     outbox::Config cfg;
     try {
-      cfg = outbox::load_config(g.config.empty() ? outbox::default_config_path() : g.config);
+      cfg = load_for_command(g);
     } catch (const std::exception& e) {
       std::cerr << "outboxctl: " << e.what() << "\n";
       return ctl::kExitFailure;

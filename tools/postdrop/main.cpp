@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "tools/common/maildrop_file.h"
@@ -73,7 +74,8 @@ int main(int argc, char** argv) {
   }
   outbox::Config cfg;
   try {
-    cfg = outbox::load_config(config_path);
+    std::vector<std::string> unknown;   // a typo elsewhere must not lose the mail
+    cfg = outbox::load_config(config_path, &unknown);
   } catch (const std::exception& e) {
     say(e.what());
     return EX_CONFIG;

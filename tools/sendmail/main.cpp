@@ -79,7 +79,12 @@ Settings load_settings(const std::optional<std::string>& path) {
   Settings s;
   s.config_path = path ? *path : outbox::default_config_path();
   try {
-    outbox::Config c = outbox::load_config(s.config_path);
+    // Only the keys sendmail uses matter: an unknown key elsewhere is a
+    // warning, not a reason to ignore the file (and submit to the default
+    // socket, where no daemon may listen).
+    std::vector<std::string> unknown;
+    outbox::Config c = outbox::load_config(s.config_path, &unknown);
+    for (const auto& w : unknown) say("warning: " + w);
     const outbox::ListenConfig* l = c.first_unix_listener();
     s.has_socket = l != nullptr;
     if (l) s.socket_path = l->path;

@@ -391,3 +391,29 @@ TEST_CASE("auth = \"oauth2\" loads") {
   CHECK(o.ca_file == "/etc/ssl/ca.pem");
 }
 
+
+TEST_CASE("lenient load (the tools): unknown keys are warnings with FILE:LINE, other errors still fail") {
+  using outbox::test::TomlFile;
+  using outbox::test::kMinimal;
+  TomlFile f(kMinimal + "[limits]\nmax_mesage_size = \"1M\"\nfrobnicate = 1\n[[upstream]]\nname = \"u\"\nhost = \"h\"\n"
+                        "pasword_file = \"/x\"\n[[route]]\nupstreams = [\"u\"]\n[whatever]\nx = 1\n");
+  std::vector<std::string> w;
+  outbox::Config c = outbox::load_config(f.path(), &w);
+  CHECK(c.spool_path == "spool.db");
+  CHECK(c.first_unix_listener() != nullptr);
+  CHECK(c.upstreams.size() == 1);
+  for (auto& s : w)
+    if (s.rfind(f.path(), 0) == 0) s = "FILE" + s.substr(f.path().size());
+  CHECK(w == std::vector<std::string>{
+                 "FILE:15: whatever: unknown key; ignored",
+                 "FILE:7: limits.max_mesage_size: unknown key (did you mean \"max_message_size\"?); ignored",
+                 "FILE:8: limits.frobnicate: unknown key; ignored",
+                 "FILE:12: upstream[0].pasword_file: unknown key (did you mean \"password_file\"?); ignored",
+             });
+  // The strict load (outboxd, --check) refuses the same file at the first one.
+  CHECK_THROWS_AS(outbox::load_config(f.path()), outbox::ConfigError);
+  // A bad value is an error either way.
+  TomlFile bad(kMinimal + "[limits]\nmax_message_size = \"huge\"\n");
+  std::vector<std::string> w2;
+  CHECK_THROWS_AS(outbox::load_config(bad.path(), &w2), outbox::ConfigError);
+}
