@@ -4,6 +4,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <memory>
 
 #include "daemon/routing.h"
+#include "daemon/secret_file.h"
 
 namespace outbox {
 
@@ -31,6 +33,19 @@ class Checker {
   void file(const std::string& key, const std::string& path, const char* what) {
     if (path.empty()) return;
     if (auto why = env_.unreadable(path)) error(key, std::string(what) + " \"" + path + "\" cannot be read: " + *why);
+  }
+
+  // A secret file: readable as above, and refused by outboxd when others
+  // may read it (daemon/secret_file.h): an error here, not at the first
+  // delivery.
+  void secret(const std::string& key, const std::string& path, const char* what) {
+    if (path.empty()) return;
+    if (auto why = env_.unreadable(path)) {
+      error(key, std::string(what) + " \"" + path + "\" cannot be read: " + *why);
+      return;
+    }
+    if (env_.secret_mode)
+      if (auto why = env_.secret_mode(path)) error(key, *why);
   }
 
   std::vector<Finding> take() { return std::move(out_); }
@@ -80,10 +95,10 @@ void check_upstream(Checker& ck, const UpstreamConfig& u, const std::string& k, 
   if (u.max_message_size && *u.max_message_size < kSmallestSize)
     ck.error(k + ".max_message_size", size_hint(*u.max_message_size));
 
-  ck.file(k + ".password_file", u.password_file, "password_file");
-  ck.file(k + ".oauth2_token_file", u.oauth2_token_file, "oauth2_token_file");
+  ck.secret(k + ".password_file", u.password_file, "password_file");
+  ck.secret(k + ".oauth2_token_file", u.oauth2_token_file, "oauth2_token_file");
   ck.file(k + ".ca_file", u.ca_file, "ca_file");
-  ck.file(k + ".oauth2_client_secret_file", u.oauth2.client_secret_file, "oauth2_client_secret_file");
+  ck.secret(k + ".oauth2_client_secret_file", u.oauth2.client_secret_file, "oauth2_client_secret_file");
   ck.file(k + ".oauth2_ca_file", u.oauth2.ca_file, "ca_file");
   if (!u.oauth2.client_secret_env.empty()) {
     auto v = env.env(u.oauth2.client_secret_env);
@@ -107,7 +122,7 @@ void check_upstream(Checker& ck, const UpstreamConfig& u, const std::string& k, 
                   "systemd-run --pipe -p LoadCredential=" + u.password_credential +
                   ":/path/to/secret outboxd --check");
     else
-      ck.file(k + ".password_credential", *dir + "/" + u.password_credential, "credential");
+      ck.secret(k + ".password_credential", *dir + "/" + u.password_credential, "credential");
   }
 }
 
@@ -117,7 +132,7 @@ std::vector<Finding> check_config(const Config& c, const CheckEnv& env) {
   Checker ck(c, env);
   if (c.limits.max_message_size < kSmallestSize) ck.error("limits.max_message_size", size_hint(c.limits.max_message_size));
   ck.file("tls.cert", c.tls_cert, "certificate");
-  ck.file("tls.key", c.tls_key, "private key");
+  ck.secret("tls.key", c.tls_key, "private key");
   for (std::size_t i = 0; i < c.upstreams.size(); ++i)
     check_upstream(ck, c.upstreams[i], "upstream[" + std::to_string(i) + "]", env);
   return ck.take();
@@ -156,6 +171,21 @@ std::optional<std::string> unreadable_as(const std::string& path, const passwd& 
 
 }  // namespace
 
+namespace {
+
+// lstat: the service opens secrets with O_NOFOLLOW, so a symlink fails there.
+std::optional<std::string> secret_mode_of(const std::string& path, gid_t reader_gid) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;   // unreadable() said it
+  if (S_ISLNK(st.st_mode))
+    return "\"" + path + "\" is a symbolic link: outboxd opens secrets without following links; name the file "
+           "itself";
+  if (!S_ISREG(st.st_mode)) return "\"" + path + "\" is not a regular file";
+  return secret_file::mode_problem(path, st.st_mode, st.st_gid, reader_gid);
+}
+
+}  // namespace
+
 CheckEnv system_check_env(const std::string& service_user, std::string* checked_as) {
   CheckEnv env;
   env.env = [](const std::string& name) -> std::optional<std::string> {
@@ -170,7 +200,9 @@ CheckEnv system_check_env(const std::string& service_user, std::string* checked_
     copy.pw_name = name->data();
     if (checked_as) *checked_as = *name;
     env.unreadable = [copy, name](const std::string& path) { return unreadable_as(path, copy); };
+    env.secret_mode = [gid = pw->pw_gid](const std::string& path) { return secret_mode_of(path, gid); };
   } else {
+    env.secret_mode = [](const std::string& path) { return secret_mode_of(path, ::getegid()); };
     if (checked_as) {
       const passwd* me = ::getpwuid(::geteuid());
       *checked_as = me ? me->pw_name : std::to_string(::geteuid());

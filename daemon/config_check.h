@@ -28,6 +28,10 @@ struct CheckEnv {
   // nullopt when the service can read path, else why not ("No such file or
   // directory", "not readable by user outbox: Permission denied").
   std::function<std::optional<std::string>(const std::string& path)> unreadable;
+  // nullopt when a secret file's mode is acceptable to the service (the
+  // rule of daemon/secret_file.h, applied with the service user's group),
+  // else the problem and its chmod. Unset: not checked.
+  std::function<std::optional<std::string>(const std::string& path)> secret_mode;
   // An environment variable of the service (nullopt: unset).
   std::function<std::optional<std::string>(const std::string& name)> env;
 };

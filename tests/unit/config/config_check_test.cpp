@@ -187,5 +187,37 @@ TEST_CASE("system_check_env as root: files are checked as the service user") {
   CHECK(env.unreadable("/nonexistent/outbox-secret") == std::optional<std::string>("No such file or directory"));
 }
 
+TEST_CASE("--check: secret files that others may read are errors, as outboxd refuses them at run time") {
+  TomlFile secret("s3cret\n");
+  std::string as;
+  CheckEnv env = system_check_env("", &as);
+  REQUIRE(env.secret_mode);
+  const std::string text = kUpstream + "username = \"a@example.com\"\npassword_file = \"" + secret.path() + "\"\n";
+  auto findings = [&] {
+    TomlFile f(text);
+    std::vector<std::string> out;
+    for (const auto& x : check_config(load_config(f.path()), env)) out.push_back(format_finding("FILE", x));
+    return out;
+  };
+  REQUIRE(::chmod(secret.path().c_str(), 0600) == 0);
+  CHECK(findings().empty());
+  REQUIRE(::chmod(secret.path().c_str(), 0644) == 0);
+  auto f = findings();
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].rfind("FILE:10: upstream[0].password_file: ", 0) == 0);
+  CHECK(f[0].find("chmod 600 " + secret.path()) != std::string::npos);
+  // A symbolic link: outboxd opens secrets with O_NOFOLLOW.
+  REQUIRE(::chmod(secret.path().c_str(), 0600) == 0);
+  const std::string link = secret.path() + ".link";
+  REQUIRE(::symlink(secret.path().c_str(), link.c_str()) == 0);
+  {
+    TomlFile f2(kUpstream + "username = \"a@example.com\"\npassword_file = \"" + link + "\"\n");
+    auto out = check_config(load_config(f2.path()), env);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].message.find("is a symbolic link") != std::string::npos);
+  }
+  ::unlink(link.c_str());
+}
+
 }  // namespace
 }  // namespace outbox::test
