@@ -30,30 +30,12 @@ constexpr std::uint64_t kMaxPbkdf2Rounds = 10'000'000;
 constexpr std::size_t kMinKey = 16, kMaxKey = 64;
 constexpr std::size_t kMaxSalt = 64;
 
-constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-// Standard base64, padding optional; with ab64, passlib's '.' stands for '+'.
-// Non-zero leftover bits are refused so that one hash has one spelling.
+// Standard base64, padding optional, canonical; with ab64, passlib's '.'
+// stands for '+' (protocol/base64.h).
 std::optional<std::string> base64_decode(std::string_view in, bool ab64) {
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (ab64 && c == '.') c = '+';
-    auto pos = kAlphabet.find(c);
-    if (pos == std::string_view::npos) return std::nullopt;
-    acc = ((acc << 6) | static_cast<std::uint32_t>(pos)) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-  return out;
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);   // written without padding
+  return protocol::base64_decode(in, protocol::Base64Options{protocol::Base64Options::Padding::Optional, ab64, true});
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {

@@ -17,20 +17,23 @@ int value(char c) {
 }
 }  // namespace
 
-std::optional<std::string> base64_decode(std::string_view in) {
+std::optional<std::string> base64_decode(std::string_view in) { return base64_decode(in, Base64Options{}); }
+
+std::optional<std::string> base64_decode(std::string_view in, Base64Options o) {
   std::size_t pad = 0;
   while (pad < 2 && !in.empty() && in.back() == '=') {
     in.remove_suffix(1);
     ++pad;
   }
   // With padding, the text is whole quads; a lone 6-bit group never is.
-  if (pad && (in.size() + pad) % 4 != 0) return std::nullopt;
+  if ((pad || o.padding == Base64Options::Padding::Required) && (in.size() + pad) % 4 != 0) return std::nullopt;
   if (in.size() % 4 == 1) return std::nullopt;
   std::string out;
   out.reserve(in.size() / 4 * 3 + 2);
   std::uint32_t acc = 0;
   int bits = 0;
   for (char c : in) {
+    if (o.passlib && c == '.') c = '+';
     int v = value(c);
     if (v < 0) return std::nullopt;
     acc = ((acc << 6) | static_cast<std::uint32_t>(v)) & 0xffffff;
@@ -40,7 +43,7 @@ std::optional<std::string> base64_decode(std::string_view in) {
       out += static_cast<char>((acc >> bits) & 0xff);
     }
   }
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  if (o.canonical && bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 
