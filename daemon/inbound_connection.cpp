@@ -118,9 +118,8 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
     auto route = routing::check_sender(*config, sender);
     if (route.allowed) return std::nullopt;
     protocol::PolicyRejection rej;
-    rej.code = std::atoi(route.reply.c_str());
-    auto sp = route.reply.find(' ');
-    rej.text = sp == std::string::npos ? route.reply : route.reply.substr(sp + 1);
+    rej.code = route.code;
+    rej.text = route.text;
     rej.reason = "upstream_sender_mismatch";
     return rej;
   };

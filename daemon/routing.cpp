@@ -79,7 +79,9 @@ SenderCheck check_sender(const Config& config, std::string_view sender) {
   if (domain_of(u.username).empty()) return out;
   if (!sender.empty() && iequals(sender, u.username)) return out;
   out.allowed = false;
-  out.reply = "553 5.7.1 Sender <" + std::string(sender) + "> is not allowed through upstream \"" +
+  // RFC 5321 §3.3 / RFC 3463: 553 mailbox name not allowed, 5.7.1 policy.
+  out.code = 553;
+  out.text = "5.7.1 Sender <" + std::string(sender) + "> is not allowed through upstream \"" +
               u.name + "\": it accepts only " + u.username +
               " as sender; set envelope_from or use that address";
   return out;

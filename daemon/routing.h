@@ -54,7 +54,9 @@ bool requires_own_sender(std::string_view host);
 
 struct SenderCheck {
   bool allowed = true;
-  std::string reply;      // when refused: the full reply line without CRLF, "553 5.7.1 ..."
+  int code = 0;           // when refused: 553 (typed, never parsed back out of the text)
+  std::string text;       // "5.7.1 Sender <x> is not allowed ..."
+  std::string reply() const { return code ? std::to_string(code) + " " + text : std::string(); }
   std::string upstream;   // the upstream that decided
 };
 

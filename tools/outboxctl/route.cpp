@@ -80,7 +80,7 @@ int cmd_route(const Config& config, const std::string& sender_arg, const std::op
     }
     j["upstreams"] = arr;
     j["submission"] = check.allowed ? "accepted" : "refused";
-    if (!check.allowed) j["reply"] = check.reply;
+    if (!check.allowed) j["reply"] = check.reply();
     io.out << j.dump(2) << "\n";
     return ok ? kExitOk : kExitFailure;
   }
@@ -109,7 +109,7 @@ int cmd_route(const Config& config, const std::string& sender_arg, const std::op
     }
   }
   if (recipient) io.out << "recipient: " << *recipient << (rcpt_problem.empty() ? ": ok" : ": " + rcpt_problem) << "\n";
-  io.out << "submission: " << (check.allowed ? "accepted" : "refused: " + check.reply) << "\n";
+  io.out << "submission: " << (check.allowed ? "accepted" : "refused: " + check.reply()) << "\n";
   return ok ? kExitOk : kExitFailure;
 }
 

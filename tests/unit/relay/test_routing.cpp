@@ -110,7 +110,7 @@ TEST_CASE("submission-time sender check") {
   auto bad = routing::check_sender(c, "other@163.com");
   CHECK_FALSE(bad.allowed);
   CHECK(bad.upstream == "163");
-  CHECK(bad.reply ==
+  CHECK(bad.reply() ==
         "553 5.7.1 Sender <other@163.com> is not allowed through upstream \"163\": it accepts only "
         "someone@163.com as sender; set envelope_from or use that address");
   // envelope_from set: the relay rewrites MAIL FROM, any sender is fine.
@@ -125,7 +125,7 @@ TEST_CASE("submission-time sender check") {
   d.routes.push_back({"*", {"163"}});
   auto null = routing::check_sender(d, "");
   CHECK_FALSE(null.allowed);
-  CHECK(null.reply.rfind("553 5.7.1 Sender <> is not allowed through upstream \"163\"", 0) == 0);
+  CHECK(null.reply().rfind("553 5.7.1 Sender <> is not allowed through upstream \"163\"", 0) == 0);
   // A username that is not an address (SES IAM keys): nothing to compare.
   d.upstreams[0].username = "AKIAEXAMPLE";
   CHECK(routing::check_sender(d, "x@y").allowed);
