@@ -15,8 +15,6 @@ namespace outbox::sendmail {
 
 namespace {
 
-constexpr std::size_t kMaxLine = 4096;    // far above RFC 5321 §4.5.3.1.5's 512
-constexpr std::size_t kMaxLines = 200;
 
 std::string upper_word(std::string_view line) {
   std::string w;
@@ -31,27 +29,7 @@ std::string angle(const std::string& address) { return "<" + address + ">"; }
 
 }  // namespace
 
-std::string Reply::enhanced() const {
-  if (lines.empty()) return {};
-  const std::string& l = lines[0];
-  // RFC 3463: class.subject.detail, class 2, 4 or 5.
-  std::size_t i = 0, dots = 0;
-  while (i < l.size() && (std::isdigit(static_cast<unsigned char>(l[i])) || l[i] == '.')) {
-    if (l[i] == '.') ++dots;
-    ++i;
-  }
-  if (dots != 2 || i < 5 || (i < l.size() && l[i] != ' ')) return {};
-  if (l[0] != '2' && l[0] != '4' && l[0] != '5') return {};
-  return l.substr(0, i);
-}
-
-std::string Reply::str() const {
-  std::string s = std::to_string(code);
-  for (const auto& l : lines) {
-    if (!l.empty()) s += " " + l;
-  }
-  return s;
-}
+std::string enhanced_code(const Reply& r) { return r.enhanced ? r.enhanced->str() : std::string(); }
 
 void SmtpChannel::write_all(std::string_view bytes) {
   while (!bytes.empty()) {
@@ -73,45 +51,31 @@ void SmtpChannel::send_line(std::string_view line) {
 
 void SmtpChannel::send_raw(std::string_view bytes) { write_all(bytes); }
 
-std::string SmtpChannel::read_line(int timeout_ms) {
+Reply SmtpChannel::read_reply(int timeout_ms) {
   for (;;) {
-    auto nl = buffer_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      return line;
+    Reply r;
+    switch (parser_.next(r)) {
+      case protocol::ReplyParser::Result::Reply:
+        if (trace_)
+          for (std::size_t i = 0; i < r.lines.size(); ++i)
+            trace_('<', std::to_string(r.code) + (i + 1 < r.lines.size() ? "-" : " ") + r.lines[i]);
+        return r;
+      case protocol::ReplyParser::Result::Error:
+        throw ChannelError("malformed reply: " + parser_.error());
+      case protocol::ReplyParser::Result::NeedMore:
+        break;
     }
-    if (buffer_.size() > kMaxLine) throw ChannelError("reply line too long");
     pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, timeout_ms);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw ChannelError(std::string("poll: ") + std::strerror(errno));
-    if (r == 0) throw ChannelError("timed out waiting for a reply");
+    int rc = ::poll(&p, 1, timeout_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) throw ChannelError(std::string("poll: ") + std::strerror(errno));
+    if (rc == 0) throw ChannelError("timed out waiting for a reply");
     char buf[4096];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw ChannelError(std::string("read: ") + std::strerror(errno));
     if (n == 0) throw ChannelError("connection closed by outboxd");
-    buffer_.append(buf, static_cast<std::size_t>(n));
-  }
-}
-
-Reply SmtpChannel::read_reply(int timeout_ms) {
-  Reply r;
-  for (;;) {
-    std::string line = read_line(timeout_ms);
-    if (trace_) trace_('<', line);
-    // RFC 5321 §4.2: "ddd-text" continues, "ddd text" or "ddd" ends.
-    if (line.size() < 3 || !std::all_of(line.begin(), line.begin() + 3, [](char c) { return c >= '0' && c <= '9'; }) ||
-        (line.size() > 3 && line[3] != ' ' && line[3] != '-'))
-      throw ChannelError("malformed reply: " + line.substr(0, 80));
-    int code = std::stoi(line.substr(0, 3));
-    if (r.code != 0 && code != r.code) throw ChannelError("malformed multi-line reply");
-    r.code = code;
-    r.lines.push_back(line.size() > 4 ? line.substr(4) : std::string());
-    if (line.size() == 3 || line[3] == ' ') return r;
-    if (r.lines.size() > kMaxLines) throw ChannelError("reply too long");
+    parser_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
   }
 }
 
@@ -119,7 +83,7 @@ int exit_code_for(Stage stage, const Reply& reply) {
   int cls = reply.code / 100;
   if (cls == 4) return EX_TEMPFAIL;
   if (cls != 5) return EX_PROTOCOL;
-  std::string esc = reply.enhanced();
+  std::string esc = enhanced_code(reply);
   if (esc.rfind("5.7.", 0) == 0) return EX_NOPERM;
   switch (stage) {
     case Stage::Greeting:
@@ -195,9 +159,9 @@ class Transaction {
         fail(Stage::EndOfData, done, "message refused");
         return false;
       }
-      auto pos = done.str().find("queued as ");
+      auto pos = done.one_line().find("queued as ");
       if (pos != std::string::npos) {
-        std::string id = done.str().substr(pos + 10);
+        std::string id = done.one_line().substr(pos + 10);
         id.erase(std::find_if(id.begin(), id.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }),
                  id.end());
         r_.queue_id = id;
@@ -242,7 +206,7 @@ class Transaction {
         ++accepted;
         continue;
       }
-      if (r.code == 452 && ok && accepted > 0 && r.str().find("4.5.3") != std::string::npos) {
+      if (r.code == 452 && ok && accepted > 0 && r.one_line().find("4.5.3") != std::string::npos) {
         rest.assign(batch.begin() + static_cast<std::ptrdiff_t>(i), batch.end());
         return true;
       }
@@ -254,7 +218,7 @@ class Transaction {
 
   // The most severe outcome wins: a permanent refusal over a temporary one.
   void fail(Stage stage, const Reply& reply, const std::string& what) {
-    r_.errors.push_back(what + ": " + reply.str());
+    r_.errors.push_back(what + ": " + reply.one_line());
     int code = exit_code_for(stage, reply);
     if (r_.exit_code == 0 || r_.exit_code == EX_TEMPFAIL) r_.exit_code = code;
   }

@@ -12,14 +12,15 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/reply_parser.h"
+
 namespace outbox::sendmail {
 
-struct Reply {
-  int code = 0;
-  std::vector<std::string> lines;   // text after "ddd-" / "ddd "
-  std::string enhanced() const;     // "5.1.1" when the first line starts with one
-  std::string str() const;          // "550 5.1.1 text", continuation lines joined by a space
-};
+// One reply type for the server, the relay client and sendmail:
+// protocol::SmtpReply, read with protocol::ReplyParser (RFC 5321 §4.2).
+using Reply = protocol::SmtpReply;
+// The enhanced status code of a reply ("5.1.1"), "" when it has none.
+std::string enhanced_code(const Reply& r);
 
 class ChannelError : public std::runtime_error {
  public:
@@ -38,10 +39,9 @@ class SmtpChannel {
 
  private:
   void write_all(std::string_view bytes);
-  std::string read_line(int timeout_ms);
   int fd_;
   Trace trace_;
-  std::string buffer_;
+  protocol::ReplyParser parser_;
 };
 
 enum class Stage { Greeting, Ehlo, Mail, Rcpt, Data, EndOfData };
