@@ -66,7 +66,13 @@ class Maildrop(unittest.TestCase):
             shutil.copy(harness.binpath(name), os.path.join(self.bin, name))
         postdrop = os.path.join(self.bin, "outbox-postdrop")
         os.chown(postdrop, 0, self.drop_gid)
-        os.chmod(postdrop, 0o2755)
+        # Sanitizer runtimes cannot run set-group-ID (LeakSanitizer's ptrace
+        # is refused in a non-dumpable process, ThreadSanitizer's re-exec
+        # loses its personality): there the helper runs unprivileged and the
+        # maildrop is world-writable (sticky); the set-group-ID path itself
+        # is this test in the Release run.
+        self.setgid = not os.environ.get("OUTBOX_SANITIZER")
+        os.chmod(postdrop, 0o2755 if self.setgid else 0o755)
 
     def daemon(self, extra=""):
         d = harness.Daemon(name="outbox-maildrop", extra_toml=relay_toml([upstream_section("mail", self.up.port)]) + extra)
@@ -77,7 +83,7 @@ class Maildrop(unittest.TestCase):
         self.maildrop = os.path.join(d.dir, "maildrop")
         os.mkdir(self.maildrop)
         os.chown(self.maildrop, 0, self.drop_gid)
-        os.chmod(self.maildrop, 0o1770)
+        os.chmod(self.maildrop, 0o1770 if self.setgid else 0o1777)
         return d
 
     def sendmail_as_user(self, d, *args, data=MESSAGE):
@@ -96,7 +102,9 @@ class Maildrop(unittest.TestCase):
         self.assertIn(b"outboxd is not running: the message waits in the maildrop", p.stderr)
         (name,) = self.files()
         st = os.stat(os.path.join(self.maildrop, name))
-        self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.drop_gid))
+        self.assertEqual(st.st_uid, self.uid)
+        if self.setgid:
+            self.assertEqual(st.st_gid, self.drop_gid)
         # Quiet without -v: cron mails any output, and there is nothing to say.
         p = self.sendmail_as_user(d, "ops2@example.test")
         self.assertEqual((p.returncode, p.stderr), (0, b""))
