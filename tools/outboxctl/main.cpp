@@ -25,6 +25,7 @@
 #include "tools/outboxctl/commands.h"
 #include "tools/outboxctl/config_dump.h"
 #include "tools/outboxctl/format.h"
+#include "tools/outboxctl/providers.h"
 #include "tools/outboxctl/route.h"
 
 namespace {
@@ -177,6 +178,13 @@ int main(int argc, char** argv) {
   std::string probe_timeout = "30s";
   test_up->add_option("--timeout", probe_timeout, "give up after this long in all (default 30s)");
 
+  std::string provider_name;
+  auto* providers = app.add_subcommand("providers",
+                                       "the provider profiles (provider = \"NAME\"): settings, limits with their "
+                                       "sources, and what outbox does with each provider reply");
+  providers->add_option("name", provider_name, "one profile (ses:REGION fills the region)");
+  providers->add_flag("--json", json, "a JSON array, one object per profile");
+
   auto* check = app.add_subcommand("check",
                                    "validate the configuration as outboxd --check does (secrets, TLS files, "
                                    "ports, provider rules), sending no mail");
@@ -243,6 +251,8 @@ int main(int argc, char** argv) {
       return ctl::kExitFailure;
     }
   }
+
+  if (providers->parsed()) return ctl::cmd_providers(provider_name, json, io);
 
   if (test_up->parsed()) {
     outbox::Config cfg;
