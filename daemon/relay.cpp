@@ -722,6 +722,10 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
     // `outboxctl show` prints it with the reply (SPEC "Provider profiles").
     if (f->verdict) {
       action = std::string(protocol::action_name(f->verdict->action));
+      // The generic diagnosis guesses from the text; for an upstream action
+      // the table knows better (Microsoft's "Sender throttled ..." is no
+      // sender mismatch).
+      if (protocol::upstream_action(f->verdict->action)) in.hint.clear();
       in.hint = in.hint.empty() ? f->verdict->words() : f->verdict->words() + "; " + in.hint;
       // "retry after": this message waits at least that long (163 "451 DT:SPM": 2 minutes).
       if (f->verdict->action == protocol::ReplyAction::Retry && !in.after.expired)
