@@ -844,7 +844,15 @@ void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret
                    "oauth2_token_file"})
       if (s.has(k)) s.fail(k, "has no effect with auth = \"oauth2\" (outbox gets the tokens itself)");
   OAuth2Config& o = u.oauth2;
-  if (auto v = s.choice("oauth2_provider", {"microsoft", "google"})) o.provider = *v;
+  // provider = "microsoft365" | "outlook" | "gmail" | "google-workspace"
+  // names the OAuth2 endpoints too; oauth2_provider written here wins.
+  if (u.provider == "microsoft365" || u.provider == "outlook") o.provider = "microsoft";
+  if (u.provider == "outlook") o.tenant = "consumers";   // personal Microsoft accounts
+  if (u.provider == "gmail" || u.provider == "google-workspace") o.provider = "google";
+  if (auto v = s.choice("oauth2_provider", {"microsoft", "google"})) {
+    if (*v != o.provider) o.tenant.clear();
+    o.provider = *v;
+  }
   if (auto v = s.text("oauth2_tenant")) {
     if (o.provider != "microsoft") s.fail("oauth2_tenant", "needs oauth2_provider = \"microsoft\"");
     if (v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=

@@ -94,12 +94,12 @@ void check_upstream(Checker& ck, const UpstreamConfig& u, const std::string& k, 
                 "set envelope_from = \"" + u.username + "\" and from_header = \"rewrite\"");
   // The profile's oauth2 column (daemon/providers.toml): the provider has
   // turned password logins off, or is turning them off.
-  if (u.provider_oauth2 == "required" && !u.username.empty() && u.oauth2_token_command.empty() &&
-      u.oauth2_token_file.empty())
+  if (u.provider_oauth2 == "required" && !u.username.empty() && u.auth != "oauth2" &&
+      u.oauth2_token_command.empty() && u.oauth2_token_file.empty())
     ck.warn(k + ".provider", "provider \"" + u.provider +
                                  "\" requires OAuth2 logins (password logins are off or going away, see `outboxctl "
-                                 "providers " + u.provider + "`): set auth = \"xoauth2\" with oauth2_token_command "
-                                 "or oauth2_token_file");
+                                 "providers " + u.provider + "`): set auth = \"oauth2\" and oauth2_client_id, then "
+                                 "run `outboxctl oauth2 login " + u.name + "` (README: moving an account to OAuth2)");
   if (u.max_message_size && *u.max_message_size < kSmallestSize)
     ck.error(k + ".max_message_size", size_hint(*u.max_message_size));
 

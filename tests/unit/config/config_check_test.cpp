@@ -118,8 +118,13 @@ TEST_CASE("a provider profile fills the sender rule, and says when it needs OAut
                   "password_file = \"/s\"\n",
        {},
        {"FILE:8: upstream[0].provider: warning: provider \"microsoft365\" requires OAuth2 logins (password logins "
-        "are off or going away, see `outboxctl providers microsoft365`): set auth = \"xoauth2\" with "
-        "oauth2_token_command or oauth2_token_file"}},
+        "are off or going away, see `outboxctl providers microsoft365`): set auth = \"oauth2\" and "
+        "oauth2_client_id, then run `outboxctl oauth2 login m` (README: moving an account to OAuth2)"}},
+      {"microsoft365 with outbox's own OAuth2: nothing to say",
+       kMinimal + "[[upstream]]\nname = \"m\"\nprovider = \"microsoft365\"\nusername = \"me@example.com\"\n"
+                  "auth = \"oauth2\"\noauth2_client_id = \"cid\"\n",
+       {},
+       {}},
       {"microsoft365 with a token command",
        kMinimal + "[[upstream]]\nname = \"m\"\nprovider = \"microsoft365\"\nusername = \"me@example.com\"\n"
                   "auth = \"xoauth2\"\noauth2_token_command = [\"/bin/true\"]\n",
