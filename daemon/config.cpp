@@ -6,6 +6,7 @@
 // required keys are reported at the line of the table that should hold them.
 // Never opens the files the configuration names (TLS keys, password files).
 #include "daemon/config.h"
+#include "daemon/providers.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -52,7 +53,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"limits", "max_auth_failures", "3"}, {"limits", "max_errors", "10"}, {"limits", "min_data_rate", "500/s"},
       {"limits", "command_timeout", "5m"}, {"limits", "data_timeout", "10m"}, {"limits", "session_timeout", "1h"},
       {"limits", "loopback_identity", "best-effort"},
-      {"upstream", "name", ""}, {"upstream", "host", ""}, {"upstream", "port", "465 implicit"},
+      {"upstream", "name", ""}, {"upstream", "provider", ""}, {"upstream", "host", ""}, {"upstream", "port", "465 implicit"},
       {"upstream", "tls", "implicit"}, {"upstream", "verify", "true"}, {"upstream", "ca_file", ""},
       {"upstream", "tls_name", "default: host"}, {"upstream", "username", ""}, {"upstream", "password_file", ""},
       {"upstream", "password_env", ""}, {"upstream", "password_credential", ""},
@@ -825,7 +826,7 @@ void load_upstream_auth(const Section& s, UpstreamConfig& u) {
   }
 }
 
-void load_upstream_sending(const Section& s, UpstreamConfig& u);
+void load_upstream_sending(const Section& s, UpstreamConfig& u, const ProviderProfile* prof);
 
 // auth = "oauth2" and its oauth2_* keys (docs/spec.md "OAuth2").
 void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret) {
@@ -843,7 +844,15 @@ void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret
                    "oauth2_token_file"})
       if (s.has(k)) s.fail(k, "has no effect with auth = \"oauth2\" (outbox gets the tokens itself)");
   OAuth2Config& o = u.oauth2;
-  if (auto v = s.choice("oauth2_provider", {"microsoft", "google"})) o.provider = *v;
+  // provider = "microsoft365" | "outlook" | "gmail" | "google-workspace"
+  // names the OAuth2 endpoints too; oauth2_provider written here wins.
+  if (u.provider == "microsoft365" || u.provider == "outlook") o.provider = "microsoft";
+  if (u.provider == "outlook") o.tenant = "consumers";   // personal Microsoft accounts
+  if (u.provider == "gmail" || u.provider == "google-workspace") o.provider = "google";
+  if (auto v = s.choice("oauth2_provider", {"microsoft", "google"})) {
+    if (*v != o.provider) o.tenant.clear();
+    o.provider = *v;
+  }
   if (auto v = s.text("oauth2_tenant")) {
     if (o.provider != "microsoft") s.fail("oauth2_tenant", "needs oauth2_provider = \"microsoft\"");
     if (v->empty() || v->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
@@ -901,6 +910,18 @@ void load_upstream_oauth2(const Section& s, UpstreamConfig& u, bool other_secret
 void load_upstream(const Section& s, UpstreamConfig& u) {
   s.allow("upstream");
   u.name = s.required_text("name");
+  // SPEC "Provider profiles": the profile fills what the entry leaves out;
+  // every key written here wins.
+  std::optional<ProviderProfile> prof;
+  if (auto p = s.text("provider")) {
+    if (s.has("deliver")) s.fail("provider", "has no effect with deliver");
+    std::string err;
+    prof = find_provider(*p, &err);
+    if (!prof) s.fail("provider", err);
+    u.provider = *p;
+    u.provider_oauth2 = prof->oauth2;
+    u.replies = prof->replies;
+  }
   if (auto d = s.text("deliver")) {
     // A local target: none of the network's keys apply (a key that would be
     // silently ignored is an error, like tls = "none" with ca_file).
@@ -917,15 +938,18 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
     u.port = 0;
     u.tls = TlsMode::None;
     u.auth = "none";
-    load_upstream_sending(s, u);
+    load_upstream_sending(s, u, nullptr);
     return;
   }
-  u.host = s.required_text("host");
+  u.host = prof && !s.has("host") ? prof->host : s.required_text("host");
   if (u.host.find_first_of(" \t\r\n[]/") != std::string::npos)
     s.fail("host", quoted(u.host) + " is not a host name or address (IPv6 without brackets)");
+  if (prof) u.tls = tls_mode(prof->tls);
   if (auto t = s.choice("tls", {"implicit", "starttls", "none"})) u.tls = tls_mode(*t);
-  // SPEC: the port follows tls (RFC 8314 §3.3 465 implicit, RFC 6409 587 submission).
+  // SPEC: the port follows tls (RFC 8314 §3.3 465 implicit, RFC 6409 587 submission);
+  // the profile's port when its TLS mode is kept.
   u.port = u.tls == TlsMode::Implicit ? 465 : u.tls == TlsMode::StartTls ? 587 : 25;
+  if (prof && u.tls == tls_mode(prof->tls)) u.port = prof->port;
   if (auto p = s.integer("port", 1, 65535)) u.port = static_cast<std::uint16_t>(*p);
   if (auto v = s.boolean("verify")) u.verify = *v;
   if (auto v = s.text("ca_file")) u.ca_file = *v;
@@ -937,20 +961,30 @@ void load_upstream(const Section& s, UpstreamConfig& u) {
   if (u.tls == TlsMode::None && (s.has("ca_file") || s.has("tls_name")))
     s.fail(s.has("ca_file") ? "ca_file" : "tls_name", "has no effect with tls = \"none\"");
 
+  if (prof) u.auth = prof->auth;
   load_upstream_auth(s, u);
   if (auto v = s.duration("timeout")) u.timeout = *v;
   if (auto v = s.duration("connect_timeout")) u.connect_timeout = *v;
-  load_upstream_sending(s, u);
+  load_upstream_sending(s, u, prof ? &*prof : nullptr);
 }
 
 // The keys every upstream has, SMTP or local: sender rules and limits.
-void load_upstream_sending(const Section& s, UpstreamConfig& u) {
+void load_upstream_sending(const Section& s, UpstreamConfig& u, const ProviderProfile* prof) {
   if (auto v = s.text("envelope_from")) u.envelope_from = *v;
+  // A provider that takes only its account as sender (QQ, 163 "553 Mail
+  // from must equal authorized user"; Microsoft SendAs): the account is
+  // the envelope sender and the From: header, unless written otherwise.
+  if (prof && prof->sender == "account" && u.envelope_from.empty() && u.username.find('@') != std::string::npos)
+    u.envelope_from = u.username;
+  if (prof && prof->sender == "account" && !u.envelope_from.empty()) u.from_header = "rewrite";
   if (auto v = s.choice("from_header", {"keep", "rewrite"})) u.from_header = *v;
+  if (prof && prof->max_message_size) u.max_message_size = prof->max_message_size;
   if (auto v = s.size("max_message_size")) {
     if (*v == 0) s.fail("max_message_size", "must be larger than 0");
     u.max_message_size = *v;
   }
+  if (prof && prof->max_connections) u.max_connections = *prof->max_connections;
+  if (prof) u.rate = prof->rate;
   if (auto v = s.count("max_connections")) u.max_connections = *v;
   if (u.max_connections == 0) s.fail("max_connections", "must be at least 1");
   if (auto v = s.strings("rate")) {

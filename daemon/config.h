@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "protocol/reply_rules.h"
 
 namespace outbox {
 
@@ -82,6 +85,12 @@ struct OAuth2Config {
 
 struct UpstreamConfig {
   std::string name;
+  // provider = "gmail" | "ses:eu-west-1" ... (daemon/providers.toml): the
+  // profile filled what the entry did not set; "" for none.
+  std::string provider;
+  std::string provider_oauth2;        // the profile's oauth2 column: required | recommended | no
+  // The provider's reply rules (null: the generic table only).
+  std::shared_ptr<const protocol::ReplyTable> replies;
   std::string host;
   std::uint16_t port = 0;
   TlsMode tls = TlsMode::Implicit;

@@ -92,6 +92,14 @@ void check_upstream(Checker& ck, const UpstreamConfig& u, const std::string& k, 
             "\"" + u.host + "\" accepts only the account (" + u.username +
                 ") as sender: without envelope_from every other sender is refused at submission with 553; "
                 "set envelope_from = \"" + u.username + "\" and from_header = \"rewrite\"");
+  // The profile's oauth2 column (daemon/providers.toml): the provider has
+  // turned password logins off, or is turning them off.
+  if (u.provider_oauth2 == "required" && !u.username.empty() && u.auth != "oauth2" &&
+      u.oauth2_token_command.empty() && u.oauth2_token_file.empty())
+    ck.warn(k + ".provider", "provider \"" + u.provider +
+                                 "\" requires OAuth2 logins (password logins are off or going away, see `outboxctl "
+                                 "providers " + u.provider + "`): set auth = \"oauth2\" and oauth2_client_id, then "
+                                 "run `outboxctl oauth2 login " + u.name + "` (README: moving an account to OAuth2)");
   if (u.max_message_size && *u.max_message_size < kSmallestSize)
     ck.error(k + ".max_message_size", size_hint(*u.max_message_size));
 

@@ -12,6 +12,7 @@
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
 #include "protocol/dsn.h"
+#include "protocol/reply_rules.h"
 #include "queue/retry_policy.h"
 
 namespace outbox::daemon {
@@ -96,6 +97,8 @@ const char* reason_name(queue::SuspendReason r) {
     case queue::SuspendReason::Unreachable: return "unreachable";
     case queue::SuspendReason::Refused: return "refused";
     case queue::SuspendReason::Operator: return "operator";
+    case queue::SuspendReason::QuotaReached: return "quota_reached";
+    case queue::SuspendReason::ProviderStop: return "provider_stop";
   }
   return "unknown";
 }
@@ -550,11 +553,38 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   uf.stage = std::string(client::stage_name(f.stage));
   uf.reply = f.text();
   uf.floor = f.reply ? client::suggested_backoff(*f.reply) : std::chrono::seconds{0};
+  // The provider's table (SPEC "Provider profiles"): how long, and what
+  // else (fewer connections, the operator told), in its own words.
+  std::optional<protocol::ReplyVerdict> verdict;
+  if (f.reply) {
+    const UpstreamRuntime* rt = gen_->find(upstream);
+    verdict = protocol::match_reply(rt ? rt->cfg->replies.get() : nullptr, *f.reply);
+    if (verdict && !protocol::upstream_action(verdict->action)) verdict.reset();
+  }
+  if (verdict) {
+    uf.floor = std::max(uf.floor, verdict->after);
+    if (verdict->action == protocol::ReplyAction::Hold) uf.reason = queue::SuspendReason::QuotaReached;
+    else if (verdict->action == protocol::ReplyAction::Suspend) uf.reason = queue::SuspendReason::ProviderStop;
+    else if (uf.reason != queue::SuspendReason::AuthFailed) uf.reason = queue::SuspendReason::Throttled;
+    uf.reply += " [" + verdict->words() + "]";
+    if (verdict->action == protocol::ReplyAction::LowerConcurrency) {
+      if (auto n = sched_.lower_concurrency(upstream, now))
+        log::warn(log::Line("upstream_concurrency_lowered").kv("upstream", upstream).kv("max_connections", *n)
+                      .kv("for_s", seconds_text(queue::Scheduler::kLoweredFor)).kv("reply", f.text())
+                      .kv("meaning", verdict->meaning));
+    }
+  }
   auto s = sched_.upstream_failed(upstream, uf, now);
   if (!s) return;   // removed by a reload while this connection was in flight
   log::Line l("upstream_suspended");
   l.kv("upstream", upstream).kv("reason", reason_name(s->reason)).kv("failures", s->failures)
-      .kv("until_s", seconds_text(s->until - now)).kv("reply", uf.reply);
+      .kv("until_s", seconds_text(s->until - now)).kv("reply", f.text());
+  if (verdict)
+    l.kv("provider", verdict->provider).kv("action", protocol::action_name(verdict->action))
+        .kv("meaning", verdict->meaning);
+  if (verdict && verdict->action == protocol::ReplyAction::Suspend)
+    l.kv("hint", "the provider asks this account to stop sending for a while; mail waits here. `outboxctl resume " +
+                     upstream + "` lifts the suspension early");
   log::warn(l);
   const UpstreamRuntime* rt = gen_->find(upstream);
   const bool oauth2 = rt && rt->cfg->auth == "oauth2";
@@ -642,7 +672,12 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
         claimed_.erase(it);
         client::MessageReport report;
         report.id = job.msg.id;
-        for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, failure));
+        std::optional<protocol::ReplyVerdict> verdict;
+        if (failure.reply) verdict = protocol::match_reply(cfg.replies.get(), *failure.reply);
+        for (const auto& a : job.msg.recipients) {
+          report.recipients.push_back(setup_result(a, failure));
+          report.recipients.back().verdict = verdict;
+        }
         settle(&cfg, std::move(job), std::move(report), "", true, now);
       }
     }
@@ -720,8 +755,23 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   in.upstream_fault = upstream_fault;
   in.lifetime = retry.lifetime;
   in.hold_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold;
-  if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered)
+  std::string action;
+  if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered) {
     in.hint = protocol::diagnose(upstream::summary(*up), *f).hint;
+    // The provider's meaning and what outbox does, in plain words, first:
+    // `outboxctl show` prints it with the reply (SPEC "Provider profiles").
+    if (f->verdict) {
+      action = std::string(protocol::action_name(f->verdict->action));
+      // The generic diagnosis guesses from the text; for an upstream action
+      // the table knows better (Microsoft's "Sender throttled ..." is no
+      // sender mismatch).
+      if (protocol::upstream_action(f->verdict->action)) in.hint.clear();
+      in.hint = in.hint.empty() ? f->verdict->words() : f->verdict->words() + "; " + in.hint;
+      // "retry after": this message waits at least that long (163 "451 DT:SPM": 2 minutes).
+      if (f->verdict->action == protocol::ReplyAction::Retry && !in.after.expired)
+        in.after.next = std::max(in.after.next, now + static_cast<std::int64_t>(f->verdict->after.count()) * 1'000'000);
+    }
+  }
   in.now = now;
   auto out = std::make_shared<const AttemptOutcome>(compose_outcome(in));
 
@@ -757,7 +807,7 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id, hint = in.hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
+       relay = route_label(up), possible_dup = report.possible_duplicate, now, action]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (after->exists && after->state == queue::kDeferred &&
@@ -772,6 +822,7 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
           if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
             line.kv("possible_duplicate", "yes");
           if (l.event == "deferred" || l.event == "bounced") {
+            if (!action.empty()) line.kv("action", action);
             if (!hint.empty()) line.kv("hint", hint);
           }
           if (l.event == "delivered") log::info(line);

@@ -26,6 +26,7 @@ client::ClientConfig client_config(const Config& config, const UpstreamConfig& u
            : (u.auth == "xoauth2" || secrets::uses_oauth2(u)) ? client::AuthPolicy::XOAuth2
                                                                : client::AuthPolicy::Auto;
   c.username = u.username;
+  c.replies = u.replies;
   client::Timeouts t;
   t.greeting = t.ehlo = t.tls = t.mail = t.rcpt = t.data_init = t.data_block = t.quit = u.timeout;
   // The reply to the final dot may take longer (RFC 5321 §4.5.3.2.6: 10 min).

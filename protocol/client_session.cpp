@@ -1,4 +1,5 @@
 #include "protocol/client_session.h"
+#include "protocol/reply_rules.h"
 
 #include "protocol/address.h"
 
@@ -509,7 +510,7 @@ struct ClientSession::Impl {
   }
 
   // --- transactions ---
-  static RecipientResult result_from(std::string address, Stage stage, const SmtpReply& r) {
+  RecipientResult result_from(std::string address, Stage stage, const SmtpReply& r) const {
     RecipientResult res;
     res.address = std::move(address);
     res.stage = stage;
@@ -518,9 +519,32 @@ struct ClientSession::Impl {
     // Upstream-scope replies never bounce mail (SPEC "Relay"): 5.4.5 quota
     // or 530 becomes temporary.
     res.outcome = (r.permanent() && res.scope != Scope::Upstream) ? Outcome::Permanent : Outcome::Temporary;
+    // A provider rule knows better than the code's class (SPEC "Provider
+    // profiles"): Gmail's 550 5.4.5 is a quota that clears, Microsoft's
+    // 550 5.2.251 asks the sender to stop, 163's 451 DT:SPM concerns this
+    // message only.
+    res.verdict = match_reply(cfg.replies.get(), r);
+    if (res.verdict) {
+      const Scope own = stage == Stage::Rcpt ? Scope::Recipient : Scope::Message;
+      switch (res.verdict->action) {
+        case ReplyAction::Fail:
+          res.scope = own;
+          res.outcome = Outcome::Permanent;
+          break;
+        case ReplyAction::Retry:
+          res.scope = own;
+          res.outcome = Outcome::Temporary;
+          break;
+        default:
+          res.scope = Scope::Upstream;
+          res.outcome = Outcome::Temporary;
+          break;
+      }
+    }
     res.status = r.status();
     if (res.status.cls != 4 && res.status.cls != 5) res.status = EnhancedStatus{4, 0, 0};
     if (res.outcome == Outcome::Temporary) res.status.cls = 4;
+    if (res.outcome == Outcome::Permanent) res.status.cls = 5;
     return res;
   }
   static RecipientResult local_result(std::string address, Outcome o, Scope s, Stage stage, EnhancedStatus st,

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "protocol/reply_parser.h"
+#include "protocol/reply_rules.h"
 
 namespace outbox::protocol::client {
 
@@ -87,6 +88,10 @@ struct ClientConfig {
   std::string username;                  // empty: no AUTH
   std::string secret;                    // password / authorization code, or the OAuth2 token
   Timeouts timeouts;
+  // The provider's reply rules (daemon/providers.toml); null: the generic
+  // table only. A rule's action decides the scope and outcome of a reply
+  // (protocol/reply_rules.h).
+  std::shared_ptr<const ReplyTable> replies;
 };
 
 // What the server's last EHLO advertised (RFC 5321 §4.1.1.1).
@@ -130,6 +135,8 @@ struct RecipientResult {
   EnhancedStatus status;           // 2.x.x / 4.x.x / 5.x.x (Upstream-scope: never 5)
   std::optional<SmtpReply> reply;  // the server's reply that decided, if any
   std::string detail;              // our words, when there is no reply or to add to it
+  // What the provider's (or the generic) reply table says about the reply.
+  std::optional<ReplyVerdict> verdict;
   // For last_reply, logs and DSNs: the reply's one_line(), else
   // "X.Y.Z detail" ("5.3.4 message size 40000000 exceeds the upstream's limit of 35882577").
   std::string text() const;

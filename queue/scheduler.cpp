@@ -37,11 +37,35 @@ bool Scheduler::suspended(const Up& u, std::int64_t now) const {
   return u.suspended_until && *u.suspended_until > now;
 }
 
-std::size_t Scheduler::limit(const Up& u, std::int64_t) const {
+std::size_t Scheduler::limit(const Up& u, std::int64_t now) const {
   // After failures, one connection probes the upstream: a provider that
   // refuses or throttles sees one login, not max_connections of them.
   if (u.failures > 0) return 1;
-  return std::max<std::size_t>(u.spec.max_connections, 1);
+  std::size_t n = std::max<std::size_t>(u.spec.max_connections, 1);
+  if (u.lowered > 0 && now < u.lowered_until) n = std::min(n, u.lowered);
+  return n;
+}
+
+std::optional<std::size_t> Scheduler::lower_concurrency(std::string_view name, std::int64_t now) {
+  Up* u = find(name);
+  if (!u) return std::nullopt;
+  // One fewer than were open when the refusal came (the provider counts
+  // those), never below one and never above what is configured.
+  std::size_t open = u->opening + u->idle + u->busy;
+  std::size_t current = std::max<std::size_t>(u->spec.max_connections, 1);
+  if (u->lowered > 0 && now < u->lowered_until) current = std::min(current, u->lowered);
+  current = std::min(current, std::max<std::size_t>(open, 1));
+  u->lowered = current > 1 ? current - 1 : 1;
+  u->lowered_until = now + kLoweredFor;
+  return u->lowered;
+}
+
+std::size_t Scheduler::concurrency(std::string_view name, std::int64_t now) const {
+  const Up* u = find(name);
+  if (!u) return 0;
+  std::size_t n = std::max<std::size_t>(u->spec.max_connections, 1);
+  if (u->lowered > 0 && now < u->lowered_until) n = std::min(n, u->lowered);
+  return n;
 }
 
 std::uint64_t Scheduler::rate_room(Up& u, std::int64_t now, std::int64_t* free_at) {

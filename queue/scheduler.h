@@ -123,6 +123,7 @@ class Scheduler {
  public:
   static constexpr std::int64_t kHold = 5'000'000;      // µs
   static constexpr std::int64_t kNoRouteRecheck = 300'000'000;
+  static constexpr std::int64_t kLoweredFor = 3600'000'000;   // µs a lowered concurrency lasts
   Scheduler(SchedulerParams params, std::function<double()> random01);
 
   void set_params(SchedulerParams params) { params_ = params; }
@@ -150,6 +151,13 @@ class Scheduler {
   // AuthFailed schedule for refused logins). nullopt: no such upstream (it
   // was removed by a reload while the connection was in flight).
   std::optional<Suspension> upstream_failed(std::string_view upstream, const UpstreamFailure& f, std::int64_t now);
+  // The provider refused a connection as one too many (Microsoft "432 4.3.2",
+  // 163 "421 HL:ICC"): one connection fewer than it has now (at least one)
+  // for kLoweredFor, then back to max_connections. Returns the new ceiling;
+  // nullopt: no such upstream.
+  std::optional<std::size_t> lower_concurrency(std::string_view upstream, std::int64_t now);
+  // The ceiling in force now: max_connections, or lower after lower_concurrency().
+  std::size_t concurrency(std::string_view upstream, std::int64_t now) const;
   // A message went through: the upstream is well (failures reset).
   void upstream_ok(std::string_view upstream, std::int64_t now);
   // The operator lifts a suspension. false: unknown upstream.
@@ -190,6 +198,8 @@ class Scheduler {
     std::string stage, last_reply;
     std::deque<std::int64_t> starts;     // message starts, for the rate windows
     std::size_t opening = 0, idle = 0, busy = 0;
+    std::size_t lowered = 0;             // 0: none; else the ceiling until lowered_until
+    std::int64_t lowered_until = 0;
   };
   struct Conn {
     std::string upstream;

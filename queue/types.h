@@ -43,6 +43,8 @@ enum class SuspendReason : int {
   Unreachable = 3,        // resolve/connect/TLS/timeout
   Refused = 4,            // greeting/EHLO/MAIL refused for the whole upstream
   Operator = 5,           // reserved: suspended by the operator
+  QuotaReached = 6,       // the provider's table: the account's quota is used up (Gmail 5.4.5): held until it frees
+  ProviderStop = 7,       // the provider's table: stop sending for a while (Microsoft 5.2.251-255)
 };
 
 struct UpstreamState {             // one row of the upstreams table

@@ -211,6 +211,8 @@ std::string suspend_reason_words(queue::SuspendReason r) {
     case R::Unreachable: return "unreachable";
     case R::Refused: return "refused the session";
     case R::Operator: return "suspended by the operator";
+    case R::QuotaReached: return "the account's quota at the provider is used up";
+    case R::ProviderStop: return "the provider asked to stop sending for a while";
   }
   return "reason " + std::to_string(static_cast<int>(r));   // from a newer version
 }
@@ -225,6 +227,8 @@ const char* reason_key(queue::SuspendReason r) {
     case R::Unreachable: return "unreachable";
     case R::Refused: return "refused";
     case R::Operator: return "operator";
+    case R::QuotaReached: return "quota_reached";
+    case R::ProviderStop: return "provider_stop";
   }
   return "unknown";
 }

@@ -31,6 +31,7 @@
 #include "daemon/http_client.h"
 #include "daemon/oauth2/token_source.h"
 #include "daemon/oauth2/token_store.h"
+#include "tools/outboxctl/providers.h"
 #include "tools/outboxctl/route.h"
 
 namespace {
@@ -239,6 +240,12 @@ int main(int argc, char** argv) {
   auto* oauth2_status = oauth2_cmd->add_subcommand(
       "status", "the stored login: account, scope, access-token expiry, refresh-token age, last refresh (never a token)");
   oauth2_status->add_option("name", oauth2_name, "the [[upstream]] name")->required();
+  std::string provider_name;
+  auto* providers = app.add_subcommand("providers",
+                                       "the provider profiles (provider = \"NAME\"): settings, limits with their "
+                                       "sources, and what outbox does with each provider reply");
+  providers->add_option("name", provider_name, "one profile (ses:REGION fills the region)");
+  providers->add_flag("--json", json, "a JSON array, one object per profile");
 
   auto* check = app.add_subcommand("check",
                                    "validate the configuration as outboxd --check does (secrets, TLS files, "
@@ -334,6 +341,7 @@ int main(int argc, char** argv) {
     outbox::http::global_init();
     return ctl::cmd_oauth2_login(cfg, *up, lo, io);
   }
+  if (providers->parsed()) return ctl::cmd_providers(provider_name, json, io);
 
   if (test_up->parsed()) {
     outbox::Config cfg;

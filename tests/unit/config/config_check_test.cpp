@@ -107,6 +107,35 @@ TEST_CASE("providers that accept only their own account need envelope_from") {
   });
 }
 
+TEST_CASE("a provider profile fills the sender rule, and says when it needs OAuth2") {
+  check_cases({
+      {"163 profile: envelope_from filled, no warning",
+       kMinimal + "[[upstream]]\nname = \"163\"\nprovider = \"163\"\nusername = \"me@163.com\"\n"
+                  "password_file = \"/s\"\n",
+       {}, {}},
+      {"microsoft365 with a password",
+       kMinimal + "[[upstream]]\nname = \"m\"\nprovider = \"microsoft365\"\nusername = \"me@example.com\"\n"
+                  "password_file = \"/s\"\n",
+       {},
+       {"FILE:8: upstream[0].provider: warning: provider \"microsoft365\" requires OAuth2 logins (password logins "
+        "are off or going away, see `outboxctl providers microsoft365`): set auth = \"oauth2\" and "
+        "oauth2_client_id, then run `outboxctl oauth2 login m` (README: moving an account to OAuth2)"}},
+      {"microsoft365 with outbox's own OAuth2: nothing to say",
+       kMinimal + "[[upstream]]\nname = \"m\"\nprovider = \"microsoft365\"\nusername = \"me@example.com\"\n"
+                  "auth = \"oauth2\"\noauth2_client_id = \"cid\"\n",
+       {},
+       {}},
+      {"microsoft365 with a token command",
+       kMinimal + "[[upstream]]\nname = \"m\"\nprovider = \"microsoft365\"\nusername = \"me@example.com\"\n"
+                  "auth = \"xoauth2\"\noauth2_token_command = [\"/bin/true\"]\n",
+       {}, {}},
+      {"gmail recommends, does not warn",
+       kMinimal + "[[upstream]]\nname = \"g\"\nprovider = \"gmail\"\nusername = \"me@gmail.com\"\n"
+                  "password_file = \"/s\"\n",
+       {}, {}},
+  });
+}
+
 TEST_CASE("sizes below 1 KiB are a missing unit") {
   check_cases({
       {"limits", kMinimal + "[limits]\nmax_message_size = 35\n", {},

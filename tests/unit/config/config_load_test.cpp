@@ -365,3 +365,24 @@ TEST_CASE("spool.query_socket: beside the first Unix listener by default, explic
   CHECK(outbox::test::error_of("[spool]\npath = \"s\"\nquery_socket = \"/" + std::string(120, 'q') + "\"\n[[listen]]\npath = \"x\"\n")
             .find("spool.query_socket: longer than the 107 bytes") != std::string::npos);
 }
+
+TEST_CASE("provider profiles name the OAuth2 endpoints: auth = \"oauth2\" needs only the client id") {
+  auto up = [](const std::string& provider, const std::string& extra = "") {
+    return load_text(kMinimal + "[[upstream]]\nname = \"u\"\nprovider = \"" + provider +
+                     "\"\nusername = \"me@example.com\"\nauth = \"oauth2\"\noauth2_client_id = \"cid\"\n" + extra)
+        .upstreams.at(0);
+  };
+  CHECK(up("microsoft365").oauth2.provider == "microsoft");
+  CHECK(up("microsoft365").oauth2.tenant.empty());   // "common" at the endpoint
+  CHECK(up("microsoft365", "oauth2_tenant = \"contoso.com\"\n").oauth2.tenant == "contoso.com");
+  CHECK(up("outlook").oauth2.provider == "microsoft");
+  CHECK(up("outlook").oauth2.tenant == "consumers");
+  CHECK(up("gmail").oauth2.provider == "google");
+  CHECK(up("google-workspace").oauth2.provider == "google");
+  // Written explicitly, it wins.
+  CHECK(up("gmail", "oauth2_provider = \"microsoft\"\n").oauth2.provider == "microsoft");
+  // A provider without OAuth2 leaves it to the explicit keys.
+  CHECK(outbox::test::error_of(kMinimal + "[[upstream]]\nname = \"u\"\nprovider = \"163\"\nusername = "
+                               "\"me@163.com\"\nauth = \"oauth2\"\noauth2_client_id = \"cid\"\n")
+            .find("needs oauth2_provider") != std::string::npos);
+}

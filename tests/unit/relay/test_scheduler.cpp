@@ -466,3 +466,26 @@ TEST_CASE("a connection that fails in its set-up charges the message it was open
   CHECK(d[0].reason == WaitReason::UpstreamSuspended);
   CHECK(s.waiting() == 1);   // m2, for b's connection
 }
+
+TEST_CASE("lower_concurrency: one fewer than were open, at least one, for an hour, then max_connections again") {
+  auto s = make({up("a", 3)});
+  for (int i = 0; i < 6; ++i) s.add_due(msg("m" + std::to_string(i)), T0);
+  auto d = s.poll(T0);
+  REQUIRE(kinds(d) == std::vector<K>(3, K::Open));   // 3 open: the provider refuses the third
+  CHECK(s.concurrency("a", T0) == 3);
+  CHECK(s.lower_concurrency("a", T0) == 2u);
+  CHECK(s.concurrency("a", T0) == 2);
+  for (const auto& x : d) s.connection_closed(x.conn);
+  // Fewer open now: the next refusal lowers from the ceiling, not below one.
+  CHECK(s.lower_concurrency("a", T0 + S) == 1u);
+  CHECK(s.lower_concurrency("a", T0 + 2 * S) == 1u);
+  d = s.poll(T0 + 3 * S);
+  CHECK(kinds(d) == std::vector<K>{K::Open});
+  s.connection_closed(d[0].conn);
+  // An hour later the configured ceiling is back.
+  const std::int64_t later = T0 + 2 * S + Scheduler::kLoweredFor;
+  CHECK(s.concurrency("a", later) == 3);
+  d = s.poll(later);
+  CHECK(std::count_if(d.begin(), d.end(), [](auto& x) { return x.kind == K::Open; }) == 3);
+  CHECK_FALSE(s.lower_concurrency("gone", T0).has_value());
+}
