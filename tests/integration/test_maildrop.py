@@ -127,16 +127,19 @@ class Maildrop(unittest.TestCase):
                         % (self.user, self.user) + '[[local_user]]\nname = "root"\nmay_send_as = ["*"]\n')
         d.start()
         d.wait_event("ready")
-        # Garbage: set aside, logged, outboxd carries on.
-        with open(os.path.join(self.maildrop, "1.1.garbage"), "wb") as f:
+        # Garbage: set aside, logged, outboxd carries on. Written as every
+        # writer must (postdrop does): a tmp.* name, then a rename, so the
+        # importer never sees a file half written.
+        tmp = os.path.join(self.maildrop, "tmp.x")
+        with open(tmp, "wb") as f:
             f.write(b"\x00\xffnot a maildrop file\n")
+        os.rename(tmp, os.path.join(self.maildrop, "1.1.garbage"))
         ev = d.wait_event("maildrop_corrupt", file="1.1.garbage", timeout=40)
         self.assertIn("not a maildrop file", ev["reason"])
         self.assertEqual(self.files("corrupt"), ["1.1.garbage"])
         # A file that claims root's identity in its contents, owned by the
         # ordinary user: the owner decides, and the sender rules refuse it.
         claim = maildrop_text("root@host.test", ["ops@example.test"], b"Subject: forged\r\n\r\nx\r\n")
-        tmp = os.path.join(self.maildrop, "tmp.x")
         with open(tmp, "wb") as f:
             f.write(claim)
         os.chown(tmp, self.uid, self.drop_gid)
