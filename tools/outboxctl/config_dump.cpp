@@ -164,6 +164,7 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
     if (!u.maildir.empty()) {
       o.always("deliver", q("maildir:" + u.maildir));
     } else {
+      if (!u.provider.empty()) o.always("provider", q(u.provider));   // its reply rules
       o.always("host", q(u.host));
       o.always("port", std::to_string(u.port));
       o.always("tls", q(tls_word(u.tls)));
@@ -207,7 +208,8 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
     if (!u.envelope_from.empty()) o.always("envelope_from", q(u.envelope_from));
     if (u.max_message_size) o.always("max_message_size", size(*u.max_message_size));
     o.kv("max_connections", std::to_string(u.max_connections), std::to_string(du.max_connections));
-    if (!u.rate.empty()) o.always("rate", list(u.rate));
+    // With a provider, an empty list is a choice the profile would otherwise fill.
+    if (!u.rate.empty() || !u.provider.empty()) o.always("rate", list(u.rate));
   }
   for (const auto& r : c.routes) {
     o.s << "\n[[route]]\n";

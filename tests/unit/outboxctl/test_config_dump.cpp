@@ -120,6 +120,23 @@ TEST_CASE("config: the rendered configuration loads again as the same configurat
   CHECK(changed.find("[bounces]\nenabled = false") != std::string::npos);
 }
 
+TEST_CASE("config: an upstream with a provider keeps its profile (reply rules) and its choices through a round trip") {
+  auto c = load_text(
+      "[spool]\npath = \"/var/lib/outbox/spool.db\"\n[[listen]]\npath = \"/run/outbox/submit.sock\"\n"
+      "[[upstream]]\nname = \"m365\"\nprovider = \"microsoft365\"\nrate = []\n");
+  const std::string once = ctl::render_config(c, false, false);
+  CHECK(once.find("provider = \"microsoft365\"") != std::string::npos);
+  CHECK(once.find("host = \"smtp.office365.com\"") != std::string::npos);
+  CHECK(once.find("rate = []") != std::string::npos);   // not refilled with 30/min on reload
+  auto again = load_text(once);
+  REQUIRE(again.upstreams.size() == 1);
+  CHECK(again.upstreams[0].replies);
+  CHECK(again.upstreams[0].rate.empty());
+  CHECK(again.upstreams[0].max_connections == 3);
+  const std::string twice = ctl::render_config(again, false, false);
+  CHECK(once.substr(once.find('\n')) == twice.substr(twice.find('\n')));
+}
+
 TEST_CASE("config: no secret in the output") {
   auto c = load_text(std::string(kFull) + R"(
 [[user]]
