@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <ctime>
+#include "protocol/rfc3339.h"
 
 namespace outbox::daemon {
 
@@ -29,19 +29,6 @@ std::string_view alert_severity(AlertKind k) {
 
 bool alert_resolves_itself(AlertKind k) { return k == AlertKind::SpoolError; }
 
-namespace {
-
-std::string rfc3339(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-}  // namespace
-
 std::string alert_json(const Alert& a, const std::string& host, std::uint64_t suppressed) {
   nlohmann::ordered_json j;
   j["source"] = "outbox";
@@ -51,7 +38,7 @@ std::string alert_json(const Alert& a, const std::string& host, std::uint64_t su
   j["subject"] = a.subject;
   j["summary"] = a.summary;
   j["hint"] = a.hint;
-  j["time"] = rfc3339(a.time);
+  j["time"] = protocol::rfc3339_utc(a.time);
   nlohmann::ordered_json d = nlohmann::ordered_json::object();
   for (const auto& [k, v] : a.details) d[k] = v;
   j["details"] = d;

@@ -1,5 +1,7 @@
 #include "daemon/maildir.h"
 
+#include "daemon/fs_sync.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,12 +16,7 @@ namespace {
 [[noreturn]] void fail(const std::string& what, int err) { throw std::system_error(err, std::generic_category(), what); }
 
 void sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail("open " + dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) fail("fsync " + dir, err);
+  if (int err = fs::fsync_dir(dir)) fail("fsync " + dir, err);
 }
 
 }  // namespace

@@ -13,7 +13,9 @@
 #include <ctime>
 #include <vector>
 
+#include "daemon/fs_sync.h"
 #include "daemon/logging.h"
+#include "protocol/rfc3339.h"
 #include "tools/common/maildrop_file.h"
 #include "tools/common/smtp_submit.h"
 
@@ -21,22 +23,8 @@ namespace outbox::daemon {
 
 namespace {
 
-std::string rfc3339(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-void sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
+// Best effort: the file is already in the spool (imported) or kept aside.
+void sync_dir(const std::string& dir) { (void)fs::fsync_dir(dir); }
 
 }  // namespace
 
@@ -258,7 +246,7 @@ void MaildropImporter::import(const std::string& name) {
     sync_dir(dir_);
     imported_.fetch_add(1);
     log::info(log::Line("maildrop_imported").kv("id", r.queue_id).kv("uid", uid).kv("file", name)
-                  .kv("submitted", rfc3339(entry->time)).kv("nrcpt", entry->submission.recipients.size()));
+                  .kv("submitted", protocol::rfc3339_utc(entry->time)).kv("nrcpt", entry->submission.recipients.size()));
     return;
   }
   std::string why;

@@ -1,5 +1,7 @@
 #include "daemon/oauth2/token_store.h"
 
+#include "daemon/fs_sync.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -200,12 +202,7 @@ void save(const std::string& path, const TokenSet& t) {
   }
   // The rename itself durable (a power cut must not bring the old refresh
   // token back after the provider has rotated it).
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw StoreError(errno_text("cannot open the token directory", dir));
-  int rc = ::fsync(dfd);
-  int err = errno;
-  ::close(dfd);
-  if (rc != 0) {
+  if (int err = fs::fsync_dir(dir)) {
     errno = err;
     throw StoreError(errno_text("cannot fsync the token directory", dir));
   }

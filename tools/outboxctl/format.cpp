@@ -1,5 +1,7 @@
 #include "tools/outboxctl/format.h"
 
+#include "protocol/rfc3339.h"
+
 #include "protocol/header_text.h"
 #include "protocol/printable.h"
 
@@ -66,13 +68,7 @@ std::string counts_line(const std::vector<std::pair<std::string, std::int64_t>>&
 
 std::string rfc3339(std::int64_t micros) {
   // Floor, not truncate, so times before 1970 stay ordered.
-  std::int64_t secs = micros / kMicros - (micros % kMicros < 0 ? 1 : 0);
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  if (!gmtime_r(&t, &tm)) return "invalid-time";
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return protocol::rfc3339_utc(micros / kMicros - (micros % kMicros < 0 ? 1 : 0));
 }
 
 std::string human_duration(std::int64_t s) {

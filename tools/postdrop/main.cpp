@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/fs_sync.h"
 #include "tools/common/maildrop_file.h"
 
 namespace {
@@ -123,13 +124,10 @@ int main(int argc, char** argv) {
     return EX_TEMPFAIL;
   }
   // The rename is durable only once the directory is.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) {
-    say("cannot sync the maildrop " + dir + ": " + std::strerror(errno));
-    if (dfd >= 0) ::close(dfd);
+  if (int e = outbox::fs::fsync_dir(dir)) {
+    say("cannot sync the maildrop " + dir + ": " + std::strerror(e));
     return EX_TEMPFAIL;
   }
-  ::close(dfd);
   std::printf("%s\n", name.c_str());
   return EX_OK;
 }
