@@ -102,6 +102,28 @@ std::string read_headers(queue::Spool& spool, const std::string& id) {
   return query::read_header_section(spool, id, kMaxHeaderBytes);
 }
 
+namespace {
+
+// One listed message, as a table row or as an element of the JSON array:
+// the same text as dumping the whole array at once, element by element.
+void emit_queue_entry(const queue::MessageRecord& m, bool json, bool first, std::int64_t now, Io io) {
+  if (!json) {
+    if (first) render_queue_header(io.out);
+    render_queue_entry(io.out, m, now);
+    return;
+  }
+  std::string obj = dump_json(message_json(m, false));
+  obj.pop_back();   // its newline
+  std::string indented = "  ";
+  for (char c : obj) {
+    indented += c;
+    if (c == '\n') indented += "  ";
+  }
+  io.out << (first ? "[\n" : ",\n") << indented;
+}
+
+}  // namespace
+
 int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int64_t now, Io io, int page_size) {
   if (!state.empty() && !is_listed_state(state)) {
     io.err << "outboxctl: unknown state '" << printable(state)
@@ -114,20 +136,7 @@ int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int
   for (;;) {
     auto page = spool.list_page(filter, after, page_size);
     for (const auto& m : page) {
-      if (json) {
-        // The same text as dumping the whole array at once, element by element.
-        std::string obj = dump_json(message_json(m, false));
-        obj.pop_back();   // its newline
-        std::string indented = "  ";
-        for (char c : obj) {
-          indented += c;
-          if (c == '\n') indented += "  ";
-        }
-        io.out << (count == 0 ? "[\n" : ",\n") << indented;
-      } else {
-        if (count == 0) render_queue_header(io.out);
-        render_queue_entry(io.out, m, now);
-      }
+      emit_queue_entry(m, json, count == 0, now, io);
       ++count;
       total += m.size;
     }
@@ -169,19 +178,7 @@ int cmd_queue_remote(const ListQuery& ask, const std::string& state, bool json, 
     const auto& page = std::get<query::ListAnswer>(a);
     if (page.others) others = page.others;
     for (const auto& m : page.messages) {
-      if (json) {
-        std::string obj = dump_json(message_json(m, false));
-        obj.pop_back();
-        std::string indented = "  ";
-        for (char c : obj) {
-          indented += c;
-          if (c == '\n') indented += "  ";
-        }
-        io.out << (count == 0 ? "[\n" : ",\n") << indented;
-      } else {
-        if (count == 0) render_queue_header(io.out);
-        render_queue_entry(io.out, m, now);
-      }
+      emit_queue_entry(m, json, count == 0, now, io);
       ++count;
       total += m.size;
     }

@@ -62,6 +62,21 @@ outbox::Config load_for_command(const Globals& g) {
   return cfg;
 }
 
+// The configuration and its [[upstream]] NAME (oauth2, test-upstream);
+// nullptr after saying why on stderr.
+const outbox::UpstreamConfig* upstream_for_command(const Globals& g, const std::string& name, outbox::Config& cfg) {
+  try {
+    cfg = load_for_command(g);
+  } catch (const std::exception& e) {
+    std::cerr << "outboxctl: " << e.what() << "\n";
+    return nullptr;
+  }
+  for (const auto& u : cfg.upstreams)
+    if (u.name == name) return &u;
+  std::cerr << "outboxctl: no [[upstream]] named \"" << name << "\" in " << cfg.source << "\n";
+  return nullptr;
+}
+
 // Reads only what it needs: with --spool, no configuration at all.
 int with_spool(const Globals& g, Spool::Mode mode, const std::function<int(Spool&)>& fn) {
   std::string path = g.spool;
@@ -316,19 +331,8 @@ int main(int argc, char** argv) {
 
   if (oauth2_cmd->parsed()) {
     outbox::Config cfg;
-    try {
-      cfg = load_for_command(g);
-    } catch (const std::exception& e) {
-      std::cerr << "outboxctl: " << e.what() << "\n";
-      return ctl::kExitFailure;
-    }
-    const outbox::UpstreamConfig* up = nullptr;
-    for (const auto& u : cfg.upstreams)
-      if (u.name == oauth2_name) up = &u;
-    if (!up) {
-      std::cerr << "outboxctl: no [[upstream]] named \"" << oauth2_name << "\" in " << cfg.source << "\n";
-      return ctl::kExitFailure;
-    }
+    const outbox::UpstreamConfig* up = upstream_for_command(g, oauth2_name, cfg);
+    if (!up) return ctl::kExitFailure;
     if (oauth2_status->parsed()) return ctl::cmd_oauth2_status(cfg, *up, now_us() / 1'000'000, io);
     ctl::LoginOptions lo;
     lo.browser = browser;
@@ -345,19 +349,8 @@ int main(int argc, char** argv) {
 
   if (test_up->parsed()) {
     outbox::Config cfg;
-    try {
-      cfg = load_for_command(g);
-    } catch (const std::exception& e) {
-      std::cerr << "outboxctl: " << e.what() << "\n";
-      return ctl::kExitFailure;
-    }
-    const outbox::UpstreamConfig* up = nullptr;
-    for (const auto& u : cfg.upstreams)
-      if (u.name == upstream_name) up = &u;
-    if (!up) {
-      std::cerr << "outboxctl: no [[upstream]] named \"" << upstream_name << "\" in " << cfg.source << "\n";
-      return ctl::kExitFailure;
-    }
+    const outbox::UpstreamConfig* up = upstream_for_command(g, upstream_name, cfg);
+    if (!up) return ctl::kExitFailure;
     outbox::probe::ProbeOptions po;
     auto total = outbox::parse_duration(probe_timeout);
     if (!total || total->count() == 0) {
