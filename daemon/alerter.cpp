@@ -77,7 +77,9 @@ void Alerter::raise(Alert a) {
   std::lock_guard l(mu_);
   if (stopping_) return;
   for (auto& h : hooks_) {
-    switch (h.book->raise(a.kind, a.subject, a.time)) {
+    const auto decision = h.book->raise(a.kind, a.subject, a.time);
+    if (h.book->open_incidents() > 0) any_open_.store(true, std::memory_order_release);
+    switch (decision) {
       case AlertBook::Decision::Send:
         jobs_.push_back(Job{h.cfg, std::string(alert_kind_name(a.kind)), a.subject,
                             alert_json(a, host_, h.book->take_suppressed())});
@@ -95,9 +97,14 @@ void Alerter::raise(Alert a) {
 }
 
 void Alerter::resolve(AlertKind k, const std::string& subject) {
+  if (!any_open_.load(std::memory_order_acquire)) return;
   std::lock_guard l(mu_);
-  bool any = false;
-  for (auto& h : hooks_) any = h.book->resolve(k, subject) || any;
+  bool any = false, still_open = false;
+  for (auto& h : hooks_) {
+    any = h.book->resolve(k, subject) || any;
+    still_open = still_open || h.book->open_incidents() > 0;
+  }
+  any_open_.store(still_open, std::memory_order_release);
   if (any) log::info(log::Line("alert_resolved").kv("kind", alert_kind_name(k)).kv("subject", subject));
 }
 
@@ -159,7 +166,9 @@ void Alerter::check_queue_age() {
     a.hint = "see `outboxctl queue --state deferred` and `outboxctl upstreams` for why mail is not leaving";
     a.details = {{"age_s", std::to_string(age)}, {"threshold_s", std::to_string(h.cfg.oldest_waiting.count())}};
     a.time = now;
-    if (h.book->raise(a.kind, a.subject, now) == AlertBook::Decision::Send) {
+    const auto decision = h.book->raise(a.kind, a.subject, now);
+    if (h.book->open_incidents() > 0) any_open_.store(true, std::memory_order_release);
+    if (decision == AlertBook::Decision::Send) {
       log::warn(log::Line("queue_age").kv("age_s", age).kv("threshold_s", h.cfg.oldest_waiting.count()));
       jobs_.push_back(Job{h.cfg, "queue_age", "", alert_json(a, host_, h.book->take_suppressed())});
     }
