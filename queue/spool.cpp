@@ -716,11 +716,7 @@ std::optional<MessageRecord> Spool::get(std::string_view id) {
     if (st.step()) m = read_message(st);
   }
   if (m) {
-    {
-      Stmt st(*this, sql::kGetRecipients);
-      st.text(1, id);
-      while (st.step()) m->recipients.push_back(read_recipient(st, 0));
-    }
+    load_recipients(*m);
     Stmt st(*this, sql::kGetAttempts);
     st.text(1, id);
     while (st.step()) {
@@ -957,6 +953,12 @@ std::int64_t Spool::incremental_vacuum(int pages) {
   return freelist_pages();
 }
 
+void Spool::load_recipients(MessageRecord& m) {
+  Stmt st(*this, sql::kGetRecipients);
+  st.text(1, m.id);
+  while (st.step()) m.recipients.push_back(read_recipient(st, 0));
+}
+
 // --- paging, upstreams, waits ------------------------------------------------------------
 
 std::vector<MessageRecord> Spool::list_page(const std::optional<std::string>& state, std::string_view after_id,
@@ -970,11 +972,7 @@ std::vector<MessageRecord> Spool::list_page(const std::optional<std::string>& st
     if (state) st.text(2, *state);
     while (st.step()) out.push_back(read_message(st));
   }
-  for (auto& m : out) {
-    Stmt st(*this, sql::kGetRecipients);
-    st.text(1, m.id);
-    while (st.step()) m.recipients.push_back(read_recipient(st, 0));
-  }
+  for (auto& m : out) load_recipients(m);
   txn.commit();
   return out;
 }
@@ -993,11 +991,7 @@ std::vector<MessageRecord> Spool::list_page(const ListFilter& f, std::string_vie
     if (f.uid) st.i64(5, *f.uid);
     while (st.step()) out.push_back(read_message(st));
   }
-  for (auto& m : out) {
-    Stmt st(*this, sql::kGetRecipients);
-    st.text(1, m.id);
-    while (st.step()) m.recipients.push_back(read_recipient(st, 0));
-  }
+  for (auto& m : out) load_recipients(m);
   txn.commit();
   return out;
 }

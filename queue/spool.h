@@ -197,6 +197,7 @@ class Spool {
   friend class Stmt;
   friend class Txn;
   sqlite3_stmt* prepare(const char* sql);   // cached per connection
+  void load_recipients(MessageRecord& m);   // its recipients, in the caller's transaction
   void exec(const char* sql);
   void exec_cached(const std::string& sql);
   [[noreturn]] void fail(const std::string& what);
