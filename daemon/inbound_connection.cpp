@@ -123,6 +123,17 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
     rej.reason = "upstream_sender_mismatch";
     return rej;
   };
+  // [[upstream]] max_message_size: checked here when the route is known, so
+  // a message the upstream cannot take is refused before it is accepted.
+  sc.route_size_limit = [config](const std::string& sender) {
+    protocol::RouteSizeLimit out;
+    auto ups = routing::upstreams_for(*config, sender);
+    if (!ups.empty() && ups.front()->max_message_size) {
+      out.bytes = *ups.front()->max_message_size;
+      out.upstream = ups.front()->name;
+    }
+    return out;
+  };
   session_ = std::make_unique<protocol::ServerSession>(
       sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });
   if (listener_.tls == TlsMode::Implicit) tls_ = std::make_unique<TlsEngine>(server_.tls_context());

@@ -27,6 +27,7 @@ client::ClientConfig client_config(const Config& config, const UpstreamConfig& u
                                                                : client::AuthPolicy::Auto;
   c.username = u.username;
   c.replies = u.replies;
+  c.max_message_size = u.max_message_size.value_or(0);
   client::Timeouts t;
   t.greeting = t.ehlo = t.tls = t.mail = t.rcpt = t.data_init = t.data_block = t.quit = u.timeout;
   // The reply to the final dot may take longer (RFC 5321 §4.5.3.2.6: 10 min).

@@ -577,6 +577,10 @@ struct ClientSession::Impl {
     if (msg.smtputf8 && !caps.smtputf8)
       return refuse_all({5, 6, 7},
                         "the message needs SMTPUTF8 (RFC 6531) and the upstream does not offer it");
+    if (cfg.max_message_size > 0 && msg.size > cfg.max_message_size)
+      return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) +
+                                       " exceeds this upstream's max_message_size of " +
+                                       std::to_string(cfg.max_message_size));
     if (caps.size && caps.size_limit > 0 && msg.size > caps.size_limit)
       return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) + " exceeds the upstream's limit of " +
                                        std::to_string(caps.size_limit));

@@ -92,6 +92,9 @@ struct ClientConfig {
   // table only. A rule's action decides the scope and outcome of a reply
   // (protocol/reply_rules.h).
   std::shared_ptr<const ReplyTable> replies;
+  // [[upstream]] max_message_size: a larger message is refused here without
+  // a command sent, as if the server had announced it with SIZE. 0: none.
+  std::uint64_t max_message_size = 0;
 };
 
 // What the server's last EHLO advertised (RFC 5321 §4.1.1.1).

@@ -22,6 +22,7 @@ ServerSession::Impl::Impl(SessionConfig c, PeerInfo p, IdSource i, Clock k)
     : cfg(std::move(c)), peer(std::move(p)), ids(std::move(i)), clock(std::move(k)) {
   // Implicit TLS (RFC 8314 §3.3): the handshake happened before any SMTP.
   tls = cfg.tls == ListenerTls::Implicit;
+  size_limit = cfg.max_message_size;
 }
 
 // --- replies and bookkeeping ------------------------------------------------
@@ -54,6 +55,8 @@ void ServerSession::Impl::reset_transaction() {
   envelope = Envelope{};
   recipient_keys.clear();
   logged_too_many = false;
+  size_limit = cfg.max_message_size;
+  size_limit_upstream.clear();
 }
 
 void ServerSession::Impl::close() {
@@ -174,7 +177,7 @@ void ServerSession::Impl::process_data(std::string_view& in) {
   std::string_view fresh(chunk.data() + before, chunk.size() - before);
   body_bytes += fresh.size();
   if (!headers.done()) headers.feed(fresh);
-  if (cfg.max_message_size != 0 && body_bytes > cfg.max_message_size) too_big = true;
+  if (size_limit != 0 && body_bytes > size_limit) too_big = true;
   if (too_big || decoder.saw_bare_cr_lf_nul()) {
     // Refused at the end anyway: store nothing more, but keep reading up to
     // the real end of data so the rest is not taken as commands (RFC 1870
@@ -221,13 +224,16 @@ void ServerSession::Impl::end_of_data() {
     std::vector<std::pair<std::string, std::string>> fields{
         {"reason", bare ? "bare_cr_lf_nul" : "message_too_big"}, {"id", msg_id}};
     if (!bare) fields.emplace_back("size", std::to_string(body_bytes));
+    if (!bare && !size_limit_upstream.empty()) fields.emplace_back("upstream", size_limit_upstream);
+    std::string too_big_text =
+        size_limit_upstream.empty() ? std::string(replies::kTooBig) : too_big_for(size_limit_upstream, size_limit);
     log("rejected", std::move(fields));
     actions.emplace_back(AbortMessage{msg_id});
     msg_id.clear();
     chunk.clear();
     reset_transaction();
     if (bare) fail(550, replies::kBareInData);
-    else fail(552, replies::kTooBig);
+    else fail(552, too_big_text);
     return;
   }
   emit_chunk();

@@ -43,6 +43,15 @@ struct PolicyRejection {
 using SenderPolicy =
     std::function<std::optional<PolicyRejection>(const std::string& sender, const std::string& auth_user)>;
 
+// An upstream may take less than the listener: the first upstream of the
+// sender's route and its [[upstream]] max_message_size, asked at MAIL with the
+// stored sender. bytes = 0: no lower limit.
+struct RouteSizeLimit {
+  std::uint64_t bytes = 0;
+  std::string upstream;
+};
+using RouteSizeLimitFn = std::function<RouteSizeLimit(const std::string& sender)>;
+
 struct SessionConfig {
   std::string hostname = "localhost";       // greeting, EHLO, Received:, Message-ID:
   std::string domain;                        // qualifies bare addresses ("root" -> root@domain)
@@ -54,6 +63,7 @@ struct SessionConfig {
   ListenerTls tls = ListenerTls::None;
   ListenerAuth auth = ListenerAuth::None;
   SenderPolicy sender_policy;                // empty: every sender allowed
+  RouteSizeLimitFn route_size_limit;         // empty: max_message_size only
 };
 
 struct PeerInfo {

@@ -205,7 +205,20 @@ void ServerSession::Impl::cmd_mail(const Command& c) {
       return fail(r->code, r->text);
     }
   }
+  RouteSizeLimit route;
+  if (cfg.route_size_limit) route = cfg.route_size_limit(sender);
+  bool route_smaller = route.bytes != 0 && (cfg.max_message_size == 0 || route.bytes < cfg.max_message_size);
+  // RFC 1870 §6 again, for the upstream the message will go to: a message
+  // it cannot take would only bounce later.
+  if (route_smaller && params.size && *params.size > route.bytes) {
+    log("rejected", {{"reason", "message_too_big"}, {"size", std::to_string(*params.size)}, {"upstream", route.upstream}});
+    return fail(552, too_big_for(route.upstream, route.bytes));
+  }
   reset_transaction();
+  if (route_smaller) {
+    size_limit = route.bytes;
+    size_limit_upstream = route.upstream;
+  }
   has_mail = true;
   envelope.sender = std::move(sender);
   envelope.auth_user = authenticated ? auth_user : std::string();

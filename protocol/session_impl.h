@@ -107,6 +107,10 @@ struct ServerSession::Impl {
   Envelope envelope;
   std::set<std::string> recipient_keys;  // duplicate detection
   bool logged_too_many = false;
+  // The size limit of this transaction: max_message_size, or the route's
+  // upstream when it takes less (then named in the 552).
+  std::uint64_t size_limit = 0;
+  std::string size_limit_upstream;
 
   // message being received
   std::string msg_id;
@@ -116,5 +120,12 @@ struct ServerSession::Impl {
   std::uint64_t body_bytes = 0;
   bool too_big = false;
 };
+
+// 552 when the route's upstream takes less than the listener (RFC 1870 §6;
+// RFC 3463 5.3.4: message too big for system).
+inline std::string too_big_for(const std::string& upstream, std::uint64_t bytes) {
+  return "5.3.4 Message size exceeds the limit of upstream \"" + upstream + "\" (" + std::to_string(bytes) +
+         " bytes)";
+}
 
 }  // namespace outbox::protocol

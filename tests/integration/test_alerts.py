@@ -35,8 +35,9 @@ PASSWORD = "the-right-password"
 class Hook:
     """A webhook receiver: every POST body (parsed JSON) in order."""
 
-    def __init__(self, status=200):
+    def __init__(self, status=200, tls=False):
         self.posts = []
+        self.tls = tls
         self.status = status
         self.lock = threading.Lock()
         hook = self
@@ -57,13 +58,19 @@ class Hook:
 
         self.httpd = http.server.ThreadingHTTPServer((HOST, 0), H)
         self.httpd.daemon_threads = True
+        if tls:
+            import ssl
+            from upstream import make_certs
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(make_certs()["good_cert"], make_certs()["good_key"])
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return "http://%s:%d/alert" % (HOST, self.port)
+        return "%s://%s:%d/alert" % ("https" if self.tls else "http", HOST, self.port)
 
     def stop(self):
         self.httpd.shutdown()
@@ -95,8 +102,8 @@ def alert_toml(url=None, command=None, **keys):
 
 
 class Alerts(unittest.TestCase):
-    def hook(self, status=200):
-        h = Hook(status)
+    def hook(self, status=200, tls=False):
+        h = Hook(status, tls)
         self.addCleanup(h.stop)
         return h
 
@@ -230,6 +237,31 @@ class Alerts(unittest.TestCase):
         ev = d.wait_event("alert_failed", alert="pager")
         self.assertIn("500", ev["error"])
         # The mail is untouched by the hook's failure: still waiting, not bounced.
+        self.assertEqual(d.events("bounced"), [])
+        self.assertEqual(d.stop(), 0)
+
+    def test_https_hook_ca_file_and_a_hanging_command_cut_by_timeout(self):
+        # ca_file: the webhook's certificate is verified against it (posted);
+        # without it the system store refuses the test CA (alert_failed).
+        # timeout: a command that hangs is killed after 1 s, the mail untouched.
+        from upstream import make_certs
+        h = self.hook(tls=True)
+        d = self.daemon([upstream_section("mail", closed_port())],
+                        [alert_toml(h.url, name="verified", ca_file=make_certs()["ca"], events=["upstream_suspended"]),
+                         alert_toml(h.url, name="unverified", events=["upstream_suspended"]),
+                         alert_toml(command=["/bin/sleep", "30"], name="slow", timeout="1s",
+                                    events=["upstream_suspended"])])
+        t0 = time.monotonic()
+        self.submit(d)
+        got = h.wait(1)
+        self.assertEqual(got[0]["event"], "upstream_suspended")
+        d.wait_event("alert_sent", alert="verified")
+        ev = d.wait_event("alert_failed", alert="unverified")
+        self.assertRegex(ev["error"].lower(), "certificate|ssl|verify")
+        ev = d.wait_event("alert_failed", alert="slow", timeout=15)
+        self.assertIn("did not finish within 1 s (killed)", ev["error"])
+        self.assertLess(time.monotonic() - t0, 12)
+        self.assertEqual(len(h.events()), 1)
         self.assertEqual(d.events("bounced"), [])
         self.assertEqual(d.stop(), 0)
 

@@ -3,6 +3,7 @@
 // page names in a section's entry headings is accepted.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -132,6 +133,83 @@ TEST_CASE("every accepted key is documented in outbox.toml(5) with its default, 
         CHECK_MESSAGE(accepted[section].count(w),
                       "outbox.toml(5) documents " << section << "." << w << ", which the loader refuses");
   }
+}
+
+
+// docs/config-key-effects.md: key | FILE::TEST | effect. FILE is a Python file
+// under tests/integration/ (TEST a def) or a doctest file under tests/unit/
+// (TEST the start of a TEST_CASE name).
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool names_word(const std::string& text, const std::string& word) {
+  auto ident = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; };
+  for (std::size_t p = text.find(word); p != std::string::npos; p = text.find(word, p + 1)) {
+    // A \n escape just before the key inside a Python string is not part of the word.
+    bool escaped_newline = p >= 2 && text[p - 2] == '\\' && text[p - 1] == 'n';
+    bool before = p == 0 || !ident(text[p - 1]) || escaped_newline;
+    bool after = p + word.size() >= text.size() || !ident(text[p + word.size()]);
+    if (before && after) return true;
+  }
+  return false;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && s.front() == ' ') s.erase(s.begin());
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+TEST_CASE("every key has a test that shows its effect (docs/config-key-effects.md)") {
+  const std::filesystem::path root(OUTBOX_SOURCE_DIR);
+  std::ifstream in(root / "docs/config-key-effects.md");
+  REQUIRE(in);
+  std::set<std::string> accepted, covered;
+  for (const auto& k : outbox::config_keys())
+    if (!k.table.empty()) accepted.insert(std::string(k.table) + "." + std::string(k.key));
+  std::string helpers;
+  for (const char* h : {"harness.py", "upstream.py", "oauth2_server.py"})
+    helpers += slurp(root / "tests/integration" / h);
+  std::map<std::string, std::filesystem::path> unit_files;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root / "tests/unit"))
+    if (e.path().extension() == ".cpp") unit_files[e.path().filename().string()] = e.path();
+
+  std::string line;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("| ", 0) != 0 || line.rfind("| key ", 0) == 0) continue;
+    std::vector<std::string> cells;
+    for (std::size_t p = 1, q; (q = line.find('|', p)) != std::string::npos; p = q + 1) cells.push_back(trim(line.substr(p, q - p)));
+    REQUIRE_MESSAGE(cells.size() == 3, line);
+    const std::string& key = cells[0];
+    const std::string& test = cells[1];
+    CAPTURE(key);
+    CAPTURE(test);
+    ++rows;
+    CHECK_MESSAGE(accepted.count(key), key << " is in the table but the loader does not accept it");
+    covered.insert(key);
+    auto sep = test.find("::");
+    REQUIRE_MESSAGE(sep != std::string::npos, "not FILE::TEST: " << test);
+    std::string file = test.substr(0, sep), name = test.substr(sep + 2);
+    bool python = file.size() > 3 && file.compare(file.size() - 3, 3, ".py") == 0;
+    std::filesystem::path path = python ? root / "tests/integration" / file : unit_files[file];
+    REQUIRE_MESSAGE(!path.empty(), "no unit test file " << file);
+    std::string text = slurp(path);
+    REQUIRE_MESSAGE(!text.empty(), "no test file " << path);
+    if (python)
+      CHECK_MESSAGE(text.find("def " + name + "(") != std::string::npos, "no def " << name << " in " << file);
+    else
+      CHECK_MESSAGE(text.find("TEST_CASE(\"" + name) != std::string::npos, "no TEST_CASE(\"" << name << " in " << file);
+    std::string word = key.substr(key.find('.') + 1);
+    CHECK_MESSAGE((names_word(text, word) || (python && names_word(helpers, word))),
+                  file << " never names " << word);
+  }
+  CHECK(rows >= static_cast<int>(accepted.size()));
+  for (const auto& k : accepted) CHECK_MESSAGE(covered.count(k), k << " has no row: which test shows its effect?");
 }
 
 }  // namespace

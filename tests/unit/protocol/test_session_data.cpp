@@ -103,6 +103,45 @@ TEST_CASE("smuggling: fake terminators are body bytes; the message is refused, n
   }
 }
 
+TEST_CASE("route_size_limit: the route's smaller upstream limit, at MAIL and after the data") {
+  SessionConfig cfg = test_config();
+  cfg.max_message_size = 100000;
+  std::vector<std::string> asked;
+  cfg.route_size_limit = [&asked](const std::string& sender) {
+    asked.push_back(sender);
+    RouteSizeLimit r;
+    if (sender == "small@example.org") r = {1000, "tiny"};
+    if (sender == "large@example.org") r = {500000, "huge"};   // larger than the listener: no effect
+    return r;
+  };
+  const std::string refused = "552 5.3.4 Message size exceeds the limit of upstream \"tiny\" (1000 bytes)\r\n";
+  Harness h(cfg);
+  h.feed("EHLO c\r\nMAIL FROM:<small@example.org> SIZE=1001\r\nMAIL FROM:<small@example.org> SIZE=1000\r\n");
+  auto r = h.take();
+  REQUIRE(r.size() == 3);
+  CHECK(r[1] == refused);
+  CHECK(r[2] == "250 2.1.0 Ok\r\n");
+  CHECK(h.logged("rejected", "message_too_big"));
+  CHECK(asked == std::vector<std::string>{"small@example.org", "small@example.org"});
+
+  std::string big;
+  while (big.size() < 5000) big += "0123456789012345678901234567890123456789\r\n";
+  h.feed("RCPT TO:<b@example.net>\r\nDATA\r\n" + big + ".\r\n");
+  r = h.take();
+  REQUIRE(r.size() == 3);
+  CHECK(r[2] == refused);
+  REQUIRE(h.messages.size() == 1);
+  CHECK(h.messages[0].aborted);
+
+  // The next transaction's sender has no smaller limit: the listener's.
+  h.feed("MAIL FROM:<large@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" + big + ".\r\n");
+  r = h.take();
+  REQUIRE(r.size() == 4);
+  CHECK(r[3].rfind("250 2.0.0 Ok", 0) == 0);
+  REQUIRE(h.messages.size() == 2);
+  CHECK(h.messages[1].committed);
+}
+
 TEST_CASE("a message over the size limit: 552 after the end, nothing committed") {
   SessionConfig cfg = test_config();
   cfg.max_message_size = 1000;

@@ -630,6 +630,23 @@ TEST_CASE("SIZE: a message over the upstream's limit fails permanently with 5.3.
   CHECK(h.count<Ready>() == 2);
 }
 
+TEST_CASE("max_message_size: a message over the configured limit fails with 5.3.4 before SIZE is even asked") {
+  ClientConfig cfg = implicit_config();
+  cfg.max_message_size = 1'000'000;
+  Harness h(cfg);
+  login(h);   // the server announces SIZE 35882577: the configured limit is lower
+  h.s.send_message(message("BIG", {"a@x.example"}, 2'000'000));
+  h.pump();
+  CHECK(h.client().empty());
+  auto rep = h.reports().at(0);
+  CHECK(rep.recipients[0].outcome == Outcome::Permanent);
+  CHECK(rep.recipients[0].text() == "5.3.4 message size 2000000 exceeds this upstream's max_message_size of 1000000");
+  // At the limit the message goes.
+  h.s.send_message(message("OK", {"a@x.example"}, 1'000'000));
+  h.pump();
+  CHECK(h.client().rfind("MAIL FROM:<someone@163.com> SIZE=1000000", 0) == 0);
+}
+
 TEST_CASE("SMTPUTF8 needed but not offered: permanent 5.6.7") {
   Harness h(implicit_config());
   login(h, "250 AUTH PLAIN");
