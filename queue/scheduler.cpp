@@ -68,28 +68,26 @@ std::size_t Scheduler::concurrency(std::string_view name, std::int64_t now) cons
   return n;
 }
 
-std::uint64_t Scheduler::rate_room(Up& u, std::int64_t now, std::int64_t* free_at) {
-  std::int64_t longest = 0;
-  for (const auto& r : u.spec.rates) longest = std::max(longest, r.per_us);
-  while (!u.starts.empty() && u.starts.front() <= now - longest) u.starts.pop_front();
-  std::uint64_t room = UINT64_MAX;
-  *free_at = now;
-  for (const auto& r : u.spec.rates) {
-    std::uint64_t n = 0;
-    std::int64_t oldest = now;
-    for (auto it = u.starts.rbegin(); it != u.starts.rend() && *it > now - r.per_us; ++it) {
-      ++n;
-      oldest = *it;
-    }
-    if (n >= r.count) {
-      room = 0;
-      // The window frees one start when its oldest start leaves it.
-      *free_at = std::max(*free_at, oldest + r.per_us);
-    } else {
-      room = std::min(room, r.count - n);
-    }
-  }
+std::uint64_t Scheduler::rate_room(const Up& u, std::int64_t now, std::int64_t* free_at, std::uint32_t next,
+                                   std::string* why) const {
+  WindowUse full;
+  std::uint64_t room = u.ledger.room(now, next, free_at, &full);
+  if (room == 0 && why) *why = quota_words(full);
   return room;
+}
+
+void Scheduler::restore_ledger(std::string_view name, std::vector<LedgerEntry> entries) {
+  if (Up* u = find(name)) u->ledger.restore(std::move(entries));
+}
+
+std::int64_t Scheduler::ledger_span(std::string_view name) const {
+  const Up* u = find(name);
+  return u ? u->ledger.span() : 0;
+}
+
+std::vector<WindowUse> Scheduler::window_use(std::string_view name, std::int64_t now, std::uint32_t next) const {
+  const Up* u = find(name);
+  return u ? u->ledger.use(now, next) : std::vector<WindowUse>{};
 }
 
 void Scheduler::leave(Conn& c) {
@@ -119,10 +117,12 @@ void Scheduler::set_upstreams(const std::vector<UpstreamSpec>& upstreams, std::i
         mark_changed(spec.name);
       }
       u.spec = spec;
+      u.ledger.set_windows(spec.rates);
       next.emplace(spec.name, std::move(u));
     } else {
       Up u;
       u.spec = spec;
+      u.ledger.set_windows(spec.rates);
       u.serial = next_serial_++;
       next.emplace(spec.name, std::move(u));
     }
@@ -202,6 +202,13 @@ std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, cons
     until = now + std::max(static_cast<std::int64_t>(d), us(f.floor));
   } else {
     until = upstream_retry_at(params_.retry, u->failures, now, random01_(), f.floor);
+  }
+  // The provider says the quota is used up and the ledger knows the window:
+  // it frees when our oldest send in it leaves the window (a rolling 24 h
+  // frees from its oldest message), often sooner than the table's whole day.
+  if (f.reason == SuspendReason::QuotaReached && !u->ledger.empty()) {
+    std::int64_t frees = u->ledger.fill(now);
+    if (frees > now) until = frees;
   }
   // A later failure never shortens what an earlier one asked for.
   if (u->suspended_until && *u->suspended_until > until) until = *u->suspended_until;
@@ -339,7 +346,8 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
         if (!candidate->empty() && (!q || candidate->front().seq < q->front().seq)) q = candidate;
       if (!q) break;
       std::int64_t free_at = now;
-      if (rate_room(*target, now, &free_at) == 0) {
+      std::string quota;
+      if (rate_room(*target, now, &free_at, q->front().w.recipients, &quota) == 0) {
         rate_held = true;
         if (free_at - now <= kHold) break;   // held here; next_wakeup() says when
         for (auto* rq : queues) {
@@ -350,7 +358,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
             d.upstream = name;
             d.reason = WaitReason::RateLimited;
             d.until = free_at;
-            d.why = quoted(name) + " rate limit reached";
+            d.why = quoted(name) + " " + quota;
             about.emplace_back(e.seq, std::move(d));
           }
           waiting_count_ -= rq->size();
@@ -363,7 +371,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       --target->idle;
       ++target->busy;
       c.state = Conn::State::Busy;
-      target->starts.push_back(now);
+      target->ledger.record(now, q->front().w.recipients);
       Decision d;
       d.kind = Decision::Kind::Hand;
       d.upstream = name;
@@ -436,17 +444,8 @@ std::optional<std::int64_t> Scheduler::next_wakeup(std::int64_t now) const {
       }
       // Its upstream is usable: held for a rate window, or waiting for a
       // connection (an event, not a time).
-      std::int64_t longest_free = 0;
-      for (const auto& r : u->spec.rates) {
-        std::uint64_t n = 0;
-        std::int64_t oldest = now;
-        for (auto it = u->starts.rbegin(); it != u->starts.rend() && *it > now - r.per_us; ++it) {
-          ++n;
-          oldest = *it;
-        }
-        if (n >= r.count) longest_free = std::max(longest_free, oldest + r.per_us);
-      }
-      if (longest_free > 0) consider(longest_free);
+      std::int64_t free_at = now;
+      if (rate_room(*u, now, &free_at, q.front().w.recipients) == 0) consider(free_at);
       break;
     }
   }

@@ -27,17 +27,12 @@
 #include <string_view>
 #include <vector>
 
+#include "queue/quota.h"
 #include "queue/retry_policy.h"
 #include "queue/types.h"
 
 namespace outbox::queue {
 
-// A rate ceiling of an upstream: at most `count` message starts per `per_us`
-// (the daemon's config parser validates `rate = ["20/min"]` and converts).
-struct RateWindow {
-  std::uint64_t count = 0;
-  std::int64_t per_us = 0;
-};
 
 // One upstream of a configuration generation, as the scheduler sees it.
 struct UpstreamSpec {
@@ -75,6 +70,7 @@ struct DueWork {
   std::int64_t created = 0;
   int attempts = 0;                    // attempts so far (not this one)
   std::vector<std::string> route;      // upstream names, failover order; empty: no route
+  std::uint32_t recipients = 1;        // what it counts in a recipients window
 };
 
 // A failure that is the upstream's, not the message's.
@@ -134,6 +130,15 @@ class Scheduler {
   void set_upstreams(const std::vector<UpstreamSpec>& upstreams, std::int64_t now);
   // Persisted suspensions (at start). Unknown names are ignored.
   void restore(const std::vector<UpstreamState>& states);
+  // The quota ledger's entries of an upstream (at start): its rate windows
+  // go on from where the last run left them, so a restart does not reset
+  // them. Unknown names are ignored.
+  void restore_ledger(std::string_view upstream, std::vector<LedgerEntry> entries);
+  // How far back the ledger matters for this upstream (its longest window),
+  // µs; 0: no windows (nothing to record).
+  std::int64_t ledger_span(std::string_view upstream) const;
+  // The use of each window now, for `outboxctl upstreams` and tests.
+  std::vector<WindowUse> window_use(std::string_view upstream, std::int64_t now, std::uint32_t next = 1) const;
 
   void add_due(DueWork work, std::int64_t now);
   // Connection events. `conn` comes from an Open decision.
@@ -196,7 +201,7 @@ class Scheduler {
     int failures = 0;
     int auth_failures = 0;
     std::string stage, last_reply;
-    std::deque<std::int64_t> starts;     // message starts, for the rate windows
+    QuotaLedger ledger;                  // message starts, for the rate windows
     std::size_t opening = 0, idle = 0, busy = 0;
     std::size_t lowered = 0;             // 0: none; else the ceiling until lowered_until
     std::int64_t lowered_until = 0;
@@ -212,8 +217,10 @@ class Scheduler {
   Up* of(const Conn& c);
   bool suspended(const Up& u, std::int64_t now) const;
   std::size_t limit(const Up& u, std::int64_t now) const;
-  // Message starts still allowed now; *free_at: when one more is allowed.
-  std::uint64_t rate_room(Up& u, std::int64_t now, std::int64_t* free_at);
+  // Message starts of `next` recipients still allowed now; *free_at: when
+  // one more is allowed; *why: the full window in words.
+  std::uint64_t rate_room(const Up& u, std::int64_t now, std::int64_t* free_at, std::uint32_t next = 1,
+                          std::string* why = nullptr) const;
   void leave(Conn& c);
   void mark_changed(const std::string& name) { changed_.insert(name); }
 

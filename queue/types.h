@@ -47,6 +47,12 @@ enum class SuspendReason : int {
   ProviderStop = 7,       // the provider's table: stop sending for a while (Microsoft 5.2.251-255)
 };
 
+struct LedgerEntry {               // one row of quota_ledger: a message handed to an upstream
+  std::int64_t time = 0;           // µs
+  std::uint32_t recipients = 1;
+  bool operator==(const LedgerEntry&) const = default;
+};
+
 struct UpstreamState {             // one row of the upstreams table
   std::string name;
   std::optional<std::int64_t> suspended_until;   // µs; nullopt: usable
