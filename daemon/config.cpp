@@ -67,6 +67,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"upstream", "oauth2_scope", ""}, {"upstream", "oauth2_ca_file", ""},
       {"upstream", "envelope_from", ""}, {"upstream", "from_header", "keep"},
       {"upstream", "max_message_size", ""}, {"upstream", "max_connections", "default 2"}, {"upstream", "rate", ""},
+      {"upstream", "recipient_rate", "the profile's recipients_per_day"},
       {"upstream", "allow_plaintext", "false"}, {"upstream", "timeout", "5m"},
       {"upstream", "connect_timeout", "30s"}, {"upstream", "deliver", ""},
       {"route", "sender", "*"}, {"route", "upstreams", ""},
@@ -994,6 +995,15 @@ void load_upstream_sending(const Section& s, UpstreamConfig& u, const ProviderPr
         s.fail_element("rate", i, quoted((*v)[i]) + " is not a rate such as \"20/min\" or \"2000/day\"");
     }
     u.rate = *v;
+  }
+  if (prof && prof->recipients_per_day) u.recipient_rate = {std::to_string(*prof->recipients_per_day) + "/day"};
+  if (auto v = s.strings("recipient_rate")) {
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      auto r = parse_rate((*v)[i], false);
+      if (!r || r->count == 0)
+        s.fail_element("recipient_rate", i, quoted((*v)[i]) + " is not a rate such as \"10000/day\"");
+    }
+    u.recipient_rate = *v;
   }
 }
 

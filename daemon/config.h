@@ -111,6 +111,9 @@ struct UpstreamConfig {
   std::optional<std::uint64_t> max_message_size;
   std::size_t max_connections = 2;
   std::vector<std::string> rate;
+  // Rolling windows over the recipients of the messages sent ("10000/day"):
+  // the providers' daily recipient limits (Microsoft 365, Workspace).
+  std::vector<std::string> recipient_rate;
   bool allow_plaintext = false;
   // How long to wait for each reply (RFC 5321 §4.5.3.2 gives 2-10 min), and
   // for the TCP connection. Shorter values make a stalled upstream fail fast.

@@ -225,7 +225,10 @@ std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
     s.max_connections = rt.cfg->max_connections;
     for (const auto& r : rt.cfg->rate)
       if (auto rl = parse_rate_limit(r))
-        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000});
+        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, false});
+    for (const auto& r : rt.cfg->recipient_rate)
+      if (auto rl = parse_rate_limit(r))
+        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, true});
     s.usable = rt.setup_error.empty();
     s.problem = rt.setup_error;
     s.settings_digest = settings_digest(*rt.cfg, rt.password);
@@ -247,20 +250,38 @@ void Relay::start() {
   auto recovered = std::make_shared<queue::Recovery>();
   auto states = std::make_shared<std::vector<queue::UpstreamState>>();
   auto seq = std::make_shared<std::int64_t>(0);
+  // The quota ledger of every upstream with rate windows: the windows go on
+  // across the restart (issue 10 item 3).
+  using Ledgers = std::vector<std::pair<std::string, std::vector<queue::LedgerEntry>>>;
+  auto spans = std::make_shared<std::vector<std::pair<std::string, std::int64_t>>>();
+  for (const auto& [name, rt] : gen_->upstreams)
+    if (std::int64_t span = sched_.ledger_span(name); span > 0) spans->emplace_back(name, span);
+  auto ledgers = std::make_shared<Ledgers>();
   run_store(
-      [recovered, states, seq, policy = uncertain_policy(*gen_->config), exclude = in_flight_](queue::Spool& s) {
+      [recovered, states, seq, spans, ledgers, policy = uncertain_policy(*gen_->config),
+       exclude = in_flight_](queue::Spool& s) {
         queue::DeliveryStore ds(s);
         *recovered = ds.recover_active(now_us(), policy, exclude);
         *states = ds.load_upstream_states();
         *seq = ds.last_operator_seq();
+        const std::int64_t now = now_us();
+        for (const auto& [name, span] : *spans) {
+          ds.prune_ledger(name, now - span);
+          ledgers->emplace_back(name, ds.load_ledger(name, now - span));
+        }
       },
-      [this, recovered, states, seq](bool ok, std::string err) {
+      [this, recovered, states, seq, ledgers](bool ok, std::string err) {
         if (!ok) log::error(log::Line("relay_error").kv("op", "recover").kv("error", err));
         log_recovery(*recovered, false);
         next_recovery_ = now_us() + kRecoveryInterval;
         // Suspensions survive a restart (an upstream that refused our login
         // a minute ago is not tried again at once).
         sched_.restore(*states);
+        for (auto& [name, entries] : *ledgers) {
+          if (!entries.empty())
+            log::info(log::Line("quota_restored").kv("upstream", name).kv("entries", entries.size()));
+          sched_.restore_ledger(name, std::move(entries));
+        }
         const std::int64_t now = now_us();
         for (const auto& s : *states)
           if (s.suspended_until && *s.suspended_until > now && sched_.knows(s.name))
@@ -403,7 +424,8 @@ void Relay::tick() {
           Job job;
           job.route = route_of(m);
           job.msg = std::move(m);
-          queue::DueWork w{job.msg.id, job.msg.created, job.msg.attempts, job.route};
+          queue::DueWork w{job.msg.id, job.msg.created, job.msg.attempts, job.route,
+                           static_cast<std::uint32_t>(std::max<std::size_t>(job.msg.recipients.size(), 1))};
           in_flight_.insert(job.msg.id);
           claimed_[job.msg.id] = std::move(job);
           sched_.add_due(std::move(w), now);
@@ -467,6 +489,7 @@ void Relay::decide() {
             park(j.msg.id, now, queue::WaitReason::None, "", "");
             break;
           }
+          record_start(d.upstream, now, j.msg.recipients.size());
           del->second->hand(std::move(j));
           break;
         }
@@ -524,6 +547,26 @@ void Relay::expire(const std::string& id, const std::string& upstream, const std
   for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, f));
   const UpstreamRuntime* rt = gen_->find(upstream);
   settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
+}
+
+void Relay::record_start(const std::string& upstream, std::int64_t now, std::size_t recipients) {
+  const std::int64_t span = sched_.ledger_span(upstream);
+  if (span <= 0) return;   // no windows: nothing to keep
+  // The ledger's old end is pruned now and then with a new entry (one range
+  // of its primary key).
+  std::int64_t& due = next_ledger_prune_[upstream];
+  const bool prune = now >= due;
+  if (prune) due = now + kRecoveryInterval;
+  run_store(
+      [upstream, now, span, prune,
+       n = static_cast<std::uint32_t>(std::max<std::size_t>(recipients, 1))](queue::Spool& s) {
+        queue::DeliveryStore ds(s);
+        ds.record_start(upstream, now, n);
+        if (prune) ds.prune_ledger(upstream, now - span);
+      },
+      [upstream](bool ok, std::string err) {
+        if (!ok) log::error(log::Line("relay_error").kv("op", "quota ledger").kv("upstream", upstream).kv("error", err));
+      });
 }
 
 void Relay::persist_upstreams() {

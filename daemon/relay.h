@@ -97,6 +97,8 @@ class Relay {
             const std::string& why);
   void expire(const std::string& id, const std::string& upstream, const std::string& why);
   void suspend(const std::string& upstream, const protocol::client::SessionFailure& f);
+  // A message handed to a connection of `upstream`: into the quota ledger.
+  void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
   // Records one message's outcome (spool, DSN, log).
   void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
@@ -128,6 +130,7 @@ class Relay {
   std::unique_ptr<OutcomeRecorder> recorder_;
   uv_timer_t* recorder_timer_ = nullptr;
   bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery
+  std::map<std::string, std::int64_t> next_ledger_prune_;   // µs, per upstream: its ledger's old end is deleted
   std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
   bool started_ = false;
   bool claiming_ = false;

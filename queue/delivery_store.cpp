@@ -374,6 +374,24 @@ std::vector<UpstreamState> DeliveryStore::load_upstream_states() {
   return out;
 }
 
+void DeliveryStore::record_start(std::string_view upstream, std::int64_t time, std::uint32_t recipients) {
+  // seq: one more than the last entry at the same µs (usually 0).
+  Q q(spool_,
+      "INSERT INTO quota_ledger(upstream, time, seq, recipients) VALUES (?1, ?2, "
+      "(SELECT COALESCE(MAX(seq) + 1, 0) FROM quota_ledger WHERE upstream = ?1 AND time = ?2), ?3)");
+  q.text(1, upstream).i64(2, time).i64(3, recipients).run();
+}
+
+std::vector<LedgerEntry> DeliveryStore::load_ledger(std::string_view upstream, std::int64_t since) {
+  return spool_.quota_ledger(upstream, since);
+}
+
+int DeliveryStore::prune_ledger(std::string_view upstream, std::int64_t before) {
+  Q q(spool_, "DELETE FROM quota_ledger WHERE upstream = ?1 AND time <= ?2");
+  q.text(1, upstream).i64(2, before).run();
+  return q.changes();
+}
+
 void DeliveryStore::save_upstream_state(const UpstreamState& s) {
   Q q(spool_,
       "INSERT OR REPLACE INTO upstreams(name, suspended_until, reason, failures, stage, last_reply, updated) "

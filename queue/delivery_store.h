@@ -144,6 +144,13 @@ class DeliveryStore {
   std::vector<UpstreamState> load_upstream_states();
   // Inserts or replaces the row of s.name.
   void save_upstream_state(const UpstreamState& s);
+  // The quota ledger (issue 10 item 3): a message handed to `upstream` at
+  // `time` with its recipients; the entries newer than `since`, oldest
+  // first (to refill the scheduler's windows at start); and the pruning of
+  // entries no window looks at any more. Each is a range of the primary key.
+  void record_start(std::string_view upstream, std::int64_t time, std::uint32_t recipients);
+  std::vector<LedgerEntry> load_ledger(std::string_view upstream, std::int64_t since);
+  int prune_ledger(std::string_view upstream, std::int64_t before);
   // A claimed message that was not attempted (shutdown, reload, its route
   // suspended or rate limited): back to queued (never attempted) or
   // deferred, due at `next_attempt`, with the typed reason and the upstream

@@ -156,6 +156,10 @@ std::uint64_t QuotaLedger::room(std::int64_t now, std::uint32_t next, std::int64
   return room;
 }
 
+void QuotaLedger::clear_fill() {
+  for (auto& w : wins_) w.filled_until = 0;
+}
+
 std::int64_t QuotaLedger::fill(std::int64_t now) {
   if (wins_.empty()) return 0;
   advance(now);

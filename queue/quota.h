@@ -65,6 +65,8 @@ class QuotaLedger {
   // oldest send), or for a whole window when it holds none. Returns when it
   // frees (µs); 0 without windows.
   std::int64_t fill(std::int64_t now);
+  // The operator resumed the upstream: only the counted sends hold it.
+  void clear_fill();
 
   // Each window's use now for a next message of `next` recipients.
   std::vector<WindowUse> use(std::int64_t now, std::uint32_t next = 1) const;

@@ -244,6 +244,7 @@ bool Scheduler::resume(std::string_view name, std::int64_t now) {
   if (!u) return false;
   u->failures = 1;   // mark dirty for upstream_ok's early return
   upstream_ok(name, now);
+  u->ledger.clear_fill();   // the operator knows the quota is back
   return true;
 }
 

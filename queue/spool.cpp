@@ -130,6 +130,19 @@ CREATE INDEX messages_waiting ON messages(wait_upstream, wait_reason)
     R"sql(
 CREATE INDEX messages_waiting_since ON messages(created) WHERE state IN ('queued', 'active', 'deferred');
 )sql",
+    // v5: the quota ledger (issue 10 item 3): every message handed to an
+    // upstream that has rate windows, so the windows survive a restart.
+    // Read and pruned per upstream through its primary key: the cost follows
+    // what is in the windows (bounded by the limits), never the queue.
+    R"sql(
+CREATE TABLE quota_ledger(
+  upstream   TEXT NOT NULL,
+  time       INTEGER NOT NULL,             -- µs: the message was handed to a connection
+  seq        INTEGER NOT NULL,             -- several in one µs stay distinct
+  recipients INTEGER NOT NULL,
+  PRIMARY KEY(upstream, time, seq)
+) WITHOUT ROWID;
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == Spool::kSchemaVersion, "kSchemaVersion must match the migration list");
@@ -1032,6 +1045,15 @@ std::optional<UpstreamState> Spool::upstream_state(std::string_view name) {
   st.text(1, name);
   if (!st.step()) return std::nullopt;
   return read_upstream(st);
+}
+
+std::vector<LedgerEntry> Spool::quota_ledger(std::string_view upstream, std::int64_t since) {
+  Stmt st(*this, "SELECT time, recipients FROM quota_ledger WHERE upstream = ?1 AND time > ?2 ORDER BY time, seq");
+  st.text(1, upstream);
+  st.i64(2, since);
+  std::vector<LedgerEntry> out;
+  while (st.step()) out.push_back(LedgerEntry{st.i64(0), static_cast<std::uint32_t>(st.i64(1))});
+  return out;
 }
 
 std::unordered_map<std::string, Spool::UpstreamLoad> Spool::upstream_loads() {

@@ -142,6 +142,9 @@ class Spool {
   };
   // By upstream name; counts over the unfinished messages only.
   std::unordered_map<std::string, UpstreamLoad> upstream_loads();
+  // The quota ledger of one upstream since `since` (µs), oldest first
+  // (outboxctl upstreams: usage against each limit).
+  std::vector<LedgerEntry> quota_ledger(std::string_view upstream, std::int64_t since);
   struct MessageWait {
     std::string state;
     WaitReason reason = WaitReason::None;
@@ -173,7 +176,7 @@ class Spool {
   // --- delivery history (writer; the relay engine; joins any open transaction) ---
   void add_attempt(std::string_view id, const AttemptRecord& a);
 
-  static constexpr int kSchemaVersion = 4;   // PRAGMA user_version after migration
+  static constexpr int kSchemaVersion = 5;   // PRAGMA user_version after migration
   int schema_version();
   Mode mode() const { return mode_; }
   const std::string& path() const { return path_; }

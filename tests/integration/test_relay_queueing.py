@@ -91,7 +91,7 @@ class RelayQueueing(unittest.TestCase):
         self.assertEqual(len(waiting), 1, waiting)
         w = waiting[0]
         self.assertIn(w["state"], ("queued", "deferred"))
-        self.assertIn("rate limit", w["last_error"])
+        self.assertIn("quota: 2/2 messages per minute, next slot", w["last_error"])
         self.assertEqual(w["attempts"], 0, "a rate ceiling is not a failed attempt")
         self.assertIsNotNone(w["next_attempt"])
         self.assertEqual(d.events("bounced"), [])

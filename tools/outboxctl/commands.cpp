@@ -217,7 +217,7 @@ int cmd_show_remote(const ShowQuery& ask, const std::string& id, bool json, bool
 }
 
 int cmd_upstreams(queue::Spool& spool, const std::vector<std::string>& configured, bool json, std::int64_t now,
-                  Io io) {
+                  Io io, const std::map<std::string, std::vector<queue::RateWindow>>& windows) {
   std::vector<UpstreamRow> rows;
   for (const auto& name : configured) {
     UpstreamRow r;
@@ -236,6 +236,12 @@ int cmd_upstreams(queue::Spool& spool, const std::vector<std::string>& configure
   }
   auto loads = spool.upstream_loads();
   for (auto& r : rows) {
+    if (auto w = windows.find(r.name); w != windows.end() && !w->second.empty()) {
+      queue::QuotaLedger ledger;
+      ledger.set_windows(w->second);
+      ledger.restore(spool.quota_ledger(r.name, now - ledger.span()));
+      r.quota = ledger.use(now);
+    }
     if (auto it = loads.find(r.name); it != loads.end()) {
       r.in_flight = it->second.in_flight;
       r.waiting = it->second.waiting;

@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <functional>
 #include <istream>
+#include <map>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "daemon/query_protocol.h"
+#include "queue/quota.h"
 #include "queue/spool.h"
 
 namespace outbox::ctl {
@@ -37,8 +39,10 @@ int cmd_queue(queue::Spool& spool, const std::string& state, bool json, std::int
               int page_size = 500);
 // One line per upstream named in the configuration (`configured`, in order),
 // then any other the spool knows.
+// windows: per configured name, its rate windows; their use is counted from
+// the spool's quota ledger.
 int cmd_upstreams(queue::Spool& spool, const std::vector<std::string>& configured, bool json, std::int64_t now,
-                  Io io);
+                  Io io, const std::map<std::string, std::vector<queue::RateWindow>>& windows = {});
 // Lifts a suspension: 0 resumed, 1 not suspended, 3 unknown upstream.
 int cmd_resume(queue::Spool& spool, const std::string& name, const std::vector<std::string>& configured,
                std::int64_t now, Io io);

@@ -236,6 +236,21 @@ std::string upstream_status(const queue::UpstreamState& u, std::int64_t now) {
   return "suspended until " + rfc3339(*u.suspended_until) + " (" + next_label(u.suspended_until, now) + ")";
 }
 
+namespace {
+nlohmann::ordered_json quota_json(const std::vector<queue::WindowUse>& q) {
+  using json = nlohmann::ordered_json;
+  auto arr = json::array();
+  for (const auto& w : q)
+    arr.push_back({{"unit", w.window.recipients ? "recipients" : "messages"},
+                   {"limit", w.window.count},
+                   {"per_s", w.window.per_us / 1'000'000},
+                   {"used", w.used},
+                   {"full", w.full},
+                   {"next_slot", w.full ? json(rfc3339(w.free_at)) : json(nullptr)}});
+  return arr;
+}
+}  // namespace
+
 nlohmann::ordered_json upstream_json(const UpstreamRow& r, std::int64_t now) {
   using json = nlohmann::ordered_json;
   bool susp = suspended(r.state, now);
@@ -250,6 +265,7 @@ nlohmann::ordered_json upstream_json(const UpstreamRow& r, std::int64_t now) {
       {"last_reply", r.state.last_reply},
       {"in_flight", r.in_flight},
       {"waiting", r.waiting},
+      {"quota", quota_json(r.quota)},
   };
 }
 
@@ -264,6 +280,7 @@ void render_upstreams(std::ostream& out, const std::vector<UpstreamRow>& rows, s
     out << "; failures " << r.state.failures << ", in flight " << r.in_flight << ", waiting " << r.waiting;
     if (!r.configured) out << " (not in the configuration)";
     out << "\n";
+    for (const auto& w : r.quota) out << "  " << queue::quota_words(w) << "\n";
     if (!r.state.stage.empty() || !r.state.last_reply.empty())
       out << "  last failure at " << (r.state.stage.empty() ? "-" : printable(r.state.stage)) << ": "
           << (r.state.last_reply.empty() ? "-" : printable(r.state.last_reply)) << "\n";

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "queue/quota.h"
 #include "queue/types.h"
 
 namespace outbox::ctl {
@@ -51,6 +52,9 @@ struct UpstreamRow {
   queue::UpstreamState state;        // name only when the table has no row
   std::int64_t in_flight = 0;
   std::int64_t waiting = 0;
+  // Each rate window's use now, from the spool's quota ledger (the same
+  // arithmetic as the daemon's scheduler, queue/quota.h).
+  std::vector<queue::WindowUse> quota;
 };
 // "ok", or "suspended until 2026-12-05T01:00:00Z (in 12m)".
 std::string upstream_status(const queue::UpstreamState& u, std::int64_t now);

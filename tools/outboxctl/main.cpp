@@ -139,10 +139,19 @@ std::optional<int> via_daemon(const Globals& g, const std::function<int(outbox::
 
 // The [[upstream]] names of the configuration, in order. With --spool and no
 // readable configuration: none (the spool's own rows are still listed).
-bool configured_upstreams(const Globals& g, std::vector<std::string>& names) {
+bool configured_upstreams(const Globals& g, std::vector<std::string>& names,
+                          std::map<std::string, std::vector<outbox::queue::RateWindow>>* windows = nullptr) {
   try {
     auto cfg = load_for_command(g);
-    for (const auto& u : cfg.upstreams) names.push_back(u.name);
+    for (const auto& u : cfg.upstreams) {
+      names.push_back(u.name);
+      if (!windows) continue;
+      auto& w = (*windows)[u.name];
+      for (const auto& [list, recipients] : {std::pair{&u.rate, false}, std::pair{&u.recipient_rate, true}})
+        for (const auto& r : *list)
+          if (auto rl = outbox::parse_rate_limit(r))
+            w.push_back(outbox::queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, recipients});
+    }
     return true;
   } catch (const std::exception& e) {
     if (!g.spool.empty() && g.config.empty()) return true;
@@ -398,9 +407,11 @@ int main(int argc, char** argv) {
   std::int64_t now = now_us();
   if (upstreams->parsed() || resume->parsed()) {
     std::vector<std::string> names;
-    if (!configured_upstreams(g, names)) return ctl::kExitFailure;
+    std::map<std::string, std::vector<outbox::queue::RateWindow>> windows;
+    if (!configured_upstreams(g, names, &windows)) return ctl::kExitFailure;
     if (upstreams->parsed())
-      return with_spool(g, Spool::Mode::ReadOnly, [&](Spool& s) { return ctl::cmd_upstreams(s, names, json, now, io); });
+      return with_spool(g, Spool::Mode::ReadOnly,
+                        [&](Spool& s) { return ctl::cmd_upstreams(s, names, json, now, io, windows); });
     return with_spool(g, Spool::Mode::ReadWrite,
                       [&](Spool& s) { return ctl::cmd_resume(s, resume_name, names, now, io); });
   }

@@ -54,7 +54,7 @@ std::vector<std::string> plan(sqlite3* db, const std::string& sql) {
 // the due / finished / uncertain rows by construction. Small fixed tables
 // (meta, upstreams) are not judged here.
 bool full_scan(const std::string& row, const std::set<std::string>& partial) {
-  static const std::regex scan(R"(^SCAN (messages|recipients|chunks|attempts)\b(?: USING (?:COVERING )?INDEX (\w+))?)");
+  static const std::regex scan(R"(^SCAN (messages|recipients|chunks|attempts|quota_ledger)\b(?: USING (?:COVERING )?INDEX (\w+))?)");
   std::smatch m;
   if (!std::regex_search(row, m, scan)) return false;
   return !(m[2].matched && partial.count(m[2].str()));
@@ -142,6 +142,10 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
   dsn.created = 5200;
   ds.enqueue_local(dsn, "Subject: failure\r\n\r\nx\r\n", 5200);
   ds.mark_bounce_sent(due[0].id, dsn.id);
+  // The quota ledger: a start, the window's entries at start, the pruning.
+  for (int i = 0; i < 50; ++i) ds.record_start(i % 2 ? "relay" : "other", 1000 + i / 3, 2);
+  CHECK(ds.load_ledger("relay", 1005).size() == 16);
+  CHECK(ds.prune_ledger("other", 1005) == 9);
   s->commit();
   t.stop(db);
 
@@ -158,6 +162,8 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
       ++judged;
       CHECK_MESSAGE(!full_scan(row, partial), sql << "\n  plan: " << row);
     }
+    if (sql.find("quota_ledger") != std::string::npos)
+      for (const auto& row : rows) CHECK_MESSAGE(row.find("TEMP B-TREE") == std::string::npos, sql << "\n  plan: " << row);
     // Due work (claim_due, next_due) comes out of messages_due in its own
     // order: a sort would read every due row of the backlog before the LIMIT.
     if (sql.find("FROM messages") != std::string::npos && sql.find("ORDER BY next_attempt") != std::string::npos) {

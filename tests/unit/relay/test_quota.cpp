@@ -251,4 +251,8 @@ TEST_CASE("the provider's quota reply holds the upstream until the ledger's olde
   REQUIRE(use.size() == 1);
   CHECK(use[0].filled);
   CHECK(use[0].used == 2000);
+  // The operator resumes it: only the two counted sends remain.
+  CHECK(r.s.resume("ms", T0 + 2 * S));
+  use = r.s.window_use("ms", T0 + 2 * S);
+  CHECK((!use[0].filled && !use[0].full && use[0].used == 2));
 }
