@@ -73,7 +73,7 @@ const std::vector<ConfigKey>& config_keys() {
       {"route", "sender", "*"}, {"route", "upstreams", ""},
       {"retry", "initial", "1m"}, {"retry", "max", "1h"}, {"retry", "factor", "2.0"}, {"retry", "jitter", "0.2"},
       {"retry", "lifetime", "5d"}, {"retry", "uncertain", "default resend"},
-      {"bounces", "enabled", "true"},
+      {"bounces", "enabled", "true"}, {"bounces", "delay_warnings", "[\"4h\"]"},
       {"alert", "name", "alert[N]"}, {"alert", "url", ""}, {"alert", "command", ""}, {"alert", "events", "all"},
       {"alert", "ca_file", ""}, {"alert", "timeout", "10s"}, {"alert", "oldest_waiting", "4h"},
       {"alert", "max_per_hour", "20"},
@@ -1099,6 +1099,18 @@ void load_misc(const Section& root, Config& c) {
   if (auto b = root.sub("bounces")) {
     b->allow("bounces");
     if (auto v = b->boolean("enabled")) c.bounces = *v;
+    if (auto v = b->strings("delay_warnings")) {
+      c.delay_warnings.clear();
+      for (std::size_t i = 0; i < v->size(); ++i) {
+        auto d = parse_duration((*v)[i]);
+        if (!d || d->count() == 0)
+          b->fail_element("delay_warnings", i, quoted((*v)[i]) + " is not a duration such as \"4h\" or \"1d\"");
+        else
+          c.delay_warnings.push_back(*d);
+      }
+      std::sort(c.delay_warnings.begin(), c.delay_warnings.end());
+      c.delay_warnings.erase(std::unique(c.delay_warnings.begin(), c.delay_warnings.end()), c.delay_warnings.end());
+    }
   }
   if (auto l = root.sub("log")) {
     l->allow("log");

@@ -185,6 +185,10 @@ struct Config {
   RetryConfig retry;
   std::vector<AlertConfig> alerts;
   bool bounces = true;
+  // [bounces] delay_warnings: the ages at which the sender is told once
+  // that the message is still waiting (RFC 3464 Action: delayed), ascending,
+  // unique; empty: none.
+  std::vector<std::chrono::seconds> delay_warnings{std::chrono::hours(4)};
   std::string log_level = "info";
   // The line each key path was written on ("upstream[0].port", "limits"),
   // for checks made after loading (daemon/config_check) to name FILE:LINE.

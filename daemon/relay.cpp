@@ -889,9 +889,42 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
 
 // --- operator actions -------------------------------------------------------
 
+void Relay::sweep_delay_warnings(std::int64_t now) {
+  const auto& cfg = *gen_->config;
+  if (delay_sweeping_ || cfg.delay_warnings.empty() || !cfg.bounces || now < next_delay_sweep_) return;
+  delay_sweeping_ = true;
+  next_delay_sweep_ = now + std::chrono::duration_cast<std::chrono::microseconds>(sweep_interval(cfg.delay_warnings)).count();
+  // The ids are drawn here: the generator belongs to the loop thread.
+  DelaySweep in;
+  in.ages = cfg.delay_warnings;
+  in.now = now;
+  in.host_name = cfg.host_name;
+  in.lifetime = cfg.retry.lifetime;
+  for (int i = 0; i < kDelayNoticesPerSweep; ++i) in.ids.push_back(next_id_());
+  auto result = std::make_shared<DelaySweepResult>();
+  run_store([in = std::move(in), result](queue::Spool& s) mutable {
+        queue::DeliveryStore ds(s);
+        *result = sweep_delays(ds, std::move(in));
+      },
+      [this, result](bool ok, std::string err) {
+        delay_sweeping_ = false;
+        if (!ok) {
+          log::error(log::Line("relay_error").kv("op", "delay warnings").kv("error", err));
+          if (alerter_) alerter_->spool_error("delay warnings", err);
+          return;
+        }
+        for (const auto& w : result->warned)
+          log::info(log::Line("delay_warning_queued").kv("id", w.dsn_id).kv("original", w.id)
+                        .kv("age", age_words(w.age)).kv("recipients", w.recipients));
+        if (result->more) next_delay_sweep_ = 0;   // more crossed than one sweep takes
+        if (!result->warned.empty()) kick();
+      });
+}
+
 void Relay::poll_operator_log() {
   graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
   if (!started_ || stopping_) return;
+  sweep_delay_warnings(now_us());
   if (op_polling_) return;
   op_polling_ = true;
   auto actions = std::make_shared<std::vector<queue::OperatorAction>>();

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "daemon/alerter.h"
+#include "daemon/delay_warnings.h"
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
@@ -100,6 +101,9 @@ class Relay {
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
+  // [bounces] delay_warnings: on the operator poll's timer, every
+  // sweep_interval() (daemon/delay_warnings.h).
+  void sweep_delay_warnings(std::int64_t now);
   // Records one message's outcome (spool, DSN, log).
   void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
               bool upstream_fault, std::int64_t now);
@@ -131,6 +135,9 @@ class Relay {
   uv_timer_t* recorder_timer_ = nullptr;
   bool aborted_ = false;                 // grace period over: unwritten outcomes are left to recovery
   std::map<std::string, std::int64_t> next_ledger_prune_;   // µs, per upstream: its ledger's old end is deleted
+  std::int64_t next_delay_sweep_ = 0;    // µs
+  bool delay_sweeping_ = false;
+  static constexpr int kDelayNoticesPerSweep = 64;
   std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
   bool started_ = false;
   bool claiming_ = false;

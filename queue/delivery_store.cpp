@@ -382,6 +382,35 @@ void DeliveryStore::record_start(std::string_view upstream, std::int64_t time, s
   q.text(1, upstream).i64(2, time).i64(3, recipients).run();
 }
 
+std::vector<DeliveryStore::DelayCandidate> DeliveryStore::delay_candidates(std::int64_t after, std::int64_t upto,
+                                                                           std::size_t limit) {
+  Q q(spool_,
+      "SELECT id, sender, created, smtputf8 FROM messages INDEXED BY messages_waiting_since "
+      "WHERE state IN ('queued', 'active', 'deferred') AND created > ?1 AND created <= ?2 AND sender != '' "
+      "ORDER BY created, rowid LIMIT ?3");
+  q.i64(1, after).i64(2, upto).i64(3, static_cast<std::int64_t>(limit));
+  std::vector<DelayCandidate> out;
+  while (q.step()) out.push_back(DelayCandidate{q.col_text(0), q.col_text(1), q.col_i64(2), q.col_i64(3) != 0, {}});
+  for (auto& c : out) {
+    Q r(spool_, "SELECT address, last_reply FROM recipients WHERE message_id = ?1 AND state IN ('pending', 'uncertain')");
+    r.text(1, c.id);
+    while (r.step()) c.waiting.emplace_back(r.col_text(0), r.col_text(1));
+  }
+  return out;
+}
+
+std::optional<std::int64_t> DeliveryStore::delay_watermark(std::int64_t age_s) {
+  Q q(spool_, "SELECT value FROM meta WHERE key = ?1");
+  q.text(1, "delay_warned:" + std::to_string(age_s));
+  if (!q.step() || q.col_null(0)) return std::nullopt;
+  return q.col_i64(0);
+}
+
+void DeliveryStore::set_delay_watermark(std::int64_t age_s, std::int64_t upto) {
+  Q q(spool_, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+  q.text(1, "delay_warned:" + std::to_string(age_s)).i64(2, upto).run();
+}
+
 std::vector<LedgerEntry> DeliveryStore::load_ledger(std::string_view upstream, std::int64_t since) {
   return spool_.quota_ledger(upstream, since);
 }

@@ -149,6 +149,23 @@ class DeliveryStore {
   // first (to refill the scheduler's windows at start); and the pruning of
   // entries no window looks at any more. Each is a range of the primary key.
   void record_start(std::string_view upstream, std::int64_t time, std::uint32_t recipients);
+  // Delay warnings (issue 10 item 5). Messages still waiting (queued,
+  // active, deferred) with a real sender, created in (after, upto], oldest
+  // first, at most `limit`, with their recipients not yet done and their last
+  // replies: a range of the messages_waiting_since index, so a sweep costs
+  // what crossed an age since the last one, never the backlog.
+  struct DelayCandidate {
+    std::string id;
+    std::string sender;
+    std::int64_t created = 0;
+    bool smtputf8 = false;
+    std::vector<std::pair<std::string, std::string>> waiting;   // address, last reply
+  };
+  std::vector<DelayCandidate> delay_candidates(std::int64_t after, std::int64_t upto, std::size_t limit);
+  // Per age (seconds), the creation time up to which messages were warned;
+  // nullopt before the first sweep with that age.
+  std::optional<std::int64_t> delay_watermark(std::int64_t age_s);
+  void set_delay_watermark(std::int64_t age_s, std::int64_t upto);
   std::vector<LedgerEntry> load_ledger(std::string_view upstream, std::int64_t since);
   int prune_ledger(std::string_view upstream, std::int64_t before);
   // A claimed message that was not attempted (shutdown, reload, its route

@@ -146,6 +146,10 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
   for (int i = 0; i < 50; ++i) ds.record_start(i % 2 ? "relay" : "other", 1000 + i / 3, 2);
   CHECK(ds.load_ledger("relay", 1005).size() == 16);
   CHECK(ds.prune_ledger("other", 1005) == 9);
+  // Delay warnings: the messages that crossed an age since the last sweep.
+  CHECK(ds.delay_candidates(0, 1'000'000'000'000, 10).size() == 10);
+  CHECK(!ds.delay_watermark(14400));
+  ds.set_delay_watermark(14400, 5000);
   s->commit();
   t.stop(db);
 
