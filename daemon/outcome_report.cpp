@@ -69,6 +69,7 @@ AttemptOutcome compose_outcome(const OutcomeInput& in) {
     queue::RecipientOutcome o;
     o.address = r.address;
     o.reply = r.text();
+    o.status = dsn_code(r);
     if (r.outcome == client::Outcome::Delivered) {
       o.result = queue::RecipientResult::Sent;
       out.lines.push_back({r.address, "delivered", dsn_code(r), o.reply});
@@ -80,6 +81,7 @@ AttemptOutcome compose_outcome(const OutcomeInput& in) {
     } else if (expired) {
       o.result = queue::RecipientResult::Failed;
       o.reply = "expired after " + duration_words(in.lifetime) + "; last reply: " + r.text();
+      o.status = "4.4.7";
       out.lines.push_back({r.address, "expired", "4.4.7", o.reply});
       auto d = protocol::dsn_recipient(r, in.host);
       // dsn_recipient() reads a temporary result as "delayed"; expiry is

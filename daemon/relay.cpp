@@ -498,6 +498,9 @@ void Relay::decide() {
           if (d.reason == queue::WaitReason::NoRoute && no_route_warned_.insert(d.id).second)
             log::warn(log::Line("no_route").kv("id", d.id)
                           .kv("hint", "add a [[route]] whose sender pattern matches, then reload"));
+          // The upstream's own daily-scale window is full: mail waits an hour
+          // or more for it, which an operator wants to know without reading logs.
+          if (d.reason == queue::WaitReason::RateLimited && d.until - now >= kQuotaAlertWait) quota_exhausted(d.upstream, d.why, d.until, now);
           park(d.id, d.until, d.reason, d.upstream, d.why);
           break;
         case K::Expire:
@@ -644,6 +647,7 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   if (alerter_) {
     // One alert per incident (the AlertBook de-duplicates the repeats); the
     // incident ends when the upstream delivers again (message_done).
+    if (s->reason == queue::SuspendReason::QuotaReached) quota_exhausted(upstream, uf.reply, s->until, now);
     Alert a;
     const bool auth = s->reason == queue::SuspendReason::AuthFailed;
     a.kind = auth ? AlertKind::AuthFailed : AlertKind::UpstreamSuspended;
@@ -659,6 +663,21 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
     alerter_->raise(std::move(a));
   }
   persist_upstreams();
+}
+
+void Relay::quota_exhausted(const std::string& upstream, const std::string& why, std::int64_t until,
+                            std::int64_t now) {
+  if (!alerter_) return;
+  Alert a;
+  a.kind = AlertKind::QuotaExhausted;
+  a.subject = upstream;
+  a.summary = "upstream " + upstream + ": the sending quota is used up, mail waits " + seconds_text(until - now) +
+              " s: " + why;
+  a.hint = "outbox keeps the mail and sends it when the window frees; `outboxctl upstreams` shows the quota's use. "
+           "If the provider's limit was raised, update rate/recipient_rate and reload, or `outboxctl resume " +
+           upstream + "`";
+  a.details = {{"waits_s", seconds_text(until - now)}, {"reason", why}};
+  alerter_->raise(std::move(a));
 }
 
 void Relay::message_done(Carrier& d, Job job, client::MessageReport report, const std::string& peer) {
@@ -681,6 +700,7 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
     if (alerter_) {
       alerter_->resolve(AlertKind::UpstreamSuspended, d.upstream_name());
       alerter_->resolve(AlertKind::AuthFailed, d.upstream_name());
+      alerter_->resolve(AlertKind::QuotaExhausted, d.upstream_name());
     }
   }
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);

@@ -101,6 +101,10 @@ class Relay {
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
+  // An alert (kind quota_exhausted): the provider said the quota is used up,
+  // or the upstream's own window makes mail wait an hour or more.
+  void quota_exhausted(const std::string& upstream, const std::string& why, std::int64_t until, std::int64_t now);
+  static constexpr std::int64_t kQuotaAlertWait = 3600LL * 1'000'000;   // µs
   // [bounces] delay_warnings: on the operator poll's timer, every
   // sweep_interval() (daemon/delay_warnings.h).
   void sweep_delay_warnings(std::int64_t now);

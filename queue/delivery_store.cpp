@@ -219,6 +219,14 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
         .opt(4, r.result == RecipientResult::Deferred ? r.next_attempt : std::nullopt)
         .text(5, r.reply).i64(6, rep.count_attempt ? 1 : 0).i64(7, rep.time).run();
     if (u.changes() == 1 && r.result == RecipientResult::Failed) after.newly_failed.push_back(r.address);
+    if (u.changes() == 1 && r.result != RecipientResult::Sent && rep.count_attempt) {
+      // A counter per status: monitoring reads a handful of rows, never the history.
+      Q c(spool_,
+          "INSERT INTO failure_counts(status, result, count) VALUES (?1, ?2, 1) "
+          "ON CONFLICT(status, result) DO UPDATE SET count = count + 1");
+      c.text(1, r.status.empty() ? std::string_view("none") : std::string_view(r.status))
+          .text(2, r.result == RecipientResult::Failed ? "failed" : "deferred").run();
+    }
   }
   std::int64_t open = 0;   // pending or uncertain
   std::int64_t uncertain = 0;

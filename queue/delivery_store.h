@@ -48,6 +48,9 @@ struct RecipientOutcome {
   // Deferred only: the final dot went out and no reply came (connection lost):
   // the recipient stays 'uncertain' rather than 'pending'.
   bool uncertain = false;
+  // The outcome's enhanced status ("4.2.0", RFC 3463) as the relay typed it;
+  // failures are counted by it (outboxctl stats: Prometheus). "" = unknown.
+  std::string status;
 };
 
 struct DeliveryReport {

@@ -135,6 +135,12 @@ CREATE INDEX messages_waiting_since ON messages(created) WHERE state IN ('queued
     // Read and pruned per upstream through its primary key: the cost follows
     // what is in the windows (bounded by the limits), never the queue.
     R"sql(
+CREATE TABLE failure_counts(             -- recipients deferred or failed, by enhanced status
+  status TEXT NOT NULL,                    -- "4.2.0", "none" when the relay had no code
+  result TEXT NOT NULL,                    -- deferred | failed
+  count  INTEGER NOT NULL,
+  PRIMARY KEY(status, result)
+) WITHOUT ROWID;
 CREATE TABLE quota_ledger(
   upstream   TEXT NOT NULL,
   time       INTEGER NOT NULL,             -- µs: the message was handed to a connection
@@ -786,6 +792,10 @@ QueueStats Spool::stats() {
       s.oldest_created = st.opt_i64(0);
       s.total_size = st.i64(1);
     }
+  }
+  {
+    Stmt st(*this, "SELECT status, result, count FROM failure_counts ORDER BY status, result");
+    while (st.step()) s.failures.push_back(QueueStats::Failures{st.str(0), st.str(1), st.i64(2)});
   }
   for (auto [since, out] : {std::pair{now_us() - 3'600'000'000LL, &s.attempts_last_hour},
                             std::pair{now_us() - 86'400'000'000LL, &s.attempts_last_day}}) {

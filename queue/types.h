@@ -136,6 +136,14 @@ struct QueueStats {
     std::string last_outcome;                     // its outcome
   };
   std::vector<Upstream> upstreams;                // by name
+  // Recipients deferred or failed since the spool was made, by enhanced
+  // status and result: counters (they only grow).
+  struct Failures {
+    std::string status;   // "4.2.0", "none"
+    std::string result;   // deferred | failed
+    std::int64_t count = 0;
+  };
+  std::vector<Failures> failures;
 };
 
 }  // namespace outbox::queue

@@ -9,6 +9,7 @@ jitter, lifetime 20 s."""
 
 import datetime
 import os
+import re
 import sys
 import time
 import unittest
@@ -267,6 +268,15 @@ class RelayFaults(unittest.TestCase):
         named = [r for x in dsns for r in (bad, busy, ok) if b"Final-Recipient: rfc822; " + r.encode() in x.data]
         self.assertEqual(sorted(named), sorted([bad, busy]), "DSNs: %r" % [x.data for x in dsns])
         self.assertEqual(len(self.up.received_for(ok)), 1)
+        # Prometheus: failures by enhanced status code (issue 10 item 6).
+        prom = self.d.ctl("stats", "--prometheus").stdout.decode()
+        self.assertIn("# TYPE outbox_delivery_failures_total counter", prom)
+        self.assertIn('outbox_delivery_failures_total{status="5.1.1",result="failed"} 1\n', prom)
+        self.assertIn('outbox_delivery_failures_total{status="4.4.7",result="failed"} 1\n', prom)
+        deferred = re.search(r'outbox_delivery_failures_total\{status="4\.2\.0",result="deferred"\} (\d+)', prom)
+        self.assertTrue(deferred and int(deferred.group(1)) >= 1, prom)
+        stats = self.d.ctl_json("stats", "--json")
+        self.assertIn({"status": "5.1.1", "result": "failed", "count": 1}, stats["failures"])
         self.stop_clean()
 
     def test_stalled_greeting_is_an_upstream_timeout(self):

@@ -11,8 +11,10 @@ upstreams`."""
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -26,14 +28,14 @@ BODY = "Subject: provider test\r\nFrom: app@client.test\r\nTo: rcpt@example.test
 
 
 class RelayProviders(unittest.TestCase):
-    def start(self, provider, stage, reply, times=1):
+    def start(self, provider, stage, reply, times=1, extra=""):
         up = Upstream("plain").start()
         self.addCleanup(up.stop)
         up.fail(stage, reply, times=times)
         d = harness.Daemon(name="outbox-providers")
         self.addCleanup(d.cleanup)
         d.extra_toml = relay_toml([upstream_section("mail", up.port, provider=provider)],
-                                  retry={"lifetime": "1h"})
+                                  retry={"lifetime": "1h"}) + "\n" + extra
         d.write_config()
         d.start()
         with d.smtplib() as s:
@@ -100,8 +102,19 @@ class RelayProviders(unittest.TestCase):
 
     # --- Gmail ------------------------------------------------------------------------------------
     def test_gmail_daily_limit_holds_the_upstream_for_a_day_never_bounces(self):
+        out = os.path.join(tempfile.mkdtemp(prefix="outbox-quota-alert-"), "alerts.jsonl")
+        self.addCleanup(shutil.rmtree, os.path.dirname(out), True)
+        hook = ('[[alert]]\nname = "quota"\nevents = ["quota_exhausted"]\n'
+                'command = ["/bin/sh", "-c", "cat >> %s; echo >> %s"]\n' % (out, out))
         d, up, qid = self.start("gmail", "MAIL", "550 5.4.5 Daily user sending limit exceeded. For more "
-                                "information on Gmail sending limits go to https://support.google.com/a/answer/166852")
+                                "information on Gmail sending limits go to https://support.google.com/a/answer/166852",
+                                extra=hook)
+        # The quota_exhausted alert, through its hook, not through the queue.
+        ev = d.wait_event("alert_sent", alert="quota", kind="quota_exhausted")
+        self.assertEqual(ev["subject"], "mail")
+        (alert,) = [json.loads(x) for x in open(out).read().splitlines() if x.strip()]
+        self.assertEqual((alert["event"], alert["subject"]), ("quota_exhausted", "mail"))
+        self.assertIn("550 5.4.5", alert["summary"])
         # Before the resume in kept_for_later: the human listing says why in plain words.
         ev = d.wait_event("upstream_suspended", upstream="mail")
         self.assertEqual(ev["reason"], "quota_reached")

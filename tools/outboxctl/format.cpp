@@ -149,6 +149,11 @@ nlohmann::ordered_json stats_json(const queue::QueueStats& s, std::int64_t now) 
       {"oldest_age_seconds", s.oldest_created ? json(seconds_between(*s.oldest_created, now)) : json(nullptr)},
       {"attempts_last_hour", counts_json(s.attempts_last_hour)},
       {"attempts_last_day", counts_json(s.attempts_last_day)},
+      {"failures", [&] {
+         auto arr = json::array();
+         for (const auto& f : s.failures) arr.push_back({{"status", f.status}, {"result", f.result}, {"count", f.count}});
+         return arr;
+       }()},
   };
 }
 
@@ -364,6 +369,11 @@ void render_prometheus(std::ostream& out, const queue::QueueStats& s, std::int64
   family("outbox_attempts_last_day", "Delivery attempts in the last 24 hours, by outcome.");
   for (const auto& [k, n] : s.attempts_last_day)
     out << "outbox_attempts_last_day{outcome=\"" << prom_label(k) << "\"} " << n << "\n";
+  out << "# HELP outbox_delivery_failures_total Recipients deferred or failed by an attempt, by enhanced status "
+         "code (RFC 3463) and result.\n# TYPE outbox_delivery_failures_total counter\n";
+  for (const auto& f : s.failures)
+    out << "outbox_delivery_failures_total{status=\"" << prom_label(f.status) << "\",result=\"" << prom_label(f.result)
+        << "\"} " << f.count << "\n";
   if (s.upstreams.empty()) return;
   family("outbox_upstream_attempts_last_day",
          "Delivery attempts in the last 24 hours, by upstream and outcome (delivered, deferred, bounced, ...).");
