@@ -13,7 +13,7 @@ connection, as smtp-source -d does).
 
   latency_client.py TARGET [--sessions 20] [--messages 1000] [--size 5000]
                     [--reuse] [--from a@example.com] [--to b@example.com]
-                    [--timeout 60]
+                    [--timeout 60] [--dump FILE]
   TARGET: 127.0.0.1:PORT, localhost:PORT or unix:/path (loopback only)
 
 Prints one JSON object on stdout:
@@ -45,6 +45,8 @@ ap.add_argument("--reuse", action="store_true", help="keep the connection for th
 ap.add_argument("--from", dest="sender", default="a@example.com")
 ap.add_argument("--to", dest="rcpt", default="b@example.com")
 ap.add_argument("--timeout", type=float, default=60.0, help="per-reply socket timeout, seconds")
+ap.add_argument("--dump", metavar="FILE", help="write every sample as a line 'END_MS LATENCY_MS' "
+                "(END_MS: when its 250 arrived, from the start of the load), in arrival order")
 a = ap.parse_args()
 
 if a.target.startswith("unix:"):
@@ -127,7 +129,7 @@ class Conn:
 
 lock = threading.Lock()
 left = [a.messages]
-samples, errors = [], []
+samples, errors, ends = [], [], []
 
 
 def take():
@@ -147,8 +149,11 @@ def worker(start):
                 c = Conn()
                 c.greet()
             ns = c.send()
+            end = time.perf_counter_ns()
             with lock:
                 samples.append(ns)
+                if a.dump:
+                    ends.append((end, ns))
         except (OSError, RuntimeError, ConnectionError) as e:
             with lock:
                 errors.append(str(e) or type(e).__name__)
@@ -174,6 +179,10 @@ for t in threads:
 wall = (time.perf_counter_ns() - w0) / 1e9
 
 s = sorted(samples)
+if a.dump:
+    with open(a.dump, "w") as f:
+        for end, ns in sorted(ends):
+            f.write("%.3f %.3f\n" % ((end - w0) / 1e6, ns / 1e6))
 
 
 def pct(p):  # nearest rank
