@@ -33,6 +33,10 @@
 # answers faster). A line "# latency client floor" before the rounds is the
 # same client straight against smtp-sink (no MTA): the client's own share of
 # each figure (it is Python, on the same two cores).
+# p99 of 1,000 samples is their 10th largest: use LAT_MESSAGES of several
+# thousand for a p99 that means something (outboxd's rare whole-daemon stalls,
+# see tests/bench/RESULTS.md, land in it or not by chance in short runs).
+# --dump FILE (in LAT_OPTS) keeps every sample with its arrival time.
 # cpu_ms_per_msg (and lat_cpu_ms_per_msg) are outboxd's utime+stime from
 # /proc/PID/stat, sampled by procmon.py from before to after each run
 # (including the relay's drain), divided by the run's messages; for Postfix
