@@ -38,7 +38,9 @@ const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
       {"", "spool", ""}, {"", "host", ""}, {"", "listen", ""}, {"", "tls", ""}, {"", "user", ""},
       {"", "local_user", ""}, {"", "limits", ""}, {"", "upstream", ""}, {"", "route", ""}, {"", "retry", ""},
-      {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""},
+      {"", "bounces", ""}, {"", "log", ""}, {"", "alert", ""}, {"", "quota", ""},
+      {"quota", "store", ""}, {"quota", "fallback_share", "0.5"}, {"quota", "password_file", ""},
+      {"quota", "timeout", "1s"},
       {"spool", "path", ""}, {"spool", "retention", "1d"}, {"spool", "query_socket", "beside the first Unix [[listen]] path"},
       {"spool", "maildrop", "beside the spool file"},
       {"host", "name", "the machine's FQDN"}, {"host", "domain", "the FQDN's domain"}, {"host", "aliases", ""},
@@ -119,11 +121,21 @@ std::optional<Rate> parse_rate(std::string_view s, bool allow_size) {
   auto n = allow_size ? parse_size(s.substr(0, slash)) : parse_uint(s.substr(0, slash));
   if (!n) return std::nullopt;
   std::string_view unit = s.substr(slash + 1);
+  // "20/min", and windows of several units: "10/15min" (163's 15 minutes), "4/20s".
+  std::uint64_t times = 1;
+  std::size_t digits = 0;
+  while (digits < unit.size() && unit[digits] >= '0' && unit[digits] <= '9') ++digits;
+  if (digits > 0) {
+    auto t = parse_uint(unit.substr(0, digits));
+    if (!t || *t == 0 || *t > 1000000) return std::nullopt;
+    times = *t;
+    unit.remove_prefix(digits);
+  }
   static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
       {"s", 1},    {"sec", 1},    {"second", 1}, {"m", 60},     {"min", 60},
       {"minute", 60}, {"h", 3600}, {"hour", 3600}, {"d", 86400}, {"day", 86400}};
   for (const auto& [name, secs] : kUnits)
-    if (unit == name) return Rate{*n, secs};
+    if (unit == name) return Rate{*n, secs * times};
   return std::nullopt;
 }
 
@@ -1095,6 +1107,72 @@ void load_alerts(const Section& root, Config& c) {
   }
 }
 
+}  // namespace
+
+std::optional<RedisTarget> parse_redis_url(const std::string& url) {
+  const std::string scheme = "redis://";
+  if (url.rfind(scheme, 0) != 0) return std::nullopt;
+  std::string rest = url.substr(scheme.size());
+  RedisTarget t;
+  std::string hostport = rest;
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    hostport = rest.substr(0, slash);
+    std::string db = rest.substr(slash + 1);
+    if (!db.empty()) {
+      if (db.size() > 2 || !std::all_of(db.begin(), db.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;
+      t.db = std::stoi(db);
+    }
+  }
+  if (hostport.empty()) return std::nullopt;
+  std::string port;
+  if (hostport.front() == '[') {
+    auto close = hostport.find(']');
+    if (close == std::string::npos) return std::nullopt;
+    t.host = hostport.substr(1, close - 1);
+    if (close + 1 < hostport.size()) {
+      if (hostport[close + 1] != ':') return std::nullopt;
+      port = hostport.substr(close + 2);
+    }
+  } else if (auto colon = hostport.find(':'); colon != std::string::npos) {
+    t.host = hostport.substr(0, colon);
+    port = hostport.substr(colon + 1);
+  } else {
+    t.host = hostport;
+  }
+  if (t.host.empty() || t.host.find('@') != std::string::npos) return std::nullopt;
+  if (!port.empty()) {
+    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return std::nullopt;
+    int p = std::stoi(port);
+    if (p < 1 || p > 65535) return std::nullopt;
+    t.port = static_cast<std::uint16_t>(p);
+  }
+  return t;
+}
+
+namespace {
+
+void load_quota(const Section& root, Config& c) {
+  auto q = root.sub("quota");
+  if (!q) return;
+  q->allow("quota");
+  if (auto v = q->text("store")) {
+    if (!v->empty() && !parse_redis_url(*v))
+      q->fail("store", quoted(*v) + " is not a store such as \"redis://127.0.0.1:6379/0\"");
+    c.quota.store = *v;
+  }
+  if (auto v = q->number("fallback_share")) {
+    if (*v <= 0 || *v > 1) q->fail("fallback_share", "must be above 0 and at most 1 (such as 0.5)");
+    c.quota.fallback_share = *v;
+  }
+  if (auto v = q->text("password_file")) c.quota.password_file = *v;
+  if (auto v = q->duration("timeout")) {
+    if (v->count() == 0) q->fail("timeout", "must be at least 1s");
+    c.quota.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*v);
+  }
+}
+
 void load_misc(const Section& root, Config& c) {
   if (auto b = root.sub("bounces")) {
     b->allow("bounces");
@@ -1158,6 +1236,7 @@ Config load_config(const std::string& path, std::vector<std::string>* unknown_ke
   load_upstreams_and_routes(root, c);
   load_retry(root, c);
   load_alerts(root, c);
+  load_quota(root, c);
   load_misc(root, c);
   return c;
 }

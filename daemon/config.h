@@ -131,6 +131,23 @@ struct RouteConfig {
   std::vector<std::string> upstreams;
 };
 
+struct RedisTarget {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  int db = 0;
+};
+// "redis://HOST[:PORT][/DB]" ("[::1]" for IPv6); nullopt when not that form.
+std::optional<RedisTarget> parse_redis_url(const std::string& url);
+
+// [quota] (issue 10 item 4): where the rate windows of an upstream account
+// are kept. store "" = this host's spool only.
+struct QuotaConfig {
+  std::string store;                   // "redis://HOST:PORT/DB"
+  double fallback_share = 0.5;         // the local share of each limit while the store is unreachable
+  std::string password_file;           // Redis AUTH, "" = none
+  std::chrono::milliseconds timeout{1000};
+};
+
 struct RetryConfig {
   std::chrono::seconds initial{60};
   std::chrono::seconds max{3600};
@@ -183,6 +200,7 @@ struct Config {
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;
   RetryConfig retry;
+  QuotaConfig quota;
   std::vector<AlertConfig> alerts;
   bool bounces = true;
   // [bounces] delay_warnings: the ages at which the sender is told once

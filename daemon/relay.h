@@ -24,6 +24,7 @@
 
 #include "daemon/alerter.h"
 #include "daemon/delay_warnings.h"
+#include "daemon/quota_store.h"
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
@@ -101,6 +102,13 @@ class Relay {
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
+  // [quota] store: (re)made for a generation whose settings changed.
+  void quota_configure();
+  // A message the scheduler handed to connection `conn`: to the connection
+  // at once, or first through the fleet's shared ledger.
+  void hand(const std::string& upstream, queue::ConnId conn, Job job);
+  void reserved(queue::ConnId conn, QuotaAnswer a);
+  void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
   // An alert (kind quota_exhausted): the provider said the quota is used up,
   // or the upstream's own window makes mail wait an hour or more.
   void quota_exhausted(const std::string& upstream, const std::string& why, std::int64_t until, std::int64_t now);
@@ -168,6 +176,19 @@ class Relay {
   // The maildir upstream's file work, made at its first use, like the reader.
   std::unique_ptr<LoopPoster> file_poster_;
   std::unique_ptr<FileWorker> file_worker_;
+  // The fleet ledger ([quota] store): its client thread answers through
+  // quota_poster_ (declared first: destroyed after the thread is joined).
+  std::unique_ptr<LoopPoster> quota_poster_;
+  std::unique_ptr<QuotaStore> quota_store_;
+  std::string quota_store_settings_;     // store URL, password file, timeout: recreated when they change
+  bool quota_degraded_ = false;          // the store is unreachable: local ledger at fallback_share
+  std::string host_id_;                  // this daemon's part of every fleet ledger member
+  std::uint64_t quota_seq_ = 0;
+  struct Reserving {
+    std::string upstream;
+    Job job;
+  };
+  std::map<queue::ConnId, Reserving> reserving_;   // waiting for the fleet's answer
   // The OAuth2 thread (daemon/oauth2_refresher.h), made when the
   // configuration has an auth = "oauth2" upstream; its poster like the reader's.
   std::unique_ptr<LoopPoster> oauth2_poster_;

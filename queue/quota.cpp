@@ -16,6 +16,10 @@ std::string quota_words(const WindowUse& w) {
   std::string out = "quota: " + std::to_string(w.used) + "/" + std::to_string(w.window.count) + " " +
                     (w.window.recipients ? "recipients " : "messages ") + per;
   if (w.filled) out += " (the provider says it is used up)";
+  if (w.fleet) out += " (the fleet's shared ledger says it is used up)";
+  if (w.share < 1.0)
+    out += " (local share " + std::to_string(static_cast<int>(w.share * 100 + 0.5)) +
+           " % while the fleet's store is unreachable)";
   if (w.full) {
     // The next slot as a UTC time of day: the wait is at most a window.
     std::int64_t t = w.free_at / 1'000'000;
@@ -100,20 +104,28 @@ void QuotaLedger::advance(std::int64_t now) const {
 WindowUse QuotaLedger::use_of(const Window& w, std::int64_t now, std::uint32_t next) const {
   WindowUse u;
   u.window = w.rate;
+  u.window.count = effective(w);
+  u.share = share_;
   u.used = w.used;
+  if (held_until_ > now && w.rate.per_us == span()) {
+    u.full = u.fleet = true;
+    u.used = std::max(u.used, u.window.count);
+    u.free_at = held_until_;
+    return u;
+  }
   if (w.filled_until > now) {
     u.full = u.filled = true;
-    u.used = std::max(u.used, w.rate.count);
+    u.used = std::max(u.used, u.window.count);
     u.free_at = w.filled_until;
     return u;
   }
   const std::uint64_t need = w.rate.recipients ? std::max<std::uint32_t>(next, 1) : 1;
   // An empty window takes any message, even one with more recipients than
   // the window holds (it would never fit otherwise).
-  if (w.used == 0 || w.used + need <= w.rate.count) return u;
+  if (w.used == 0 || w.used + need <= u.window.count) return u;
   u.full = true;
   // Rolling: it fits once enough of the oldest entries have left the window.
-  const std::uint64_t excess = w.used + need - w.rate.count;
+  const std::uint64_t excess = w.used + need - u.window.count;
   const std::uint64_t end = base_ + entries_.size();
   std::uint64_t freed = 0;
   for (std::uint64_t i = w.head; i < end; ++i) {
@@ -149,7 +161,8 @@ std::uint64_t QuotaLedger::room(std::int64_t now, std::uint32_t next, std::int64
       }
       continue;
     }
-    const std::uint64_t left = w.rate.count > w.used ? w.rate.count - w.used : 0;
+    const std::uint64_t count = effective(w);
+    const std::uint64_t left = count > w.used ? count - w.used : 0;
     std::uint64_t n = w.rate.recipients ? left / need : left;
     room = std::min(room, std::max<std::uint64_t>(n, 1));
   }
@@ -158,6 +171,16 @@ std::uint64_t QuotaLedger::room(std::int64_t now, std::uint32_t next, std::int64
 
 void QuotaLedger::clear_fill() {
   for (auto& w : wins_) w.filled_until = 0;
+  held_until_ = 0;
+}
+
+void QuotaLedger::hold_until(std::int64_t until) { held_until_ = std::max(held_until_, until); }
+
+void QuotaLedger::set_share(double share) { share_ = std::clamp(share, 0.0, 1.0); }
+
+std::uint64_t QuotaLedger::effective(const Window& w) const {
+  if (share_ >= 1.0) return w.rate.count;
+  return std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<double>(w.rate.count) * share_));
 }
 
 std::int64_t QuotaLedger::fill(std::int64_t now) {

@@ -38,6 +38,8 @@ struct WindowUse {
   bool full = false;              // the next message does not fit now
   std::int64_t free_at = 0;       // full: when it fits (µs)
   bool filled = false;            // full because the provider said so (fill())
+  bool fleet = false;             // full because the fleet's shared ledger said so (hold_until())
+  double share = 1.0;             // < 1: the local share while the fleet's store is unreachable
 };
 
 // "quota: 2000/2000 recipients per day, next slot 14:05 UTC"
@@ -67,6 +69,12 @@ class QuotaLedger {
   std::int64_t fill(std::int64_t now);
   // The operator resumed the upstream: only the counted sends hold it.
   void clear_fill();
+  // The fleet's shared ledger (daemon/quota_store.h) refused a start: no
+  // start until `until` (the longest window counts as full until then).
+  void hold_until(std::int64_t until);
+  // The fleet's store is unreachable: each window allows only this share of
+  // its count (at least 1) until it is back (1.0).
+  void set_share(double share);
 
   // Each window's use now for a next message of `next` recipients.
   std::vector<WindowUse> use(std::int64_t now, std::uint32_t next = 1) const;
@@ -89,7 +97,10 @@ class QuotaLedger {
   void recount();
   WindowUse use_of(const Window& w, std::int64_t now, std::uint32_t next) const;
 
+  std::uint64_t effective(const Window& w) const;
   std::vector<RateWindow> windows_;
+  std::int64_t held_until_ = 0;
+  double share_ = 1.0;
   // The cache below is advanced by const queries as time passes; what they
   // return does not depend on whether it was advanced before.
   mutable std::vector<Window> wins_;

@@ -85,6 +85,20 @@ std::int64_t Scheduler::ledger_span(std::string_view name) const {
   return u ? u->ledger.span() : 0;
 }
 
+std::vector<RateWindow> Scheduler::windows(std::string_view name) const {
+  const Up* u = find(name);
+  return u ? u->ledger.windows() : std::vector<RateWindow>{};
+}
+
+void Scheduler::hold_quota(std::string_view name, std::int64_t until) {
+  if (Up* u = find(name)) u->ledger.hold_until(until);
+}
+
+void Scheduler::set_quota_share(double share) {
+  quota_share_ = share;
+  for (auto& [name, u] : ups_) u.ledger.set_share(share);
+}
+
 std::vector<WindowUse> Scheduler::window_use(std::string_view name, std::int64_t now, std::uint32_t next) const {
   const Up* u = find(name);
   return u ? u->ledger.use(now, next) : std::vector<WindowUse>{};
@@ -118,11 +132,13 @@ void Scheduler::set_upstreams(const std::vector<UpstreamSpec>& upstreams, std::i
       }
       u.spec = spec;
       u.ledger.set_windows(spec.rates);
+      u.ledger.set_share(quota_share_);
       next.emplace(spec.name, std::move(u));
     } else {
       Up u;
       u.spec = spec;
       u.ledger.set_windows(spec.rates);
+      u.ledger.set_share(quota_share_);
       u.serial = next_serial_++;
       next.emplace(spec.name, std::move(u));
     }

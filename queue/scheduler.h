@@ -137,6 +137,14 @@ class Scheduler {
   // How far back the ledger matters for this upstream (its longest window),
   // µs; 0: no windows (nothing to record).
   std::int64_t ledger_span(std::string_view upstream) const;
+  // The fleet's shared ledger refused a start for this upstream: no start
+  // before `until`.
+  void hold_quota(std::string_view upstream, std::int64_t until);
+  // The fleet's store is unreachable (share < 1) or back (1.0): every
+  // upstream's windows allow that share of their counts.
+  void set_quota_share(double share);
+  // The upstream's windows as configured (without a fallback share).
+  std::vector<RateWindow> windows(std::string_view upstream) const;
   // The use of each window now, for `outboxctl upstreams` and tests.
   std::vector<WindowUse> window_use(std::string_view upstream, std::int64_t now, std::uint32_t next = 1) const;
 
@@ -227,6 +235,7 @@ class Scheduler {
   SchedulerParams params_;
   std::function<double()> random01_;
   std::map<std::string, Up, std::less<>> ups_;
+  double quota_share_ = 1.0;
   std::map<ConnId, Conn> conns_;
   // Waiting messages, one FIFO per route: every message of a route has the
   // same target, so poll() decides once per route, and touches only the

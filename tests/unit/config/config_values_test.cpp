@@ -121,3 +121,39 @@ TEST_CASE("address_in_networks") {
     CHECK(address_in_networks(r.addr, r.nets) == r.in);
   }
 }
+
+TEST_CASE("parse_rate_limit: a count per unit, or per several units") {
+  struct Row {
+    const char* text;
+    std::uint64_t count;
+    std::int64_t per_s;   // 0: refused
+  };
+  for (const Row& r : {Row{"20/min", 20, 60}, Row{"2000/day", 2000, 86400}, Row{"10/15min", 10, 900},
+                       Row{"4/20s", 4, 20}, Row{"1/2h", 1, 7200}, Row{"0/min", 0, 0}, Row{"5/0s", 0, 0},
+                       Row{"5/min2", 0, 0}, Row{"5/", 0, 0}, Row{"lots", 0, 0}, Row{"5/fortnight", 0, 0}}) {
+    CAPTURE(r.text);
+    auto v = parse_rate_limit(r.text);
+    if (r.per_s == 0) {
+      CHECK_FALSE(v);
+    } else {
+      REQUIRE(v);
+      CHECK(v->count == r.count);
+      CHECK(v->per.count() == r.per_s);
+    }
+  }
+}
+
+TEST_CASE("parse_redis_url") {
+  auto t = parse_redis_url("redis://10.0.0.5:6380/2");
+  REQUIRE(t);
+  CHECK((t->host == "10.0.0.5" && t->port == 6380 && t->db == 2));
+  t = parse_redis_url("redis://cache.internal");
+  REQUIRE(t);
+  CHECK((t->host == "cache.internal" && t->port == 6379 && t->db == 0));
+  t = parse_redis_url("redis://[::1]:7000/");
+  REQUIRE(t);
+  CHECK((t->host == "::1" && t->port == 7000));
+  for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h/x", "redis://u:p@h",
+                          "redis://[::1"})
+    CHECK_MESSAGE(!parse_redis_url(bad), bad);
+}
