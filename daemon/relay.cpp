@@ -11,7 +11,6 @@
 #include "daemon/oauth2/token_store.h"
 #include "daemon/outcome_report.h"
 #include "daemon/routing.h"
-#include "daemon/secret_file.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
@@ -296,7 +295,7 @@ void Relay::start() {
         op_seq_ = *seq;
         started_ = true;
         oauth2_configure();
-        quota_configure();
+        fleet_.configure(gen_->config->quota);
         if (stopping_) return;
         uv_timer_start(op_timer_, [](uv_timer_t* t) {
           guard("operator poll", [t] { static_cast<Relay*>(t->data)->poll_operator_log(); });
@@ -312,7 +311,7 @@ void Relay::reload(std::shared_ptr<const Config> config) {
   oauth2_configure();
   sched_.set_params(scheduler_params());
   sched_.set_upstreams(upstream_specs(), now);
-  quota_configure();
+  fleet_.configure(gen_->config->quota);
   // Messages not yet handed were routed under the old configuration: back
   // to the spool, due now, claimed again under the new routes.
   for (const auto& id : sched_.drain()) {
@@ -557,67 +556,13 @@ void Relay::expire(const std::string& id, const std::string& upstream, const std
   settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
 }
 
-namespace {
-std::string share_text(double share) {   // 0.5 -> "0.5"
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", share);
-  return buf;
-}
-}  // namespace
-
-void Relay::quota_configure() {
-  const QuotaConfig& q = gen_->config->quota;
-  const std::string settings = q.store + "\n" + q.password_file + "\n" + std::to_string(q.timeout.count());
-  if (settings == quota_store_settings_) return;
-  quota_store_settings_ = settings;
-  quota_store_.reset();   // joins the old client: its answers are posted first
-  if (quota_degraded_) {
-    quota_degraded_ = false;
-    sched_.set_quota_share(1.0);
-  }
-  if (q.store.empty()) return;
-  auto target = parse_redis_url(q.store);
-  if (!target) return;   // refused by the configuration loader
-  std::string password;
-  if (!q.password_file.empty()) {
-    try {
-      password = secret_file::read(q.password_file, "[quota] password_file");
-      while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
-    } catch (const std::exception& e) {
-      log::error(log::Line("quota_store_unreachable").kv("store", q.store).kv("error", e.what()));
-    }
-  }
-  if (!quota_poster_) quota_poster_ = std::make_unique<LoopPoster>(loop_);
-  if (host_id_.empty()) {
-    char name[256] = {};
-    ::gethostname(name, sizeof name - 1);
-    host_id_ = std::string(name) + "-" + std::to_string(::getpid()) + "-" + std::to_string(now_us());
-  }
-  quota_store_ = std::make_unique<QuotaStore>(*target, std::move(password), q.timeout);
-  log::info(log::Line("quota_store").kv("store", q.store).kv("fallback_share", share_text(q.fallback_share)));
-}
-
 void Relay::hand(const std::string& upstream, queue::ConnId conn, Job job) {
   const UpstreamRuntime* rt = gen_->find(upstream);
-  if (!quota_store_ || !rt || sched_.ledger_span(upstream) <= 0) return hand_now(upstream, conn, std::move(job));
-  // The account, not the upstream's local name: every host sending as this
-  // account shares its windows.
-  QuotaRequest r;
-  r.account = (rt->cfg->maildir.empty() ? rt->cfg->host : "maildir") + "|" +
-              (rt->cfg->username.empty() ? rt->cfg->name : rt->cfg->username);
-  r.windows = sched_.windows(upstream);
-  r.now = now_us();
-  r.recipients = static_cast<std::uint32_t>(std::max<std::size_t>(job.msg.recipients.size(), 1));
-  r.member = host_id_ + ":" + std::to_string(++quota_seq_) + ":" + std::to_string(r.recipients);
+  if (!fleet_.active() || !rt || sched_.ledger_span(upstream) <= 0) return hand_now(upstream, conn, std::move(job));
+  const auto recipients = static_cast<std::uint32_t>(job.msg.recipients.size());
   reserving_[conn] = Reserving{upstream, std::move(job)};
-  std::weak_ptr<bool> alive = alive_;
-  LoopPoster* poster = quota_poster_.get();
-  quota_store_->reserve(std::move(r), [this, alive, conn, poster](QuotaAnswer a) {
-    poster->post([this, alive, conn, a = std::move(a)]() mutable {
-      if (alive.expired()) return;
-      guard("quota answer", [&] { reserved(conn, std::move(a)); });
-    });
-  });
+  fleet_.reserve(*rt->cfg, sched_.windows(upstream), recipients, now_us(), alive_,
+                 [this, conn](QuotaAnswer a) { guard("quota answer", [&] { reserved(conn, std::move(a)); }); });
 }
 
 void Relay::reserved(queue::ConnId conn, QuotaAnswer a) {
@@ -625,21 +570,6 @@ void Relay::reserved(queue::ConnId conn, QuotaAnswer a) {
   if (it == reserving_.end()) return;
   Reserving r = std::move(it->second);
   reserving_.erase(it);
-  const QuotaConfig& q = gen_->config->quota;
-  if (a.kind == QuotaAnswer::Kind::Unavailable) {
-    if (!quota_degraded_) {
-      quota_degraded_ = true;
-      sched_.set_quota_share(q.fallback_share);
-      log::warn(log::Line("quota_store_unreachable").kv("store", q.store).kv("error", a.error)
-                    .kv("share", share_text(q.fallback_share))
-                    .kv("hint", "each upstream's limits are kept by this host alone, at this share, until the store "
-                                "is back; mail is still accepted and delivered"));
-    }
-  } else if (quota_degraded_) {
-    quota_degraded_ = false;
-    sched_.set_quota_share(1.0);
-    log::info(log::Line("quota_store_restored").kv("store", q.store));
-  }
   if (a.kind != QuotaAnswer::Kind::Denied) {
     hand_now(r.upstream, conn, std::move(r.job));
     maybe_stopped();
@@ -891,8 +821,7 @@ void Relay::release_body_reader() {
   if (oauth2_poster_) oauth2_poster_->close();
   file_worker_.reset();
   if (file_poster_) file_poster_->close();
-  quota_store_.reset();
-  if (quota_poster_) quota_poster_->close();
+  fleet_.shutdown();
   body_reader_.reset();
   if (body_poster_) body_poster_->close();
 }

@@ -24,7 +24,7 @@
 
 #include "daemon/alerter.h"
 #include "daemon/delay_warnings.h"
-#include "daemon/quota_store.h"
+#include "daemon/fleet_quota.h"
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
@@ -102,8 +102,6 @@ class Relay {
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
-  // [quota] store: (re)made for a generation whose settings changed.
-  void quota_configure();
   // A message the scheduler handed to connection `conn`: to the connection
   // at once, or first through the fleet's shared ledger.
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
@@ -176,14 +174,8 @@ class Relay {
   // The maildir upstream's file work, made at its first use, like the reader.
   std::unique_ptr<LoopPoster> file_poster_;
   std::unique_ptr<FileWorker> file_worker_;
-  // The fleet ledger ([quota] store): its client thread answers through
-  // quota_poster_ (declared first: destroyed after the thread is joined).
-  std::unique_ptr<LoopPoster> quota_poster_;
-  std::unique_ptr<QuotaStore> quota_store_;
-  std::string quota_store_settings_;     // store URL, password file, timeout: recreated when they change
-  bool quota_degraded_ = false;          // the store is unreachable: local ledger at fallback_share
-  std::string host_id_;                  // this daemon's part of every fleet ledger member
-  std::uint64_t quota_seq_ = 0;
+  // The fleet ledger ([quota] store).
+  FleetQuota fleet_{loop_, [this](double share) { sched_.set_quota_share(share); }};
   struct Reserving {
     std::string upstream;
     Job job;
