@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <utility>
 
@@ -24,6 +26,14 @@ constexpr auto kMaintenanceEvery = std::chrono::seconds(1);
 constexpr int kPurgeBatch = 100;
 constexpr int kVacuumPages = 1024;   // 4 MiB of 4 KiB pages per step
 constexpr auto kMaintenanceBudget = std::chrono::milliseconds(200);
+
+// TEMPORARY (issue 13 measurement): OUTBOX_TRACE_STORE=1 prints the duration
+// of every group commit and checkpoint to stderr.
+const bool kTrace = std::getenv("OUTBOX_TRACE_STORE") != nullptr;
+std::int64_t mono_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -252,7 +262,13 @@ void StoreWorker::checkpoint() {
   try {
     // An idle spool: try to empty the WAL; with a reader in the way, fall
     // back to copying what can be copied.
-    if (!spool_->checkpoint_truncate()) spool_->checkpoint();
+    auto t0 = mono_us();
+    int pages = wal_pages_;
+    bool truncated = spool_->checkpoint_truncate();
+    if (!truncated) spool_->checkpoint();
+    if (kTrace)
+      std::fprintf(stderr, "store-trace t=%lld checkpoint us=%lld wal_pages=%d truncated=%d\n",
+                   static_cast<long long>(t0), static_cast<long long>(mono_us() - t0), pages, truncated ? 1 : 0);
     dirty_ = false;
     wal_pages_ = 0;
     maintenance_work_ = true;   // commits may have freed pages: look once more
@@ -325,6 +341,7 @@ void StoreWorker::execute(Request& r) {
 void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
   bool committed = false;
   std::string batch_error;
+  auto t0 = mono_us();
   try {
     spool_->begin();
     for (auto& r : batch) execute(*r);
@@ -333,6 +350,9 @@ void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
   } catch (const std::exception& e) {
     batch_error = e.what();
   }
+  if (kTrace)
+    std::fprintf(stderr, "store-trace t=%lld commit us=%lld n=%zu wal_pages=%d\n", static_cast<long long>(t0),
+                 static_cast<long long>(mono_us() - t0), batch.size(), wal_pages_);
   if (!committed) {
     try {
       spool_->rollback();   // a failed COMMIT can leave the transaction open
