@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <utility>
 
@@ -23,14 +21,6 @@ constexpr auto kMaintenanceEvery = std::chrono::seconds(1);
 constexpr int kPurgeBatch = 100;
 constexpr int kVacuumPages = 1024;   // 4 MiB of 4 KiB pages per step
 constexpr auto kMaintenanceBudget = std::chrono::milliseconds(200);
-
-// TEMPORARY (issue 13 measurement): OUTBOX_TRACE_STORE=1 prints the duration
-// of every group commit and checkpoint to stderr.
-const bool kTrace = std::getenv("OUTBOX_TRACE_STORE") != nullptr;
-std::int64_t mono_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
 
 std::int64_t now_us() {
   using namespace std::chrono;
@@ -293,13 +283,7 @@ void StoreWorker::maintain() {
 // finds every frame copied and starts the WAL again from its beginning.
 void StoreWorker::writer_checkpoint() {
   try {
-    auto t0 = mono_us();
-    int pages = wal_pages_;
-    auto f = spool_->checkpoint_passive();
-    if (kTrace)
-      std::fprintf(stderr, "store-trace t=%lld writer-checkpoint us=%lld wal_pages=%d busy=%d\n",
-                   static_cast<long long>(t0), static_cast<long long>(mono_us() - t0), pages, f.busy ? 1 : 0);
-    if (!f.busy) writer_checkpoints_++;
+    if (!spool_->checkpoint_passive().busy) writer_checkpoints_++;
   } catch (const SpoolError&) {
     // Not fatal: the WAL stays longer; after the next batch it tries again.
   }
@@ -367,7 +351,6 @@ void StoreWorker::execute(Request& r) {
 void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
   bool committed = false;
   std::string batch_error;
-  auto t0 = mono_us();
   try {
     spool_->begin();
     for (auto& r : batch) execute(*r);
@@ -376,9 +359,6 @@ void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
   } catch (const std::exception& e) {
     batch_error = e.what();
   }
-  if (kTrace)
-    std::fprintf(stderr, "store-trace t=%lld commit us=%lld n=%zu wal_pages=%d\n", static_cast<long long>(t0),
-                 static_cast<long long>(mono_us() - t0), batch.size(), wal_pages_);
   if (!committed) {
     try {
       spool_->rollback();   // a failed COMMIT can leave the transaction open

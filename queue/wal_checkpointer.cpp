@@ -1,8 +1,6 @@
 #include "queue/wal_checkpointer.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <utility>
 
@@ -12,12 +10,6 @@ namespace {
 // After a busy pass (the writer's own pass held the checkpoint lock), look
 // again this soon; after a failure, only after a full idle period.
 constexpr auto kBusyRetry = std::chrono::milliseconds(10);
-// TEMPORARY (issue 13 measurement), as in store_worker.cpp.
-const bool kTrace = std::getenv("OUTBOX_TRACE_STORE") != nullptr;
-long long mono_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
-}
 }  // namespace
 
 WalCheckpointer::WalCheckpointer(const std::string& path, CheckpointOptions opts, Report report)
@@ -96,11 +88,7 @@ void WalCheckpointer::loop() {
 bool WalCheckpointer::pass(bool idle, std::uint32_t generation) {
   try {
     if (opts_.fault) opts_.fault();
-    auto t0 = mono_us();
     auto f = spool_->checkpoint_passive();
-    if (kTrace)
-      std::fprintf(stderr, "store-trace t=%lld bg-checkpoint us=%lld log=%d copied=%d idle=%d\n", t0, mono_us() - t0,
-                   f.log, f.copied, idle ? 1 : 0);
     if (f.busy) return false;   // the writer's own pass: it copies what this one would have
     copied_.store(static_cast<std::uint64_t>(generation) << 32 | static_cast<std::uint32_t>(std::max(f.copied, 0)),
                   std::memory_order_release);
