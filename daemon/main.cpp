@@ -391,6 +391,9 @@ int main(int argc, char** argv) {
   }
   d.store->set_retention(d.config->retention);
   d.store->on_purged([](int n) { outbox::log::info(outbox::log::Line("purged").kv("messages", n)); });
+  d.store->on_checkpoint_error([](std::string error) {
+    outbox::log::warn(outbox::log::Line("checkpoint_failed").kv("error", error));
+  });
   if (d.store->purged_at_start() > 0)
     outbox::log::info(outbox::log::Line("recovered").kv("discarded_incomplete", d.store->purged_at_start()));
 

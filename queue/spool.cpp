@@ -424,7 +424,9 @@ void Spool::exec_cached(const std::string& sql) {
 std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
   namespace fs = std::filesystem;
   int flags = SQLITE_OPEN_NOMUTEX;   // one thread at a time per connection
-  if (mode == Mode::ReadOnly) {
+  if (mode == Mode::Checkpoint) {
+    flags |= SQLITE_OPEN_READWRITE;   // never creates: the writer opened (and set up) the file first
+  } else if (mode == Mode::ReadOnly) {
     std::error_code ec;
     if (!fs::exists(path, ec))
       throw SpoolError("spool: " + path + ": no such file (has outboxd ever run with this spool.path?)",
@@ -460,7 +462,9 @@ std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
   spool->mode_ = mode;
   spool->path_ = path;
   spool->configure();
-  if (mode == Mode::ReadWrite) {
+  if (mode == Mode::Checkpoint) {
+    // Nothing to check: the writer that runs beside it migrated the file.
+  } else if (mode == Mode::ReadWrite) {
     spool->migrate();
     spool->compact_legacy();
   } else {
@@ -481,6 +485,15 @@ void Spool::configure() {
   install_busy_handler();
   exec("PRAGMA foreign_keys=ON");
   if (mode_ == Mode::ReadOnly) return;   // journal mode is a property of the file; the writer set it
+  if (mode_ == Mode::Checkpoint) {
+    // A checkpoint syncs the WAL before copying and the database after,
+    // according to the synchronous setting of the connection that runs it:
+    // the writer's FULL, here too.
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA journal_size_limit=67108864");
+    sqlite3_wal_autocheckpoint(db_, 0);   // it never commits; said for clarity
+    return;
+  }
   // Retention deletes messages; without auto_vacuum the file would never give
   // the space back. It only takes effect when set before the first table is
   // created (a new spool) or by a VACUUM (compact_legacy()).
@@ -658,10 +671,15 @@ std::string Spool::max_id() {
   return st.str(0);
 }
 
-void Spool::checkpoint() {
-  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+void Spool::checkpoint() { checkpoint_passive(); }
+
+Spool::WalFrames Spool::checkpoint_passive() {
+  WalFrames f;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &f.log, &f.copied);
   // BUSY: another connection is checkpointing; PASSIVE never waits for it.
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) fail("wal_checkpoint(PASSIVE)");
+  if (rc == SQLITE_BUSY) return WalFrames{true, -1, -1};
+  if (rc != SQLITE_OK) fail("wal_checkpoint(PASSIVE)");
+  return f;
 }
 
 // --- reading --------------------------------------------------------------------

@@ -35,7 +35,9 @@ class SpoolError : public std::runtime_error {
 
 class Spool {
  public:
-  enum class Mode { ReadWrite, ReadOnly };
+  // Checkpoint: a second read-write connection to an existing spool that only
+  // runs checkpoints (queue/wal_checkpointer.h); no migration, no writes.
+  enum class Mode { ReadWrite, ReadOnly, Checkpoint };
   // Creates the file (and its parent directory) when missing in ReadWrite mode.
   static std::unique_ptr<Spool> open(const std::string& path, Mode mode = Mode::ReadWrite);
   // How long a statement waits for another connection's lock before it
@@ -75,6 +77,14 @@ class Spool {
   int purge_incoming();               // at start-up: drop every incoming message; returns how many
   std::string max_id();               // largest id ever stored (seed for QueueIdGenerator)
   void checkpoint();                  // PRAGMA wal_checkpoint(PASSIVE), off the commit path
+  // The same, with SQLite's counts: frames in the WAL and frames copied into
+  // the database (both -1 when busy: another connection was checkpointing).
+  struct WalFrames {
+    bool busy = false;
+    int log = -1;
+    int copied = -1;
+  };
+  WalFrames checkpoint_passive();
   // wal_checkpoint(TRUNCATE) without waiting for readers: false when a reader
   // or writer is in the way (try again later); true when the WAL is now empty.
   bool checkpoint_truncate();

@@ -11,12 +11,9 @@ namespace outbox::queue {
 
 namespace {
 
-// Checkpoints run when no request has arrived for this long after a commit,
-// so they do not delay a 250...
-constexpr auto kIdleCheckpoint = std::chrono::milliseconds(500);
-// ...or between batches once the WAL has grown this large (4 KiB pages:
-// ~32 MiB), so it stays bounded under a load that never pauses.
-constexpr int kMaxWalPages = 8192;
+// After this long without a request following a commit, maintenance looks
+// again (commits may have freed pages). Checkpoints: queue/wal_checkpointer.h.
+constexpr auto kIdleAfterCommit = std::chrono::milliseconds(500);
 // Idle maintenance (retention, vacuum) at most this often...
 constexpr auto kMaintenanceEvery = std::chrono::seconds(1);
 // ...each step a short transaction, so a submission arriving meanwhile waits
@@ -48,7 +45,8 @@ struct StoreWorker::Request {
   explicit Request(Kind k) : kind(k) {}
 };
 
-StoreWorker::StoreWorker(const std::string& path, Poster post) : post_(std::move(post)) {
+StoreWorker::StoreWorker(const std::string& path, Poster post, CheckpointOptions checkpoints)
+    : post_(std::move(post)), checkpoint_opts_(std::move(checkpoints)) {
   spool_ = Spool::open(path, Spool::Mode::ReadWrite);
   // Incoming messages never got their 250: the client will send them again.
   spool_->begin();
@@ -60,8 +58,22 @@ StoreWorker::StoreWorker(const std::string& path, Poster post) : post_(std::move
     throw;
   }
   max_id_ = spool_->max_id();
+  checkpointer_ = std::make_unique<WalCheckpointer>(path, checkpoint_opts_, [this](const std::string& error) {
+    std::function<void(std::string)> fn;
+    {
+      std::lock_guard lk(mu_);
+      fn = on_checkpoint_error_;
+    }
+    if (!fn) return;
+    auto call = [fn = std::move(fn), error] { fn(error); };
+    if (post_)
+      post_(call);
+    else
+      call();
+  });
   // Our hook replaces SQLite's auto-checkpoint, which would otherwise run
-  // inside the COMMIT of whichever batch crossed the threshold.
+  // inside the COMMIT of whichever batch crossed the threshold; it only tells
+  // the checkpointer how large the WAL is.
   sqlite3_wal_hook(spool_->handle(), &StoreWorker::on_wal_commit, this);
   thread_ = std::thread([this] { loop(); });
 }
@@ -73,14 +85,26 @@ StoreWorker::~StoreWorker() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  checkpointer_.reset();   // before the writer's connection closes (the last close checkpoints)
 }
 
 int StoreWorker::on_wal_commit(void* self, ::sqlite3*, const char*, int pages) {
   auto* w = static_cast<StoreWorker*>(self);
+  if (pages < w->wal_pages_) ++w->wal_generation_;   // reset (by us, or the idle TRUNCATE)
   w->wal_pages_ = pages;
   w->dirty_ = true;
   w->last_commit_ = std::chrono::steady_clock::now();
+  if (w->checkpointer_) w->checkpointer_->committed(pages, w->wal_generation_);
   return SQLITE_OK;
+}
+
+void StoreWorker::on_checkpoint_error(std::function<void(std::string)> fn) {
+  std::lock_guard lk(mu_);
+  on_checkpoint_error_ = std::move(fn);
+}
+
+StoreWorker::CheckpointStats StoreWorker::checkpoint_stats() const {
+  return CheckpointStats{checkpointer_->stats(), writer_checkpoints_.load()};
 }
 
 // --- submission (any thread; one message's requests from one thread, in order) ---
@@ -167,9 +191,11 @@ void StoreWorker::loop() {
         // Maintenance is polled while retention is on (finished messages age
         // into purgeable ones without any commit) or while it has work left.
         bool maintenance_on = retention_s_.load() > 0 || maintenance_work_;
-        if (dirty_ && now - last_commit_ >= kIdleCheckpoint) {
-          lk.unlock();
-          checkpoint();
+        if (dirty_ && now - last_commit_ >= kIdleAfterCommit) {
+          // The checkpointer truncates the WAL now; commits may have freed
+          // pages: maintenance looks once more.
+          dirty_ = false;
+          maintenance_work_ = true;
           continue;
         }
         if (maintenance_on && now >= next_maintenance_) {
@@ -178,7 +204,7 @@ void StoreWorker::loop() {
           continue;
         }
         auto deadline = clock::time_point::max();
-        if (dirty_) deadline = last_commit_ + kIdleCheckpoint;
+        if (dirty_) deadline = last_commit_ + kIdleAfterCommit;
         if (maintenance_on) deadline = std::min(deadline, next_maintenance_);
         if (deadline == clock::time_point::max())
           cv_.wait(lk, ready);
@@ -191,7 +217,11 @@ void StoreWorker::loop() {
     }
     run_batch(batch);
     batch.clear();
-    if (wal_pages_ >= kMaxWalPages) checkpoint();
+    if (wal_pages_ >= checkpoint_opts_.restart_pages) {
+      int left = wal_pages_ - checkpointer_->copied(wal_generation_);
+      if (left <= checkpoint_opts_.writer_catch_up_pages || wal_pages_ >= checkpoint_opts_.max_wal_pages)
+        writer_checkpoint();
+    }
   }
 }
 
@@ -248,18 +278,14 @@ void StoreWorker::maintain() {
   }
 }
 
-void StoreWorker::checkpoint() {
+// Between batches, when the WAL is large: copy what the checkpointer has not
+// (a few hundred frames once it has caught up), so that the next transaction
+// finds every frame copied and starts the WAL again from its beginning.
+void StoreWorker::writer_checkpoint() {
   try {
-    // An idle spool: try to empty the WAL; with a reader in the way, fall
-    // back to copying what can be copied.
-    if (!spool_->checkpoint_truncate()) spool_->checkpoint();
-    dirty_ = false;
-    wal_pages_ = 0;
-    maintenance_work_ = true;   // commits may have freed pages: look once more
+    if (!spool_->checkpoint_passive().busy) writer_checkpoints_++;
   } catch (const SpoolError&) {
-    last_commit_ = std::chrono::steady_clock::now();
-    // Not fatal: the WAL stays longer; the next idle period tries again. Keep
-    // dirty_ set, but do not spin: wait a full idle period again.
+    // Not fatal: the WAL stays longer; after the next batch it tries again.
   }
 }
 

@@ -9,12 +9,17 @@
 // (synchronous=FULL: it is on disk). A failed COMMIT fails every request of
 // that batch, and their incoming messages are discarded; run() work in it
 // fails too, and its callers write it again (see run()).
-// Checkpoints of the WAL run here when the queue is idle, not inside a commit.
+// Checkpoints of the WAL do not run here: a WalCheckpointer copies the WAL on
+// its own thread and connection while commits go on, and truncates it when
+// the queue is idle (queue/wal_checkpointer.h). This thread only runs a short
+// PASSIVE pass of its own, between batches, to reset a WAL that has grown
+// past restart_pages once the checkpointer has caught up (or, as a last
+// resort, past max_wal_pages).
 //
-// Maintenance, also only while no request is pending and at most about once
-// a second: finished messages older than the retention are purged in small
-// batches (each its own short transaction), their pages handed back to the
-// file system (incremental_vacuum, bounded), and the WAL truncated.
+// Maintenance, only while no request is pending and at most about once a
+// second: finished messages older than the retention are purged in small
+// batches (each its own short transaction) and their pages handed back to
+// the file system (incremental_vacuum, bounded).
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -30,6 +35,7 @@
 
 #include "queue/spool.h"
 #include "queue/types.h"
+#include "queue/wal_checkpointer.h"
 
 namespace outbox::queue {
 
@@ -39,7 +45,7 @@ class StoreWorker {
   using Done = std::function<void(bool ok, std::string error)>;
 
   // Opens the spool (throws SpoolError), purges leftover incoming messages.
-  StoreWorker(const std::string& path, Poster post);
+  StoreWorker(const std::string& path, Poster post, CheckpointOptions checkpoints = {});
   ~StoreWorker();   // stops the thread after finishing the queued requests
 
   std::string max_id() const { return max_id_; }  // as found at open
@@ -68,6 +74,15 @@ class StoreWorker {
   // Called through the Poster with the number of messages one maintenance
   // pass purged (> 0), for the `purged messages=N` log line. Set before use.
   void on_purged(std::function<void(int)> fn);
+  // Called through the Poster when a background checkpoint starts failing
+  // (once per run of failures; not fatal: the WAL stays longer). Set before use.
+  void on_checkpoint_error(std::function<void(std::string)> fn);
+
+  struct CheckpointStats {
+    WalCheckpointer::Stats background;
+    std::uint64_t writer = 0;   // passes the writer thread ran itself (WAL reset, last resort)
+  };
+  CheckpointStats checkpoint_stats() const;
 
  private:
   struct Request;
@@ -77,7 +92,7 @@ class StoreWorker {
   template <typename F> bool in_savepoint(Request& r, F&& fn);
   void discard_after_failed_commit(const std::deque<std::unique_ptr<Request>>& batch);
   void enqueue(std::unique_ptr<Request> r);
-  void checkpoint();
+  void writer_checkpoint();
   void maintain();
   bool requests_pending() const;
   static int on_wal_commit(void* self, ::sqlite3* db, const char* name, int pages);
@@ -93,10 +108,15 @@ class StoreWorker {
   bool stopping_ = false;
   bool retention_changed_ = false;
   std::function<void(int)> on_purged_;   // guarded by mu_
+  std::function<void(std::string)> on_checkpoint_error_;   // guarded by mu_
+  CheckpointOptions checkpoint_opts_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;   // outlives the thread (its wal_hook calls it)
+  std::atomic<std::uint64_t> writer_checkpoints_{0};
   // Worker thread only:
   std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
   int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)
-  bool dirty_ = false;                            // committed since the last checkpoint
+  std::uint32_t wal_generation_ = 0;              // counts WAL resets (the size went down)
+  bool dirty_ = false;                            // committed since the last idle period
   std::chrono::steady_clock::time_point next_maintenance_{};
   std::chrono::steady_clock::time_point last_commit_{};
   bool maintenance_work_ = true;                  // the last maintenance found something to do
