@@ -400,7 +400,7 @@ std::vector<DeliveryStore::DelayCandidate> DeliveryStore::delay_candidates(std::
   std::vector<DelayCandidate> out;
   while (q.step()) out.push_back(DelayCandidate{q.col_text(0), q.col_text(1), q.col_i64(2), q.col_i64(3) != 0, {}});
   for (auto& c : out) {
-    Q r(spool_, "SELECT address, last_reply FROM recipients WHERE message_id = ?1 AND state IN ('pending', 'uncertain')");
+    Q r(spool_, "SELECT address, last_reply FROM recipients WHERE message_id = ?1 AND +state IN ('pending', 'uncertain')");
     r.text(1, c.id);
     while (r.step()) c.waiting.emplace_back(r.col_text(0), r.col_text(1));
   }
@@ -439,14 +439,16 @@ void DeliveryStore::save_upstream_state(const UpstreamState& s) {
 
 void DeliveryStore::park(std::string_view id, std::int64_t next_attempt, WaitReason reason, std::string_view upstream,
                          std::string_view last_error) {
-  // A recipient due later than this keeps its own time.
+  // A recipient due later than this keeps its own time. "+state": the
+  // message's own recipients by primary key, never recipients_due (state),
+  // which would walk every pending recipient of the queue per park.
   Q r(spool_, "UPDATE recipients SET next_attempt = MAX(COALESCE(next_attempt, ?2), ?2) "
-          "WHERE message_id = ?1 AND state IN ('pending', 'uncertain') AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND state = 'active')");
+          "WHERE message_id = ?1 AND +state IN ('pending', 'uncertain') AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND state = 'active')");
   r.text(1, id).i64(2, next_attempt).run();
   Q m(spool_,
       "UPDATE messages SET state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, "
       "next_attempt = (SELECT MIN(next_attempt) FROM recipients WHERE message_id = ?1 "
-      "AND state IN ('pending', 'uncertain')), wait_reason = ?3, wait_upstream = ?4, "
+      "AND +state IN ('pending', 'uncertain')), wait_reason = ?3, wait_upstream = ?4, "
       "last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END "
       "WHERE id = ?1 AND state = 'active'");
   m.text(1, id).text(2, last_error).i64(3, static_cast<int>(reason)).text(4, upstream).run();
