@@ -1000,23 +1000,17 @@ void load_upstream_sending(const Section& s, UpstreamConfig& u, const ProviderPr
   if (prof) u.rate = prof->rate;
   if (auto v = s.count("max_connections")) u.max_connections = *v;
   if (u.max_connections == 0) s.fail("max_connections", "must be at least 1");
-  if (auto v = s.strings("rate")) {
-    for (std::size_t i = 0; i < v->size(); ++i) {
-      auto r = parse_rate((*v)[i], false);
-      if (!r || r->count == 0)
-        s.fail_element("rate", i, quoted((*v)[i]) + " is not a rate such as \"20/min\" or \"2000/day\"");
-    }
-    u.rate = *v;
-  }
+  // rate and recipient_rate: lists of "COUNT/UNIT", each element checked.
+  auto rates = [&s](std::string_view key, const char* example, std::vector<std::string>& out) {
+    auto v = s.strings(key);
+    if (!v) return;
+    for (std::size_t i = 0; i < v->size(); ++i)
+      if (!parse_rate_limit((*v)[i])) s.fail_element(key, i, quoted((*v)[i]) + " is not a rate such as " + example);
+    out = *v;
+  };
+  rates("rate", "\"20/min\" or \"2000/day\"", u.rate);
   if (prof && prof->recipients_per_day) u.recipient_rate = {std::to_string(*prof->recipients_per_day) + "/day"};
-  if (auto v = s.strings("recipient_rate")) {
-    for (std::size_t i = 0; i < v->size(); ++i) {
-      auto r = parse_rate((*v)[i], false);
-      if (!r || r->count == 0)
-        s.fail_element("recipient_rate", i, quoted((*v)[i]) + " is not a rate such as \"10000/day\"");
-    }
-    u.recipient_rate = *v;
-  }
+  rates("recipient_rate", "\"10000/day\"", u.recipient_rate);
 }
 
 void load_upstreams_and_routes(const Section& root, Config& c) {

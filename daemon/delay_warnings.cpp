@@ -68,18 +68,8 @@ std::optional<FailureDsn> delay_notice(const DelayNoticeInput& in) {
   d.original_headers = in.original_headers;
   d.original_smtputf8 = m.smtputf8;
   d.retry_until = in.retry_until;
-  auto built = protocol::build_dsn(d);
-  FailureDsn out;
-  out.message.id = in.dsn_id;
-  out.message.sender = "";   // RFC 3464 §2: the null sender, so it is never warned about itself
-  out.message.recipients = {m.sender};
-  out.message.client = "local";
-  out.message.helo = in.host_name;
-  out.message.smtputf8 = built.smtputf8;
-  out.message.body_8bit = built.body_8bit;
-  out.message.created = in.now;
-  out.bytes = std::move(built.bytes);
-  return out;
+  // From <>: never warned about itself.
+  return notice_message(in.dsn_id, m.sender, in.host_name, protocol::build_dsn(d), in.now);
 }
 
 DelaySweepResult sweep_delays(queue::DeliveryStore& ds, DelaySweep in) {

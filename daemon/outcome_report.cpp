@@ -138,16 +138,20 @@ std::optional<FailureDsn> failure_dsn(const FailureDsnInput& in) {
   d.original_headers = in.original_headers ? in.original_headers() : std::string();
   d.original_smtputf8 = m.smtputf8;
   d.lifetime_text = in.lifetime_text;
-  auto built = protocol::build_dsn(d);
+  return notice_message(in.dsn_id, m.sender, in.host_name, protocol::build_dsn(d), in.now);
+}
+
+FailureDsn notice_message(std::string dsn_id, const std::string& original_sender, const std::string& host_name,
+                          protocol::DsnMessage built, std::int64_t now) {
   FailureDsn out;
-  out.message.id = in.dsn_id;
+  out.message.id = std::move(dsn_id);
   out.message.sender = "";   // RFC 3464 §2: a DSN goes out with the null sender
-  out.message.recipients = {m.sender};
+  out.message.recipients = {original_sender};
   out.message.client = "local";
-  out.message.helo = in.host_name;
+  out.message.helo = host_name;
   out.message.smtputf8 = built.smtputf8;
   out.message.body_8bit = built.body_8bit;
-  out.message.created = in.now;
+  out.message.created = now;
   out.bytes = std::move(built.bytes);
   return out;
 }

@@ -76,5 +76,9 @@ struct FailureDsnInput {
   std::int64_t now = 0;
 };
 std::optional<FailureDsn> failure_dsn(const FailureDsnInput& in);
+// A built notice as the message to enqueue: from <> (RFC 3464 §2), to the
+// original sender. Shared by failure DSNs and delay warnings.
+FailureDsn notice_message(std::string dsn_id, const std::string& original_sender, const std::string& host_name,
+                          protocol::DsnMessage built, std::int64_t now);
 
 }  // namespace outbox::daemon
