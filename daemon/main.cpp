@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -293,6 +294,17 @@ struct Daemon {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives the free top of an arena back to the kernel once it passes
+  // 128 KiB. The store writer's batches allocate and free a few hundred KiB
+  // each, so under load nearly every batch paid madvise(MADV_DONTNEED), a
+  // TLB shootdown across the threads and fresh page faults to get the same
+  // memory back: 3.9 madvise calls per message and a quarter of outboxd's
+  // CPU in the 20-session benchmark (docs/performance.md, "malloc trim").
+  // A few MiB kept per arena ends that; fixing the mmap threshold (setting
+  // the trim threshold turns off glibc's dynamic one) keeps body buffers of
+  // up to 1 MiB out of mmap/munmap too.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
   CLI::App app{"outboxd: local mail submission daemon"};
   std::string config_path = outbox::default_config_path();
   bool check = false;
