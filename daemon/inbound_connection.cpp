@@ -470,7 +470,16 @@ void InboundConnection::on_auth_delay(uv_timer_t* t) {
 // --- session actions ------------------------------------------------------------
 
 void InboundConnection::run_actions() {
-  for (auto& action : session_->take_actions()) {
+  auto actions = session_->take_actions();
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    // The last chunk and the commit, one after the other: one store request.
+    if (auto* chunk = std::get_if<protocol::AppendBody>(&actions[i]); chunk && i + 1 < actions.size()) {
+      if (auto* c = std::get_if<protocol::CommitMessage>(&actions[i + 1]); c && c->id == chunk->id) {
+        store_commit(*c, chunk);
+        ++i;
+        continue;
+      }
+    }
     std::visit(
         [this](auto& a) {
           using T = std::decay_t<decltype(a)>;
@@ -481,7 +490,7 @@ void InboundConnection::run_actions() {
           } else if constexpr (std::is_same_v<T, protocol::AppendBody>) {
             store_append(a);
           } else if constexpr (std::is_same_v<T, protocol::CommitMessage>) {
-            store_commit(a);
+            store_commit(a, nullptr);
           } else if constexpr (std::is_same_v<T, protocol::AbortMessage>) {
             store_abort(a.id);
           } else if constexpr (std::is_same_v<T, protocol::StartTls>) {
@@ -497,7 +506,7 @@ void InboundConnection::run_actions() {
             log::info(l);
           }
         },
-        action);
+        actions[i]);
   }
   flush_writes();
 }
@@ -572,8 +581,15 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
   m.smtputf8 = a.envelope.smtputf8;
   m.body_8bit = a.envelope.body_8bit;
   m.created = static_cast<std::int64_t>(now_micros());
+  pending_begin_ = std::move(m);
+}
+
+void InboundConnection::send_begin() {
+  if (!pending_begin_) return;
+  queue::NewMessage m = std::move(*pending_begin_);
+  pending_begin_.reset();
   std::weak_ptr<InboundConnection> weak = weak_from_this();
-  std::string id = a.id;
+  std::string id = m.id;
   // The Server outlives every store completion (it is destroyed after the
   // loop has run them all), unlike this connection.
   Server* srv = &server_;
@@ -586,6 +602,7 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
 }
 
 void InboundConnection::store_append(protocol::AppendBody& a) {
+  send_begin();
   std::size_t n = a.bytes.size();
   store_inflight_bytes_ += n;
   std::weak_ptr<InboundConnection> weak = weak_from_this();
@@ -607,7 +624,14 @@ void InboundConnection::store_append(protocol::AppendBody& a) {
   });
 }
 
-void InboundConnection::store_commit(protocol::CommitMessage& a) {
+void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk) {
+  // Whole: the envelope was never sent (no chunk before the last), so the
+  // message goes in one request; otherwise the last chunk goes as before.
+  const bool whole = pending_begin_ && pending_begin_->id == a.id;
+  if (!whole) {
+    send_begin();
+    if (last_chunk) store_append(*last_chunk);
+  }
   std::weak_ptr<InboundConnection> weak = weak_from_this();
   std::string id = a.id;
   std::uint64_t size = a.size;
@@ -620,8 +644,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
   Server* srv = &server_;
-  server_.store().commit_message(a.id, std::move(a.prefix), a.size,
-      [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv](bool ok, std::string err) {
+  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv](bool ok, std::string err) {
         auto self = weak.lock();
         bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
         if (ok && failed) {
@@ -651,11 +674,24 @@ void InboundConnection::store_commit(protocol::CommitMessage& a) {
         if (self->server_.shutting_down()) self->shutdown(false);
         self->arm_idle_timer();
         self->update_reading();
-      });
+      };
+  if (whole) {
+    queue::NewMessage m = std::move(*pending_begin_);
+    pending_begin_.reset();
+    server_.store().store_message(std::move(m), last_chunk ? std::move(last_chunk->bytes) : std::string(),
+                                  std::move(a.prefix), a.size, std::move(done));
+  } else {
+    server_.store().commit_message(a.id, std::move(a.prefix), a.size, std::move(done));
+  }
 }
 
 void InboundConnection::store_abort(const std::string& id) {
   if (id.empty()) return;
+  if (pending_begin_ && pending_begin_->id == id) {
+    pending_begin_.reset();   // nothing of it reached the store
+    if (msg_id_ == id) msg_id_.clear();
+    return;
+  }
   server_.store().abort_message(id);
   if (msg_id_ == id) msg_id_.clear();
 }

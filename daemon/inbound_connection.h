@@ -17,6 +17,7 @@
 #include "daemon/data_clock.h"
 #include "daemon/tls.h"
 #include "protocol/server_session.h"
+#include "queue/types.h"
 
 namespace outbox::daemon {
 
@@ -67,8 +68,9 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::string client_label() const;
 
   void store_begin(protocol::BeginMessage& a);
+  void send_begin();
   void store_append(protocol::AppendBody& a);
-  void store_commit(protocol::CommitMessage& a);
+  void store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk);
   void store_abort(const std::string& id);
   void check_credentials(protocol::CheckCredentials& a);
   void finish_auth(bool ok, const std::string& user);
@@ -97,6 +99,11 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
 
   // current message
   std::string msg_id_;
+  // The message's envelope, not yet sent to the store: the whole body of most
+  // messages comes with the final dot, and then it goes as one request
+  // (StoreWorker::store_message). Sent ahead of the first chunk that is not
+  // the last.
+  std::optional<queue::NewMessage> pending_begin_;
   std::int64_t chunk_seq_ = 0;
   bool msg_failed_ = false;
   std::size_t store_inflight_bytes_ = 0;

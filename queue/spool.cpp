@@ -226,6 +226,13 @@ constexpr const char* kFinalizeMessage =
     "UPDATE messages SET prefix = ?2, size = ?3, state = 'queued', next_attempt = ?4, updated = ?4 " "WHERE id = ?1 AND state = 'incoming'";
 constexpr const char* kFinalizeRecipients =
     "UPDATE recipients SET state = 'pending', next_attempt = ?2, updated = ?2 WHERE message_id = ?1";
+constexpr const char* kInsertWhole =
+    "INSERT INTO messages(id, state, sender, created, client, uid, helo, smtputf8, body_8bit, prefix, size, "
+    "next_attempt, updated) VALUES(?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)";
+constexpr const char* kInsertWholeRecipient =
+    "INSERT OR IGNORE INTO recipients(message_id, address, state, next_attempt, updated) "
+    "VALUES(?1, ?2, 'pending', ?3, ?3)";
+constexpr const char* kInsertWholeChunk = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, 0, ?2)";
 constexpr const char* kDiscard =
     "DELETE FROM messages WHERE id = ?1 AND state = 'incoming'";
 constexpr const char* kMaxId =
@@ -513,6 +520,14 @@ void Spool::configure() {
   // the file back to this size (a burst of large messages leaves no 200 MB
   // WAL behind); the idle TRUNCATE checkpoint empties it.
   exec("PRAGMA journal_size_limit=67108864");
+  // Each request of a group commit runs in a SAVEPOINT; a page that an
+  // earlier request of the batch already changed is copied into the
+  // savepoint's sub-journal before it changes again. Past 64 KiB SQLite
+  // spills that journal to a temporary file: under the 20-session benchmark
+  // that was as many pwrite calls as the WAL itself (docs/performance.md).
+  // It only ever serves a rollback within the open transaction, so memory
+  // is the right place; durability is the WAL's.
+  exec("PRAGMA temp_store=MEMORY");
 }
 
 void Spool::install_busy_handler() {
@@ -652,6 +667,28 @@ void Spool::finalize(std::string_view id, std::string_view prefix, std::uint64_t
   }
   Stmt st(*this, sql::kFinalizeRecipients);
   st.text(1, id).i64(2, now).run();
+}
+
+void Spool::store_whole(const NewMessage& m, std::string_view body, std::string_view prefix, std::uint64_t size,
+                        std::int64_t now) {
+  if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    throw SpoolError("spool: store: size out of range", SQLITE_RANGE);
+  {
+    Stmt st(*this, sql::kInsertWhole);
+    st.text(1, m.id).text(2, m.sender).i64(3, m.created).text(4, m.client).opt_i64(5, m.uid).text(6, m.helo)
+        .i64(7, m.smtputf8).i64(8, m.body_8bit).blob_ref(9, prefix).i64(10, static_cast<std::int64_t>(size))
+        .i64(11, now).run();
+  }
+  for (const auto& r : m.recipients) {
+    Stmt st(*this, sql::kInsertWholeRecipient);   // the same RCPT twice is one recipient
+    st.text(1, m.id).text(2, r).i64(3, now).run();
+  }
+  if (!body.empty()) {
+    Stmt st(*this, sql::kInsertWholeChunk);
+    st.text(1, m.id).blob_ref(2, body).run();
+  }
+  Stmt st(*this, sql::kBumpMaxId);
+  st.text(1, m.id).run();
 }
 
 void Spool::discard(std::string_view id) {
@@ -1172,7 +1209,7 @@ const std::vector<const char*>& Spool::hot_statements() {
       sql::kAddAttempt,      sql::kFinishedBefore,  sql::kPurgeMessage,    sql::kPurgeBounceKey,
       sql::kListPage,        sql::kUpstreamStates,  sql::kUpstreamState,   sql::kResumeUpstream,
       sql::kWaitOf,          sql::kLogOperator,     sql::kOperatorAfter,   sql::kLastOperatorSeq,
-      sql::kOldestWaiting,
+      sql::kOldestWaiting,   sql::kInsertWhole,     sql::kInsertWholeRecipient, sql::kInsertWholeChunk,
   };
   return v;
 }

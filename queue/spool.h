@@ -73,6 +73,11 @@ class Spool {
   // Stores the header prefix, sets size, makes the message and its recipients
   // visible as queued/pending (next attempt: now).
   void finalize(std::string_view id, std::string_view prefix, std::uint64_t size, std::int64_t now);
+  // A message whose whole body arrived with its final dot, in one go: the
+  // same rows create_incoming + append_chunk + finalize leave, written once
+  // (no 'incoming' row updated in a later batch). Empty body: no chunk.
+  void store_whole(const NewMessage& m, std::string_view body, std::string_view prefix, std::uint64_t size,
+                   std::int64_t now);
   void discard(std::string_view id);  // drop an incoming message and its chunks
   int purge_incoming();               // at start-up: drop every incoming message; returns how many
   std::string max_id();               // largest id ever stored (seed for QueueIdGenerator)

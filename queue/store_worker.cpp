@@ -30,13 +30,14 @@ std::int64_t now_us() {
 }  // namespace
 
 struct StoreWorker::Request {
-  enum class Kind { Begin, Append, Commit, Abort, Run };
+  enum class Kind { Begin, Append, Commit, Abort, Run, Whole };
   Kind kind;
   std::string id;
-  NewMessage message;                    // Begin
+  NewMessage message;                    // Begin, Whole
   std::int64_t seq = 0;                  // Append
-  std::string bytes;                     // Append: body bytes; Commit: header prefix
-  std::uint64_t size = 0;                // Commit
+  std::string bytes;                     // Append, Whole: body bytes; Commit: header prefix
+  std::string prefix;                    // Whole: header prefix
+  std::uint64_t size = 0;                // Commit, Whole
   std::function<void(Spool&)> work;      // Run
   Done done;
   bool ok = false;
@@ -112,7 +113,7 @@ StoreWorker::CheckpointStats StoreWorker::checkpoint_stats() const {
 void StoreWorker::enqueue(std::unique_ptr<Request> r) {
   {
     std::lock_guard lk(mu_);
-    if (r->kind == Request::Kind::Append) pending_bytes_ += r->bytes.size();
+    if (r->kind == Request::Kind::Append || r->kind == Request::Kind::Whole) pending_bytes_ += r->bytes.size();
     queue_.push_back(std::move(r));
   }
   cv_.notify_one();
@@ -147,6 +148,17 @@ void StoreWorker::commit_message(std::string id, std::string prefix, std::uint64
 void StoreWorker::abort_message(std::string id) {
   auto r = std::make_unique<Request>(Request::Kind::Abort);
   r->id = std::move(id);
+  enqueue(std::move(r));
+}
+
+void StoreWorker::store_message(NewMessage m, std::string body, std::string prefix, std::uint64_t size, Done done) {
+  auto r = std::make_unique<Request>(Request::Kind::Whole);
+  r->id = m.id;
+  r->message = std::move(m);
+  r->bytes = std::move(body);
+  r->prefix = std::move(prefix);
+  r->size = size;
+  r->done = std::move(done);
   enqueue(std::move(r));
 }
 
@@ -345,6 +357,9 @@ void StoreWorker::execute(Request& r) {
     case K::Run:
       in_savepoint(r, [&] { r.work(*spool_); });
       break;
+    case K::Whole:
+      in_savepoint(r, [&] { spool_->store_whole(r.message, r.bytes, r.prefix, r.size, now_us()); });
+      break;
   }
 }
 
@@ -373,7 +388,7 @@ void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
 
   std::size_t written = 0;
   for (auto& r : batch)
-    if (r->kind == Request::Kind::Append) written += r->bytes.size();
+    if (r->kind == Request::Kind::Append || r->kind == Request::Kind::Whole) written += r->bytes.size();
   {
     std::lock_guard lk(mu_);
     pending_bytes_ -= written;
@@ -410,6 +425,7 @@ void StoreWorker::discard_after_failed_commit(const std::deque<std::unique_ptr<R
         failed_ids_.erase(r->id);    // the message's life ended in this batch
         break;
       case Request::Kind::Run:
+      case Request::Kind::Whole:   // one statement group: the rollback took all of it
         break;
     }
   }

@@ -56,6 +56,11 @@ class StoreWorker {
   void append(std::string id, std::int64_t seq, std::string bytes, Done done);
   void commit_message(std::string id, std::string prefix, std::uint64_t size, Done done);
   void abort_message(std::string id);
+  // A message whose whole body came with its final dot (at most one chunk,
+  // the usual case below 64 KiB): one request, written once as queued
+  // (Spool::store_whole) instead of an 'incoming' row begun in one batch and
+  // finalized in a later one. done is the commit's: ok means queued and on disk.
+  void store_message(NewMessage m, std::string body, std::string prefix, std::uint64_t size, Done done);
   // Any other spool work (a delivery outcome, the mark made before a final
   // dot, an operator's change), in the worker thread, inside the batch
   // transaction in its own SAVEPOINT: work that fails rolls back only

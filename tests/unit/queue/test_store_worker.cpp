@@ -145,6 +145,66 @@ TEST_CASE("store worker: a message goes begin -> append -> commit; the 250 momen
   CHECK(reader->get(id)->recipients.size() == 2);
 }
 
+TEST_CASE("store worker: a whole message is one request, queued when its done runs") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  StoreWorker w(path, inline_poster());
+  auto reader = Spool::open(path, Spool::Mode::ReadOnly);
+  QueueIdGenerator g;
+  std::string id = g.next(), dup = g.next();
+  CommitCounter counter;
+  counter.install(w);
+  int before = counter.commits;
+  std::vector<std::pair<bool, std::string>> r(3);
+  std::string seen_state;
+  Completions c;
+  {
+    Gate gate(w);
+    w.store_message(msg(id, {"a@x", "b@x"}), "Subject: hi\r\n\r\nbody\r\n", "Received: x\r\n", 34,
+                    [&](bool ok, std::string err) {
+                      auto m = reader->get(id);   // another connection sees it: done follows the COMMIT
+                      seen_state = m ? m->state : "<none>";
+                      r[0] = {ok, err};
+                      c.add(ok);
+                    });
+    CHECK(w.pending_bytes() == 21);   // the body counts as bytes not yet written
+    w.store_message(msg(dup), "first", "", 5, [&](bool ok, std::string err) { r[1] = {ok, err}; c.add(ok); });
+    // The same id again fails alone and leaves the first copy as it was.
+    w.store_message(msg(dup), "second!", "", 7, [&](bool ok, std::string err) { r[2] = {ok, err}; c.add(ok); });
+    gate.open();
+  }
+  REQUIRE(c.wait_for(3));
+  CHECK(r[0].first);
+  CHECK(seen_state == kQueued);
+  CHECK(r[1].first);
+  CHECK_FALSE(r[2].first);
+  CHECK(r[2].second.find("UNIQUE") != std::string::npos);
+  CHECK(counter.commits - before == 2);   // the gate's batch, then all three in one
+  CHECK(w.pending_bytes() == 0);
+  CHECK(body_of(*reader, id) == "Received: x\r\nSubject: hi\r\n\r\nbody\r\n");
+  CHECK(reader->get(id)->recipients.size() == 2);
+  CHECK(body_of(*reader, dup) == "first");
+  counter.remove(w);
+
+  // A refused COMMIT fails it and leaves nothing of it.
+  std::string lost = g.next();
+  counter.install(w);
+  Completions f;
+  bool ok_lost = true;
+  {
+    Gate gate(w);
+    w.run([&](Spool&) { counter.fail_next = 1; }, {});
+    w.store_message(msg(lost), "body", "", 4, [&](bool ok, std::string) { ok_lost = ok; f.add(ok); });
+    gate.open();
+  }
+  REQUIRE(f.wait_for(1));
+  CHECK_FALSE(ok_lost);
+  counter.remove(w);
+  sync(w);
+  CHECK(count(reader->handle(), "SELECT COUNT(*) FROM messages WHERE id = '" + lost + "'") == 0);
+  CHECK(count(reader->handle(), "SELECT COUNT(*) FROM chunks WHERE message_id = '" + lost + "'") == 0);
+}
+
 TEST_CASE("store worker: group commit: one COMMIT for everything that was waiting") {
   TempDir dir;
   StoreWorker w(dir.file("spool.db"), inline_poster());
