@@ -1,5 +1,8 @@
 #include "protocol/data_decoder.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace outbox::protocol {
 
 void DataDecoder::reset() {
@@ -26,9 +29,19 @@ DataDecoder::Result DataDecoder::decode(std::string_view in, std::string& out, s
           break;
         }
         // Fast path: copy the run of ordinary bytes up to the next CR/LF/NUL.
+        // memchr per stop byte: a body line ends at CR, so that search is
+        // short; LF and NUL are looked for only up to it.
         std::size_t room = out_limit - out.size();
-        std::size_t j = i + 1;
-        while (j < in.size() && j - i < room && in[j] != '\r' && in[j] != '\n' && in[j] != '\0') ++j;
+        const char* p = in.data() + i + 1;
+        const char* end = in.data() + std::min(in.size(), i + room);
+        if (p < end) {
+          if (const void* q = std::memchr(p, '\r', static_cast<std::size_t>(end - p))) end = static_cast<const char*>(q);
+          if (const void* q = std::memchr(p, '\n', static_cast<std::size_t>(end - p))) end = static_cast<const char*>(q);
+          if (const void* q = std::memchr(p, '\0', static_cast<std::size_t>(end - p))) end = static_cast<const char*>(q);
+        } else {
+          end = p;
+        }
+        std::size_t j = static_cast<std::size_t>(end - in.data());
         out.append(in.substr(i, j - i));
         i = j;
         break;
