@@ -9,13 +9,41 @@ BodyPump::BodyPump(Io io, std::size_t high_water)
 
 BodyPump::~BodyPump() { *self_ = nullptr; }
 
-void BodyPump::start(std::string id, std::string rewrite_account) {
+void BodyPump::start(std::string id, std::string rewrite_account, bool mark_early) {
   ++generation_;
   id_ = std::move(id);
   next_seq_ = queue::BodyReader::kStart;
+  marked_ = false;
+  mark_asked_ = false;
   rewriter_.reset();
   if (!rewrite_account.empty()) rewriter_.emplace(std::move(rewrite_account));
-  request();
+  state_ = State::Reading;
+  const std::uint64_t gen = generation_;
+  if (mark_early) run_before_dot();
+  if (generation_ == gen && state_ == State::Reading) request();   // the hook may have cancelled us
+}
+
+// Asks for the mark once per message; its proceed() sends the dot if the
+// last piece is already out, or lets finish() send it.
+void BodyPump::run_before_dot() {
+  mark_asked_ = true;
+  const std::uint64_t gen = generation_;
+  std::weak_ptr<BodyPump*> weak = self_;
+  auto proceed = [weak, gen] {
+    auto self = weak.lock();
+    if (!self || !*self) return;
+    BodyPump& p = **self;
+    if (p.generation_ != gen || p.marked_) return;
+    p.marked_ = true;
+    if (p.state_ != State::BeforeDot) return;   // the body is still going: finish() sends the dot
+    p.state_ = State::Idle;
+    p.io_.end();
+  };
+  if (before_dot) {
+    before_dot(std::move(proceed));
+  } else {
+    proceed();
+  }
 }
 
 void BodyPump::cancel() {
@@ -82,21 +110,12 @@ void BodyPump::on_piece(std::uint64_t generation, queue::BodyReader::Piece piece
 void BodyPump::finish() {
   state_ = State::BeforeDot;
   rewriter_.reset();
-  const std::uint64_t gen = generation_;
-  std::weak_ptr<BodyPump*> weak = self_;
-  auto proceed = [weak, gen] {
-    auto self = weak.lock();
-    if (!self || !*self) return;
-    BodyPump& p = **self;
-    if (p.generation_ != gen || p.state_ != State::BeforeDot) return;
-    p.state_ = State::Idle;
-    p.io_.end();
-  };
-  if (before_dot) {
-    before_dot(std::move(proceed));
-  } else {
-    proceed();
+  if (marked_) {
+    state_ = State::Idle;
+    io_.end();
+    return;
   }
+  if (!mark_asked_) run_before_dot();   // otherwise its proceed() is on its way
 }
 
 }  // namespace outbox::daemon

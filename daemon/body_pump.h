@@ -9,8 +9,11 @@
 // The next piece is asked for only when the link's queued bytes are below
 // UpstreamLink::kHighWater; otherwise the pump waits for the link's on_drain.
 // So a delivery holds about one piece plus the link's high-water mark, not
-// the message. At the end, before_dot(proceed) runs (the place to record
-// "dot sent" in the spool); proceed() sends the final dot.
+// the message. before_dot(proceed) is the place to record "dot sent" in the
+// spool; the final dot goes only once both the last piece is out and
+// proceed() has run. It runs after the last piece, or, when start() is told
+// to mark early (a small message), at the start, so that the spool's commit
+// overlaps the body instead of following it.
 //
 // The pump talks to its owner through Io callbacks, so it knows nothing of
 // the relay's Delivery and can be tested with a real reader and session.
@@ -54,8 +57,9 @@ class BodyPump {
   BeforeDot before_dot;
 
   // NeedBody: start streaming message id; rewrite_account non-empty turns
-  // the From: rewrite on. A pump still busy with an earlier message drops it.
-  void start(std::string id, std::string rewrite_account);
+  // the From: rewrite on; mark_early runs before_dot now rather than after
+  // the last piece. A pump still busy with an earlier message drops it.
+  void start(std::string id, std::string rewrite_account, bool mark_early = false);
   // The link drained (UpstreamLink::Handler::on_drain).
   void on_drain();
   void cancel();                       // stop; late answers are ignored
@@ -68,10 +72,13 @@ class BodyPump {
   void request();
   void on_piece(std::uint64_t generation, queue::BodyReader::Piece piece);
   void finish();
+  void run_before_dot();
 
   Io io_;
   std::size_t high_water_;
   State state_ = State::Idle;
+  bool marked_ = false;                // before_dot's proceed() ran for this generation
+  bool mark_asked_ = false;            // before_dot was called for this generation
   std::string id_;
   std::int64_t next_seq_ = queue::BodyReader::kStart;
   std::optional<protocol::FromRewriter> rewriter_;

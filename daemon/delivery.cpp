@@ -339,7 +339,12 @@ void Delivery::handle(client::Action& action) {
 void Delivery::feed_body(const std::string& id) {
   if (!body_) body_ = make_body_pump();
   std::string account = up_.cfg->from_header == "rewrite" ? routing::from_rewrite_address(*up_.cfg) : std::string();
-  body_->start(id, std::move(account));
+  // A message of one piece is on the wire within microseconds of its read:
+  // ask for the mark now, so that its commit overlaps the read instead of
+  // following it. A larger one is marked after its last piece, so that a
+  // crash while it streams does not leave it "possibly delivered".
+  const bool small = current_ && current_->msg.id == id && current_->msg.size <= queue::BodyReader::kPieceBytes;
+  body_->start(id, std::move(account), small);
 }
 
 std::unique_ptr<BodyPump> Delivery::make_body_pump() {
@@ -373,10 +378,11 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
 }
 
 // The recipients become 'uncertain' in the spool (committed by the writer)
-// before the final dot goes out; proceed() sends the dot only once that is
-// committed, so a crash or lost connection after it is known to be a
-// possible duplicate (RFC 1047). If the write fails the dot is never sent:
-// the connection ends and the message is retried as not sent.
+// before the final dot goes out; the dot goes only once that is committed
+// and the body is out, so a crash or lost connection after it is known to be
+// a possible duplicate (RFC 1047). If the write fails the dot is never sent:
+// the connection ends and the message is retried as not sent (the outcome's
+// write, queued after this one, puts the recipients back to pending).
 void Delivery::before_dot(std::function<void()> proceed) {
   if (!current_) return;
   const auto& m = current_->msg;
