@@ -201,13 +201,17 @@ int DeliveryStore::mark_dot_sent(std::string_view id, const std::vector<std::str
 
 MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   MessageAfter after;
+  std::int64_t attempts_before = 0;
+  bool held_before = false;
   {
-    Q q(spool_, "SELECT attempts FROM messages WHERE id = ?1");
+    Q q(spool_, "SELECT attempts, state FROM messages WHERE id = ?1");
     q.text(1, rep.id);
     if (!q.step()) {
       after.exists = false;
       return after;
     }
+    attempts_before = q.col_i64(0);
+    held_before = q.col_text(1) == kHeld;
   }
   for (const auto& r : rep.recipients) {
     // A recipient already sent is never touched again: exactly once. An
@@ -233,16 +237,17 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
   std::int64_t failed = 0;
   std::optional<std::int64_t> earliest;
   {
-    Q q(spool_, "SELECT state, COUNT(*), MIN(next_attempt) FROM recipients WHERE message_id = ?1 GROUP BY state");
+    // Counted here rather than with GROUP BY: no temporary b-tree per outcome.
+    Q q(spool_, "SELECT state, next_attempt FROM recipients WHERE message_id = ?1");
     q.text(1, rep.id);
     while (q.step()) {
       std::string st = q.col_text(0);
       if (st == kPending || st == kUncertain) {
-        open += q.col_i64(1);
-        if (st == kUncertain) uncertain += q.col_i64(1);
-        if (!q.col_null(2) && (!earliest || q.col_i64(2) < *earliest)) earliest = q.col_i64(2);
+        ++open;
+        if (st == kUncertain) ++uncertain;
+        if (!q.col_null(1) && (!earliest || q.col_i64(1) < *earliest)) earliest = q.col_i64(1);
       } else if (st == kFailed) {
-        failed += q.col_i64(1);
+        ++failed;
       }
     }
   }
@@ -267,14 +272,9 @@ MessageAfter DeliveryStore::apply(const DeliveryReport& rep) {
     u.text(1, rep.id).text(2, after.state).i64(3, rep.count_attempt ? 1 : 0).opt(4, earliest)
         .text(5, rep.last_error).i64(6, rep.time).i64(7, hold ? 1 : 0).run();
   }
-  {
-    Q q(spool_, "SELECT attempts, state FROM messages WHERE id = ?1");
-    q.text(1, rep.id);
-    if (q.step()) {
-      after.attempts = static_cast<int>(q.col_i64(0));
-      after.state = q.col_text(1);
-    }
-  }
+  // What the UPDATE just wrote, without reading it back.
+  after.attempts = static_cast<int>(attempts_before + (rep.count_attempt ? 1 : 0));
+  if (held_before || hold) after.state = kHeld;
   AttemptRecord a;
   a.time = rep.time;
   a.upstream = rep.upstream;

@@ -102,6 +102,10 @@ TEST_CASE("delivery store: per-recipient outcomes; a sent recipient is never pen
   after = ds.apply(last);
   s->commit();
   CHECK(after.state == "failed");
+  // What apply() reports is what it wrote (it computes it, it does not read it back).
+  CHECK(after.attempts == s->get("00000000010000")->attempts);
+  CHECK(after.attempts == 2);   // the stale report did not count
+  CHECK(after.state == s->get("00000000010000")->state);
   CHECK_FALSE(s->get("00000000010000")->next_attempt.has_value());
   CHECK_FALSE(ds.next_due().has_value());
 }
