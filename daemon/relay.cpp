@@ -641,7 +641,7 @@ void Relay::delivery_ready(Carrier& d) {
   decide();
 }
 
-void Relay::suspend(const std::string& upstream, const client::SessionFailure& f) {
+void Relay::suspend(const std::string& upstream, const client::SessionFailure& f, queue::ConnId conn) {
   const std::int64_t now = now_us();
   queue::UpstreamFailure uf;
   uf.reason = suspend_reason(f);
@@ -669,8 +669,12 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
                       .kv("meaning", verdict->meaning));
     }
   }
-  auto s = sched_.upstream_failed(upstream, uf, now);
+  auto s = sched_.upstream_failed(upstream, uf, now, conn);
   if (!s) return;   // removed by a reload while this connection was in flight
+  // Another connection of the same outage: the suspension, its line and its
+  // alert are the first one's (this connection's own upstream_failed line
+  // still says what it met).
+  if (s->same_outage) return;
   log::Line l("upstream_suspended");
   l.kv("upstream", upstream).kv("reason", reason_name(s->reason)).kv("failures", s->failures)
       .kv("until_s", seconds_text(s->until - now)).kv("reply", f.text());
@@ -743,7 +747,7 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
       sf.detail = "failed";
     }
     d.upstream_fault_reported = true;
-    suspend(d.upstream_name(), sf);
+    suspend(d.upstream_name(), sf, d.conn());
   } else {
     sched_.upstream_ok(d.upstream_name(), now);
     if (alerter_) {
@@ -763,7 +767,7 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
   // upstream's (connect, TLS, greeting, EHLO, AUTH), whatever the scope.
   if ((setup || failure.scope == client::Scope::Upstream) && !d.upstream_fault_reported) {
     auto diag = protocol::diagnose(upstream::summary(cfg), failure);
-    suspend(d.upstream_name(), failure);
+    suspend(d.upstream_name(), failure, d.conn());
     auto st = sched_.state(d.upstream_name());
     log::Line l("upstream_failed");
     l.kv("upstream", cfg.name).kv("relay", route_label(&cfg)).kv("stage", client::stage_name(failure.stage))

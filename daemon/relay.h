@@ -98,7 +98,7 @@ class Relay {
   void park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
             const std::string& why);
   void expire(const std::string& id, const std::string& upstream, const std::string& why);
-  void suspend(const std::string& upstream, const protocol::client::SessionFailure& f);
+  void suspend(const std::string& upstream, const protocol::client::SessionFailure& f, queue::ConnId conn);
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();

@@ -202,9 +202,22 @@ std::optional<DueWork> Scheduler::charge_failed_open(ConnId conn) {
 }
 
 std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, const UpstreamFailure& f,
-                                                     std::int64_t now) {
+                                                     std::int64_t now, std::optional<ConnId> conn) {
   Up* u = find(name);
   if (!u) return std::nullopt;
+  if (conn && u->failed_at && suspended(*u, now)) {
+    auto it = conns_.find(*conn);
+    if (it != conns_.end() && of(it->second) == u && it->second.opened < *u->failed_at) {
+      Suspension s;
+      s.upstream = u->spec.name;
+      s.until = *u->suspended_until;
+      s.reason = u->reason;
+      s.failures = u->failures;
+      s.same_outage = true;
+      return s;
+    }
+  }
+  u->failed_at = now;
   const bool was_told = u->reason == SuspendReason::AuthFailed && u->suspended_until.has_value() &&
                         u->auth_failures > (u->spec.fresh_credential_per_connection ? 1 : 0);
   ++u->failures;
@@ -248,6 +261,7 @@ void Scheduler::upstream_ok(std::string_view name, std::int64_t) {
   Up* u = find(name);
   if (!u || (u->failures == 0 && !u->suspended_until)) return;
   u->failures = u->auth_failures = 0;
+  u->failed_at.reset();
   u->suspended_until.reset();
   u->reason = SuspendReason::None;
   u->stage.clear();
@@ -420,7 +434,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
     std::size_t can = static_cast<std::size_t>(std::min<std::uint64_t>(n, room));
     while (u->opening < can && u->opening + u->idle + u->busy < limit(*u, now)) {
       ConnId id = next_conn_++;
-      conns_[id] = Conn{name, u->serial, Conn::State::Opening, false};
+      conns_[id] = Conn{name, u->serial, Conn::State::Opening, false, now};
       ++u->opening;
       Decision d;
       d.kind = Decision::Kind::Open;

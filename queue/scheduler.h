@@ -88,6 +88,10 @@ struct Suspension {
   SuspendReason reason = SuspendReason::None;
   int failures = 0;
   bool tell_operator = false;          // the first failure of an AuthFailed suspension
+  // The connection was opened before the failure that set this suspension:
+  // one outage seen by several connections at once. Nothing changed (the
+  // count, the time and the reason are the first one's).
+  bool same_outage = false;
 };
 
 struct Decision {
@@ -163,7 +167,12 @@ class Scheduler {
   // An upstream-scope failure: suspends the upstream (its own counter; the
   // AuthFailed schedule for refused logins). nullopt: no such upstream (it
   // was removed by a reload while the connection was in flight).
-  std::optional<Suspension> upstream_failed(std::string_view upstream, const UpstreamFailure& f, std::int64_t now);
+  // `conn`: the failing connection, if known. A connection opened before the
+  // failure that suspended the upstream failed in the same outage: it does
+  // not count again (ten connections refused at once are one failure, not
+  // ten steps of the backoff).
+  std::optional<Suspension> upstream_failed(std::string_view upstream, const UpstreamFailure& f, std::int64_t now,
+                                            std::optional<ConnId> conn = std::nullopt);
   // The provider refused a connection as one too many (Microsoft "432 4.3.2",
   // 163 "421 HL:ICC"): one connection fewer than it has now (at least one)
   // for kLoweredFor, then back to max_connections. Returns the new ceiling;
@@ -213,12 +222,14 @@ class Scheduler {
     std::size_t opening = 0, idle = 0, busy = 0;
     std::size_t lowered = 0;             // 0: none; else the ceiling until lowered_until
     std::int64_t lowered_until = 0;
+    std::optional<std::int64_t> failed_at;   // the last failure that counted
   };
   struct Conn {
     std::string upstream;
     std::uint64_t serial = 0;
     enum class State { Opening, Idle, Busy } state = State::Opening;
     bool quitting = false;
+    std::int64_t opened = 0;             // when poll() decided to open it
   };
   Up* find(std::string_view name);
   const Up* find(std::string_view name) const;

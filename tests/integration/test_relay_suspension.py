@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from upstream import Upstream  # noqa: E402
 from test_relay_delivery import BODY, PASSWORD, USER, message, start_relay  # noqa: E402
+from upstream import relay_toml, upstream_section  # noqa: E402
 
 SENDER = "app@client.test"
 AUTH_FAILED = 1   # queue::SuspendReason::AuthFailed
@@ -95,6 +96,44 @@ class RelaySuspension(unittest.TestCase):
         self.assertEqual(row["reason"], 0)
         self.assertEqual(len(up.delivered()), 1)
         self.assertNotIn(PASSWORD.encode(), d.log_bytes())
+        self.assertEqual(d.stop(), 0)
+
+    def test_connections_failing_in_one_outage_count_once(self):
+        """Four connections opened together to an upstream that accepts and
+        never greets: all four time out in the same outage. The backoff takes
+        one step (failures=1, the first retry interval), not four, and the
+        suspension is logged once; each connection still logs what it met."""
+        import socket
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(16)   # the kernel completes the handshakes; nothing is ever sent
+        self.addCleanup(lst.close)
+        port = lst.getsockname()[1]
+        d = harness.Daemon(name="outbox-outage")
+        self.addCleanup(d.cleanup)
+        d.extra_toml = relay_toml([upstream_section("mail", port, max_connections=4, timeout="3s")],
+                                  retry={"initial": "30s", "max": "600s"})
+        d.write_config()
+        d.start()
+        for i in range(4):
+            d.submit(SENDER, ["rcpt%d@example.test" % i])
+        failed = []
+        deadline = time.monotonic() + 20
+        while len(failed) < 4 and time.monotonic() < deadline:
+            failed = d.events("upstream_failed", upstream="mail")
+            time.sleep(0.1)
+        self.assertEqual(len(failed), 4, d.log_tail(30))
+        for ev in failed:
+            self.assertEqual(ev["stage"], "greeting", ev)
+        time.sleep(0.5)
+        sus = d.events("upstream_suspended", upstream="mail")
+        self.assertEqual(len(sus), 1, sus)
+        self.assertEqual(sus[0]["failures"], "1")
+        self.assertLessEqual(float(sus[0]["until_s"]), 30.5)
+        row = upstream_row(d, "mail")
+        self.assertEqual(row["failures"], 1, row)
+        self.assertLess(row["suspended_until"] / 1e6 - time.time(), 31, row)
         self.assertEqual(d.stop(), 0)
 
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -209,6 +210,44 @@ TEST_CASE("upstream backoff: message-scale curve, floor from the provider, never
   s2.upstream_failed("a", fail(SuspendReason::Throttled, "451", 3600s), T0);
   auto sp = s2.upstream_failed("a", fail(SuspendReason::Throttled), T0 + S);
   CHECK(sp->until == T0 + 3600 * S);
+}
+
+TEST_CASE("upstream backoff: connections that fail in the same outage count once") {
+  // Ten connections open at once to an upstream that then refuses them all:
+  // one failure of the backoff (60 s), not ten (3600 s).
+  auto s = make({up("a", 10)});
+  for (int i = 0; i < 10; ++i) s.add_due(msg("m" + std::to_string(i)), T0);
+  auto d = s.poll(T0);
+  REQUIRE(d.size() == 10);
+  std::optional<Suspension> sp = s.upstream_failed("a", fail(SuspendReason::Unreachable, "connection refused"),
+                                                   T0 + 1000, d[0].conn);
+  REQUIRE(sp);
+  CHECK(sp->failures == 1);
+  CHECK_FALSE(sp->same_outage);
+  const std::int64_t until = sp->until;
+  CHECK(until == T0 + 1000 + 60 * S);
+  for (int i = 1; i < 10; ++i) {
+    CAPTURE(i);
+    sp = s.upstream_failed("a", fail(SuspendReason::Unreachable, "connection refused"), T0 + 1000 + i, d[i].conn);
+    CHECK(sp->same_outage);
+    CHECK(sp->failures == 1);
+    CHECK(sp->until == until);
+  }
+  for (const auto& x : d) s.connection_closed(x.conn);
+  CHECK(s.state("a")->failures == 1);
+  CHECK(s.state("a")->suspended_until == until);
+  // The probe after the suspension was opened after that failure: it counts.
+  auto probe = s.poll(until);
+  REQUIRE(first(probe, K::Open));
+  CHECK(std::count_if(probe.begin(), probe.end(), [](const Decision& x) { return x.kind == K::Open; }) == 1);
+  sp = s.upstream_failed("a", fail(SuspendReason::Unreachable, "connection refused"), until + S,
+                         first(probe, K::Open)->conn);
+  CHECK_FALSE(sp->same_outage);
+  CHECK(sp->failures == 2);
+  CHECK(sp->until == until + S + 120 * S);
+  // Without a connection (or one no longer known) every failure counts, as before.
+  sp = s.upstream_failed("a", fail(SuspendReason::Unreachable, "connection refused"), until + 2 * S);
+  CHECK(sp->failures == 3);
 }
 
 TEST_CASE("suspension: failover to the next upstream of the route, park when all are suspended, resume") {
