@@ -158,8 +158,10 @@ TEST_CASE("store worker: a whole message is one request, queued when its done ru
   std::vector<std::pair<bool, std::string>> r(3);
   std::string seen_state;
   Completions c;
+  // Gates live to the end of the test: the worker still touches a gate's
+  // promise after open() (Gate's worker lambda), as in the other tests.
+  Gate gate(w);
   {
-    Gate gate(w);
     w.store_message(msg(id, {"a@x", "b@x"}), "Subject: hi\r\n\r\nbody\r\n", "Received: x\r\n", 34,
                     [&](bool ok, std::string err) {
                       auto m = reader->get(id);   // another connection sees it: done follows the COMMIT
@@ -191,12 +193,10 @@ TEST_CASE("store worker: a whole message is one request, queued when its done ru
   counter.install(w);
   Completions f;
   bool ok_lost = true;
-  {
-    Gate gate(w);
-    w.run([&](Spool&) { counter.fail_next = 1; }, {});
-    w.store_message(msg(lost), "body", "", 4, [&](bool ok, std::string) { ok_lost = ok; f.add(ok); });
-    gate.open();
-  }
+  Gate gate2(w);
+  w.run([&](Spool&) { counter.fail_next = 1; }, {});
+  w.store_message(msg(lost), "body", "", 4, [&](bool ok, std::string) { ok_lost = ok; f.add(ok); });
+  gate2.open();
   REQUIRE(f.wait_for(1));
   CHECK_FALSE(ok_lost);
   counter.remove(w);
