@@ -645,36 +645,36 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
   uv_timer_stop(idle_timer_);
   Server* srv = &server_;
   auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv](bool ok, std::string err) {
-        auto self = weak.lock();
-        bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
-        if (ok && failed) {
-          // An earlier chunk was lost: the committed copy is incomplete; drop it
-          // before anyone can see it as accepted.
-          ok = false;
-          if (self) self->store_abort(id);
-        }
-        if (ok) {
-          log::Line l("accepted");
-          l.kv("id", id).kv("from", from.empty() ? "<>" : from).kv("nrcpt", nrcpt).kv("size", size)
-              .kv("client", client);
-          if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
-          if (!user.empty()) l.kv("user", user);
-          if (!message_id.empty()) l.kv("message_id", message_id);
-          log::info(l);
-          if (self) self->server_.message_accepted();
-        } else {
-          log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
-                         .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));
-          if (!err.empty()) srv->spool_failed("commit", err);
-        }
-        if (!self || self->closing_) return;
-        self->msg_id_.clear();
-        self->session_->on_commit_result(ok);
-        self->run_actions();
-        if (self->server_.shutting_down()) self->shutdown(false);
-        self->arm_idle_timer();
-        self->update_reading();
-      };
+    auto self = weak.lock();
+    bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
+    if (ok && failed) {
+      // An earlier chunk was lost: the committed copy is incomplete; drop it
+      // before anyone can see it as accepted.
+      ok = false;
+      if (self) self->store_abort(id);
+    }
+    if (ok) {
+      log::Line l("accepted");
+      l.kv("id", id).kv("from", from.empty() ? "<>" : from).kv("nrcpt", nrcpt).kv("size", size)
+          .kv("client", client);
+      if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
+      if (!user.empty()) l.kv("user", user);
+      if (!message_id.empty()) l.kv("message_id", message_id);
+      log::info(l);
+      if (self) self->server_.message_accepted();
+    } else {
+      log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
+                     .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));
+      if (!err.empty()) srv->spool_failed("commit", err);
+    }
+    if (!self || self->closing_) return;
+    self->msg_id_.clear();
+    self->session_->on_commit_result(ok);
+    self->run_actions();
+    if (self->server_.shutting_down()) self->shutdown(false);
+    self->arm_idle_timer();
+    self->update_reading();
+  };
   if (whole) {
     queue::NewMessage m = std::move(*pending_begin_);
     pending_begin_.reset();

@@ -8,7 +8,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -33,6 +35,33 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// The owner's loop, for components that post their answers (BodyReader,
+// StoreWorker): post() from any thread, run_one() on the test's thread runs
+// the oldest; false when nothing came within the timeout.
+struct PostQueue {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> q;
+  std::function<void(std::function<void()>)> poster() {
+    return [this](std::function<void()> fn) {
+      std::lock_guard lk(mu);
+      q.push_back(std::move(fn));
+      cv.notify_all();
+    };
+  }
+  bool run_one(std::chrono::seconds timeout = std::chrono::seconds(10)) {
+    std::function<void()> fn;
+    {
+      std::unique_lock lk(mu);
+      if (!cv.wait_for(lk, timeout, [&] { return !q.empty(); })) return false;
+      fn = std::move(q.front());
+      q.pop_front();
+    }
+    fn();
+    return true;
+  }
 };
 
 inline std::int64_t now_us() {

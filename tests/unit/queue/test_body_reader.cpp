@@ -50,29 +50,8 @@ std::string joined(const std::string& prefix, const std::vector<std::string>& ch
   return s;
 }
 
-// A poster that runs the completions on the test's thread, as the loop would.
-struct Inbox {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::function<void()>> q;
-  BodyReader::Poster poster() {
-    return [this](std::function<void()> fn) {
-      std::lock_guard lk(mu);
-      q.push_back(std::move(fn));
-      cv.notify_all();
-    };
-  }
-  void run_one() {
-    std::function<void()> fn;
-    {
-      std::unique_lock lk(mu);
-      REQUIRE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return !q.empty(); }));
-      fn = std::move(q.front());
-      q.pop_front();
-    }
-    fn();
-  }
-};
+// The completions run on the test's thread, as the loop would.
+using Inbox = PostQueue;
 
 }  // namespace
 
@@ -147,7 +126,7 @@ TEST_CASE("BodyReader: pieces on its own thread, answers through the poster") {
       CHECK(std::this_thread::get_id() == caller);   // run by the poster's owner
       p = std::move(x);
     });
-    inbox.run_one();
+    REQUIRE(inbox.run_one());
     REQUIRE((p.status == BodyReader::Status::More || p.status == BodyReader::Status::End));
     largest = std::max(largest, p.bytes.size());
     got += p.bytes;
@@ -163,7 +142,7 @@ TEST_CASE("BodyReader: pieces on its own thread, answers through the poster") {
   REQUIRE(w->remove("BIG"));
   BodyReader::Piece gone;
   reader.read("BIG", 3, [&](BodyReader::Piece x) { gone = std::move(x); });
-  inbox.run_one();
+  REQUIRE(inbox.run_one());
   CHECK(gone.status == BodyReader::Status::Missing);
   CHECK(gone.bytes.empty());
 }
@@ -174,7 +153,7 @@ TEST_CASE("BodyReader: a spool that cannot be opened is an Error with words, not
   BodyReader reader(dir.file("no-such-dir/spool.db"), inbox.poster());
   BodyReader::Piece p;
   reader.read("X", BodyReader::kStart, [&](BodyReader::Piece x) { p = std::move(x); });
-  inbox.run_one();
+  REQUIRE(inbox.run_one());
   CHECK(p.status == BodyReader::Status::Error);
   CHECK_FALSE(p.error.empty());
 }

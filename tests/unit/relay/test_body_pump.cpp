@@ -23,29 +23,7 @@ using outbox::queue::test::TempDir;
 namespace {
 
 // The loop's stand-in: completions posted by the reader's thread run here.
-struct Loop {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::function<void()>> q;
-  queue::BodyReader::Poster poster() {
-    return [this](std::function<void()> fn) {
-      std::lock_guard lk(mu);
-      q.push_back(std::move(fn));
-      cv.notify_all();
-    };
-  }
-  bool run_one() {
-    std::function<void()> fn;
-    {
-      std::unique_lock lk(mu);
-      if (!cv.wait_for(lk, std::chrono::seconds(10), [&] { return !q.empty(); })) return false;
-      fn = std::move(q.front());
-      q.pop_front();
-    }
-    fn();
-    return true;
-  }
-};
+using Loop = queue::test::PostQueue;
 
 std::string store(queue::Spool& s, const std::string& id, std::size_t chunks, std::size_t chunk_size) {
   queue::NewMessage m;
