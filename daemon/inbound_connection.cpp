@@ -528,6 +528,17 @@ void InboundConnection::flush_writes() {
 
 void InboundConnection::write_raw(std::string bytes) {
   if (closing_ || bytes.empty()) return;
+  // Write now when nothing is queued: a reply fits the socket buffer almost
+  // always, and a uv_write that completes at once still costs libuv an
+  // epoll_ctl (it re-arms the watcher when its queue drains) and a callback.
+  // What does not fit goes through uv_write, after what was written; an
+  // error goes there too, to be reported by on_write like any other.
+  if (writes_in_flight_ == 0) {
+    uv_buf_t now = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(stream_, &now, 1);
+    if (n == static_cast<int>(bytes.size())) return;
+    if (n > 0) bytes.erase(0, static_cast<std::size_t>(n));
+  }
   {
     auto* w = new WriteReq;
     w->data = std::move(bytes);

@@ -5,6 +5,9 @@
 
 #include <cstdlib>
 #include <optional>
+#include <string>
+
+#include <unistd.h>
 
 namespace outbox::log {
 
@@ -68,7 +71,10 @@ bool init(std::string_view level) {
   if (std::getenv("JOURNAL_STREAM"))
     g_logger->set_pattern("%l %v");
   else
-    g_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ outboxd[%P] %l %v", spdlog::pattern_time_type::utc);
+    // The pid as text, once: spdlog's %P asks the kernel (getpid) for every
+    // line, and outboxd never forks after this.
+    g_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ outboxd[" + std::to_string(::getpid()) + "] %l %v",
+                          spdlog::pattern_time_type::utc);
   g_logger->set_level(*lvl);
   g_logger->flush_on(spdlog::level::debug);
   return true;

@@ -38,15 +38,13 @@ namespace {
 
 std::string uv_error(int rc) { return std::string(uv_err_name(rc)) + ": " + uv_strerror(rc); }
 
-std::string peer_address(uv_tcp_t* tcp) {
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown";
+std::string peer_address(const sockaddr_storage& ss) {
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return "unknown";
   char buf[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET) {
-    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), buf, sizeof buf);
+    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&ss), buf, sizeof buf);
   } else {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     uv_ip6_name(s6, buf, sizeof buf);
   }
   return buf;
@@ -340,7 +338,11 @@ void Server::accept_from(Listener& l) {
     peer = unix_peer(reinterpret_cast<uv_pipe_t*>(client));
   } else {
     uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(client), 1);
-    peer.address = peer_address(reinterpret_cast<uv_tcp_t*>(client));
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(client), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+      ss.ss_family = AF_UNSPEC;
+    peer.address = peer_address(ss);
     // A client on this host: the kernel names the uid that owns its socket
     // (inet_diag, daemon/sock_diag.h). One netlink round trip to the local
     // kernel, microseconds, on the loop like the SO_PEERCRED of a Unix peer.
@@ -348,7 +350,7 @@ void Server::accept_from(Listener& l) {
     uv_os_fd_t fd;
     if (peer.loopback && config_->limits.loopback_identity != LimitsConfig::LoopbackIdentity::Off &&
         uv_fileno(reinterpret_cast<uv_handle_t*>(client), &fd) == 0) {
-      if (auto uid = sock_diag::loopback_peer_uid(fd)) {
+      if (auto uid = sock_diag::loopback_peer_uid(fd, reinterpret_cast<const sockaddr*>(&ss))) {
         peer.uid = *uid;
         peer.user = user_name(*uid);
       }

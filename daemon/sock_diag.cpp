@@ -111,13 +111,18 @@ bool is_loopback(const Endpoint& e) {
 }
 
 std::optional<std::uint32_t> loopback_peer_uid(int fd) {
-  sockaddr_storage local{}, peer{};
-  socklen_t ll = sizeof local, pl = sizeof peer;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0 ||
-      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0)
-    return std::nullopt;
+  sockaddr_storage peer{};
+  socklen_t pl = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) return std::nullopt;
+  return loopback_peer_uid(fd, reinterpret_cast<const sockaddr*>(&peer));
+}
+
+std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer) {
+  sockaddr_storage local{};
+  socklen_t ll = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) return std::nullopt;
   auto l = endpoint(reinterpret_cast<sockaddr*>(&local));
-  auto p = endpoint(reinterpret_cast<sockaddr*>(&peer));
+  auto p = endpoint(peer);
   if (!l || !p || !is_loopback(*p)) return std::nullopt;
   // One netlink socket for the process, opened at the first loopback client
   // and kept: a submission must not pay a socket() and close() each (this

@@ -53,5 +53,8 @@ bool is_loopback(const Endpoint& e);
 // The uid owning the client end of the accepted TCP connection `fd`, when
 // the peer is a loopback address and the kernel answers; nullopt otherwise.
 std::optional<std::uint32_t> loopback_peer_uid(int fd);
+// The same when the caller already holds the peer's address (the accept
+// path asked for it): one getpeername less.
+std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer);
 
 }  // namespace outbox::daemon::sock_diag

@@ -258,6 +258,15 @@ void UpstreamLink::handle_cipher(std::string_view bytes) {
 
 void UpstreamLink::write_raw(std::string bytes) {
   if (done_ || bytes.empty() || !tcp_) return;
+  // As InboundConnection::write_raw: written at once when nothing is queued
+  // and the socket takes it, without a request, a callback or the epoll_ctl
+  // libuv spends re-arming the watcher when a uv_write's queue drains.
+  if (queued_raw_ == 0) {
+    uv_buf_t now = uv_buf_init(bytes.data(), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(tcp_), &now, 1);
+    if (n == static_cast<int>(bytes.size())) return;
+    if (n > 0) bytes.erase(0, static_cast<std::size_t>(n));
+  }
   auto* w = new WriteReq;
   w->data = std::move(bytes);
   w->link = shared_from_this();
