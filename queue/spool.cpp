@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <system_error>
 
 namespace outbox::queue {
@@ -432,6 +433,13 @@ void Spool::exec_cached(const std::string& sql) {
 
 std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
   namespace fs = std::filesystem;
+  // SQLite counts every allocation under one process-wide mutex unless told
+  // not to; nothing here reads those counts, and the store writer, the body
+  // reader and the checkpointer took that mutex thousands of times per
+  // batch (docs/performance.md, round four). Only possible before SQLite
+  // initialises: the first open of the process does it.
+  static std::once_flag library;
+  std::call_once(library, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   int flags = SQLITE_OPEN_NOMUTEX;   // one thread at a time per connection
   if (mode == Mode::Checkpoint) {
     flags |= SQLITE_OPEN_READWRITE;   // never creates: the writer opened (and set up) the file first
