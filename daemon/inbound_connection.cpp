@@ -13,6 +13,7 @@
 #include "daemon/routing.h"
 #include "daemon/sender_policy.h"
 #include "daemon/server.h"
+#include "queue/body_reader.h"
 
 namespace outbox::daemon {
 
@@ -655,7 +656,16 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
   Server* srv = &server_;
-  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv](bool ok, std::string err) {
+  // A message stored in one request is also handed, on its 250, to the relay
+  // that will read it back in a moment (queue::BodyReader::remember).
+  std::string text;
+  if (whole && a.size <= queue::BodyReader::kPieceBytes) {
+    text.reserve(a.prefix.size() + (last_chunk ? last_chunk->bytes.size() : 0));
+    text.append(a.prefix);
+    if (last_chunk) text.append(last_chunk->bytes);
+  }
+  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv,
+               text = std::move(text)](bool ok, std::string err) mutable {
     auto self = weak.lock();
     bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
     if (ok && failed) {
@@ -672,7 +682,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
       if (!user.empty()) l.kv("user", user);
       if (!message_id.empty()) l.kv("message_id", message_id);
       log::info(l);
-      if (self) self->server_.message_accepted();
+      srv->message_accepted(id, std::move(text));
     } else {
       log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
                      .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));

@@ -830,7 +830,7 @@ void Relay::release_body_reader() {
   if (body_poster_) body_poster_->close();
 }
 
-void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
+queue::BodyReader& Relay::body_reader() {
   if (!body_reader_) {
     // A BodyReader of its own (thread and read-only connection), answering
     // through a LoopPoster of its own: the loop never waits for the disk.
@@ -838,8 +838,14 @@ void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::
     body_reader_ = std::make_unique<queue::BodyReader>(
         spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
   }
+  return *body_reader_;
+}
+
+void Relay::remember_body(const std::string& id, std::string text) { body_reader().remember(id, std::move(text)); }
+
+void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
   std::weak_ptr<bool> alive = alive_;
-  body_reader_->read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
+  body_reader().read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
     if (alive.expired()) return;
     guard("body", [&] { done(std::move(p)); });   // runs in the poster's uv_async callback
   });

@@ -52,6 +52,9 @@ class Relay {
   // upstream suspensions, then schedules.
   void start();
   void kick();      // a message was accepted: look for due work soon
+  // A message's whole stored text, just accepted: its first body read is
+  // answered from memory (queue::BodyReader::remember).
+  void remember_body(const std::string& id, std::string text);
   // Stop claiming; idle connections QUIT, busy ones finish their message.
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);
@@ -77,6 +80,7 @@ class Relay {
   void delivery_finished(Carrier& d);
   void park_now(const std::string& id, std::string why);
   void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
+  queue::BodyReader& body_reader();   // made at the first use
   // Blocking file work (the maildir upstream) on the FileWorker's thread;
   // done on the loop inside a noexcept boundary.
   void run_file(std::function<void()> work, FileWorker::Done done);

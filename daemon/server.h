@@ -77,8 +77,13 @@ class Server {
   // end of a socketpair, served as a Unix-socket client whose uid is the
   // maildrop file's owner. Takes fd; false when shutting down (fd closed).
   bool adopt_local(int fd, std::uint32_t uid);
-  void set_on_accepted(std::function<void()> fn) { on_accepted_ = std::move(fn); }
-  void message_accepted() { if (on_accepted_) on_accepted_(); }
+  // text: the message's whole stored text when it came in one piece (the
+  // relay's BodyReader keeps it for the first read), else empty.
+  using OnAccepted = std::function<void(const std::string& id, std::string text)>;
+  void set_on_accepted(OnAccepted fn) { on_accepted_ = std::move(fn); }
+  void message_accepted(const std::string& id, std::string text) {
+    if (on_accepted_) on_accepted_(id, std::move(text));
+  }
   // [[alert]] hooks (daemon/alerter.h), told when a spool write fails; may be null.
   void set_alerter(Alerter* a) { alerter_ = a; }
   void spool_failed(const std::string& op, const std::string& error) {
@@ -120,7 +125,7 @@ class Server {
   AuthThrottle auth_throttle_;
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
-  std::function<void()> on_accepted_;
+  OnAccepted on_accepted_;
   Alerter* alerter_ = nullptr;
   uv_timer_t* grace_timer_ = nullptr;
 };

@@ -21,7 +21,41 @@ BodyReader::~BodyReader() {
   thread_.join();
 }
 
+void BodyReader::remember(std::string id, std::string text) {
+  if (text.size() > piece_bytes_ || text.size() > kRememberBytes || fresh_.count(id)) return;
+  while (fresh_bytes_ + text.size() > kRememberBytes && !fresh_order_.empty()) {
+    auto it = fresh_.find(fresh_order_.front());
+    if (it != fresh_.end()) {
+      fresh_bytes_ -= it->second.size();
+      fresh_.erase(it);
+    }
+    fresh_order_.pop_front();
+  }
+  // Ids read already leave their place in fresh_order_ behind; it never
+  // holds more than the map's worth of them plus one pass of reads.
+  if (fresh_order_.size() > 2 * fresh_.size() + 64) {
+    std::deque<std::string> live;
+    for (auto& i : fresh_order_)
+      if (fresh_.count(i)) live.push_back(std::move(i));
+    fresh_order_.swap(live);
+  }
+  fresh_bytes_ += text.size();
+  fresh_.emplace(id, std::move(text));
+  fresh_order_.push_back(std::move(id));
+}
+
 void BodyReader::read(std::string id, std::int64_t from_seq, Done done) {
+  if (from_seq == kStart && !fresh_.empty()) {
+    if (auto it = fresh_.find(id); it != fresh_.end()) {
+      Piece p;
+      p.status = Status::End;
+      p.bytes = std::move(it->second);
+      fresh_bytes_ -= p.bytes.size();
+      fresh_.erase(it);
+      post_([done = std::move(done), p = std::move(p)]() mutable { done(std::move(p)); });
+      return;
+    }
+  }
   {
     std::lock_guard lock(mu_);
     queue_.push_back(Request{std::move(id), from_seq, std::move(done)});

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 namespace outbox::queue {
 
@@ -53,6 +54,20 @@ class BodyReader {
   // reader is destroyed first.
   void read(std::string id, std::int64_t from_seq, Done done);
 
+  // Owner's thread: the whole stored text (prefix and body, exactly as
+  // read_body_part would give it) of a message just committed, handed over
+  // by the submission side. The next read of it from kStart answers from
+  // memory (one End piece, through the Poster) without the spool, and
+  // forgets it; later reads (a retry) go to the spool. Only texts of one
+  // piece are kept, at most kRememberBytes in all, the oldest forgotten
+  // first: at full speed the relay claims a message milliseconds after its
+  // 250, while its pages are still in the writer's WAL and this reader's
+  // cache has been invalidated by every commit since (3 preads and a thread
+  // hand-off per message, docs/performance.md, round four).
+  void remember(std::string id, std::string text);
+  static constexpr std::size_t kRememberBytes = 4 * 1024 * 1024;
+  std::size_t remembered_bytes() const { return fresh_bytes_; }
+
  private:
   struct Request {
     std::string id;
@@ -64,6 +79,10 @@ class BodyReader {
 
   std::string path_;
   Poster post_;
+  // remember(): owner's thread only, like read().
+  std::unordered_map<std::string, std::string> fresh_;
+  std::deque<std::string> fresh_order_;   // ids, oldest first (some already read)
+  std::size_t fresh_bytes_ = 0;
   std::size_t piece_bytes_;
   std::unique_ptr<Spool> spool_;   // reader thread only
   std::mutex mu_;

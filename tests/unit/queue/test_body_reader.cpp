@@ -172,3 +172,66 @@ TEST_CASE("BodyReader: destroyed with requests queued, it joins and answers noth
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(answered == after);
 }
+
+TEST_CASE("BodyReader: a remembered text answers its first read from memory, then the spool answers") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  const std::string prefix = "Received: by test\r\n";
+  const auto chunks = chunks_of(1, 3000);
+  store(*w, "M1", prefix, chunks);
+  Inbox inbox;
+  BodyReader reader(dir.file("spool.db"), inbox.poster());
+  auto read = [&](const std::string& id, std::int64_t from = BodyReader::kStart) {
+    BodyReader::Piece p;
+    reader.read(id, from, [&](BodyReader::Piece x) { p = std::move(x); });
+    REQUIRE(inbox.run_one());
+    return p;
+  };
+  // What the submission side hands over is what the spool holds; to tell
+  // the two answers apart, this one says so.
+  reader.remember("M1", "from memory");
+  CHECK(reader.remembered_bytes() == 11);
+  auto p = read("M1");
+  CHECK(p.status == BodyReader::Status::End);
+  CHECK(p.bytes == "from memory");
+  CHECK(reader.remembered_bytes() == 0);
+  // Read once, forgotten: a retry reads the spool.
+  p = read("M1");
+  CHECK(p.status == BodyReader::Status::End);
+  CHECK(p.bytes == joined(prefix, chunks));
+
+  SUBCASE("only a read from the start is answered from memory") {
+    reader.remember("M1", "from memory");
+    p = read("M1", 0);
+    CHECK(p.bytes == chunks[0]);
+    CHECK(read("M1").bytes == "from memory");
+  }
+  SUBCASE("a message never remembered, or deleted before it was, is the spool's answer") {
+    CHECK(read("NOPE").status == BodyReader::Status::Missing);
+  }
+  SUBCASE("a text longer than one piece is not kept") {
+    BodyReader small(dir.file("spool.db"), inbox.poster(), 1000);
+    small.remember("M1", std::string(1001, 'x'));
+    CHECK(small.remembered_bytes() == 0);
+    small.remember("M1", std::string(1000, 'x'));
+    CHECK(small.remembered_bytes() == 1000);
+    small.remember("M1", "again");   // the same id twice: the first stays
+    CHECK(small.remembered_bytes() == 1000);
+  }
+  SUBCASE("at most kRememberBytes are kept, the oldest forgotten first") {
+    const std::size_t each = 60 * 1024;
+    const std::size_t fit = BodyReader::kRememberBytes / each;
+    for (std::size_t i = 0; i < fit + 5; ++i) reader.remember("F" + std::to_string(i), std::string(each, 'f'));
+    CHECK(reader.remembered_bytes() <= BodyReader::kRememberBytes);
+    CHECK(reader.remembered_bytes() == fit * each);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(read("F" + std::to_string(i)).status == BodyReader::Status::Missing);
+    CHECK(read("F" + std::to_string(fit + 4)).bytes.size() == each);
+    // Many texts read as they come (the relay keeping up): the order of ids
+    // does not grow without the texts.
+    for (int i = 0; i < 10000; ++i) {
+      reader.remember("G" + std::to_string(i), "g");
+      CHECK(read("G" + std::to_string(i)).bytes == "g");
+    }
+    CHECK(reader.remembered_bytes() == (fit - 1) * each);
+  }
+}
