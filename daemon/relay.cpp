@@ -841,7 +841,12 @@ queue::BodyReader& Relay::body_reader() {
   return *body_reader_;
 }
 
-void Relay::remember_body(const std::string& id, std::string text) { body_reader().remember(id, std::move(text)); }
+void Relay::remember_body(const std::string& id, std::string text) {
+  // Never the one to make the reader: its LoopPoster is a libuv handle, and
+  // one made after stop() closed the last would keep the loop (and the
+  // daemon) alive. The first delivery makes it; every later text is kept.
+  if (body_reader_) body_reader_->remember(id, std::move(text));
+}
 
 void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
   std::weak_ptr<bool> alive = alive_;

@@ -53,7 +53,8 @@ class Relay {
   void start();
   void kick();      // a message was accepted: look for due work soon
   // A message's whole stored text, just accepted: its first body read is
-  // answered from memory (queue::BodyReader::remember).
+  // answered from memory (queue::BodyReader::remember) once a delivery has
+  // made the reader.
   void remember_body(const std::string& id, std::string text);
   // Stop claiming; idle connections QUIT, busy ones finish their message.
   // on_stopped runs once no delivery is left.
