@@ -468,10 +468,11 @@ std::unique_ptr<Spool> Spool::open(const std::string& path, Mode mode) {
       throw SpoolError("spool: cannot create " + path + ": " + std::strerror(errno), SQLITE_CANTOPEN);
   }
   sqlite3* db = nullptr;
-  // The writer appends the WAL through queue/wal_batching_vfs.h: one write
-  // per commit rather than two per page. Readers and the checkpointer never
-  // append to it.
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, mode == Mode::ReadWrite ? wal_batching_vfs() : nullptr);
+  // The writer appends the WAL through queue/wal_batching_vfs.h: a few
+  // writes per commit rather than two per page; the checkpointer writes the
+  // database's consecutive pages at once. Readers write nothing.
+  const char* vfs = mode == Mode::ReadWrite ? wal_batching_vfs() : mode == Mode::Checkpoint ? checkpoint_batching_vfs() : nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, vfs);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     int code = db ? sqlite3_extended_errcode(db) : rc;

@@ -19,14 +19,15 @@ std::atomic<std::uint64_t> g_writes_in{0};
 std::atomic<std::uint64_t> g_writes_out{0};
 
 sqlite3_vfs* g_root = nullptr;   // the default VFS, wrapped
-sqlite3_vfs g_vfs;
+sqlite3_vfs g_vfs;               // WAL files batched
+sqlite3_vfs g_checkpoint_vfs;    // WAL files and the main database file batched
 
 // SQLite allocates szOsFile octets per open file: this struct, then the
 // default VFS's own file right after it.
 struct alignas(8) File {
   sqlite3_file base;
   sqlite3_file* real;
-  bool wal;
+  bool batch;                // appends are buffered (a WAL, or a checkpointer's database)
   char* buf;                 // kCapacity octets once the first append came
   sqlite3_int64 offset;      // file offset of buf[0]
   int length;                // octets in buf not yet written
@@ -61,15 +62,16 @@ int x_read(sqlite3_file* file, void* out, int amount, sqlite3_int64 offset) {
 
 int x_write(sqlite3_file* file, const void* data, int amount, sqlite3_int64 offset) {
   File* f = self(file);
-  if (!f->wal) return real_methods(f)->xWrite(f->real, data, amount, offset);
+  if (!f->batch) return real_methods(f)->xWrite(f->real, data, amount, offset);
   ++g_writes_in;
   if (f->length > 0 && offset == f->offset + f->length && amount <= kCapacity - f->length) {
     std::memcpy(f->buf + f->length, data, static_cast<std::size_t>(amount));
     f->length += amount;
     return SQLITE_OK;
   }
-  // Not the next append (a header at offset 0, a frame rewritten within the
-  // transaction) or no room: what is buffered goes first, in order.
+  // Not the next write (a header at offset 0, a frame rewritten within the
+  // transaction, a checkpoint skipping to a page further on) or no room:
+  // what is buffered goes first, in order.
   if (int rc = flush(f); rc != SQLITE_OK) return rc;
   if (!f->buf && amount < kCapacity) f->buf = static_cast<char*>(sqlite3_malloc(kCapacity));
   if (!f->buf || amount >= kCapacity) {
@@ -193,10 +195,10 @@ const sqlite3_io_methods kMethods = {
     x_unfetch,
 };
 
-int x_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
+int x_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {
   File* f = self(file);
   f->real = reinterpret_cast<sqlite3_file*>(f + 1);
-  f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+  f->batch = (flags & SQLITE_OPEN_WAL) != 0 || (vfs == &g_checkpoint_vfs && (flags & SQLITE_OPEN_MAIN_DB) != 0);
   f->buf = nullptr;
   f->offset = 0;
   f->length = 0;
@@ -207,25 +209,34 @@ int x_open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* o
   return rc;
 }
 
+void register_all(const char** wal_name, const char** checkpoint_name) {
+  g_root = sqlite3_vfs_find(nullptr);
+  if (!g_root) return;
+  // Every other method is the default VFS's own, called with a copy of
+  // its struct (same pAppData, mxPathname), so it behaves as it would.
+  auto make = [](sqlite3_vfs& v, const char* name, const char** out) {
+    v = *g_root;
+    v.pNext = nullptr;
+    v.zName = name;
+    v.szOsFile = static_cast<int>(sizeof(File)) + g_root->szOsFile;
+    v.xOpen = x_open;
+    if (sqlite3_vfs_register(&v, 0) == SQLITE_OK) *out = v.zName;
+  };
+  make(g_vfs, "outbox-wal-batching", wal_name);
+  make(g_checkpoint_vfs, "outbox-checkpoint-batching", checkpoint_name);
+}
+
+const char** names() {
+  static const char* n[2] = {nullptr, nullptr};
+  static std::once_flag once;
+  std::call_once(once, [] { register_all(&n[0], &n[1]); });
+  return n;
+}
+
 }  // namespace
 
-const char* wal_batching_vfs() {
-  static std::once_flag once;
-  static const char* name = nullptr;
-  std::call_once(once, [] {
-    g_root = sqlite3_vfs_find(nullptr);
-    if (!g_root) return;
-    // Every other method is the default VFS's own, called with a copy of
-    // its struct (same pAppData, mxPathname), so it behaves as it would.
-    g_vfs = *g_root;
-    g_vfs.pNext = nullptr;
-    g_vfs.zName = "outbox-wal-batching";
-    g_vfs.szOsFile = static_cast<int>(sizeof(File)) + g_root->szOsFile;
-    g_vfs.xOpen = x_open;
-    if (sqlite3_vfs_register(&g_vfs, 0) == SQLITE_OK) name = g_vfs.zName;
-  });
-  return name;
-}
+const char* wal_batching_vfs() { return names()[0]; }
+const char* checkpoint_batching_vfs() { return names()[1]; }
 
 WalBatchingStats wal_batching_stats() { return {g_writes_in.load(), g_writes_out.load()}; }
 

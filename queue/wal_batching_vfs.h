@@ -18,7 +18,8 @@
 // so the commit fails and its requests get no 250, as without the shim.
 //
 // Every other file (the database, its -shm, journals) and every other
-// method goes straight to the default VFS.
+// method goes straight to the default VFS, but for the checkpointer's
+// database file (checkpoint_batching_vfs below).
 #pragma once
 #include <cstdint>
 
@@ -27,10 +28,20 @@ namespace outbox::queue {
 // The registered VFS's name (registered once, on the first call; thread-safe),
 // for sqlite3_open_v2. nullptr when SQLite has no default VFS to wrap.
 const char* wal_batching_vfs();
+// The same for the checkpointer's connection, which also batches its writes
+// to the main database file: a checkpoint copies pages in ascending page
+// order, so the pages of a large body (consecutive overflow pages) go in one
+// write instead of one each. Safe for the same reason: the checkpoint syncs
+// the database (synchronous=FULL) before it records, in the wal-index, how
+// far it got, and only then may a reader use those pages from the file.
+// Never for a connection that commits: its database writes are not ordered
+// so (rollback journals), and the spool's writer never writes the database
+// file in WAL mode anyway.
+const char* checkpoint_batching_vfs();
 
 // Counters since the process started, over every file the shim opened: how
-// many xWrite calls SQLite made on WAL files, and how many writes reached
-// the default VFS for them. For tests and benchmarks.
+// many xWrite calls SQLite made on the files it batches, and how many
+// writes reached the default VFS for them. For tests and benchmarks.
 struct WalBatchingStats {
   std::uint64_t writes_in = 0;
   std::uint64_t writes_out = 0;
