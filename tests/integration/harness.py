@@ -628,21 +628,21 @@ class Daemon:
                                  % (" ".join(args), p.returncode, want, p.stdout[-2000:], p.stderr[-2000:]))
         return p
 
-    def ctl_json(self, *args):
-        p = self.ctl(*args)
+    def ctl_json(self, *args, timeout=30):
+        p = self.ctl(*args, timeout=timeout)
         try:
             return json.loads(p.stdout)
         except ValueError as e:
             raise AssertionError("outboxctl %s: not JSON (%s): %r" % (" ".join(args), e, p.stdout[:2000]))
 
-    def queue(self, state=None):
+    def queue(self, state=None, timeout=30):
         args = ["queue", "--json"] + (["--state", state] if state else [])
-        q = self.ctl_json(*args)
+        q = self.ctl_json(*args, timeout=timeout)
         assert isinstance(q, list), q
         return q
 
-    def queue_by_id(self):
-        return {m["id"]: m for m in self.queue()}
+    def queue_by_id(self, timeout=30):
+        return {m["id"]: m for m in self.queue(timeout=timeout)}
 
     def body(self, qid):
         return self.ctl("show", qid, "--body").stdout

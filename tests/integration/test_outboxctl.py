@@ -240,10 +240,10 @@ class UnderLoad(unittest.TestCase):
             acked, bad = [], []
 
             # Paced and bounded: outboxd accepts thousands a second, and the
-            # final listing of everything (under ASan, with the clients at full
-            # speed for the minute the rounds may take: 300,000 messages) must
-            # stay a listing, not a benchmark.
-            limit = 12000
+            # listings (under ASan, with the clients at full speed for the
+            # minute the rounds may take: 300,000 messages) must stay listings,
+            # not a benchmark.
+            limit = 6000
 
             def client(k):
                 while not stop.is_set():
@@ -279,7 +279,7 @@ class UnderLoad(unittest.TestCase):
                     continue
                 rounds += 1
                 if rounds % 5 == 0:
-                    d.queue()
+                    d.queue(timeout=120)   # ASan beside other tests: a loaded daemon lists slowly
                 victim, keep = ids[-1], ids[-2]
                 d.ctl("hold", keep)
                 held.add(keep)
@@ -296,7 +296,7 @@ class UnderLoad(unittest.TestCase):
                 t.join(60)
             self.assertEqual(bad, [], "clients refused while outboxctl wrote")
             self.assertEqual(rounds, 15)
-            q = d.queue_by_id()
+            q = d.queue_by_id(timeout=120)
             self.assertEqual(set(q), set(acked) - deleted)
             for qid in held:
                 self.assertEqual(q[qid]["state"], "held")
