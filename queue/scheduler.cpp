@@ -348,13 +348,17 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       // A file fixed meanwhile is read by a reload (which releases it): look
       // again at the retry pace, not hours later.
       if (unusable) until = std::min(until, now + us(params_.retry.initial));
+      // Typed by what it waits for, decided before the lifetime clamp: mail
+      // that expires before the suspension ends still waits for that
+      // upstream, and `outboxctl resume` must release it.
+      const bool for_suspension = earliest && *earliest <= until;
       until = std::min(until, deadline);   // so it expires on time
       if (earliest && !unusable && until - now <= kHold) {
         keep.push_back(std::move(e));   // ends soon: next_wakeup() says when
         continue;
       }
       d.kind = Decision::Kind::Park;
-      d.reason = earliest && *earliest <= until ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
+      d.reason = for_suspension ? WaitReason::UpstreamSuspended : WaitReason::UpstreamUnusable;
       d.until = until;
       about.emplace_back(e.seq, std::move(d));
     }

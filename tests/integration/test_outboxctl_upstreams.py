@@ -154,6 +154,18 @@ class AgainstTheRelay(unittest.TestCase):
         self.assertRegex(p.stdout.decode(), r"^%s: due now, but upstream mail is suspended until \S+Z "
                                             r"\(authentication failed\); `outboxctl resume mail` to lift it\n$" % qid)
         self.assertEqual(up.delivered(), [])
+        # The relay acts on the retry on its own (claims the message and parks
+        # it again for the suspension) before the resume comes: the park is
+        # clamped to the message's 20 s lifetime, and it must still be
+        # released by the resume (it once was typed "unusable" and was not).
+        d.wait_event("operator", action="retry", timeout=15)
+        deadline = time.monotonic() + 15
+        while True:
+            j = d.ctl_json("upstreams", "--json")
+            if j[0]["in_flight"] == 0 and j[0]["waiting"] == 1:
+                break
+            self.assertLess(time.monotonic(), deadline, "not parked again after the retry: %r" % j)
+            time.sleep(0.2)
 
         # The provider side is fixed (the account unlocked: the same password
         # now works), so nothing in outboxd's configuration changes and only

@@ -528,3 +528,31 @@ TEST_CASE("lower_concurrency: one fewer than were open, at least one, for an hou
   CHECK(std::count_if(d.begin(), d.end(), [](auto& x) { return x.kind == K::Open; }) == 3);
   CHECK_FALSE(s.lower_concurrency("gone", T0).has_value());
 }
+
+TEST_CASE("a suspension that outlasts the message's lifetime: parked until its deadline, still waiting for the upstream") {
+  // Found by the 535-resume integration test: a park clamped to the deadline
+  // was typed "unusable", so `outboxctl resume` (which releases only mail
+  // waiting for the upstream) left it parked until it expired.
+  auto s = make({up("a")});
+  s.upstream_failed("a", fail(SuspendReason::AuthFailed, "535 5.7.8 no"), T0);
+  const std::int64_t created = T0 - 5 * 86400 * S + 30 * S;   // 30 s of its lifetime left
+  s.add_due(msg("m1", {"a"}, created, 1), T0 + S);
+  auto d = s.poll(T0 + S);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].kind == K::Park);
+  CHECK(d[0].until == T0 + 30 * S);
+  CHECK(d[0].reason == WaitReason::UpstreamSuspended);
+  CHECK(d[0].upstream == "a");
+  // An unusable upstream beside a suspension that ends later: the retry pace
+  // governs, and the park stays typed unusable.
+  auto spec = up("b");
+  spec.usable = false;
+  auto s2 = make({spec, up("c")});
+  s2.upstream_failed("c", fail(SuspendReason::AuthFailed, "535 5.7.8 no"), T0);
+  s2.add_due(msg("m2", {"b", "c"}, created, 1), T0 + S);
+  d = s2.poll(T0 + S);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].kind == K::Park);
+  CHECK(d[0].reason == WaitReason::UpstreamUnusable);
+  CHECK(d[0].until == T0 + 30 * S);
+}
