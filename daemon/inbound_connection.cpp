@@ -659,7 +659,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
   // A message stored in one request is also handed, on its 250, to the relay
   // that will read it back in a moment (queue::BodyReader::remember).
   std::string text;
-  if (whole && a.size <= queue::BodyReader::kPieceBytes) {
+  if (whole && a.size <= queue::BodyReader::kPieceBytes && srv->wants_accepted_text()) {
     text.reserve(a.prefix.size() + (last_chunk ? last_chunk->bytes.size() : 0));
     text.append(a.prefix);
     if (last_chunk) text.append(last_chunk->bytes);

@@ -419,10 +419,12 @@ int main(int argc, char** argv) {
                                                       [server] { return server->next_id(); });
     auto* relay = d.relay.get();
     relay->set_alerter(d.alerter.get());
-    d.server->set_on_accepted([relay](const std::string& id, std::string text) {
-      if (!text.empty()) relay->remember_body(id, std::move(text));
-      relay->kick();
-    });
+    d.server->set_on_accepted(
+        [relay](const std::string& id, std::string text) {
+          if (!text.empty()) relay->remember_body(id, std::move(text));
+          relay->kick();
+        },
+        [relay] { return relay->keeps_bodies(); });
   }
   try {
     d.server->bind_listeners(inherited);

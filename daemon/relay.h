@@ -56,6 +56,8 @@ class Relay {
   // answered from memory (queue::BodyReader::remember) once a delivery has
   // made the reader.
   void remember_body(const std::string& id, std::string text);
+  // Whether remember_body keeps a text now (a delivery has made the reader).
+  bool keeps_bodies() const { return body_reader_ != nullptr; }
   // Stop claiming; idle connections QUIT, busy ones finish their message.
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);

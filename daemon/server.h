@@ -79,8 +79,13 @@ class Server {
   bool adopt_local(int fd, std::uint32_t uid);
   // text: the message's whole stored text when it came in one piece (the
   // relay's BodyReader keeps it for the first read), else empty.
+  // wants_text: whether anyone keeps that text now (no copy is made when not).
   using OnAccepted = std::function<void(const std::string& id, std::string text)>;
-  void set_on_accepted(OnAccepted fn) { on_accepted_ = std::move(fn); }
+  void set_on_accepted(OnAccepted fn, std::function<bool()> wants_text = {}) {
+    on_accepted_ = std::move(fn);
+    wants_text_ = std::move(wants_text);
+  }
+  bool wants_accepted_text() const { return wants_text_ && wants_text_(); }
   void message_accepted(const std::string& id, std::string text) {
     if (on_accepted_) on_accepted_(id, std::move(text));
   }
@@ -126,6 +131,7 @@ class Server {
   bool shutting_down_ = false;
   std::function<void()> on_drained_;
   OnAccepted on_accepted_;
+  std::function<bool()> wants_text_;
   Alerter* alerter_ = nullptr;
   uv_timer_t* grace_timer_ = nullptr;
 };
