@@ -390,7 +390,7 @@ void Delivery::before_dot(std::function<void()> proceed) {
   auto token = token_;
   Relay* relay = &relay_;
   ++relay->store_ops_;   // stop() waits for it, like run_store()
-  relay->store_.run(
+  relay->store_run(
       [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
         queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
       },

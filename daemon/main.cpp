@@ -32,7 +32,7 @@
 #include "daemon/spool_reader.h"
 #include "daemon/password.h"
 #include "daemon/query_service.h"
-#include "daemon/relay.h"
+#include "daemon/relay_thread.h"
 #include "daemon/server.h"
 #include "daemon/spool_lock.h"
 #include "queue/spool.h"
@@ -150,7 +150,8 @@ struct Daemon {
   // Before server and relay: they hold it and are destroyed first.
   std::unique_ptr<outbox::daemon::Alerter> alerter;
   std::unique_ptr<outbox::daemon::Server> server;
-  std::unique_ptr<outbox::daemon::Relay> relay;
+  // On a thread and loop of its own; after poster, which it posts to.
+  std::unique_ptr<outbox::daemon::RelayThread> relay;
   // After server: it hands the server its sessions, and goes first.
   std::unique_ptr<outbox::daemon::MaildropImporter> maildrop;
   // After poster: destroyed (its reader thread joined) before the poster it posts to.
@@ -159,6 +160,7 @@ struct Daemon {
   uv_timer_t relay_grace{};
   uv_timer_t status_timer{}, watchdog_timer{};
   bool watchdog = false;
+  std::int64_t watchdog_interval_us = 0;
   bool stopping = false;
   bool server_drained = false, relay_stopped = false;
 
@@ -270,12 +272,19 @@ struct Daemon {
     uv_timer_init(loop, &watchdog_timer);
     watchdog_timer.data = this;
     // Half the interval, as sd_watchdog_enabled(3) recommends; the ping comes
-    // from the event loop, so a wedged loop stops it and systemd restarts us.
+    // from the submission loop, and only while the relay's loop has beaten
+    // within the interval too: a wedged loop of either stops it and systemd
+    // restarts us.
     if (std::uint64_t usec = watchdog_usec(); usec > 0) {
       watchdog = true;
+      watchdog_interval_us = static_cast<std::int64_t>(usec);
       std::uint64_t ms = std::max<std::uint64_t>(usec / 2000, 1);
       notify("WATCHDOG=1");
-      uv_timer_start(&watchdog_timer, [](uv_timer_t*) { notify("WATCHDOG=1"); }, ms, ms);
+      uv_timer_start(&watchdog_timer, [](uv_timer_t* t) {
+        auto* d = static_cast<Daemon*>(t->data);
+        if (d->relay && !d->relay->alive_within(d->watchdog_interval_us)) return;
+        notify("WATCHDOG=1");
+      }, ms, ms);
     }
   }
 
@@ -415,16 +424,11 @@ int main(int argc, char** argv) {
   d.server->set_alerter(d.alerter.get());
   {
     auto* server = d.server.get();
-    d.relay = std::make_unique<outbox::daemon::Relay>(d.loop, d.config, *d.store,
-                                                      [server] { return server->next_id(); });
+    d.relay = std::make_unique<outbox::daemon::RelayThread>(
+        d.config, *d.store, [server] { return server->next_id(); }, d.alerter.get(), *d.poster);
     auto* relay = d.relay.get();
-    relay->set_alerter(d.alerter.get());
-    d.server->set_on_accepted(
-        [relay](const std::string& id, std::string text) {
-          if (!text.empty()) relay->remember_body(id, std::move(text));
-          relay->kick();
-        },
-        [relay] { return relay->keeps_bodies(); });
+    d.server->set_on_accepted([relay](const std::string& id, std::string text) { relay->accepted(id, std::move(text)); },
+                              [relay] { return relay->keeps_bodies(); });
   }
   try {
     d.server->bind_listeners(inherited);

@@ -154,8 +154,9 @@ std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret
 // --- setup -------------------------------------------------------------------------
 
 Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store,
-             std::function<std::string()> next_id)
+             std::function<std::string()> next_id, queue::StoreWorker::Poster store_via)
     : loop_(loop), gen_(Generation::make(config)), spool_path_(config->spool_path), store_(store),
+      store_via_(std::move(store_via)),
       next_id_(std::move(next_id)), rng_(std::random_device{}()),
       sched_(queue::SchedulerParams{}, [this] { return random01(); }) {
   sched_.set_params(scheduler_params());
@@ -173,7 +174,7 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
       [this](OutcomeRecorder::Work work, OutcomeRecorder::Done done) {
         // Counted like run_store(), so stop() waits for a write under way.
         ++store_ops_;
-        store_.run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
+        store_run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](
                                               bool ok, std::string err) {
           if (alive.expired()) return;
           --store_ops_;
@@ -826,6 +827,7 @@ void Relay::release_body_reader() {
   file_worker_.reset();
   if (file_poster_) file_poster_->close();
   fleet_.shutdown();
+  keeps_bodies_.store(false, std::memory_order_relaxed);
   body_reader_.reset();
   if (body_poster_) body_poster_->close();
 }
@@ -837,6 +839,7 @@ queue::BodyReader& Relay::body_reader() {
     body_poster_ = std::make_unique<LoopPoster>(loop_);
     body_reader_ = std::make_unique<queue::BodyReader>(
         spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+    keeps_bodies_.store(true, std::memory_order_relaxed);
   }
   return *body_reader_;
 }
@@ -1075,7 +1078,7 @@ void Relay::act_on(const queue::OperatorAction& a) {
 
 void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<void(bool, std::string)> done) {
   ++store_ops_;
-  store_.run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](bool ok, std::string err) {
+  store_run(std::move(work), [this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](bool ok, std::string err) {
     if (alive.expired()) return;
     --store_ops_;
     guard("store completion", [&] {

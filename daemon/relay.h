@@ -10,6 +10,7 @@
 #pragma once
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -42,8 +43,12 @@ namespace outbox::daemon {
 
 class Relay {
  public:
+  // store_via: where the StoreWorker brings this relay's completions (its
+  // own loop's poster when it runs on a thread of its own; empty: the
+  // worker's poster, the loop it shares with submission). next_id is called
+  // on the relay's thread.
   Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::StoreWorker& store,
-        std::function<std::string()> next_id);
+        std::function<std::string()> next_id, queue::StoreWorker::Poster store_via = {});
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -57,7 +62,8 @@ class Relay {
   // made the reader.
   void remember_body(const std::string& id, std::string text);
   // Whether remember_body keeps a text now (a delivery has made the reader).
-  bool keeps_bodies() const { return body_reader_ != nullptr; }
+  // Any thread.
+  bool keeps_bodies() const { return keeps_bodies_.load(std::memory_order_relaxed); }
   // Stop claiming; idle connections QUIT, busy ones finish their message.
   // on_stopped runs once no delivery is left.
   void stop(std::function<void()> on_stopped);
@@ -141,6 +147,11 @@ class Relay {
   std::shared_ptr<const Generation> gen_;
   const std::string spool_path_;
   queue::StoreWorker& store_;
+  queue::StoreWorker::Poster store_via_;
+  // Every spool write of the relay and its deliveries: completions on this loop.
+  void store_run(std::function<void(queue::Spool&)> work, queue::StoreWorker::Done done) {
+    store_.run(std::move(work), std::move(done), store_via_);
+  }
   std::function<std::string()> next_id_;
   std::mt19937_64 rng_;
   queue::Scheduler sched_;
@@ -178,6 +189,7 @@ class Relay {
   // the reader is destroyed (thread joined) before its poster.
   std::unique_ptr<LoopPoster> body_poster_;
   std::unique_ptr<queue::BodyReader> body_reader_;
+  std::atomic<bool> keeps_bodies_{false};   // body_reader_ exists, for other threads
   // The maildir upstream's file work, made at its first use, like the reader.
   std::unique_ptr<LoopPoster> file_poster_;
   std::unique_ptr<FileWorker> file_worker_;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,7 +72,11 @@ class Server {
   // first and a failure throws with nothing changed.
   void reload(std::shared_ptr<const Config> config);
   queue::StoreWorker& store() { return store_; }
-  std::string next_id() { return ids_.next(); }
+  // Any thread: the relay's thread takes ids for its bounces too.
+  std::string next_id() {
+    std::lock_guard lk(ids_mu_);
+    return ids_.next();
+  }
   // Called after each accepted message (the relay looks for work at once).
   // A submission from the maildrop (daemon/maildrop_importer.h): fd is one
   // end of a socketpair, served as a Unix-socket client whose uid is the
@@ -114,6 +119,7 @@ class Server {
   std::shared_ptr<const Config> config_;
   std::shared_ptr<const Config> bound_config_;   // listeners point into its [[listen]] entries
   queue::StoreWorker& store_;
+  std::mutex ids_mu_;
   queue::QueueIdGenerator ids_;
   std::shared_ptr<TlsContext> tls_ctx_;
   std::vector<std::unique_ptr<Listener>> listeners_;

@@ -40,6 +40,7 @@ struct StoreWorker::Request {
   std::uint64_t size = 0;                // Commit, Whole
   std::function<void(Spool&)> work;      // Run
   Done done;
+  Poster via;                            // Run: where done runs, if not through post_
   bool ok = false;
   std::string error;
 
@@ -162,10 +163,11 @@ void StoreWorker::store_message(NewMessage m, std::string body, std::string pref
   enqueue(std::move(r));
 }
 
-void StoreWorker::run(std::function<void(Spool&)> work, Done done) {
+void StoreWorker::run(std::function<void(Spool&)> work, Done done, Poster via) {
   auto r = std::make_unique<Request>(Request::Kind::Run);
   r->work = std::move(work);
   r->done = std::move(done);
+  r->via = std::move(via);
   enqueue(std::move(r));
 }
 
@@ -401,7 +403,9 @@ void StoreWorker::run_batch(std::deque<std::unique_ptr<Request>>& batch) {
     auto fn = [done = std::move(r->done), ok = r->ok, err = std::move(r->error)]() mutable {
       done(ok, std::move(err));
     };
-    if (post_)
+    if (r->via)
+      r->via(std::move(fn));
+    else if (post_)
       post_(std::move(fn));
     else
       fn();

@@ -1,6 +1,7 @@
 // StoreWorker: the one thread that owns the daemon's write connection to the
-// spool. Requests come from the event-loop thread; completions go back through
-// an injected Poster (the daemon's uv_async; tests run them inline).
+// spool. Requests come from the event-loop threads (submission's, the relay's);
+// completions go back through an injected Poster (the daemon's uv_async; tests
+// run them inline), or through the one a run() request names.
 //
 // Group commit: the thread drains every pending request, runs them in one
 // transaction (each in its own SAVEPOINT, so one failing request does not sink
@@ -51,7 +52,8 @@ class StoreWorker {
   std::string max_id() const { return max_id_; }  // as found at open
   int purged_at_start() const { return purged_; }
 
-  // Called from the owner's thread only. done may be empty.
+  // Any thread (enqueueing is locked); one message's requests from one
+  // thread, in order. done may be empty.
   void begin_message(NewMessage m, Done done);
   void append(std::string id, std::int64_t seq, std::string bytes, Done done);
   void commit_message(std::string id, std::string prefix, std::uint64_t size, Done done);
@@ -70,7 +72,9 @@ class StoreWorker {
   // of its own per drain for relay work doubled the fsyncs and, with the
   // dot mark on every delivery's critical path, cut end-to-end relay
   // throughput to 0.97x of the first design; shared, 1.11x.)
-  void run(std::function<void(Spool&)> work, Done done);
+  // `via`, when given, brings done to another thread than the owner's (the
+  // relay's own loop); the worker's Poster otherwise.
+  void run(std::function<void(Spool&)> work, Done done, Poster via = {});
 
   std::size_t pending_bytes() const;   // body bytes queued and not yet written
 

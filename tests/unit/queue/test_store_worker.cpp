@@ -709,3 +709,40 @@ TEST_CASE("store worker: relay work shares the drain's COMMIT but not the failur
   }
   counter.remove(w);
 }
+
+TEST_CASE("store worker: a run() that names its poster completes through it, in the same group commit") {
+  // The relay runs on a loop of its own: its completions must reach that
+  // loop, not the submission side's, while sharing the drain's one COMMIT.
+  TempDir dir;
+  PostQueue home, relay;
+  StoreWorker w(dir.file("spool.db"), home.poster());
+  CommitCounter counter;
+  w.run([&](Spool& s) { sqlite3_commit_hook(s.handle(), &CommitCounter::hook, &counter); }, [](bool, std::string) {});
+  REQUIRE(home.run_one());
+  std::promise<void> started, opened;
+  w.run(
+      [&](Spool&) {
+        started.set_value();
+        opened.get_future().wait();
+      },
+      {});
+  started.get_future().wait();
+  const int before = counter.commits;
+  QueueIdGenerator g;
+  const std::string id = g.next();
+  std::vector<std::string> at_home, at_relay;
+  w.store_message(msg(id), "body\r\n", "", 6, [&](bool ok, std::string) { at_home.push_back(ok ? "stored" : "failed"); });
+  w.run([&](Spool& s) { CHECK(s.get(id).has_value()); },
+        [&](bool ok, std::string) { at_relay.push_back(ok ? "ran" : "failed"); }, relay.poster());
+  opened.set_value();
+  REQUIRE(relay.run_one());
+  CHECK(at_relay == std::vector<std::string>{"ran"});
+  CHECK(at_home.empty());   // nothing of the relay's came through home, and home's is not run yet
+  REQUIRE(home.run_one());
+  CHECK(at_home == std::vector<std::string>{"stored"});
+  CHECK_FALSE(home.run_one(std::chrono::seconds(0)));
+  CHECK_FALSE(relay.run_one(std::chrono::seconds(0)));
+  CHECK(counter.commits - before == 2);   // the gate's batch, then one for both requests
+  w.run([](Spool& s) { sqlite3_commit_hook(s.handle(), nullptr, nullptr); }, [](bool, std::string) {});
+  REQUIRE(home.run_one());
+}
