@@ -1,5 +1,5 @@
-// Shared by the queue unit tests: temporary directories, clocks, and a
-// counter to wait for StoreWorker completions.
+// Shared by the queue unit tests: temporary directories, clocks, a message
+// to submit, and a counter to wait for StoreWorker completions.
 #pragma once
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -14,6 +14,10 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "queue/types.h"
 
 namespace outbox::queue::test {
 
@@ -67,6 +71,18 @@ struct PostQueue {
 inline std::int64_t now_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// A message as the server would begin it; created 0 means now. Tests that
+// need more (client, helo, uid, flags) set those fields on the result.
+inline NewMessage new_message(std::string id, std::vector<std::string> rcpts = {"r@example.com"},
+                              std::int64_t created = 0, std::string sender = "s@example.com") {
+  NewMessage m;
+  m.id = std::move(id);
+  m.sender = std::move(sender);
+  m.recipients = std::move(rcpts);
+  m.created = created ? created : now_us();
+  return m;
 }
 
 // Single-value query on a raw handle (PRAGMAs, COUNT(*)).
