@@ -43,7 +43,8 @@ class TempDir {
 
 // The owner's loop, for components that post their answers (BodyReader,
 // StoreWorker): post() from any thread, run_one() on the test's thread runs
-// the oldest; false when nothing came within the timeout.
+// the oldest; false when nothing came within the timeout. run_until() runs
+// them until pred() holds; false when it did not within the timeout.
 struct PostQueue {
   std::mutex mu;
   std::condition_variable cv;
@@ -56,10 +57,20 @@ struct PostQueue {
     };
   }
   bool run_one(std::chrono::seconds timeout = std::chrono::seconds(10)) {
+    return run_next(std::chrono::steady_clock::now() + timeout);
+  }
+  bool run_until(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const auto limit = std::chrono::steady_clock::now() + timeout;
+    while (!pred())
+      if (!run_next(limit)) return false;
+    return true;
+  }
+  // Runs the oldest, waiting for one until `limit`.
+  bool run_next(std::chrono::steady_clock::time_point limit) {
     std::function<void()> fn;
     {
       std::unique_lock lk(mu);
-      if (!cv.wait_for(lk, timeout, [&] { return !q.empty(); })) return false;
+      if (!cv.wait_until(lk, limit, [&] { return !q.empty(); })) return false;
       fn = std::move(q.front());
       q.pop_front();
     }
