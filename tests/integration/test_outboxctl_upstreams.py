@@ -111,12 +111,14 @@ class Upstreams(unittest.TestCase):
         self.assertTrue(lines[0].startswith("ID "), lines)
         self.assertEqual(p.stderr, b"", "a closed pipe is not an error")
         t = time.monotonic()
-        full = d.ctl("queue").stdout
+        full = d.ctl("queue", timeout=120).stdout
         full_s = time.monotonic() - t
         self.assertIn(b"-- 30001 messages", full)
         sys.stderr.write("queue | head: %.3fs; the whole listing of 30001: %.3fs\n" % (head_s, full_s))
-        self.assertLess(head_s, 2.0)
-        j = d.ctl_json("queue", "--json", "--state", "deferred")
+        # Streamed: head's three lines come long before the whole listing
+        # would (relative, so that a slow build under load does not matter).
+        self.assertLess(head_s, full_s / 2)
+        j = d.ctl_json("queue", "--json", "--state", "deferred", timeout=120)
         self.assertEqual(len(j), 30000)
         self.assertEqual(j[0]["id"], "Z0000001")
         db.execute("DELETE FROM messages WHERE id LIKE 'Z%'")

@@ -1,5 +1,5 @@
-// Shared by the queue unit tests: temporary directories, clocks, and a
-// counter to wait for StoreWorker completions.
+// Shared by the queue unit tests: temporary directories, clocks, a message
+// to submit, and a counter to wait for StoreWorker completions.
 #pragma once
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -14,6 +14,10 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "queue/types.h"
 
 namespace outbox::queue::test {
 
@@ -39,7 +43,8 @@ class TempDir {
 
 // The owner's loop, for components that post their answers (BodyReader,
 // StoreWorker): post() from any thread, run_one() on the test's thread runs
-// the oldest; false when nothing came within the timeout.
+// the oldest; false when nothing came within the timeout. run_until() runs
+// them until pred() holds; false when it did not within the timeout.
 struct PostQueue {
   std::mutex mu;
   std::condition_variable cv;
@@ -52,10 +57,20 @@ struct PostQueue {
     };
   }
   bool run_one(std::chrono::seconds timeout = std::chrono::seconds(10)) {
+    return run_next(std::chrono::steady_clock::now() + timeout);
+  }
+  bool run_until(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const auto limit = std::chrono::steady_clock::now() + timeout;
+    while (!pred())
+      if (!run_next(limit)) return false;
+    return true;
+  }
+  // Runs the oldest, waiting for one until `limit`.
+  bool run_next(std::chrono::steady_clock::time_point limit) {
     std::function<void()> fn;
     {
       std::unique_lock lk(mu);
-      if (!cv.wait_for(lk, timeout, [&] { return !q.empty(); })) return false;
+      if (!cv.wait_until(lk, limit, [&] { return !q.empty(); })) return false;
       fn = std::move(q.front());
       q.pop_front();
     }
@@ -67,6 +82,18 @@ struct PostQueue {
 inline std::int64_t now_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// A message as the server would begin it; created 0 means now. Tests that
+// need more (client, helo, uid, flags) set those fields on the result.
+inline NewMessage new_message(std::string id, std::vector<std::string> rcpts = {"r@example.com"},
+                              std::int64_t created = 0, std::string sender = "s@example.com") {
+  NewMessage m;
+  m.id = std::move(id);
+  m.sender = std::move(sender);
+  m.recipients = std::move(rcpts);
+  m.created = created ? created : now_us();
+  return m;
 }
 
 // Single-value query on a raw handle (PRAGMAs, COUNT(*)).

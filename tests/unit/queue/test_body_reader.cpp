@@ -20,15 +20,8 @@ using namespace outbox::queue::test;
 namespace {
 
 void store(Spool& s, const std::string& id, const std::string& prefix, const std::vector<std::string>& chunks) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "s@example.com";
-  m.recipients = {"r@example.com"};
-  m.client = "127.0.0.1";
-  m.helo = "client.example";
-  m.created = now_us();
   s.begin();
-  s.create_incoming(m);
+  s.create_incoming(new_message(id));
   std::uint64_t size = prefix.size();
   for (std::size_t i = 0; i < chunks.size(); ++i) {
     s.append_chunk(id, static_cast<std::int64_t>(i), chunks[i]);

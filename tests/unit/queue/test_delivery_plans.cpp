@@ -16,6 +16,7 @@
 #include "unit/queue/helpers.h"
 
 using namespace outbox::queue;
+using outbox::queue::test::new_message;
 using outbox::queue::test::TempDir;
 
 namespace {
@@ -67,12 +68,7 @@ bool full_scan(const std::string& row, const std::set<std::string>& partial) {
 }
 
 void submit(Spool& s, const std::string& id, std::int64_t now) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "app@example.test";
-  m.recipients = {"a@x.test", "b@x.test"};
-  m.created = now;
-  s.create_incoming(m);
+  s.create_incoming(new_message(id, {"a@x.test", "b@x.test"}, now, "app@example.test"));
   s.append_chunk(id, 0, "Subject: hi\r\n\r\nbody\r\n");
   s.finalize(id, "", 21, now);
 }
@@ -143,10 +139,7 @@ TEST_CASE("query plans: no DeliveryStore statement scans a whole table") {
   ds.release_upstream("relay", 8000);
   ds.headers(due[0].id);
   ds.bounce_sent(due[0].id);
-  NewMessage dsn;
-  dsn.id = "00000000999999";
-  dsn.recipients = {"app@example.test"};
-  dsn.created = 5200;
+  auto dsn = new_message("00000000999999", {"app@example.test"}, 5200, "");
   ds.enqueue_local(dsn, "Subject: failure\r\n\r\nx\r\n", 5200);
   ds.mark_bounce_sent(due[0].id, dsn.id);
   // The quota ledger: a start, the window's entries at start, the pruning.

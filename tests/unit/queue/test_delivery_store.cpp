@@ -6,19 +6,15 @@
 #include "unit/queue/helpers.h"
 
 using namespace outbox::queue;
+using outbox::queue::test::new_message;
 using outbox::queue::test::TempDir;
 
 namespace {
 
 void submit(Spool& s, const std::string& id, std::vector<std::string> rcpts, std::int64_t now,
             const std::string& sender = "app@example.test") {
-  NewMessage m;
-  m.id = id;
-  m.sender = sender;
-  m.recipients = std::move(rcpts);
-  m.created = now;
   s.begin();
-  s.create_incoming(m);
+  s.create_incoming(new_message(id, std::move(rcpts), now, sender));
   s.append_chunk(id, 0, "Subject: hi\r\nFrom: app@example.test\r\n\r\nbody\r\n");
   s.finalize(id, "Received: x\r\n", 60, now);
   s.commit();
@@ -156,11 +152,7 @@ TEST_CASE("delivery store: headers for a DSN, local enqueue, bounce de-duplicati
 
   s->begin();
   CHECK_FALSE(ds.bounce_sent("00000000010000"));
-  NewMessage m;
-  m.id = "00000000030000";
-  m.sender = "";
-  m.recipients = {"app@example.test"};
-  m.created = 2000;
+  auto m = new_message("00000000030000", {"app@example.test"}, 2000, "");
   std::string body(200000, 'x');
   ds.enqueue_local(m, body, 2000);
   ds.mark_bounce_sent("00000000010000", "00000000030000");

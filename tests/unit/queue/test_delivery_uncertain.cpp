@@ -7,19 +7,15 @@
 #include "unit/queue/helpers.h"
 
 using namespace outbox::queue;
+using outbox::queue::test::new_message;
 using outbox::queue::test::TempDir;
 using outbox::queue::test::count;
 
 namespace {
 
 void submit(Spool& s, const std::string& id, std::vector<std::string> rcpts, std::int64_t now) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "app@example.test";
-  m.recipients = std::move(rcpts);
-  m.created = now;
   s.begin();
-  s.create_incoming(m);
+  s.create_incoming(new_message(id, std::move(rcpts), now, "app@example.test"));
   s.append_chunk(id, 0, "Subject: hi\r\n\r\nbody\r\n");
   s.finalize(id, "", 21, now);
   s.commit();

@@ -17,16 +17,12 @@ namespace {
 
 NewMessage make_message(const std::string& id, std::vector<std::string> rcpts = {"a@example.com", "b@example.com"},
                         std::int64_t created = 0) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "sender@example.com";
-  m.recipients = std::move(rcpts);
+  auto m = new_message(id, std::move(rcpts), created, "sender@example.com");
   m.client = "127.0.0.1";
   m.uid = 1000;
   m.helo = "client.example.com";
   m.smtputf8 = true;
   m.body_8bit = true;
-  m.created = created ? created : now_us();
   return m;
 }
 

@@ -18,15 +18,8 @@ using namespace outbox::queue::test;
 
 namespace {
 
-NewMessage msg(const std::string& id) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "s@example.com";
-  m.recipients = {"a@example.com", "b@example.com"};
-  m.client = "unix";
-  m.created = now_us();
-  return m;
-}
+// Two recipients: list_page returns them with each message.
+NewMessage msg(const std::string& id) { return new_message(id, {"a@example.com", "b@example.com"}); }
 
 void store(Spool& s, const std::string& id, std::size_t body_bytes = 100, std::int64_t now = 0) {
   s.begin();

@@ -6,17 +6,14 @@
 #include "unit/queue/helpers.h"
 
 using namespace outbox::queue;
+using outbox::queue::test::new_message;
 using outbox::queue::test::TempDir;
 using outbox::queue::test::now_us;
 
 TEST_CASE("stats: per-upstream attempts, last delivery and last outcome") {
   TempDir dir;
   auto s = Spool::open(dir.file("spool.db"));
-  NewMessage m;
-  m.id = "00000000010000";
-  m.sender = "a@x.test";
-  m.recipients = {"b@y.test"};
-  m.created = now_us();
+  auto m = new_message("00000000010000", {"b@y.test"}, now_us(), "a@x.test");
   s->begin();
   s->create_incoming(m);
   s->finalize(m.id, {}, 0, m.created);

@@ -21,16 +21,6 @@ using namespace outbox::queue::test;
 
 namespace {
 
-NewMessage msg(const std::string& id, std::vector<std::string> rcpts = {"r@example.com"}) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "s@example.com";
-  m.recipients = std::move(rcpts);
-  m.client = "unix";
-  m.created = now_us();
-  return m;
-}
-
 // Holds the worker inside a run() request until open(); requests submitted
 // meanwhile pile up and form the next batch together.
 class Gate {
@@ -104,10 +94,10 @@ TEST_CASE("store worker: opens, purges leftovers, reports max id; throws SpoolEr
   {
     auto s = Spool::open(path);
     s->begin();
-    s->create_incoming(msg(done));
+    s->create_incoming(new_message(done));
     s->append_chunk(done, 0, "x");
     s->finalize(done, "", 1, now_us());
-    s->create_incoming(msg(half));
+    s->create_incoming(new_message(half));
     s->commit();
   }
   {
@@ -128,7 +118,7 @@ TEST_CASE("store worker: a message goes begin -> append -> commit; the 250 momen
   std::string id = QueueIdGenerator().next();
   Completions c;
   std::string seen_state;
-  w.begin_message(msg(id, {"a@x", "b@x"}), [&](bool ok, std::string) { c.add(ok); });
+  w.begin_message(new_message(id, {"a@x", "b@x"}), [&](bool ok, std::string) { c.add(ok); });
   w.append(id, 0, "Subject: hi\r\n\r\n", [&](bool ok, std::string) { c.add(ok); });
   w.append(id, 1, "body\r\n", [&](bool ok, std::string) { c.add(ok); });
   w.commit_message(id, "Received: x\r\n", 34, [&](bool ok, std::string err) {
@@ -162,7 +152,7 @@ TEST_CASE("store worker: a whole message is one request, queued when its done ru
   // promise after open() (Gate's worker lambda), as in the other tests.
   Gate gate(w);
   {
-    w.store_message(msg(id, {"a@x", "b@x"}), "Subject: hi\r\n\r\nbody\r\n", "Received: x\r\n", 34,
+    w.store_message(new_message(id, {"a@x", "b@x"}), "Subject: hi\r\n\r\nbody\r\n", "Received: x\r\n", 34,
                     [&](bool ok, std::string err) {
                       auto m = reader->get(id);   // another connection sees it: done follows the COMMIT
                       seen_state = m ? m->state : "<none>";
@@ -170,9 +160,9 @@ TEST_CASE("store worker: a whole message is one request, queued when its done ru
                       c.add(ok);
                     });
     CHECK(w.pending_bytes() == 21);   // the body counts as bytes not yet written
-    w.store_message(msg(dup), "first", "", 5, [&](bool ok, std::string err) { r[1] = {ok, err}; c.add(ok); });
+    w.store_message(new_message(dup), "first", "", 5, [&](bool ok, std::string err) { r[1] = {ok, err}; c.add(ok); });
     // The same id again fails alone and leaves the first copy as it was.
-    w.store_message(msg(dup), "second!", "", 7, [&](bool ok, std::string err) { r[2] = {ok, err}; c.add(ok); });
+    w.store_message(new_message(dup), "second!", "", 7, [&](bool ok, std::string err) { r[2] = {ok, err}; c.add(ok); });
     gate.open();
   }
   REQUIRE(c.wait_for(3));
@@ -195,7 +185,7 @@ TEST_CASE("store worker: a whole message is one request, queued when its done ru
   bool ok_lost = true;
   Gate gate2(w);
   w.run([&](Spool&) { counter.fail_next = 1; }, {});
-  w.store_message(msg(lost), "body", "", 4, [&](bool ok, std::string) { ok_lost = ok; f.add(ok); });
+  w.store_message(new_message(lost), "body", "", 4, [&](bool ok, std::string) { ok_lost = ok; f.add(ok); });
   gate2.open();
   REQUIRE(f.wait_for(1));
   CHECK_FALSE(ok_lost);
@@ -216,7 +206,7 @@ TEST_CASE("store worker: group commit: one COMMIT for everything that was waitin
   Completions c;
   for (int i = 0; i < 20; ++i) {
     std::string id = g.next();
-    w.begin_message(msg(id), [&](bool ok, std::string) { c.add(ok); });
+    w.begin_message(new_message(id), [&](bool ok, std::string) { c.add(ok); });
     w.append(id, 0, "x", [&](bool ok, std::string) { c.add(ok); });
     w.commit_message(id, "", 1, [&](bool ok, std::string) { c.add(ok); });
   }
@@ -280,7 +270,7 @@ TEST_CASE("store worker: many threads submitting at once: every Done exactly onc
                 c.add(ok);
               };
             };
-            w.begin_message(msg(id, {"a" + std::to_string(t) + "@x"}), done(0));
+            w.begin_message(new_message(id, {"a" + std::to_string(t) + "@x"}), done(0));
             for (int k = 0; k < kChunks; ++k) w.append(id, k, id + ":" + std::to_string(k) + ";", done(1 + k));
             w.commit_message(id, "P" + id + "\n", 0, done(kChunks + 1));
           }
@@ -320,7 +310,7 @@ TEST_CASE("store worker: a failing request does not sink the others in its batch
   std::string a = g.next(), b = g.next(), dup = g.next();
   // dup exists already: a second begin for it must fail alone.
   Completions setup;
-  w.begin_message(msg(dup), [&](bool ok, std::string) { setup.add(ok); });
+  w.begin_message(new_message(dup), [&](bool ok, std::string) { setup.add(ok); });
   w.commit_message(dup, "", 0, [&](bool ok, std::string) { setup.add(ok); });
   REQUIRE(setup.wait_for(2));
   REQUIRE(setup.ok() == 2);
@@ -334,15 +324,15 @@ TEST_CASE("store worker: a failing request does not sink the others in its batch
       c.add(ok);
     };
   };
-  w.begin_message(msg(a), rec(0));
+  w.begin_message(new_message(a), rec(0));
   w.run([](Spool&) { throw std::runtime_error("boom"); }, rec(1));
-  w.begin_message(msg(dup), rec(2));
+  w.begin_message(new_message(dup), rec(2));
   w.run([](Spool& s) {
     exec(s.handle(), "UPDATE messages SET last_error = 'half-done' WHERE id != ''");
     throw std::runtime_error("after a write");
   }, rec(3));
   w.commit_message(a, "A", 1, rec(4));
-  w.begin_message(msg(b), rec(5));
+  w.begin_message(new_message(b), rec(5));
   gate.open();
   REQUIRE(c.wait_for(6));
   CHECK(results[0].first);
@@ -371,7 +361,7 @@ TEST_CASE("store worker: after a failed begin, that message's appends and commit
   QueueIdGenerator g;
   std::string id = g.next();
   Completions setup;
-  w.begin_message(msg(id), [&](bool ok, std::string) { setup.add(ok); });
+  w.begin_message(new_message(id), [&](bool ok, std::string) { setup.add(ok); });
   w.append(id, 0, "original", [&](bool ok, std::string) { setup.add(ok); });
   w.commit_message(id, "", 8, [&](bool ok, std::string) { setup.add(ok); });
   REQUIRE(setup.wait_for(3));
@@ -381,7 +371,7 @@ TEST_CASE("store worker: after a failed begin, that message's appends and commit
   // primary key) must not be able to add to or finalize the stored message.
   std::vector<std::pair<bool, std::string>> r(3);
   Completions c;
-  w.begin_message(msg(id), [&](bool ok, std::string e) { r[0] = {ok, e}; c.add(ok); });
+  w.begin_message(new_message(id), [&](bool ok, std::string e) { r[0] = {ok, e}; c.add(ok); });
   w.append(id, 1, "smuggled", [&](bool ok, std::string e) { r[1] = {ok, e}; c.add(ok); });
   w.commit_message(id, "", 16, [&](bool ok, std::string e) { r[2] = {ok, e}; c.add(ok); });
   REQUIRE(c.wait_for(3));
@@ -411,8 +401,8 @@ TEST_CASE("store worker: an append that fails (disk full) fails its message, not
   std::vector<std::pair<bool, std::string>> r(6);
   Completions c;
   auto rec = [&](int i) { return [&, i](bool ok, std::string e) { r[i] = {ok, e}; c.add(ok); }; };
-  w.begin_message(msg(small), rec(0));
-  w.begin_message(msg(big), rec(1));
+  w.begin_message(new_message(small), rec(0));
+  w.begin_message(new_message(big), rec(1));
   w.append(small, 0, "tiny", rec(2));
   w.append(big, 0, std::string(1 << 20, 'x'), rec(3));   // does not fit
   w.commit_message(small, "", 4, rec(4));
@@ -443,7 +433,7 @@ TEST_CASE("store worker: a failing COMMIT fails the whole batch and leaves nothi
 
   // 'earlier' was begun in a batch that committed: it is incoming on disk.
   Completions setup;
-  w.begin_message(msg(earlier), [&](bool ok, std::string) { setup.add(ok); });
+  w.begin_message(new_message(earlier), [&](bool ok, std::string) { setup.add(ok); });
   w.append(earlier, 0, "part one", [&](bool ok, std::string) { setup.add(ok); });
   REQUIRE(setup.wait_for(2));
   REQUIRE(setup.ok() == 2);
@@ -461,10 +451,10 @@ TEST_CASE("store worker: a failing COMMIT fails the whole batch and leaves nothi
       c.add(ok);
     };
     w.append(earlier, 1, "part two", rec);
-    w.begin_message(msg(a), rec);
+    w.begin_message(new_message(a), rec);
     w.append(a, 0, "A", rec);
     w.commit_message(a, "", 1, rec);
-    w.begin_message(msg(b), rec);
+    w.begin_message(new_message(b), rec);
     // Armed from inside the batch, so the gate's own COMMIT is not the one refused.
     w.run([&](Spool&) { counter.fail_next = 1; }, rec);
     gate.open();
@@ -477,9 +467,9 @@ TEST_CASE("store worker: a failing COMMIT fails the whole batch and leaves nothi
     Completions c;
     auto rec = [&](bool ok, std::string) { c.add(ok); };
     w.append(earlier, 1, "part two", rec);
-    w.begin_message(msg(a), rec);
+    w.begin_message(new_message(a), rec);
     w.commit_message(a, "", 0, rec);
-    w.begin_message(msg(b), rec);
+    w.begin_message(new_message(b), rec);
     // Statement-time checks pass; COMMIT finds the dangling reference.
     w.run([](Spool& s) {
       exec(s.handle(), "PRAGMA defer_foreign_keys=ON");
@@ -508,7 +498,7 @@ TEST_CASE("store worker: a failing COMMIT fails the whole batch and leaves nothi
   CHECK(after.ok() == 0);
   // ... while new work goes through again.
   Completions fresh;
-  w.begin_message(msg(later), [&](bool ok, std::string) { fresh.add(ok); });
+  w.begin_message(new_message(later), [&](bool ok, std::string) { fresh.add(ok); });
   w.commit_message(later, "", 0, [&](bool ok, std::string) { fresh.add(ok); });
   REQUIRE(fresh.wait_for(2));
   CHECK(fresh.ok() == 2);
@@ -527,7 +517,7 @@ TEST_CASE("store worker: abort discards an incoming message") {
   QueueIdGenerator g;
   std::string id = g.next();
   Completions c;
-  w.begin_message(msg(id), [&](bool ok, std::string) { c.add(ok); });
+  w.begin_message(new_message(id), [&](bool ok, std::string) { c.add(ok); });
   w.append(id, 0, "partial", [&](bool ok, std::string) { c.add(ok); });
   REQUIRE(c.wait_for(2));
   w.abort_message(id);
@@ -545,7 +535,7 @@ TEST_CASE("store worker: pending_bytes counts body bytes not yet written") {
   CHECK(w.pending_bytes() == 0);
   Gate gate(w);
   Completions c;
-  w.begin_message(msg(id), [&](bool ok, std::string) { c.add(ok); });
+  w.begin_message(new_message(id), [&](bool ok, std::string) { c.add(ok); });
   w.append(id, 0, std::string(1000, 'a'), [&](bool ok, std::string) { c.add(ok); });
   w.append(id, 1, std::string(2000, 'b'), [&](bool ok, std::string) { c.add(ok); });
   CHECK(w.pending_bytes() == 3000);
@@ -567,7 +557,7 @@ TEST_CASE("store worker: the destructor finishes every queued request") {
     gate = std::make_unique<Gate>(w);   // everything below is still queued when the destructor starts
     for (int i = 0; i < 50; ++i) {
       ids.push_back(g.next());
-      w.begin_message(msg(ids.back()), [&](bool ok, std::string) { c.add(ok); });
+      w.begin_message(new_message(ids.back()), [&](bool ok, std::string) { c.add(ok); });
       w.append(ids.back(), 0, "x", [&](bool ok, std::string) { c.add(ok); });
       w.commit_message(ids.back(), "", 1, [&](bool ok, std::string) { c.add(ok); });
     }
@@ -592,7 +582,7 @@ TEST_CASE("store worker: an idle worker checkpoints the WAL") {
   QueueIdGenerator g;
   for (int i = 0; i < 20; ++i) {
     std::string id = g.next();
-    w.begin_message(msg(id), [&](bool ok, std::string) { c.add(ok); });
+    w.begin_message(new_message(id), [&](bool ok, std::string) { c.add(ok); });
     w.append(id, 0, std::string(20000, 'z'), [&](bool ok, std::string) { c.add(ok); });
     w.commit_message(id, "", 20000, [&](bool ok, std::string) { c.add(ok); });
   }
@@ -632,7 +622,7 @@ TEST_CASE("store worker: relay work shares the drain's COMMIT but not the failur
     std::string a = g.next();
     Gate gate(w);
     const auto before = counter.commits.load();
-    w.begin_message(msg(a), rec("begin a"));
+    w.begin_message(new_message(a), rec("begin a"));
     w.run(outcome("outcome 1"), rec("outcome 1"));
     w.append(a, 0, "A", rec("append a"));
     w.commit_message(a, "", 1, rec("commit a"));
@@ -647,11 +637,11 @@ TEST_CASE("store worker: relay work shares the drain's COMMIT but not the failur
   SUBCASE("the drain's COMMIT fails: its outcomes fail with it (the recorder writes them again), none is half on disk") {
     std::string a = g.next(), b = g.next();
     Gate gate(w);
-    w.begin_message(msg(a), rec("begin a"));
+    w.begin_message(new_message(a), rec("begin a"));
     w.run(outcome("outcome 1"), rec("outcome 1"));
     w.append(a, 0, "A", rec("append a"));
     w.commit_message(a, "", 1, rec("commit a"));
-    w.begin_message(msg(b), rec("begin b"));
+    w.begin_message(new_message(b), rec("begin b"));
     w.run([&](Spool&) { counter.fail_next = 1; }, rec("arm"));   // this drain's COMMIT is refused
     w.run(outcome("outcome 2"), rec("outcome 2"));
     gate.open();
@@ -668,14 +658,14 @@ TEST_CASE("store worker: relay work shares the drain's COMMIT but not the failur
   SUBCASE("an outcome whose statements fail rolls back only itself; the submissions around it commit") {
     std::string a = g.next(), b = g.next();
     Gate gate(w);
-    w.begin_message(msg(a), rec("begin a"));
+    w.begin_message(new_message(a), rec("begin a"));
     w.append(a, 0, "A", rec("append a"));
     w.commit_message(a, "", 1, rec("commit a"));
     w.run([&](Spool& s) {
       outcome("outcome 1")(s);
       outcome("outcome 1")(s);   // the same key again: a constraint error
     }, rec("outcome 1"));
-    w.begin_message(msg(b), rec("begin b"));
+    w.begin_message(new_message(b), rec("begin b"));
     w.commit_message(b, "", 0, rec("commit b"));
     gate.open();
     REQUIRE(c.wait_for(6));
@@ -690,7 +680,7 @@ TEST_CASE("store worker: relay work shares the drain's COMMIT but not the failur
   SUBCASE("work that throws rolls back only itself") {
     std::string a = g.next();
     Gate gate(w);
-    w.begin_message(msg(a), rec("begin a"));
+    w.begin_message(new_message(a), rec("begin a"));
     w.run([&](Spool& s) {
       outcome("outcome 1")(s);
       throw SpoolError("spool: disk I/O error", SQLITE_IOERR);

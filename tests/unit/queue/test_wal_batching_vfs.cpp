@@ -14,6 +14,7 @@
 #include "queue/wal_batching_vfs.h"
 
 using namespace outbox::queue;
+using outbox::queue::test::new_message;
 using outbox::queue::test::TempDir;
 
 namespace {
@@ -196,11 +197,7 @@ TEST_CASE("wal batching: the spool's writer appends through it") {
   TempDir dir;
   auto before = wal_batching_stats();
   auto spool = Spool::open(dir.file("spool.db"));
-  NewMessage m;
-  m.id = "08E8g6kJBb0001";
-  m.sender = "a@example.org";
-  m.recipients = {"b@example.org"};
-  m.created = 1'000'000;
+  auto m = new_message("08E8g6kJBb0001", {"b@example.org"}, 1'000'000, "a@example.org");
   const std::string body = std::string(3000, 'x') + "\r\n";
   spool->begin();
   spool->store_whole(m, body, "", body.size(), 1'000'001);
@@ -255,11 +252,7 @@ TEST_CASE("checkpoint batching: the spool's checkpointer uses it, and a reader d
   auto checkpointer = Spool::open(path, Spool::Mode::Checkpoint);
   auto reader = Spool::open(path, Spool::Mode::ReadOnly);
   for (int i = 0; i < 40; ++i) {
-    NewMessage m;
-    m.id = "08E8g6kJBb" + std::to_string(1000 + i);
-    m.sender = "a@example.org";
-    m.recipients = {"b@example.org"};
-    m.created = 1'000'000 + i;
+    auto m = new_message("08E8g6kJBb" + std::to_string(1000 + i), {"b@example.org"}, 1'000'000 + i, "a@example.org");
     const std::string body = std::string(20000 + i, static_cast<char>('a' + i % 26)) + "\r\n";
     writer->begin();
     writer->store_whole(m, body, "", body.size(), 1'000'001 + i);

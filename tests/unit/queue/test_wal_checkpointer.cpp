@@ -24,16 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-NewMessage new_msg(const std::string& id) {
-  NewMessage m;
-  m.id = id;
-  m.sender = "s@example.com";
-  m.recipients = {"r@example.com"};
-  m.client = "unix";
-  m.created = now_us();
-  return m;
-}
-
 StoreWorker::Poster inline_poster() {
   return [](std::function<void()> fn) { fn(); };
 }
@@ -44,7 +34,7 @@ void submit(StoreWorker& w, QueueIdGenerator& g, int n, std::size_t size = 20000
   Completions c;
   for (int i = 0; i < n; ++i) {
     std::string id = g.next();
-    w.begin_message(new_msg(id), [&](bool ok, std::string) { c.add(ok); });
+    w.begin_message(new_message(id), [&](bool ok, std::string) { c.add(ok); });
     w.append(id, 0, std::string(size, 'z'), [&](bool ok, std::string) { c.add(ok); });
     w.commit_message(id, "", size, [&](bool ok, std::string) { c.add(ok); });
   }
@@ -195,7 +185,7 @@ TEST_CASE("wal checkpointer: stopping joins its thread promptly, idle or under l
       StoreWorker w(path, inline_poster(), o);
       for (int i = 0; i < 30; ++i) {
         std::string id = g.next();
-        w.begin_message(new_msg(id), {});
+        w.begin_message(new_message(id), {});
         w.append(id, 0, std::string(20000, 'q'), {});
         w.commit_message(id, "", 20000, {});
       }

@@ -5,10 +5,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <future>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,39 +17,10 @@
 
 using namespace outbox;
 using daemon::OutcomeRecorder;
+using queue::test::PostQueue;
 using queue::test::TempDir;
 
 namespace {
-
-// The owner's thread: StoreWorker completions wait here until the test runs them.
-class Loop {
- public:
-  void post(std::function<void()> fn) {
-    std::lock_guard lk(mu_);
-    q_.push_back(std::move(fn));
-    cv_.notify_all();
-  }
-  // Runs posted closures until pred() holds (or 30 s pass).
-  bool run_until(const std::function<bool()>& pred) {
-    auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!pred()) {
-      std::function<void()> fn;
-      {
-        std::unique_lock lk(mu_);
-        if (!cv_.wait_until(lk, limit, [&] { return !q_.empty(); })) return false;
-        fn = std::move(q_.front());
-        q_.pop_front();
-      }
-      fn();
-    }
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-};
 
 // COMMITs on the worker's connection refused while `refuse` is set: the
 // transaction is rolled back as SQLite does for a failed COMMIT.
@@ -64,8 +32,8 @@ struct CommitGate {
 struct Fixture {
   TempDir dir;
   std::string path = dir.file("spool.db");
-  Loop loop;
-  queue::StoreWorker worker{path, [this](std::function<void()> fn) { loop.post(std::move(fn)); }};
+  PostQueue loop;   // the owner's thread: StoreWorker completions wait here until the test runs them
+  queue::StoreWorker worker{path, loop.poster()};
   std::int64_t clock = 1'000'000'000;
   std::vector<std::int64_t> armed;
   std::vector<OutcomeRecorder::Event> events;
