@@ -721,7 +721,7 @@ TEST_CASE("store worker: a run() that names its poster completes through it, in 
   QueueIdGenerator g;
   const std::string id = g.next();
   std::vector<std::string> at_home, at_relay;
-  w.store_message(msg(id), "body\r\n", "", 6, [&](bool ok, std::string) { at_home.push_back(ok ? "stored" : "failed"); });
+  w.store_message(new_message(id), "body\r\n", "", 6, [&](bool ok, std::string) { at_home.push_back(ok ? "stored" : "failed"); });
   w.run([&](Spool& s) { CHECK(s.get(id).has_value()); },
         [&](bool ok, std::string) { at_relay.push_back(ok ? "ran" : "failed"); }, relay.poster());
   opened.set_value();
