@@ -1,5 +1,7 @@
 #include "daemon/relay_thread.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <exception>
 
@@ -55,6 +57,7 @@ RelayThread::~RelayThread() {
 
 void RelayThread::start() {
   thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "relay");   // top -H, perf, /proc/PID/task/*/comm
     uv_timer_start(heartbeat_, [](uv_timer_t* t) noexcept {
       static_cast<RelayThread*>(t->data)->last_beat_.store(steady_us(), std::memory_order_relaxed);
     }, kHeartbeatMs, kHeartbeatMs);

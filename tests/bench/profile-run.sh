@@ -46,7 +46,7 @@ CONF
 pid=$!
 trap 'kill $pid $sinkpid 2>/dev/null' EXIT
 for _ in $(seq 50); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep 0.1; done
-threads() { for t in /proc/$pid/task/*; do echo "$(basename "$t") $(awk '{print $14+$15}' "$t/stat")"; done; }
+threads() { for t in /proc/$pid/task/*; do echo "$(basename "$t"):$(tr -d " \n" < "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
 cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
 threads > "$w/threads0"
 ppid=""
