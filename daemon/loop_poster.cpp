@@ -10,11 +10,12 @@ LoopPoster::LoopPoster(uv_loop_t* loop) : async_(new uv_async_t) {
 LoopPoster::~LoopPoster() { close(); }
 
 void LoopPoster::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) return;
-    pending_.push_back(std::move(fn));
-  }
+  // The send under the lock too: close() on the loop thread may otherwise
+  // free the handle between our check of closed_ and the send (a relay that
+  // posts `stopped` home, and home closing its poster on it at once).
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  pending_.push_back(std::move(fn));
   uv_async_send(async_);
 }
 
@@ -30,15 +31,19 @@ void LoopPoster::drain() {
 }
 
 void LoopPoster::close() {
-  if (!async_) return;
-  drain();
+  uv_async_t* a;
+  std::vector<std::function<void()>> last;
   {
     std::lock_guard lock(mu_);
+    if (closed_) return;
     closed_ = true;
+    a = async_;
+    async_ = nullptr;
+    last.swap(pending_);
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(async_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-  async_ = nullptr;
+  // What was posted before the close still runs, here, in order.
+  for (auto& fn : last) fn();
+  uv_close(reinterpret_cast<uv_handle_t*>(a), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
 }
 
 }  // namespace outbox::daemon

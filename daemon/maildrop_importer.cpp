@@ -129,7 +129,19 @@ void MaildropImporter::loop_thread() {
 
 void MaildropImporter::scan() {
   std::vector<std::string> names;
-  DIR* d = ::opendir(dir_.c_str());
+  // open + fdopendir rather than opendir: the descriptor's whole life is then
+  // seen by ThreadSanitizer in this thread. (libuv closes its sockets with a
+  // raw close syscall it cannot see, so opendir's reuse of a number the
+  // relay's thread last held looked like a race at closedir.)
+  DIR* d = nullptr;
+  if (int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    d = ::fdopendir(fd);
+    if (!d) {
+      int err = errno;
+      ::close(fd);
+      errno = err;
+    }
+  }
   if (!d) {
     log::warn(log::Line("maildrop_error").kv("dir", dir_).kv("error", std::strerror(errno)));
     return;
