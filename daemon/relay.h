@@ -5,8 +5,8 @@
 // owns the time (one timer armed at the next wake-up, no polling of the
 // schedule), the nudges (new mail, operator actions read from operator_log
 // every second), configuration generations and persistence of upstream
-// suspensions. Loop thread only; every libuv callback here is a noexcept
-// boundary.
+// suspensions. One loop's thread only (in outboxd the relay's own, made by
+// daemon/relay_thread.h); every libuv callback here is a noexcept boundary.
 #pragma once
 #include <uv.h>
 
