@@ -51,10 +51,17 @@ void BodyPump::cancel() {
   state_ = State::Idle;
   rewriter_.reset();
   std::string().swap(scratch_);
+  std::string().swap(held_);
+  held_off_ = 0;
 }
 
 void BodyPump::on_drain() {
-  if (state_ == State::WaitingDrain) request();
+  if (state_ != State::WaitingDrain) return;
+  if (held_off_ < held_.size()) {
+    feed(generation_);
+  } else {
+    request();
+  }
 }
 
 void BodyPump::request() {
@@ -79,32 +86,55 @@ void BodyPump::on_piece(std::uint64_t generation, queue::BodyReader::Piece piece
   }
   ++pieces_;
   largest_piece_ = std::max(largest_piece_, piece.bytes.size());
-  const bool last = piece.status == Status::End;
-  std::string_view text = piece.bytes;
+  held_last_ = piece.status == Status::End;
+  next_seq_ = piece.next_seq;
   if (rewriter_) {
     scratch_.clear();
     rewriter_->feed(piece.bytes, scratch_);
-    if (last) rewriter_->finish(scratch_);
-    text = scratch_;
+    if (held_last_) rewriter_->finish(scratch_);
+    held_.swap(scratch_);
+    if (scratch_.capacity() > 2 * queue::BodyReader::kPieceBytes) std::string().swap(scratch_);   // after a big header
+  } else {
+    held_ = std::move(piece.bytes);
   }
-  bool wanted = text.empty() || io_.chunk(text);
-  std::string().swap(piece.bytes);
-  if (scratch_.capacity() > 2 * queue::BodyReader::kPieceBytes) std::string().swap(scratch_);   // after a big header
-  if (generation != generation_) return;   // chunk() may have cancelled us
-  if (!wanted) {
-    cancel();
-    return;
+  held_off_ = 0;
+  feed(generation);
+}
+
+// Hands the held text to the session a slice at a time: a piece from memory
+// (BodyReader::remember) can be several slices long, and the link's queue
+// stays near its high-water mark whatever the piece's size.
+void BodyPump::feed(std::uint64_t generation) {
+  while (held_off_ < held_.size()) {
+    const std::size_t n = std::min(held_.size() - held_off_, kSlice);
+    const bool wanted = io_.chunk(std::string_view(held_).substr(held_off_, n));
+    if (generation != generation_) return;   // chunk() may have cancelled us
+    if (!wanted) {
+      cancel();
+      return;
+    }
+    held_off_ += n;
+    if (held_off_ < held_.size() && io_.pending() >= high_water_) {
+      state_ = State::WaitingDrain;
+      return;
+    }
   }
-  if (last) {
+  release_held();
+  if (held_last_) {
     finish();
     return;
   }
-  next_seq_ = piece.next_seq;
   if (io_.pending() < high_water_) {
     request();
   } else {
     state_ = State::WaitingDrain;
   }
+}
+
+// A delivery between pieces or messages holds no text.
+void BodyPump::release_held() {
+  held_off_ = 0;
+  std::string().swap(held_);
 }
 
 void BodyPump::finish() {

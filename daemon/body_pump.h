@@ -1,7 +1,8 @@
 // BodyPump: streams one message's text from the spool to the upstream with
 // bounded memory and back-pressure (issue 8 items 5 and 8).
 //
-//   BodyReader piece (<= 64 KiB + one chunk row)
+//   BodyReader piece (<= 64 KiB + one chunk row; from memory <= 256 KiB,
+//     handed on in slices of <= 64 KiB, the next after a drain)
 //     -> FromRewriter (from_header = "rewrite"; buffers the header block only)
 //     -> ClientSession::body_chunk (dot-stuffing; Sends of <= 64 KiB)
 //     -> UpstreamLink (TLS records of <= 16 KiB)
@@ -71,6 +72,8 @@ class BodyPump {
   enum class State { Idle, Reading, WaitingDrain, BeforeDot };
   void request();
   void on_piece(std::uint64_t generation, queue::BodyReader::Piece piece);
+  void feed(std::uint64_t generation);
+  void release_held();
   void finish();
   void run_before_dot();
 
@@ -83,6 +86,10 @@ class BodyPump {
   std::int64_t next_seq_ = queue::BodyReader::kStart;
   std::optional<protocol::FromRewriter> rewriter_;
   std::string scratch_;                // rewriter output, reused
+  std::string held_;                   // the piece being handed over, from held_off_
+  std::size_t held_off_ = 0;
+  bool held_last_ = false;             // held_ is the message's last piece
+  static constexpr std::size_t kSlice = queue::BodyReader::kPieceBytes;
   std::uint64_t generation_ = 0;       // answers for an older start() are stale
   std::uint64_t pieces_ = 0;
   std::size_t largest_piece_ = 0;

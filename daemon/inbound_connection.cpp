@@ -140,7 +140,7 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   if (listener_.tls == TlsMode::Implicit) tls_ = std::make_unique<TlsEngine>(server_.tls_context());
 }
 
-InboundConnection::~InboundConnection() = default;
+InboundConnection::~InboundConnection() { drop_relay_text(); }
 
 std::string InboundConnection::client_key() const { return peer_.unix_socket ? "" : peer_.address; }
 
@@ -574,7 +574,15 @@ void InboundConnection::on_write(uv_write_t* req, int status) {
 
 // --- spool ----------------------------------------------------------------------
 
+void InboundConnection::drop_relay_text() {
+  server_.release_text(relay_text_.size());
+  std::string().swap(relay_text_);
+  relay_text_on_ = false;
+}
+
 void InboundConnection::store_begin(protocol::BeginMessage& a) {
+  drop_relay_text();
+  relay_text_on_ = server_.wants_accepted_text();
   msg_id_ = a.id;
   chunk_seq_ = 0;
   msg_failed_ = false;
@@ -616,6 +624,15 @@ void InboundConnection::send_begin() {
 void InboundConnection::store_append(protocol::AppendBody& a) {
   send_begin();
   std::size_t n = a.bytes.size();
+  if (relay_text_on_) {
+    // A copy for the relay's first read (queue::BodyReader::remember): one
+    // memcpy here against the relay's spool read of the whole body.
+    if (relay_text_.size() + n <= queue::BodyReader::kRememberTextBytes && server_.hold_text(n)) {
+      relay_text_.append(a.bytes);
+    } else {
+      drop_relay_text();
+    }
+  }
   store_inflight_bytes_ += n;
   std::weak_ptr<InboundConnection> weak = weak_from_this();
   std::string id = a.id;
@@ -656,16 +673,26 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
   bool failed_before = msg_failed_;
   uv_timer_stop(idle_timer_);
   Server* srv = &server_;
-  // A message stored in one request is also handed, on its 250, to the relay
-  // that will read it back in a moment (queue::BodyReader::remember).
+  // The message's text is also handed, on its 250, to the relay that will
+  // read it back in a moment (queue::BodyReader::remember): the prefix, the
+  // chunks collected as they came, the last chunk.
+  // (Not whole: the last chunk went through store_append, into relay_text_.)
   std::string text;
-  if (whole && a.size <= queue::BodyReader::kPieceBytes && srv->wants_accepted_text()) {
-    text.reserve(a.prefix.size() + (last_chunk ? last_chunk->bytes.size() : 0));
+  const std::size_t last_bytes = whole && last_chunk ? last_chunk->bytes.size() : 0;
+  const std::size_t text_bytes = a.prefix.size() + relay_text_.size() + last_bytes;
+  const bool collect = whole ? srv->wants_accepted_text() : relay_text_on_;
+  if (collect && text_bytes <= queue::BodyReader::kRememberTextBytes) {
+    text.reserve(text_bytes);
     text.append(a.prefix);
-    if (last_chunk) text.append(last_chunk->bytes);
+    text.append(relay_text_);
+    if (last_bytes) text.append(last_chunk->bytes);
   }
-  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv,
+  drop_relay_text();   // counted again as the text, until the commit's answer
+  if (!text.empty() && !srv->hold_text(text.size())) std::string().swap(text);
+  const std::size_t held = text.size();
+  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv, held,
                text = std::move(text)](bool ok, std::string err) mutable {
+    srv->release_text(held);
     auto self = weak.lock();
     bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
     if (ok && failed) {
@@ -708,6 +735,7 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
 
 void InboundConnection::store_abort(const std::string& id) {
   if (id.empty()) return;
+  if (msg_id_ == id) drop_relay_text();
   if (pending_begin_ && pending_begin_->id == id) {
     pending_begin_.reset();   // nothing of it reached the store
     if (msg_id_ == id) msg_id_.clear();

@@ -68,6 +68,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::string client_label() const;
 
   void store_begin(protocol::BeginMessage& a);
+  void drop_relay_text();
   void send_begin();
   void store_append(protocol::AppendBody& a);
   void store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk);
@@ -110,6 +111,11 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   std::string msg_from_;
   std::size_t msg_nrcpt_ = 0;
   std::string msg_user_;             // the AUTH user of the message, for the accepted line
+  // The body's chunks before the last, copied for the relay (Server::
+  // hold_text counts them); off once the message outgrows
+  // BodyReader::kRememberTextBytes or the budget.
+  std::string relay_text_;
+  bool relay_text_on_ = false;
   std::uint64_t started_ms_ = 0;
   // data_timeout and min_data_rate on client time: they stand still while
   // this connection is not reading (daemon/data_clock.h).

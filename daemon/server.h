@@ -82,8 +82,9 @@ class Server {
   // end of a socketpair, served as a Unix-socket client whose uid is the
   // maildrop file's owner. Takes fd; false when shutting down (fd closed).
   bool adopt_local(int fd, std::uint32_t uid);
-  // text: the message's whole stored text when it came in one piece (the
-  // relay's BodyReader keeps it for the first read), else empty.
+  // text: the message's whole stored text when it was collected (at most
+  // queue::BodyReader::kRememberTextBytes; the relay's BodyReader keeps it
+  // for the first read), else empty.
   // wants_text: whether anyone keeps that text now (no copy is made when not).
   using OnAccepted = std::function<void(const std::string& id, std::string text)>;
   void set_on_accepted(OnAccepted fn, std::function<bool()> wants_text = {}) {
@@ -91,6 +92,18 @@ class Server {
     wants_text_ = std::move(wants_text);
   }
   bool wants_accepted_text() const { return wants_text_ && wants_text_(); }
+  // Bytes of message text the connections hold for the relay (a message
+  // longer than one chunk is collected while it streams in): at most
+  // kHeldTextBytes in all, so many large submissions at once cost the spool
+  // read they always did, not memory. Loop thread only.
+  static constexpr std::size_t kHeldTextBytes = 4 * 1024 * 1024;
+  bool hold_text(std::size_t n) {
+    if (n > kHeldTextBytes - held_text_) return false;
+    held_text_ += n;
+    return true;
+  }
+  void release_text(std::size_t n) { held_text_ -= std::min(n, held_text_); }
+  std::size_t held_text() const { return held_text_; }
   void message_accepted(const std::string& id, std::string text) {
     if (on_accepted_) on_accepted_(id, std::move(text));
   }
@@ -119,6 +132,7 @@ class Server {
   std::shared_ptr<const Config> config_;
   std::shared_ptr<const Config> bound_config_;   // listeners point into its [[listen]] entries
   queue::StoreWorker& store_;
+  std::size_t held_text_ = 0;
   std::mutex ids_mu_;
   queue::QueueIdGenerator ids_;
   std::shared_ptr<TlsContext> tls_ctx_;

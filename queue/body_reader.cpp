@@ -1,5 +1,6 @@
 #include "queue/body_reader.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "queue/spool.h"
@@ -22,11 +23,19 @@ BodyReader::~BodyReader() {
 }
 
 void BodyReader::remember(std::string id, std::string text) {
-  if (text.size() > piece_bytes_ || text.size() > kRememberBytes || fresh_.count(id)) return;
-  while (fresh_bytes_ + text.size() > kRememberBytes && !fresh_order_.empty()) {
+  if (text.size() > kRememberTextBytes || fresh_.count(id)) return;
+  // Full: the relay reads in about the order it was handed texts, so the
+  // oldest are the next it wants. Only a text passed over (later ones read
+  // since, by more than the deliveries in flight could explain: a deferred
+  // or held message) makes room; otherwise the new text is not kept, and is
+  // read from the spool when its turn comes. (Forgetting the oldest instead
+  // threw away, under a backlog, every text just before it was wanted.)
+  while (fresh_bytes_ + text.size() > kRememberBytes) {
+    if (fresh_order_.empty()) return;
     auto it = fresh_.find(fresh_order_.front());
     if (it != fresh_.end()) {
-      fresh_bytes_ -= it->second.size();
+      if (it->second.seq + kPassedOver >= last_read_seq_) return;
+      fresh_bytes_ -= it->second.text.size();
       fresh_.erase(it);
     }
     fresh_order_.pop_front();
@@ -40,7 +49,7 @@ void BodyReader::remember(std::string id, std::string text) {
     fresh_order_.swap(live);
   }
   fresh_bytes_ += text.size();
-  fresh_.emplace(id, std::move(text));
+  fresh_.emplace(id, Fresh{std::move(text), ++remember_seq_});
   fresh_order_.push_back(std::move(id));
 }
 
@@ -49,7 +58,8 @@ void BodyReader::read(std::string id, std::int64_t from_seq, Done done) {
     if (auto it = fresh_.find(id); it != fresh_.end()) {
       Piece p;
       p.status = Status::End;
-      p.bytes = std::move(it->second);
+      p.bytes = std::move(it->second.text);
+      last_read_seq_ = std::max(last_read_seq_, it->second.seq);
       fresh_bytes_ -= p.bytes.size();
       fresh_.erase(it);
       post_([done = std::move(done), p = std::move(p)]() mutable { done(std::move(p)); });

@@ -5,9 +5,10 @@
 // and no mutex shared with the writer or any other reader. Requests come from
 // the owner's thread; each answer is posted back through the injected Poster
 // (the daemon's LoopPoster; tests run them inline or on their own thread).
-// One piece is the stored prefix and/or chunk rows, at most
-// piece_bytes - 1 + one chunk row (Spool::read_body_part), so a delivery holds
-// one piece at a time whatever the message's size.
+// One piece read from the spool is the stored prefix and/or chunk rows, at
+// most piece_bytes - 1 + one chunk row (Spool::read_body_part); a text handed
+// over from memory (remember) is one piece of at most kRememberTextBytes. So
+// a delivery holds one bounded piece at a time whatever the message's size.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -58,14 +59,20 @@ class BodyReader {
   // read_body_part would give it) of a message just committed, handed over
   // by the submission side. The next read of it from kStart answers from
   // memory (one End piece, through the Poster) without the spool, and
-  // forgets it; later reads (a retry) go to the spool. Only texts of one
-  // piece are kept, at most kRememberBytes in all, the oldest forgotten
-  // first: at full speed the relay claims a message milliseconds after its
-  // 250, while its pages are still in the writer's WAL and this reader's
-  // cache has been invalidated by every commit since (3 preads and a thread
-  // hand-off per message, docs/performance.md, round four).
+  // forgets it; later reads (a retry) go to the spool. Texts of at most
+  // kRememberTextBytes are kept, at most kRememberBytes in all (when full,
+  // a new text is not kept unless an older one was passed over): at full speed the relay claims a message milliseconds
+  // after its 250, while its pages are still in the writer's WAL and this
+  // reader's cache has been invalidated by every commit since (3 preads and
+  // a thread hand-off per message, docs/performance.md, round four; for a
+  // 100 KB message the reader's thread cost as much CPU as the relay's
+  // loop, round six). A remembered text comes as one End piece, which may
+  // be longer than piece_bytes: the caller (daemon/body_pump.h) slices it.
   void remember(std::string id, std::string text);
   static constexpr std::size_t kRememberBytes = 4 * 1024 * 1024;
+  static constexpr std::size_t kRememberTextBytes = 256 * 1024;
+  // A text not read while texts kept this many after it were: passed over.
+  static constexpr std::uint64_t kPassedOver = 256;
   std::size_t remembered_bytes() const { return fresh_bytes_; }
 
  private:
@@ -80,7 +87,13 @@ class BodyReader {
   std::string path_;
   Poster post_;
   // remember(): owner's thread only, like read().
-  std::unordered_map<std::string, std::string> fresh_;
+  struct Fresh {
+    std::string text;
+    std::uint64_t seq = 0;   // remember_seq_ when it was kept
+  };
+  std::unordered_map<std::string, Fresh> fresh_;
+  std::uint64_t remember_seq_ = 0;
+  std::uint64_t last_read_seq_ = 0;   // the latest-kept text read so far
   std::deque<std::string> fresh_order_;   // ids, oldest first (some already read)
   std::size_t fresh_bytes_ = 0;
   std::size_t piece_bytes_;

@@ -78,6 +78,53 @@ class BodyIdentity(unittest.TestCase):
         self.assertGreater(dotted, 100)   # the case that used to be folded was exercised
         self.assertEqual(d.stop(), 0)
 
+    def test_sizes_across_the_memory_hand_off_arrive_unchanged(self):
+        """The relay's first read of a message is the text the submission side
+        collected (up to 256 KiB, queue::BodyReader::kRememberTextBytes, in one
+        piece the relay sends in 64 KiB slices); past that, or once the first
+        read is done, the spool's pieces. Sizes on each side of every bound
+        arrive byte for byte, twice each (the second copy in one session, with
+        the first still in flight)."""
+        up = Upstream("plain").start()
+        self.addCleanup(up.stop)
+        d = harness.Daemon(name="outbox-identity-sizes")
+        self.addCleanup(d.cleanup)
+        d.extra_toml = relay_toml([upstream_section("mail", up.port, timeout="30s")])
+        d.write_config()
+        d.start()
+        rng = random.Random(13)
+        # The relay's reader exists after its first delivery: from then on
+        # every accepted text is kept.
+        with d.smtplib() as s:
+            s.sendmail("app@client.test", ["dest@example.test"], message(rng, 1000))
+        self.assertEqual(len(up.wait_delivered(1, timeout=60)), 1)
+        K = 1024
+        sizes = [60 * K, 64 * K - 1, 64 * K + 1, 100 * 1000, 200 * K, 256 * K - 200, 256 * K + 1, 600 * K]
+        sent = {}
+        n = 0
+        with d.smtplib() as s:
+            for size in sizes:
+                for copy in range(2):
+                    msg = message(rng, 2000 + n)
+                    body = b""
+                    while len(msg) + len(body) < size:
+                        body += random_line(rng) + b"\r\n"
+                    msg = (msg + body)[:size - 2] + b"\r\n"
+                    refused = s.sendmail("app@client.test", ["dest@example.test"], msg,
+                                         mail_options=["BODY=8BITMIME"])
+                    self.assertEqual(refused, {})
+                    sent[b"<identity-%d@client.test>" % (2000 + n)] = msg
+                    n += 1
+        got = up.wait_delivered(1 + n, timeout=120)
+        self.assertEqual(len(got), 1 + n)
+        for m in got[1:]:
+            mid = [ln for ln in m.data.split(b"\r\n") if ln.startswith(b"Message-ID: ")][0][12:]
+            msg = sent.pop(mid)
+            self.assertTrue(m.data.endswith(msg), "message %r of %d octets changed in transit" % (mid, len(msg)))
+            self.assertEqual([name for name, _ in harness.parse_prefix(m.data[:-len(msg)])], ["received"])
+        self.assertEqual(sent, {})
+        self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

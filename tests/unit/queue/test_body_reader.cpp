@@ -202,29 +202,44 @@ TEST_CASE("BodyReader: a remembered text answers its first read from memory, the
   SUBCASE("a message never remembered, or deleted before it was, is the spool's answer") {
     CHECK(read("NOPE").status == BodyReader::Status::Missing);
   }
-  SUBCASE("a text longer than one piece is not kept") {
+  SUBCASE("a text longer than one piece is kept up to kRememberTextBytes, and answers as one piece") {
     BodyReader small(dir.file("spool.db"), inbox.poster(), 1000);
-    small.remember("M1", std::string(1001, 'x'));
+    small.remember("M1", std::string(BodyReader::kRememberTextBytes + 1, 'x'));
     CHECK(small.remembered_bytes() == 0);
-    small.remember("M1", std::string(1000, 'x'));
-    CHECK(small.remembered_bytes() == 1000);
+    small.remember("M1", std::string(5000, 'x'));
+    CHECK(small.remembered_bytes() == 5000);
     small.remember("M1", "again");   // the same id twice: the first stays
-    CHECK(small.remembered_bytes() == 1000);
+    CHECK(small.remembered_bytes() == 5000);
+    BodyReader::Piece q;
+    small.read("M1", BodyReader::kStart, [&](BodyReader::Piece x) { q = std::move(x); });
+    REQUIRE(inbox.run_one());
+    CHECK(q.status == BodyReader::Status::End);
+    CHECK(q.bytes == std::string(5000, 'x'));
+    CHECK(small.remembered_bytes() == 0);
   }
-  SUBCASE("at most kRememberBytes are kept, the oldest forgotten first") {
+  SUBCASE("at most kRememberBytes are kept; when full, a new text waits for the spool") {
     const std::size_t each = 60 * 1024;
     const std::size_t fit = BodyReader::kRememberBytes / each;
     for (std::size_t i = 0; i < fit + 5; ++i) reader.remember("F" + std::to_string(i), std::string(each, 'f'));
     CHECK(reader.remembered_bytes() <= BodyReader::kRememberBytes);
     CHECK(reader.remembered_bytes() == fit * each);
-    for (std::size_t i = 0; i < 5; ++i) CHECK(read("F" + std::to_string(i)).status == BodyReader::Status::Missing);
-    CHECK(read("F" + std::to_string(fit + 4)).bytes.size() == each);
+    // A backlog: the oldest are the next the relay wants, and they are there.
+    CHECK(read("F0").bytes.size() == each);
+    CHECK(read("F1").bytes.size() == each);
+    for (std::size_t i = fit; i < fit + 5; ++i) CHECK(read("F" + std::to_string(i)).status == BodyReader::Status::Missing);
     // Many texts read as they come (the relay keeping up): the order of ids
-    // does not grow without the texts.
+    // does not grow without the texts, and the unread F2.. are passed over
+    // and make room.
     for (int i = 0; i < 10000; ++i) {
       reader.remember("G" + std::to_string(i), "g");
       CHECK(read("G" + std::to_string(i)).bytes == "g");
     }
-    CHECK(reader.remembered_bytes() == (fit - 1) * each);
+    CHECK(reader.remembered_bytes() == (fit - 2) * each);
+    reader.remember("H", std::string(3 * each, 'h'));
+    CHECK(reader.remembered_bytes() == fit * each);   // F2, passed over, made room: just enough
+    CHECK(read("F2").status == BodyReader::Status::Missing);
+    CHECK(read("F3").bytes.size() == each);
+    CHECK(read("H").bytes.size() == 3 * each);
   }
+
 }

@@ -148,3 +148,73 @@ TEST_CASE("body pump: a mark that proceeds after cancel or a new start sends no 
   CHECK(r.count("dot") == 1);
   CHECK(r.text.substr(r.text.size() - second.size()) == second);
 }
+
+TEST_CASE("body pump: a text from memory longer than a slice goes in slices, the next after a drain") {
+  // What the submission side hands over (BodyReader::remember) comes as one
+  // piece of up to kRememberTextBytes; the link sees at most one slice past
+  // its high-water mark, as with pieces read from the spool.
+  TempDir dir;
+  Loop loop;
+  queue::BodyReader reader{dir.file("nowhere.db"), loop.poster()};   // no spool: memory must answer
+  const std::size_t slice = queue::BodyReader::kPieceBytes;
+  std::string text;
+  for (std::size_t i = 0; text.size() < 3 * slice + 100; ++i) text += "line " + std::to_string(i) + "\r\n";
+  reader.remember("BIG", text);
+  REQUIRE(reader.remembered_bytes() == text.size());
+
+  std::string sent;
+  std::size_t pending = 0;           // the link's queue, drained by the test
+  std::size_t largest_chunk = 0, most_pending = 0;
+  int dots = 0, reads = 0;
+  daemon::BodyPump::Io io;
+  io.read = [&](std::string id, std::int64_t from, queue::BodyReader::Done done) {
+    ++reads;
+    reader.read(std::move(id), from, std::move(done));
+  };
+  io.chunk = [&](std::string_view b) {
+    sent += b;
+    pending += b.size();
+    largest_chunk = std::max(largest_chunk, b.size());
+    most_pending = std::max(most_pending, pending);
+    return true;
+  };
+  io.end = [&] { ++dots; };
+  io.pending = [&] { return pending; };
+  io.failed = [&](queue::BodyReader::Status, std::string why) { FAIL("failed: " << why); };
+  const std::size_t high_water = slice;
+  daemon::BodyPump pump(std::move(io), high_water);
+  pump.start("BIG", "", false);
+  REQUIRE(loop.run_one());           // the memory answer, through the poster
+  CHECK(reads == 1);
+  CHECK(reader.remembered_bytes() == 0);
+  CHECK(largest_chunk <= slice);
+  int drains = 0;
+  while (dots == 0 && drains < 100) {
+    CHECK(sent.size() < text.size());   // not all of it before the link drained
+    pending = 0;
+    ++drains;
+    pump.on_drain();
+  }
+  CHECK(dots == 1);
+  CHECK(sent == text);
+  CHECK(reads == 1);                 // one piece, never the spool
+  CHECK(drains >= 2);
+  CHECK(most_pending <= high_water + slice);
+  CHECK_FALSE(pump.busy());
+
+  SUBCASE("cancelled between slices, a later drain sends nothing more") {
+    reader.remember("BIG2", text);
+    sent.clear();
+    dots = 0;
+    pending = 0;
+    pump.start("BIG2", "", false);
+    REQUIRE(loop.run_one());
+    const std::size_t before = sent.size();
+    CHECK(before < text.size());
+    pump.cancel();
+    pending = 0;
+    pump.on_drain();
+    CHECK(sent.size() == before);
+    CHECK(dots == 0);
+  }
+}
