@@ -1,6 +1,6 @@
 // Provider profiles (SPEC "Provider profiles"): the table in
 // daemon/providers.toml, compiled in, parsed once. `provider = "gmail"` on
-// an [[upstream]] fills what the entry does not set (daemon/config.cpp);
+// an [[upstream]] fills what the entry does not set (daemon/config_upstreams.cpp);
 // the reply rules go to the client session and the relay; `outboxctl
 // providers` prints the table. Part of outbox_config (toml++ only).
 #pragma once

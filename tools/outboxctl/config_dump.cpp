@@ -114,7 +114,7 @@ std::string render_config(const Config& c, bool changed_only, bool redact) {
       o.kv("tls", q(tls_word(l.tls)), q(tls_word(dl.tls)));
     }
     o.kv("auth", q(auth_word(l.auth)), q(auth_word(dl.auth)));
-    // The parser's default: loopback (daemon/config.cpp).
+    // The parser's default: loopback (daemon/config_listen.cpp).
     o.kv("trusted_networks", list(l.trusted_networks), list({"127.0.0.0/8", "::1/128"}));
   }
   if (!c.tls_cert.empty()) {
