@@ -186,6 +186,11 @@ void MaildirCarrier::report(client::Outcome outcome, client::Scope scope, protoc
   const bool upstream_fault = outcome != client::Outcome::Delivered && scope == client::Scope::Upstream;
   relay_.message_done(*this, std::move(job), std::move(r), "");
   if (upstream_fault || aborted_ || quit_) return finish();
+  // Ready for the next message, as an SMTP session says Ready after each
+  // transaction: without it the scheduler kept this connection busy for
+  // ever, so it was never handed another message nor told to QUIT, and with
+  // max_connections of them used up the upstream's mail stalled 'active'.
+  relay_.delivery_ready(*this);
 }
 
 void MaildirCarrier::quit_when_idle() {

@@ -21,6 +21,7 @@
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "queue/store_worker.h"
+#include "unit/daemon/log_capture.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
@@ -35,11 +36,9 @@ using outbox::queue::test::TempDir;
 
 namespace {
 
-// The daemon's logger, once, before any thread logs (errors only).
-void quiet_log() {
-  static const bool once = outbox::log::init("error");
-  (void)once;
-}
+// The daemon's logger, once per process, before any thread logs (errors
+// only on stderr; shared with test_relay.cpp, see log_capture.h).
+void quiet_log() { outbox::daemon::test::log_capture(); }
 
 struct Home {
   TempDir dir;
