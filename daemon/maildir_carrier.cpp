@@ -106,7 +106,8 @@ void MaildirCarrier::on_piece(queue::BodyReader::Piece piece) {
   const bool last = piece.status == S::End;
   const std::int64_t next = piece.next_seq;
   auto token = token_;
-  // One piece (64 KiB) in memory at a time, whatever the message's size.
+  // One piece in memory at a time (64 KiB from the spool, at most 256 KiB
+  // handed over from the submission side), whatever the message's size.
   relay_.run_file([file = file_, bytes = std::move(piece.bytes)] { file->write(bytes); },
                   [this, token, last, next](std::string error) {
                     if (*token) return;
