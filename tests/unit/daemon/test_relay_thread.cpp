@@ -183,3 +183,58 @@ TEST_CASE("relay thread: a relay never started is torn down without its thread; 
   relay.stop([&] { stopped = true; });
   REQUIRE(home.run_until([&] { return stopped; }));
 }
+
+TEST_CASE("relay thread: a text of several pieces handed over is what the delivery carries; past the bound, the spool's") {
+  // To tell the two sources apart, the text handed over differs from what
+  // the spool holds (the submission side never does that: it hands over
+  // exactly what it stored).
+  quiet_log();
+  Home home;
+  auto text_of = [](char c, std::size_t size) {
+    std::string t = "Subject: big\r\n\r\n";
+    while (t.size() + 80 < size) t += std::string(78, c) + "\r\n";
+    return t;
+  };
+  RelayThread relay(home.config, *home.store, home.next_id(), nullptr, *home.poster);
+  relay.start();
+  const std::string warm = home.submit("Subject: first\r\n\r\nmakes the reader\r\n");
+  relay.accepted(warm, "");
+  REQUIRE(home.run_until([&] { return home.state_of(warm) == "sent"; }));
+  REQUIRE(relay.keeps_bodies());
+  auto file_with = [&](char c) {
+    for (const auto& e : fs::directory_iterator(home.maildir + "/new")) {
+      std::ifstream f(e.path());
+      std::string s(std::istreambuf_iterator<char>(f), {});
+      if (s.find(std::string(78, c)) != std::string::npos) return s;
+    }
+    return std::string();
+  };
+
+  const std::size_t big = 200 * 1024;   // more than three 64 KiB pieces, within kRememberTextBytes
+  const std::string in_spool = text_of('s', big);
+  const std::string handed = text_of('m', big);
+  REQUIRE(in_spool.size() == handed.size());
+  const std::string id = home.submit(in_spool);
+  relay.accepted(id, handed);
+  REQUIRE(home.run_until([&] { return home.state_of(id) == "sent"; }));
+  const std::string got = file_with('m');
+  REQUIRE_FALSE(got.empty());
+  CHECK(got.size() >= handed.size());
+  CHECK(got.compare(got.size() - handed.size(), handed.size(), handed) == 0);   // after the envelope lines
+  CHECK(file_with('s').empty());
+
+  // Over kRememberTextBytes the text is not kept: the spool answers.
+  const std::string too_big_spool = text_of('S', 300 * 1024);
+  const std::string too_big_handed = text_of('M', 300 * 1024);
+  const std::string id2 = home.submit(too_big_spool);
+  relay.accepted(id2, too_big_handed);
+  REQUIRE(home.run_until([&] { return home.state_of(id2) == "sent"; }));
+  const std::string got2 = file_with('S');
+  REQUIRE_FALSE(got2.empty());
+  CHECK(got2.compare(got2.size() - too_big_spool.size(), too_big_spool.size(), too_big_spool) == 0);
+  CHECK(file_with('M').empty());
+
+  bool stopped = false;
+  relay.stop([&] { stopped = true; });
+  REQUIRE(home.run_until([&] { return stopped; }));
+}
