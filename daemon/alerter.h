@@ -30,20 +30,29 @@
 
 namespace outbox::daemon {
 
-class Alerter {
+// Where incidents are raised and cleared: the Alerter, or a recording fake
+// in tests of what raises them (daemon/upstream_incidents.h).
+class AlertSink {
+ public:
+  virtual ~AlertSink() = default;
+  virtual void raise(Alert a) = 0;
+  virtual void resolve(AlertKind k, const std::string& subject) = 0;
+};
+
+class Alerter final : public AlertSink {
  public:
   // now: s since the epoch (injected for tests); spool_path "" = no age check.
   Alerter(std::string host, std::string spool_path, std::function<std::int64_t()> now = {},
           std::chrono::milliseconds age_check = std::chrono::seconds(60));
-  ~Alerter();   // joins the thread; alerts not yet sent are dropped (logged)
+  ~Alerter() override;   // joins the thread; alerts not yet sent are dropped (logged)
   Alerter(const Alerter&) = delete;
   Alerter& operator=(const Alerter&) = delete;
 
   // A configuration generation: hooks whose settings did not change keep
   // their open incidents (a reload does not repeat an alert).
   void configure(const std::vector<AlertConfig>& hooks);
-  void raise(Alert a);
-  void resolve(AlertKind k, const std::string& subject);
+  void raise(Alert a) override;
+  void resolve(AlertKind k, const std::string& subject) override;
   // A spool write failed (op: "commit", "append", "delivery outcome", ...).
   void spool_error(const std::string& op, const std::string& error);
   // The number of alerts handed to hooks so far (tests and stats).

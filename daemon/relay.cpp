@@ -77,35 +77,6 @@ void log_recovery(const queue::Recovery& r, bool running) {
   }
 }
 
-// Why an upstream-scope failure suspends its upstream, typed once here.
-queue::SuspendReason suspend_reason(const client::SessionFailure& f) {
-  // No credential to log in with (an OAuth2 refresh failed): a dead login
-  // waits on the slow auth schedule for the operator, an outage on the
-  // upstream's ordinary one.
-  if (f.credential == client::CredentialFailure::NeedsOperator) return queue::SuspendReason::AuthFailed;
-  if (f.credential == client::CredentialFailure::Transient) return queue::SuspendReason::Unreachable;
-  if (f.reply && client::is_throttle(*f.reply)) return queue::SuspendReason::Throttled;
-  // A refused login (RFC 4954 §6: 535, 534, 530...): the account is wrong,
-  // not busy; retried on the slow auth schedule.
-  if (f.stage == client::Stage::Auth && f.reply && f.reply->permanent()) return queue::SuspendReason::AuthFailed;
-  if (!f.reply) return queue::SuspendReason::Unreachable;   // resolve, connect, TLS, timeout, drop
-  return queue::SuspendReason::Refused;
-}
-
-const char* reason_name(queue::SuspendReason r) {
-  switch (r) {
-    case queue::SuspendReason::None: return "none";
-    case queue::SuspendReason::AuthFailed: return "auth_failed";
-    case queue::SuspendReason::Throttled: return "throttled";
-    case queue::SuspendReason::Unreachable: return "unreachable";
-    case queue::SuspendReason::Refused: return "refused";
-    case queue::SuspendReason::Operator: return "operator";
-    case queue::SuspendReason::QuotaReached: return "quota_reached";
-    case queue::SuspendReason::ProviderStop: return "provider_stop";
-  }
-  return "unknown";
-}
-
 const char* wait_name(queue::WaitReason r) {
   switch (r) {
     case queue::WaitReason::None: return "none";
@@ -286,12 +257,7 @@ void Relay::start() {
             log::info(log::Line("quota_restored").kv("upstream", name).kv("entries", entries.size()));
           sched_.restore_ledger(name, std::move(entries));
         }
-        const std::int64_t now = now_us();
-        for (const auto& s : *states)
-          if (s.suspended_until && *s.suspended_until > now && sched_.knows(s.name))
-            log::warn(log::Line("upstream_suspended").kv("upstream", s.name).kv("reason", reason_name(s.reason))
-                          .kv("until_s", seconds_text(*s.suspended_until - now)).kv("reply", s.last_reply)
-                          .kv("restored", "yes"));
+        incidents_.restored(*states, now_us());
         // Rows written before this start are history, not requests.
         op_seq_ = *seq;
         started_ = true;
@@ -503,9 +469,8 @@ void Relay::decide() {
           if (d.reason == queue::WaitReason::NoRoute && no_route_warned_.insert(d.id).second)
             log::warn(log::Line("no_route").kv("id", d.id)
                           .kv("hint", "add a [[route]] whose sender pattern matches, then reload"));
-          // The upstream's own daily-scale window is full: mail waits an hour
-          // or more for it, which an operator wants to know without reading logs.
-          if (d.reason == queue::WaitReason::RateLimited && d.until - now >= kQuotaAlertWait) quota_exhausted(d.upstream, d.why, d.until, now);
+          // The upstream's own daily-scale window is full: an alert when mail waits an hour or more.
+          if (d.reason == queue::WaitReason::RateLimited) incidents_.window_full(d.upstream, d.why, d.until, now);
           park(d.id, d.until, d.reason, d.upstream, d.why);
           break;
         case K::Expire:
@@ -642,96 +607,9 @@ void Relay::delivery_ready(Carrier& d) {
   decide();
 }
 
-void Relay::suspend(const std::string& upstream, const client::SessionFailure& f, queue::ConnId conn) {
-  const std::int64_t now = now_us();
-  queue::UpstreamFailure uf;
-  uf.reason = suspend_reason(f);
-  uf.stage = std::string(client::stage_name(f.stage));
-  uf.reply = f.text();
-  uf.floor = f.reply ? client::suggested_backoff(*f.reply) : std::chrono::seconds{0};
-  // The provider's table (SPEC "Provider profiles"): how long, and what
-  // else (fewer connections, the operator told), in its own words.
-  std::optional<protocol::ReplyVerdict> verdict;
-  if (f.reply) {
-    const UpstreamRuntime* rt = gen_->find(upstream);
-    verdict = protocol::match_reply(rt ? rt->cfg->replies.get() : nullptr, *f.reply);
-    if (verdict && !protocol::upstream_action(verdict->action)) verdict.reset();
-  }
-  if (verdict) {
-    uf.floor = std::max(uf.floor, verdict->after);
-    if (verdict->action == protocol::ReplyAction::Hold) uf.reason = queue::SuspendReason::QuotaReached;
-    else if (verdict->action == protocol::ReplyAction::Suspend) uf.reason = queue::SuspendReason::ProviderStop;
-    else if (uf.reason != queue::SuspendReason::AuthFailed) uf.reason = queue::SuspendReason::Throttled;
-    uf.reply += " [" + verdict->words() + "]";
-    if (verdict->action == protocol::ReplyAction::LowerConcurrency) {
-      if (auto n = sched_.lower_concurrency(upstream, now))
-        log::warn(log::Line("upstream_concurrency_lowered").kv("upstream", upstream).kv("max_connections", *n)
-                      .kv("for_s", seconds_text(queue::Scheduler::kLoweredFor)).kv("reply", f.text())
-                      .kv("meaning", verdict->meaning));
-    }
-  }
-  auto s = sched_.upstream_failed(upstream, uf, now, conn);
-  if (!s) return;   // removed by a reload while this connection was in flight
-  // Another connection of the same outage: the suspension, its line and its
-  // alert are the first one's (this connection's own upstream_failed line
-  // still says what it met).
-  if (s->same_outage) return;
-  log::Line l("upstream_suspended");
-  l.kv("upstream", upstream).kv("reason", reason_name(s->reason)).kv("failures", s->failures)
-      .kv("until_s", seconds_text(s->until - now)).kv("reply", f.text());
-  if (verdict)
-    l.kv("provider", verdict->provider).kv("action", protocol::action_name(verdict->action))
-        .kv("meaning", verdict->meaning);
-  if (verdict && verdict->action == protocol::ReplyAction::Suspend)
-    l.kv("hint", "the provider asks this account to stop sending for a while; mail waits here. `outboxctl resume " +
-                     upstream + "` lifts the suspension early");
-  log::warn(l);
-  const UpstreamRuntime* rt = gen_->find(upstream);
-  const bool oauth2 = rt && rt->cfg->auth == "oauth2";
-  const std::string login_hint = oauth2 ? "run `outboxctl oauth2 login " + upstream +
-                                              "`: outboxd uses the new login at once"
-                                        : "fix the account or secret and reload, or run `outboxctl resume " +
-                                              upstream + "`";
-  if (s->tell_operator) {
-    // Once per suspension: the account or password is wrong; retrying at the
-    // message pace would only earn a login ban at the provider.
-    log::error(log::Line("upstream_login_refused").kv("upstream", upstream).kv("reply", uf.reply)
-                   .kv("retry_in_s", seconds_text(s->until - now)).kv("hint", login_hint));
-  }
-  if (alerter_) {
-    // One alert per incident (the AlertBook de-duplicates the repeats); the
-    // incident ends when the upstream delivers again (message_done).
-    if (s->reason == queue::SuspendReason::QuotaReached) quota_exhausted(upstream, uf.reply, s->until, now);
-    Alert a;
-    const bool auth = s->reason == queue::SuspendReason::AuthFailed;
-    a.kind = auth ? AlertKind::AuthFailed : AlertKind::UpstreamSuspended;
-    a.subject = upstream;
-    a.summary = "upstream " + upstream + (auth ? " refused the login" : " is suspended") + " (" +
-                std::string(reason_name(s->reason)) + "), next try in " + seconds_text(s->until - now) + " s: " +
-                uf.reply;
-    std::string hint = rt ? protocol::diagnose(upstream::summary(*rt->cfg), f).hint : "";
-    a.hint = auth ? (hint.empty() ? login_hint : hint + "; " + login_hint)
-                  : (hint.empty() ? "outbox keeps the mail and retries; `outboxctl upstreams` shows the state" : hint);
-    a.details = {{"reason", std::string(reason_name(s->reason))}, {"stage", uf.stage}, {"reply", uf.reply},
-                 {"failures", std::to_string(s->failures)}, {"retry_in_s", seconds_text(s->until - now)}};
-    alerter_->raise(std::move(a));
-  }
-  persist_upstreams();
-}
-
-void Relay::quota_exhausted(const std::string& upstream, const std::string& why, std::int64_t until,
-                            std::int64_t now) {
-  if (!alerter_) return;
-  Alert a;
-  a.kind = AlertKind::QuotaExhausted;
-  a.subject = upstream;
-  a.summary = "upstream " + upstream + ": the sending quota is used up, mail waits " + seconds_text(until - now) +
-              " s: " + why;
-  a.hint = "outbox keeps the mail and sends it when the window frees; `outboxctl upstreams` shows the quota's use. "
-           "If the provider's limit was raised, update rate/recipient_rate and reload, or `outboxctl resume " +
-           upstream + "`";
-  a.details = {{"waits_s", seconds_text(until - now)}, {"reason", why}};
-  alerter_->raise(std::move(a));
+void Relay::suspend(const std::string& upstream, const client::SessionFailure& f, queue::ConnId conn,
+                    std::int64_t now) {
+  if (incidents_.failed(upstream, f, conn, now)) persist_upstreams();
 }
 
 void Relay::message_done(Carrier& d, Job job, client::MessageReport report, const std::string& peer) {
@@ -748,14 +626,9 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
       sf.detail = "failed";
     }
     d.upstream_fault_reported = true;
-    suspend(d.upstream_name(), sf, d.conn());
+    suspend(d.upstream_name(), sf, d.conn(), now);
   } else {
-    sched_.upstream_ok(d.upstream_name(), now);
-    if (alerter_) {
-      alerter_->resolve(AlertKind::UpstreamSuspended, d.upstream_name());
-      alerter_->resolve(AlertKind::AuthFailed, d.upstream_name());
-      alerter_->resolve(AlertKind::QuotaExhausted, d.upstream_name());
-    }
+    incidents_.delivered(d.upstream_name(), now);
   }
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
 }
@@ -768,7 +641,7 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
   // upstream's (connect, TLS, greeting, EHLO, AUTH), whatever the scope.
   if ((setup || failure.scope == client::Scope::Upstream) && !d.upstream_fault_reported) {
     auto diag = protocol::diagnose(upstream::summary(cfg), failure);
-    suspend(d.upstream_name(), failure, d.conn());
+    suspend(d.upstream_name(), failure, d.conn(), now);
     auto st = sched_.state(d.upstream_name());
     log::Line l("upstream_failed");
     l.kv("upstream", cfg.name).kv("relay", route_label(&cfg)).kv("stage", client::stage_name(failure.stage))

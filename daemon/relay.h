@@ -32,6 +32,7 @@
 #include "daemon/loop_poster.h"
 #include "daemon/oauth2_refresher.h"
 #include "daemon/outcome_recorder.h"
+#include "daemon/upstream_incidents.h"
 #include "protocol/client_session.h"
 #include "queue/body_reader.h"
 #include "queue/delivery_store.h"
@@ -76,7 +77,10 @@ class Relay {
   std::size_t active_deliveries() const { return deliveries_.size(); }
   // [[alert]] hooks told about suspensions and failed outcome writes; may be
   // null. Must outlive the relay.
-  void set_alerter(Alerter* a) { alerter_ = a; }
+  void set_alerter(Alerter* a) {
+    alerter_ = a;
+    incidents_.set_alerter(a);
+  }
 
  private:
   friend class Delivery;
@@ -111,7 +115,10 @@ class Relay {
   void park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
             const std::string& why);
   void expire(const std::string& id, const std::string& upstream, const std::string& why);
-  void suspend(const std::string& upstream, const protocol::client::SessionFailure& f, queue::ConnId conn);
+  // An upstream-scope failure: suspended and reported (incidents_), the
+  // new suspension persisted.
+  void suspend(const std::string& upstream, const protocol::client::SessionFailure& f, queue::ConnId conn,
+               std::int64_t now);
   // A message handed to a connection of `upstream`: into the quota ledger.
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
@@ -120,10 +127,6 @@ class Relay {
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
   void reserved(queue::ConnId conn, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
-  // An alert (kind quota_exhausted): the provider said the quota is used up,
-  // or the upstream's own window makes mail wait an hour or more.
-  void quota_exhausted(const std::string& upstream, const std::string& why, std::int64_t until, std::int64_t now);
-  static constexpr std::int64_t kQuotaAlertWait = 3600LL * 1'000'000;   // µs
   // [bounces] delay_warnings: on the operator poll's timer, every
   // sweep_interval() (daemon/delay_warnings.h).
   void sweep_delay_warnings(std::int64_t now);
@@ -155,6 +158,12 @@ class Relay {
   std::function<std::string()> next_id_;
   std::mt19937_64 rng_;
   queue::Scheduler sched_;
+  // An upstream's failures and recovery as the operator sees them: log
+  // lines and [[alert]] incidents (daemon/upstream_incidents.h).
+  UpstreamIncidents incidents_{sched_, [this](std::string_view name) -> const UpstreamConfig* {
+    const UpstreamRuntime* rt = gen_->find(name);
+    return rt ? rt->cfg : nullptr;
+  }};
   uv_timer_t* timer_ = nullptr;      // claims and scheduler wake-ups
   uv_timer_t* op_timer_ = nullptr;   // operator_log probe, retention
   // Every outcome goes through the recorder (kept and retried when the
