@@ -174,6 +174,15 @@ class Maildir(unittest.TestCase):
                             "--state", "sent"], cwd=work, capture_output=True, timeout=30)
         self.assertEqual(q.returncode, 0, q.stderr)
         self.assertIn(b'"sent"', q.stdout)
+        # And the next ones, one at a time: each reaches the maildir (a
+        # maildir connection once carried one message and was never handed
+        # another, so the third of them stalled 'active' for ever).
+        for i in range(2, 7):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.sendmail("me@localhost", ["you@example.com"], b"Subject: message %d\r\n\r\nhello\r\n" % i)
+            files = wait_files(os.path.join(work, "var", "outgoing"), i)
+            with open(os.path.join(work, "outboxd.log"), "rb") as f:
+                self.assertEqual(len(files), i, f.read()[-4000:])
         p.terminate()
         self.assertEqual(p.wait(timeout=15), 0)
 
