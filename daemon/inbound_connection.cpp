@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <type_traits>
+#include <utility>
 
 #include "daemon/logging.h"
 #include "daemon/password.h"
@@ -574,11 +575,13 @@ void InboundConnection::on_write(uv_write_t* req, int status) {
 
 // --- spool ----------------------------------------------------------------------
 
-void InboundConnection::drop_relay_text() {
+std::string InboundConnection::take_relay_text() {
   server_.release_text(relay_text_.size());
-  std::string().swap(relay_text_);
   relay_text_on_ = false;
+  return std::exchange(relay_text_, std::string());
 }
+
+void InboundConnection::drop_relay_text() { take_relay_text(); }
 
 void InboundConnection::store_begin(protocol::BeginMessage& a) {
   drop_relay_text();
@@ -677,17 +680,21 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
   // read it back in a moment (queue::BodyReader::remember): the prefix, the
   // chunks collected as they came, the last chunk.
   // (Not whole: the last chunk went through store_append, into relay_text_.)
-  std::string text;
+  // relay_text_on_ was set at the message's start (Server::wants_accepted_text)
+  // and turned off once it outgrew the bound or the budget.
   const std::size_t last_bytes = whole && last_chunk ? last_chunk->bytes.size() : 0;
-  const std::size_t text_bytes = a.prefix.size() + relay_text_.size() + last_bytes;
-  const bool collect = whole ? srv->wants_accepted_text() : relay_text_on_;
-  if (collect && text_bytes <= queue::BodyReader::kRememberTextBytes) {
-    text.reserve(text_bytes);
-    text.append(a.prefix);
-    text.append(relay_text_);
+  const bool collect =
+      relay_text_on_ && a.prefix.size() + relay_text_.size() + last_bytes <= queue::BodyReader::kRememberTextBytes;
+  // The chunks' copy becomes the text's buffer (no second copy of the body);
+  // out of the budget here, counted again as the text until the commit's answer.
+  std::string text = take_relay_text();
+  if (collect) {
+    text.reserve(a.prefix.size() + text.size() + last_bytes);
+    text.insert(0, a.prefix);
     if (last_bytes) text.append(last_chunk->bytes);
+  } else {
+    std::string().swap(text);
   }
-  drop_relay_text();   // counted again as the text, until the commit's answer
   if (!text.empty() && !srv->hold_text(text.size())) std::string().swap(text);
   const std::size_t held = text.size();
   auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv, held,

@@ -69,6 +69,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
 
   void store_begin(protocol::BeginMessage& a);
   void drop_relay_text();
+  std::string take_relay_text();   // out of Server::hold_text's count; collection off
   void send_begin();
   void store_append(protocol::AppendBody& a);
   void store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk);

@@ -27,6 +27,7 @@
 #include "queue/spool.h"
 #include "queue/store_worker.h"
 #include "unit/daemon/log_capture.h"
+#include "unit/daemon/run_loop.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
@@ -100,19 +101,11 @@ struct Rig {
     return [this] { return ids.next(); };
   }
 
-  // Runs the loop until pred() holds; false after the timeout. A short
-  // repeating timer keeps UV_RUN_ONCE from blocking on a quiet loop.
+  // Runs the loop until pred() holds; false after the timeout.
   bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 15s) {
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) {}, 5, 5);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    bool ok;
-    while (!(ok = pred()) && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_ONCE);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return ok;
+    return outbox::daemon::test::run_loop_until(&loop, pred, timeout);
   }
+
 
   std::string submit(const std::string& sender, std::vector<std::string> rcpts, const std::string& body) {
     const std::string id = ids.next();

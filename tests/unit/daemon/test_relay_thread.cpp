@@ -22,6 +22,7 @@
 #include "queue/spool.h"
 #include "queue/store_worker.h"
 #include "unit/daemon/log_capture.h"
+#include "unit/daemon/run_loop.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
@@ -78,16 +79,9 @@ struct Home {
   }
   // Runs the home loop until pred() holds; false after the timeout.
   bool run_until(const std::function<bool()>& pred, std::chrono::seconds timeout = 20s) {
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) {}, 10, 10);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    bool ok;
-    while (!(ok = pred()) && std::chrono::steady_clock::now() < deadline) uv_run(&loop, UV_RUN_ONCE);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return ok;
+    return outbox::daemon::test::run_loop_until(&loop, pred, timeout);
   }
+
   std::string submit(const std::string& body) {
     std::string id;
     {
