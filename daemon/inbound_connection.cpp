@@ -28,6 +28,12 @@ constexpr std::size_t kMaxStoreBacklog = 1 << 20;
 // bytes). The idle deadline still runs, so such a client is timed out.
 constexpr std::size_t kMaxWriteBacklog = 256 * 1024;
 constexpr std::size_t kReadBufferSize = 64 * 1024;
+// While a commit is pending the socket is still read: what the client
+// pipelines behind the dot (RFC 2920 §3.1) waits in the session, in order,
+// until this many bytes. Stopping and restarting the read around every
+// commit cost two epoll_ctl calls per message (libuv adds the descriptor
+// again: ADD, EEXIST, MOD).
+constexpr std::size_t kMaxHeldInput = 16 * 1024;
 
 struct WriteReq {
   uv_write_t req;
@@ -288,7 +294,8 @@ void InboundConnection::handle_eof(const char* why) {
 
 void InboundConnection::update_reading() {
   if (closing_) return;
-  bool want = !close_after_flush_ && !session_->closed() && !session_->awaiting_commit() &&
+  const bool held_full = session_->awaiting_commit() && session_->held_input() >= kMaxHeldInput;
+  bool want = !close_after_flush_ && !session_->closed() && !held_full &&
               !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
               uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   bool was = reading_;

@@ -32,9 +32,28 @@ struct Server::Listener {
   bool unix_socket = false;
   bool activated = false;          // the fd came from the service manager
   std::string label;
+  // Where a TCP listener bound to one address (not a wildcard) is: every
+  // connection it accepts has that local end, so the accept path need not
+  // ask the kernel for it (sock_diag's lookup wants it).
+  std::optional<sockaddr_storage> local;
 };
 
 namespace {
+
+std::optional<sockaddr_storage> fixed_local_address(const uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  if (ss.ss_family == AF_INET) {
+    if (reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr == htonl(INADDR_ANY)) return std::nullopt;
+    return ss;
+  }
+  if (ss.ss_family == AF_INET6) {
+    if (IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr)) return std::nullopt;
+    return ss;
+  }
+  return std::nullopt;
+}
 
 std::string uv_error(int rc) { return std::string(uv_err_name(rc)) + ": " + uv_strerror(rc); }
 
@@ -290,6 +309,7 @@ void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
       });
       throw std::runtime_error("cannot listen on " + label + ": " + uv_error(rc));
     }
+    if (!l->unix_socket) l->local = fixed_local_address(reinterpret_cast<uv_tcp_t*>(l->handle));
     listeners_.push_back(std::move(l));
   }
 }
@@ -350,7 +370,8 @@ void Server::accept_from(Listener& l) {
     uv_os_fd_t fd;
     if (peer.loopback && config_->limits.loopback_identity != LimitsConfig::LoopbackIdentity::Off &&
         uv_fileno(reinterpret_cast<uv_handle_t*>(client), &fd) == 0) {
-      if (auto uid = sock_diag::loopback_peer_uid(fd, reinterpret_cast<const sockaddr*>(&ss))) {
+      const auto* local = l.local ? reinterpret_cast<const sockaddr*>(&*l.local) : nullptr;
+      if (auto uid = sock_diag::loopback_peer_uid(fd, reinterpret_cast<const sockaddr*>(&ss), local)) {
         peer.uid = *uid;
         peer.user = user_name(*uid);
       }

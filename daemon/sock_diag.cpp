@@ -117,10 +117,14 @@ std::optional<std::uint32_t> loopback_peer_uid(int fd) {
   return loopback_peer_uid(fd, reinterpret_cast<const sockaddr*>(&peer));
 }
 
-std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer) {
+std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer, const sockaddr* known_local) {
   sockaddr_storage local{};
-  socklen_t ll = sizeof local;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) return std::nullopt;
+  if (known_local) {
+    std::memcpy(&local, known_local, known_local->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  } else {
+    socklen_t ll = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) return std::nullopt;
+  }
   auto l = endpoint(reinterpret_cast<sockaddr*>(&local));
   auto p = endpoint(peer);
   if (!l || !p || !is_loopback(*p)) return std::nullopt;

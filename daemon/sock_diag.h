@@ -55,6 +55,8 @@ bool is_loopback(const Endpoint& e);
 std::optional<std::uint32_t> loopback_peer_uid(int fd);
 // The same when the caller already holds the peer's address (the accept
 // path asked for it): one getpeername less.
-std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer);
+// local: the connection's own end when the caller knows it (a listener
+// bound to one address), else nullptr: one getsockname less.
+std::optional<std::uint32_t> loopback_peer_uid(int fd, const sockaddr* peer, const sockaddr* local = nullptr);
 
 }  // namespace outbox::daemon::sock_diag

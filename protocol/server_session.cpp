@@ -385,6 +385,7 @@ std::vector<Action> ServerSession::take_actions() {
 
 bool ServerSession::awaiting_commit() const { return impl_->state == Impl::State::AwaitCommit; }
 bool ServerSession::awaiting_auth() const { return impl_->state == Impl::State::AwaitAuth; }
+std::size_t ServerSession::held_input() const { return impl_->pending.size(); }
 bool ServerSession::in_data() const { return impl_->state == Impl::State::Data; }
 bool ServerSession::closed() const { return impl_->state == Impl::State::Closed; }
 bool ServerSession::tls_active() const { return impl_->tls; }

@@ -136,8 +136,11 @@ class ServerSession {
   void on_slow_data(std::uint64_t bytes, std::uint64_t seconds);
   std::vector<Action> take_actions();
 
-  bool awaiting_commit() const;         // stop reading until on_commit_result()
+  bool awaiting_commit() const;         // input is held, not run, until on_commit_result()
   bool awaiting_auth() const;           // stop reading until on_auth_result()
+  // Bytes fed while awaiting a commit or a credential check, held in order
+  // until the answer: the I/O layer bounds reading by it.
+  std::size_t held_input() const;
   bool in_data() const;                 // between 354 and the end of data (data_timeout applies)
   bool closed() const;                  // CloseConnection was issued
   bool tls_active() const;

@@ -329,6 +329,30 @@ class BadInput(unittest.TestCase):
         # the daemon noticed and discarded (it stays discarded across a restart)
         self.assertTrue(self.d.running())
 
+    def test_commands_pipelined_behind_the_dot_while_it_commits(self):
+        """The socket is still read while a message commits (RFC 2920 §3.1):
+        what arrives behind the dot, even in later segments, waits and is
+        answered in order after the 250; the next message too."""
+        c = self.open_data("pipelined-1@client.test")
+        c.send(b"Subject: one\r\n\r\nfirst\r\n.\r\n")
+        c.send(b"MAIL FROM:<pipelined-2@client.test>\r\n")   # no wait: lands during the commit
+        c.send(b"RCPT TO:<user@example.test>\r\nDATA\r\n")
+        r = c.reply(timeout=20)
+        self.assertEqual(r.code, 250, r)
+        first = r.queue_id
+        self.expected.add(first)
+        self.assertEqual([x.code for x in c.replies(3)], [250, 250, 354])
+        c.send(b"Subject: two\r\n\r\nsecond\r\n.\r\n" + b"NOOP\r\n" * 5000)
+        r = c.reply(timeout=20)
+        self.assertEqual(r.code, 250, r)
+        self.expected.add(r.queue_id)
+        self.assertNotEqual(r.queue_id, first)
+        self.assertEqual([x.code for x in c.replies(5000, timeout=20)], [250] * 5000)
+        self.assertEqual(self.d.show(first)["sender"], "pipelined-1@client.test")
+        self.assertEqual(self.d.show(r.queue_id)["sender"], "pipelined-2@client.test")
+        self.assert_session_continues(c)
+        self.assert_only_expected_stored()
+
     def test_client_that_never_reads_its_replies(self):
         """Pipelined NOOPs from a client that reads nothing: the daemon must
         stop reading (back-pressure) instead of queueing replies without

@@ -259,6 +259,23 @@ TEST_CASE("pipelining across messages while a commit is pending") {
   CHECK(h.take() == Lines{"250 2.0.0 Ok: queued as ID2\r\n", "221 2.0.0 Bye\r\n"});
 }
 
+TEST_CASE("input fed while a commit is pending is held, counted, and run in order after it") {
+  Harness h;
+  h.auto_commit = false;
+  h.feed(kEnvelope + "body\r\n.\r\n");
+  REQUIRE(h.session->awaiting_commit());
+  CHECK(h.session->held_input() == 0);
+  // Later segments, as a client pipelining behind the dot sends them while
+  // the daemon keeps reading (the I/O layer bounds it by held_input()).
+  h.feed("NOOP\r\nNO");
+  h.feed("OP\r\nQUIT\r\n");
+  CHECK(h.session->held_input() == 18);
+  CHECK(h.codes() == Lines{"250", "250", "250", "354"});
+  h.commit(true);
+  CHECK(h.session->held_input() == 0);
+  CHECK(h.take() == Lines{"250 2.0.0 Ok: queued as ID1\r\n", "250 2.0.0 Ok\r\n", "250 2.0.0 Ok\r\n", "221 2.0.0 Bye\r\n"});
+}
+
 TEST_CASE("DATA refused (no recipient): following body lines are commands, as RFC 2920 warns") {
   Harness h;
   h.feed("EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bad address>\r\nDATA\r\nNOOP\r\n.\r\n");

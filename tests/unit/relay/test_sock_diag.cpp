@@ -115,6 +115,18 @@ TEST_CASE("loopback_peer_uid: this kernel names this process's uid for a connect
   CHECK(*uid == ::getuid());
   // The netlink socket is kept between queries: every later answer is still this one's.
   for (int i = 0; i < 50; ++i) CHECK(loopback_peer_uid(s) == uid);
+  // The accept path of a listener bound to one address passes that address
+  // as the local end instead of asking getsockname: the same answer...
+  sockaddr_in peer{};
+  socklen_t pl = sizeof peer;
+  REQUIRE(::getpeername(s, reinterpret_cast<sockaddr*>(&peer), &pl) == 0);
+  CHECK(loopback_peer_uid(s, reinterpret_cast<const sockaddr*>(&peer), reinterpret_cast<const sockaddr*>(&a)) == uid);
+  // ...and it is that address the kernel is asked about: another port names
+  // no socket, so no uid.
+  sockaddr_in other = a;
+  other.sin_port = htons(static_cast<std::uint16_t>(ntohs(a.sin_port) == 1 ? 2 : 1));
+  CHECK_FALSE(loopback_peer_uid(s, reinterpret_cast<const sockaddr*>(&peer), reinterpret_cast<const sockaddr*>(&other))
+                  .has_value());
   ::close(c);
   ::close(s);
   ::close(ls);
