@@ -10,6 +10,7 @@
 #include "daemon/maildir_carrier.h"
 #include "daemon/oauth2/token_store.h"
 #include "daemon/outcome_report.h"
+#include "daemon/relay_guard.h"
 #include "daemon/routing.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
@@ -86,25 +87,6 @@ const char* wait_name(queue::WaitReason r) {
     case queue::WaitReason::UpstreamUnusable: return "upstream_unusable";
   }
   return "unknown";
-}
-
-// Every entry from libuv (timers, store completions) runs through here: an
-// exception is logged and dropped, never allowed to unwind into C.
-template <typename F>
-void guard(const char* where, F&& f) noexcept {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    try {
-      log::error(log::Line("relay_error").kv("op", where).kv("error", e.what()));
-    } catch (...) {
-    }
-  } catch (...) {
-    try {
-      log::error(log::Line("relay_error").kv("op", where).kv("error", "unknown exception"));
-    } catch (...) {
-    }
-  }
 }
 
 std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret) {
