@@ -10,6 +10,7 @@
 #include "daemon/maildir_carrier.h"
 #include "daemon/oauth2/token_store.h"
 #include "daemon/outcome_report.h"
+#include "daemon/relay_guard.h"
 #include "daemon/routing.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
@@ -88,25 +89,6 @@ const char* wait_name(queue::WaitReason r) {
   return "unknown";
 }
 
-// Every entry from libuv (timers, store completions) runs through here: an
-// exception is logged and dropped, never allowed to unwind into C.
-template <typename F>
-void guard(const char* where, F&& f) noexcept {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    try {
-      log::error(log::Line("relay_error").kv("op", where).kv("error", e.what()));
-    } catch (...) {
-    }
-  } catch (...) {
-    try {
-      log::error(log::Line("relay_error").kv("op", where).kv("error", "unknown exception"));
-    } catch (...) {
-    }
-  }
-}
-
 std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret) {
   // What a fix after a refused login or a failed setup changes. The secret
   // is hashed in place, never copied into a longer-lived string.
@@ -129,7 +111,12 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
     : loop_(loop), gen_(Generation::make(config)), spool_path_(config->spool_path), store_(store),
       store_via_(std::move(store_via)),
       next_id_(std::move(next_id)), rng_(std::random_device{}()),
-      sched_(queue::SchedulerParams{}, [this] { return random01(); }) {
+      sched_(queue::SchedulerParams{}, [this] { return random01(); }),
+      tokens_(loop, oauth2::store::dir_for_spool(spool_path_), [this] {
+        std::vector<const UpstreamConfig*> ups;
+        for (const auto& [name, rt] : gen_->upstreams) ups.push_back(rt.cfg);
+        return ups;
+      }) {
   sched_.set_params(scheduler_params());
   sched_.set_upstreams(upstream_specs(), now_us());
   timer_ = new uv_timer_t;
@@ -261,7 +248,7 @@ void Relay::start() {
         // Rows written before this start are history, not requests.
         op_seq_ = *seq;
         started_ = true;
-        oauth2_configure();
+        tokens_.configure();
         fleet_.configure(gen_->config->quota);
         if (stopping_) return;
         uv_timer_start(op_timer_, [](uv_timer_t* t) {
@@ -275,7 +262,7 @@ void Relay::reload(std::shared_ptr<const Config> config) {
   const std::int64_t now = now_us();
   // The old generation stays alive only as long as a delivery holds it.
   gen_ = Generation::make(std::move(config));
-  oauth2_configure();
+  tokens_.configure();
   sched_.set_params(scheduler_params());
   sched_.set_upstreams(upstream_specs(), now);
   fleet_.configure(gen_->config->quota);
@@ -693,10 +680,7 @@ void Relay::delivery_finished(Carrier& d) {
 // No delivery is left: join the reader's thread and close its uv_async, which
 // would otherwise keep the loop running after the relay stopped.
 void Relay::release_body_reader() {
-  // The OAuth2 thread first: its last answers go through its poster, which
-  // runs them before it closes.
-  oauth2_.reset();
-  if (oauth2_poster_) oauth2_poster_->close();
+  tokens_.shutdown();
   file_worker_.reset();
   if (file_poster_) file_poster_->close();
   fleet_.shutdown();
@@ -980,7 +964,7 @@ void Relay::stop(std::function<void()> on_stopped) {
   if (stopping_) return;
   stopping_ = true;
   // A token request in flight is aborted: the delivery waiting for it ends.
-  if (oauth2_) oauth2_->cancel();
+  tokens_.cancel();
   uv_timer_stop(timer_);
   uv_timer_stop(op_timer_);
   const std::int64_t now = now_us();
@@ -1017,76 +1001,6 @@ void Relay::abort() {
     d->pump();
   }
   maybe_stopped();
-}
-
-// --- OAuth2 (auth = "oauth2") -------------------------------------------------------
-
-void Relay::oauth2_configure() {
-  if (stopping_) return;
-  std::vector<UpstreamConfig> ups;
-  for (const auto& [name, rt] : gen_->upstreams)
-    if (rt.cfg->auth == "oauth2") ups.push_back(*rt.cfg);
-  if (ups.empty() && !oauth2_) return;
-  if (!oauth2_) {
-    oauth2_poster_ = std::make_unique<LoopPoster>(loop_);
-    oauth2_ = std::make_unique<OAuth2Refresher>(
-        [p = oauth2_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); },
-        oauth2::store::dir_for_spool(spool_path_));
-  }
-  std::weak_ptr<bool> alive = alive_;
-  oauth2_->set_upstreams(std::move(ups), [this, alive](OAuth2Refresher::Result r) {
-    if (alive.expired()) return;
-    guard("oauth2 idle refresh", [&] { oauth2_log(r, "idle"); });
-  });
-}
-
-void Relay::oauth2_log(const OAuth2Refresher::Result& r, const char* why_requested) {
-  const oauth2::Obtained& g = r.got;
-  if (g.ok) {
-    if (!g.requested) return;
-    log::info(log::Line("oauth2_refreshed").kv("upstream", r.upstream).kv("reason", why_requested)
-                  .kv("expires_in_s", g.tokens.access_expires_at - oauth2::wall_clock_now())
-                  .kv("refresh_token", g.rotated ? "rotated" : "kept"));
-    return;
-  }
-  const oauth2::Failure& f = *g.failure;
-  log::Line l("oauth2_refresh_failed");
-  l.kv("upstream", r.upstream).kv("cause", oauth2::cause_name(f.cause)).kv("error", f.error).kv("reason", f.text);
-  if (!f.detail.empty()) l.kv("detail", f.detail);
-  l.kv("hint", f.fix);
-  if (f.kind == oauth2::FailureKind::Transient) log::warn(l); else log::error(l);
-}
-
-void Relay::oauth2_token(const UpstreamConfig& u, std::function<void(OAuth2Refresher::Result)> done) {
-  std::optional<std::uint64_t> rejected;
-  if (auto it = oauth2_rejected_.find(u.name); it != oauth2_rejected_.end()) rejected = it->second;
-  if (!oauth2_) oauth2_configure();
-  std::weak_ptr<bool> alive = alive_;
-  auto wrapped = [this, alive, done = std::move(done)](OAuth2Refresher::Result r) {
-    // From the LoopPoster: a noexcept boundary.
-    if (alive.expired()) return;
-    guard("oauth2 token", [&] {
-      if (r.got.ok) {
-        auto it = oauth2_rejected_.find(r.upstream);
-        if (it != oauth2_rejected_.end() && it->second != r.fingerprint) oauth2_rejected_.erase(it);
-      }
-      oauth2_log(r, r.got.requested ? std::string(oauth2::reason_name(r.got.plan.reason)).c_str() : "");
-      done(std::move(r));
-    });
-  };
-  if (!oauth2_) {   // stopping: no thread any more
-    OAuth2Refresher::Result r;
-    r.upstream = u.name;
-    r.got.failure = oauth2::Failure{oauth2::FailureKind::Transient, oauth2::Cause::Other, "stopping",
-                                    "", "outboxd is shutting down", "the mail waits for the next start"};
-    wrapped(std::move(r));
-    return;
-  }
-  oauth2_->fetch(u, rejected, std::move(wrapped));
-}
-
-void Relay::oauth2_rejected(const std::string& upstream, std::uint64_t fingerprint) {
-  oauth2_rejected_[upstream] = fingerprint;
 }
 
 }  // namespace outbox::daemon

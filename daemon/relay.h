@@ -30,9 +30,9 @@
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
 #include "daemon/loop_poster.h"
-#include "daemon/oauth2_refresher.h"
 #include "daemon/outcome_recorder.h"
 #include "daemon/upstream_incidents.h"
+#include "daemon/upstream_tokens.h"
 #include "protocol/client_session.h"
 #include "queue/body_reader.h"
 #include "queue/delivery_store.h"
@@ -98,13 +98,13 @@ class Relay {
   // done on the loop inside a noexcept boundary.
   void run_file(std::function<void()> work, FileWorker::Done done);
   void release_body_reader();
-  // auth = "oauth2": the access token from the OAuth2 thread (done runs on
-  // the loop, inside a noexcept boundary), the refusal of one by the
-  // upstream (the next request refreshes it), the idle refresh's upstreams.
-  void oauth2_token(const UpstreamConfig& u, std::function<void(OAuth2Refresher::Result)> done);
-  void oauth2_rejected(const std::string& upstream, std::uint64_t fingerprint);
-  void oauth2_configure();
-  void oauth2_log(const OAuth2Refresher::Result& r, const char* why_requested);
+  // auth = "oauth2" (daemon/upstream_tokens.h): the access token, on the
+  // loop inside a noexcept boundary; the upstream refused one (the next
+  // request refreshes it).
+  void oauth2_token(const UpstreamConfig& u, UpstreamTokens::Done done) { tokens_.fetch(u, std::move(done)); }
+  void oauth2_rejected(const std::string& upstream, std::uint64_t fingerprint) {
+    tokens_.rejected(upstream, fingerprint);
+  }
 
   // --- scheduling ---
   void tick();                 // claim due messages, then decide
@@ -209,11 +209,9 @@ class Relay {
     Job job;
   };
   std::map<queue::ConnId, Reserving> reserving_;   // waiting for the fleet's answer
-  // The OAuth2 thread (daemon/oauth2_refresher.h), made when the
-  // configuration has an auth = "oauth2" upstream; its poster like the reader's.
-  std::unique_ptr<LoopPoster> oauth2_poster_;
-  std::unique_ptr<OAuth2Refresher> oauth2_;
-  std::map<std::string, std::uint64_t> oauth2_rejected_;   // upstream -> fingerprint of the refused token
+  // Access tokens of the auth = "oauth2" upstreams: their thread, made at
+  // the first such upstream, and the tokens upstreams refused.
+  UpstreamTokens tokens_;
   Alerter* alerter_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -27,24 +27,36 @@ class CaptureSink final : public spdlog::sinks::base_sink<std::mutex> {
   void clear() {
     std::lock_guard lk(mutex_);
     lines_.clear();
+    levels_.clear();
   }
   // Lines holding every one of `parts`.
-  std::size_t count(std::initializer_list<std::string_view> parts) {
+  std::size_t count(std::initializer_list<std::string_view> parts) { return count_if(parts, nullptr); }
+  // The same, logged at `level` only (the spec gives each event its level).
+  std::size_t count_at(spdlog::level::level_enum level, std::initializer_list<std::string_view> parts) {
+    return count_if(parts, &level);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    lines_.emplace_back(msg.payload.data(), msg.payload.size());
+    levels_.push_back(msg.level);
+  }
+  void flush_() override {}
+
+ private:
+  std::size_t count_if(std::initializer_list<std::string_view> parts, const spdlog::level::level_enum* level) {
+    std::lock_guard lk(mutex_);
     std::size_t n = 0;
-    for (const auto& l : lines()) {
-      bool all = true;
-      for (auto p : parts) all = all && l.find(p) != std::string::npos;
+    for (std::size_t i = 0; i < lines_.size(); ++i) {
+      bool all = !level || levels_[i] == *level;
+      for (auto p : parts) all = all && lines_[i].find(p) != std::string::npos;
       if (all) ++n;
     }
     return n;
   }
 
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override { lines_.emplace_back(msg.payload.data(), msg.payload.size()); }
-  void flush_() override {}
-
- private:
   std::vector<std::string> lines_;
+  std::vector<spdlog::level::level_enum> levels_;
 };
 
 // Call before anything logs (before a relay or worker thread runs).
