@@ -449,6 +449,39 @@ TEST_CASE("held text: past 256 KiB stored, nothing is handed over; the bound is 
   CHECK(sub.server->held_text() == 0);
 }
 
+TEST_CASE("held text: chunks that outgrow 256 KiB while streaming are given back at once, before the dot") {
+  Submission sub;
+  auto c = sub.connect();
+  sub.open_data(*c);
+  // The writer held, so the chunks the connection has read wait (and are
+  // counted) in the store's queue: we see how far it has read.
+  StoreGate gate;
+  gate.close_on(sub);
+  const std::string body = body_of(400 * kKiB, 'v');   // six 64 KiB chunks before the dot
+  // First 220 KiB: three chunks (each 64 KiB less at most a line end) go
+  // out, the rest waits in the session for more; within the bound, all
+  // three are collected.
+  c->send(std::string_view(body).substr(0, 220 * kKiB));
+  REQUIRE(sub.run_until([&] { return sub.store->pending_bytes() >= 3 * 64 * kKiB - 64; }));
+  CHECK(sub.server->held_text() == sub.store->pending_bytes());
+  CHECK(sub.server->held_text() <= BodyReader::kRememberTextBytes);
+  c->send(std::string_view(body).substr(220 * kKiB));
+  REQUIRE(sub.run_until([&] { return sub.store->pending_bytes() >= 5 * 64 * kKiB - 80; }));
+  // The fifth outgrew 256 KiB: the whole collection is given back, not kept
+  // until the commit.
+  CHECK(sub.server->held_text() == 0);
+  CHECK(sub.peak_held <= BodyReader::kRememberTextBytes);
+  gate.release();
+  c->send(".\r\n");
+  const std::string id = Submission::queued_id(sub.reply(*c));
+  REQUIRE(!id.empty());
+  REQUIRE(sub.handed.size() == 1);
+  CHECK(sub.handed[0].id == id);
+  CHECK(sub.handed[0].text.empty());
+  CHECK(sub.server->held_text() == 0);
+  CHECK(sub.peak_held <= BodyReader::kRememberTextBytes);
+}
+
 TEST_CASE("held text: an aborted message gives its count back and hands nothing over") {
   Submission sub;
   auto& log = outbox::daemon::test::log_capture();
