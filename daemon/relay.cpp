@@ -687,6 +687,7 @@ void Relay::release_body_reader() {
   keeps_bodies_.store(false, std::memory_order_relaxed);
   body_reader_.reset();
   if (body_poster_) body_poster_->close();
+  if (body_immediate_) body_immediate_->close();
 }
 
 queue::BodyReader& Relay::body_reader() {
@@ -696,6 +697,9 @@ queue::BodyReader& Relay::body_reader() {
     body_poster_ = std::make_unique<LoopPoster>(loop_);
     body_reader_ = std::make_unique<queue::BodyReader>(
         spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
+    // A text handed over in memory is answered on this loop, in this turn.
+    body_immediate_ = std::make_unique<LoopImmediate>(loop_);
+    body_reader_->set_owner_poster([p = body_immediate_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
     keeps_bodies_.store(true, std::memory_order_relaxed);
   }
   return *body_reader_;

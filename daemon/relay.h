@@ -29,6 +29,7 @@
 #include "daemon/config.h"
 #include "daemon/delivery.h"
 #include "daemon/file_worker.h"
+#include "daemon/loop_immediate.h"
 #include "daemon/loop_poster.h"
 #include "daemon/outcome_recorder.h"
 #include "daemon/upstream_incidents.h"
@@ -197,6 +198,7 @@ class Relay {
   // disk and the writer never waits for a read. Made at the first message;
   // the reader is destroyed (thread joined) before its poster.
   std::unique_ptr<LoopPoster> body_poster_;
+  std::unique_ptr<LoopImmediate> body_immediate_;   // a remembered text's answer
   std::unique_ptr<queue::BodyReader> body_reader_;
   std::atomic<bool> keeps_bodies_{false};   // body_reader_ exists, for other threads
   // The maildir upstream's file work, made at its first use, like the reader.

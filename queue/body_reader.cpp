@@ -62,7 +62,8 @@ void BodyReader::read(std::string id, std::int64_t from_seq, Done done) {
       last_read_seq_ = std::max(last_read_seq_, it->second.seq);
       fresh_bytes_ -= p.bytes.size();
       fresh_.erase(it);
-      post_([done = std::move(done), p = std::move(p)]() mutable { done(std::move(p)); });
+      auto answer = [done = std::move(done), p = std::move(p)]() mutable { done(std::move(p)); };
+      if (owner_post_) owner_post_(std::move(answer)); else post_(std::move(answer));
       return;
     }
   }

@@ -69,6 +69,11 @@ class BodyReader {
   // loop, round six). A remembered text comes as one End piece, which may
   // be longer than piece_bytes: the caller (daemon/body_pump.h) slices it.
   void remember(std::string id, std::string text);
+  // Where an answer made on the owner's thread (a remembered text) goes; by
+  // default the Poster too. The daemon gives its loop's immediate queue
+  // (daemon/loop_immediate.h): the answer runs after the caller returns,
+  // in the same loop turn, with no thread hand-off to wake the loop.
+  void set_owner_poster(Poster p) { owner_post_ = std::move(p); }
   static constexpr std::size_t kRememberBytes = 4 * 1024 * 1024;
   static constexpr std::size_t kRememberTextBytes = 256 * 1024;
   // A text not read while texts kept this many after it were: passed over.
@@ -86,6 +91,7 @@ class BodyReader {
 
   std::string path_;
   Poster post_;
+  Poster owner_post_;   // empty: post_
   // remember(): owner's thread only, like read().
   struct Fresh {
     std::string text;

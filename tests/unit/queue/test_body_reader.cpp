@@ -166,6 +166,38 @@ TEST_CASE("BodyReader: destroyed with requests queued, it joins and answers noth
   CHECK(answered == after);
 }
 
+TEST_CASE("BodyReader: a remembered text's answer goes through the owner's poster, a spool read through the thread's") {
+  TempDir dir;
+  auto w = Spool::open(dir.file("spool.db"));
+  store(*w, "M1", "P\r\n", chunks_of(1, 100));
+  Inbox thread_inbox;
+  std::vector<std::function<void()>> owner;   // the loop's immediate queue, as the daemon gives it
+  BodyReader reader(dir.file("spool.db"), thread_inbox.poster());
+  reader.set_owner_poster([&](std::function<void()> fn) { owner.push_back(std::move(fn)); });
+  reader.remember("M1", "from memory");
+  BodyReader::Piece p;
+  bool answered = false;
+  reader.read("M1", BodyReader::kStart, [&](BodyReader::Piece x) {
+    p = std::move(x);
+    answered = true;
+  });
+  CHECK_FALSE(answered);   // never inside read(): the caller returns first
+  REQUIRE(owner.size() == 1);
+  owner.front()();
+  CHECK(answered);
+  CHECK(p.bytes == "from memory");
+  // Forgotten once read: the next read is the reader thread's, through its poster.
+  answered = false;
+  reader.read("M1", BodyReader::kStart, [&](BodyReader::Piece x) {
+    p = std::move(x);
+    answered = true;
+  });
+  REQUIRE(thread_inbox.run_one());
+  CHECK(answered);
+  CHECK(p.bytes == "P\r\n" + chunks_of(1, 100)[0]);
+  CHECK(owner.size() == 1);
+}
+
 TEST_CASE("BodyReader: a remembered text answers its first read from memory, then the spool answers") {
   TempDir dir;
   auto w = Spool::open(dir.file("spool.db"));
