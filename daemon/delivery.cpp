@@ -267,7 +267,10 @@ void Delivery::hand(Job job) {
   om.size = m.size;
   om.smtputf8 = m.smtputf8;
   om.body_8bit = m.body_8bit;
+  const bool one_piece = m.size <= queue::BodyReader::kPieceBytes;
+  const std::string id = m.id;
   session_->send_message(std::move(om));
+  if (one_piece) mark_at_hand(id);
   pump();
 }
 
@@ -316,6 +319,7 @@ void Delivery::handle(client::Action& action) {
           feed_body(a.id);
         } else if constexpr (std::is_same_v<T, client::MessageDone>) {
           if (current_) {
+            if (mark_ && mark_->id == current_->msg.id) mark_.reset();   // its late completion finds nothing
             Job job = std::move(*current_);
             current_.reset();
             relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
@@ -339,9 +343,9 @@ void Delivery::handle(client::Action& action) {
 void Delivery::feed_body(const std::string& id) {
   if (!body_) body_ = make_body_pump();
   std::string account = up_.cfg->from_header == "rewrite" ? routing::from_rewrite_address(*up_.cfg) : std::string();
-  // A message of one piece is on the wire within microseconds of its read:
-  // ask for the mark now, so that its commit overlaps the read instead of
-  // following it. A larger one is marked after its last piece, so that a
+  // A message of one piece was marked when it was handed over (hand():
+  // the mark's commit overlaps MAIL..354 and the read); before_dot waits
+  // for that mark. A larger one is marked after its last piece, so that a
   // crash while it streams does not leave it "possibly delivered".
   const bool small = current_ && current_->msg.id == id && current_->msg.size <= queue::BodyReader::kPieceBytes;
   body_->start(id, std::move(account), small);
@@ -383,9 +387,55 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
 // a possible duplicate (RFC 1047). If the write fails the dot is never sent:
 // the connection ends and the message is retried as not sent (the outcome's
 // write, queued after this one, puts the recipients back to pending).
+void Delivery::mark_at_hand(const std::string& id) {
+  if (!current_ || current_->msg.id != id) return;
+  const auto& m = current_->msg;
+  mark_ = EarlyMark{id, false, false, {}, {}};
+  std::weak_ptr<bool> alive = relay_.alive_;
+  auto token = token_;
+  Relay* relay = &relay_;
+  ++relay->store_ops_;   // stop() waits for it, like run_store()
+  // The same write as before_dot's, only sooner. The writer runs requests in
+  // order, so an outcome written for this message later (a refused RCPT, a
+  // lost connection before the dot: "pending") lands after it.
+  relay->store_run(
+      [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
+        queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
+      },
+      [this, relay, alive, token, id = m.id](bool ok, std::string err) {
+        if (alive.expired()) return;
+        --relay->store_ops_;
+        if (!*token) guarded("dot", [&] { on_mark(id, ok, std::move(err)); });
+        relay->maybe_stopped();
+      });
+}
+
+void Delivery::on_mark(const std::string& id, bool ok, std::string err) {
+  if (!mark_ || mark_->id != id) return;   // a message since: its own mark counts
+  if (!mark_->proceed) {
+    mark_->done = true;
+    mark_->ok = ok;
+    mark_->err = std::move(err);
+    return;
+  }
+  auto proceed = std::move(mark_->proceed);
+  mark_.reset();
+  dot_marked(id, ok, std::move(err), proceed);
+}
+
 void Delivery::before_dot(std::function<void()> proceed) {
   if (!current_) return;
   const auto& m = current_->msg;
+  if (mark_ && mark_->id == m.id) {
+    if (!mark_->done) {
+      mark_->proceed = std::move(proceed);
+      return;
+    }
+    EarlyMark done = std::move(*mark_);
+    mark_.reset();
+    dot_marked(done.id, done.ok, std::move(done.err), proceed);
+    return;
+  }
   std::weak_ptr<bool> alive = relay_.alive_;
   auto token = token_;
   Relay* relay = &relay_;

@@ -113,6 +113,11 @@ class Delivery final : public Carrier {
   void feed_body(const std::string& id);
   std::unique_ptr<BodyPump> make_body_pump();
   void before_dot(std::function<void()> proceed);
+  // A message of one piece is marked when it is handed over (its MAIL goes
+  // out), so the mark's commit overlaps MAIL..354 and the body instead of
+  // following them; before_dot then waits for that mark.
+  void mark_at_hand(const std::string& id);
+  void on_mark(const std::string& id, bool ok, std::string err);
   void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
   // A C++ exception reached a libuv callback: log, close the link, report
   // the message in hand as interrupted, and end this delivery only.
@@ -128,6 +133,14 @@ class Delivery final : public Carrier {
   std::shared_ptr<UpstreamLink> link_;
   std::unique_ptr<BodyPump> body_;
   std::optional<Job> current_;
+  struct EarlyMark {
+    std::string id;
+    bool done = false;
+    bool ok = false;
+    std::string err;
+    std::function<void()> proceed;   // before_dot came first: the dot waits here
+  };
+  std::optional<EarlyMark> mark_;
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
   bool aborted_ = false;

@@ -11,6 +11,8 @@ outboxd, a real aiosmtpd upstream and the real spool file:
 - the spool's write lock held by another connection past the busy timeout
   while deliveries run: the group commits fail, the outcomes are kept and
   written late, and every recipient is delivered exactly once;
+- a message of one piece is marked when it is handed over (while its RCPT
+  still waits); a 4xx before the dot retries it as not sent;
 - a mark before the dot that cannot be written: the dot is withheld and the
   message retried as not sent (no possible_duplicate), delivered once."""
 
@@ -189,17 +191,43 @@ class RelayUncertain(unittest.TestCase):
             print(self.d.log_tail(200), file=sys.stderr)
         self.assertEqual(self.d.stop(), 0)
 
+    def test_a_message_of_one_piece_is_marked_when_handed_over_and_a_refusal_before_the_dot_is_no_duplicate(self):
+        # Delivery::mark_at_hand: the mark is committed while MAIL..RCPT are
+        # under way, so the dot need not wait for it; an answer before the
+        # dot settles the recipient as if it had never been marked.
+        self.up.fail("RCPT", "stall:2", times=1)
+        self.relay()
+        a = self.submit(["early@example.test"], subject="marked early")
+        self.up.wait_for(lambda: len(self.up.mail_froms) >= 1, 15, "the transaction under way")
+        deadline = time.monotonic() + 1.5
+        while self.recipient_states(a) != {"early@example.test": "uncertain"} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.recipient_states(a), {"early@example.test": "uncertain"},
+                         "marked while its RCPT still waits for an answer")
+        self.wait_state(a, "sent")
+        self.assertNotIn("possible_duplicate", self.d.wait_event("delivered", id=a))
+
+        self.up.fail("RCPT", "451 4.3.0 try again later", times=1)
+        b = self.submit(["refused@example.test"], subject="refused before the dot")
+        ev = self.d.wait_event("deferred", id=b)
+        self.assertNotIn("possible_duplicate", ev)
+        self.wait_state(b, "sent")
+        self.assertNotIn("possible_duplicate", self.d.wait_event("delivered", id=b))
+        self.assertEqual(len([m for m in self.up.delivered() if "refused@example.test" in m.rcpt_tos]), 1)
+        self.assertEqual(self.d.stop(), 0)
+
     def test_a_mark_that_cannot_be_written_withholds_the_final_dot(self):
-        # Each delivery waits 3 s at RCPT, so all of them reach their final
-        # dot while the write lock is held: the mark before the dot fails and
-        # the dot is never sent; the message is retried as not sent.
-        self.up.fail("RCPT", "stall:3")
+        # Each connection waits 3 s at EHLO, so every message is handed over
+        # (and, being of one piece, asks for its mark: Delivery::mark_at_hand)
+        # while the write lock is held: the mark before the dot fails and the
+        # dot is never sent; the message is retried as not sent.
+        self.up.fail("EHLO", "stall:3")
         self.relay(retry={"lifetime": "10m"}, extra={"timeout": "60s", "max_connections": 3})
         qids = {}
         for i in range(3):
             rcpts = ["w%d@example.test" % i]
             qids[self.submit(rcpts, subject="withheld %d" % i)] = rcpts
-        self.up.wait_for(lambda: len(self.up.mail_froms) >= 3, 15, "three transactions under way")
+        self.up.wait_for(lambda: self.up.ehlos >= 3, 15, "three connections at EHLO")
         self.up.clear()   # the retries go straight through
         lock = sqlite3.connect(self.d.spool_path, timeout=10, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")
