@@ -210,7 +210,7 @@ void InboundConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* b
     else
       self->handle_bytes(buf->base, static_cast<size_t>(nread));
   } else if (nread < 0) {
-    self->handle_eof(nread == UV_EOF ? "eof" : uv_err_name(static_cast<int>(nread)));
+    self->client_eof(nread == UV_EOF ? "eof" : uv_err_name(static_cast<int>(nread)));
   }
 }
 
@@ -266,7 +266,7 @@ void InboundConnection::handle_cipher(const char* data, size_t n) {
   if (tls_ && tls_->state() == TlsEngine::State::Closed) {
     // close_notify: whatever transaction was open ends here (its message is
     // aborted in handle_eof); plaintext is never read after it.
-    handle_eof("tls_close");
+    client_eof("tls_close");
   } else {
     arm_idle_timer();
   }
@@ -277,6 +277,16 @@ void InboundConnection::start_tls() {
   // already dropped whatever the client pipelined behind STARTTLS.
   flush_writes();
   tls_ = std::make_unique<TlsEngine>(server_.tls_context());
+}
+
+void InboundConnection::client_eof(const char* why) {
+  if (closing_) return;
+  if (session_->awaiting_commit()) {
+    eof_after_commit_ = why;
+    update_reading();   // nothing more to read
+    return;
+  }
+  handle_eof(why);
 }
 
 void InboundConnection::handle_eof(const char* why) {
@@ -295,7 +305,7 @@ void InboundConnection::handle_eof(const char* why) {
 void InboundConnection::update_reading() {
   if (closing_) return;
   const bool held_full = session_->awaiting_commit() && session_->held_input() >= kMaxHeldInput;
-  bool want = !close_after_flush_ && !session_->closed() && !held_full &&
+  bool want = !close_after_flush_ && !session_->closed() && !held_full && !eof_after_commit_ &&
               !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
               uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   bool was = reading_;
@@ -736,6 +746,10 @@ void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::Appen
     if (self->server_.shutting_down()) self->shutdown(false);
     self->arm_idle_timer();
     self->update_reading();
+    // The client had ended its stream behind the dot: now that what it
+    // pipelined has run (a QUIT closes us first), it is the end.
+    if (self->eof_after_commit_ && !self->closing_ && !self->session_->awaiting_commit())
+      self->handle_eof(std::exchange(self->eof_after_commit_, nullptr));
   };
   if (whole) {
     queue::NewMessage m = std::move(*pending_begin_);

@@ -57,6 +57,11 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void start_tls();
   void write_raw(std::string bytes);
   void handle_eof(const char* why);
+  // The client's end of the stream (EOF, a reset, TLS close_notify). While a
+  // commit is pending it waits for the commit's answer: a client may send a
+  // whole session in one write and half-close, and still reads its 250 and
+  // the replies to what it pipelined behind the dot.
+  void client_eof(const char* why);
   void run_actions();
   void flush_writes();
   void update_reading();
@@ -95,6 +100,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   bool tls_announced_ = false;       // session told that the handshake is done
   std::size_t writes_in_flight_ = 0;
   bool reading_ = false;
+  const char* eof_after_commit_ = nullptr;   // client_eof while a commit was pending
   bool close_after_flush_ = false;
   bool closing_ = false;
   int open_handles_ = 0;
