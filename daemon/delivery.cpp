@@ -388,15 +388,13 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
 // the connection ends and the message is retried as not sent (the outcome's
 // write, queued after this one, puts the recipients back to pending).
 void Delivery::mark_at_hand(const std::string& id) {
-  if (!current_ || current_->msg.id != id) return;
   const auto& m = current_->msg;
   mark_ = EarlyMark{id, false, false, {}, {}};
   std::weak_ptr<bool> alive = relay_.alive_;
   auto token = token_;
   Relay* relay = &relay_;
   ++relay->store_ops_;   // stop() waits for it, like run_store()
-  // The same write as before_dot's, only sooner. The writer runs requests in
-  // order, so an outcome written for this message later (a refused RCPT, a
+  // The writer runs requests in order, so an outcome written for this message later (a refused RCPT, a
   // lost connection before the dot: "pending") lands after it.
   relay->store_run(
       [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
@@ -425,31 +423,17 @@ void Delivery::on_mark(const std::string& id, bool ok, std::string err) {
 
 void Delivery::before_dot(std::function<void()> proceed) {
   if (!current_) return;
-  const auto& m = current_->msg;
-  if (mark_ && mark_->id == m.id) {
-    if (!mark_->done) {
-      mark_->proceed = std::move(proceed);
-      return;
-    }
-    EarlyMark done = std::move(*mark_);
-    mark_.reset();
-    dot_marked(done.id, done.ok, std::move(done.err), proceed);
+  const std::string id = current_->msg.id;
+  // A larger message is marked now, after its last piece; one of one piece
+  // asked when it was handed over.
+  if (!mark_ || mark_->id != id) mark_at_hand(id);
+  if (!mark_->done) {
+    mark_->proceed = std::move(proceed);
     return;
   }
-  std::weak_ptr<bool> alive = relay_.alive_;
-  auto token = token_;
-  Relay* relay = &relay_;
-  ++relay->store_ops_;   // stop() waits for it, like run_store()
-  relay->store_run(
-      [id = m.id, rcpts = m.recipients, upstream = up_.cfg->name](queue::Spool& s) {
-        queue::DeliveryStore(s).mark_dot_sent(id, rcpts, upstream, Relay::now());
-      },
-      [this, relay, alive, token, id = m.id, proceed = std::move(proceed)](bool ok, std::string err) {
-        if (alive.expired()) return;
-        --relay->store_ops_;
-        if (!*token) guarded("dot", [&] { dot_marked(id, ok, std::move(err), proceed); });
-        relay->maybe_stopped();
-      });
+  EarlyMark done = std::move(*mark_);
+  mark_.reset();
+  dot_marked(done.id, done.ok, std::move(done.err), proceed);
 }
 
 void Delivery::dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {

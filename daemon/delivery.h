@@ -113,9 +113,9 @@ class Delivery final : public Carrier {
   void feed_body(const std::string& id);
   std::unique_ptr<BodyPump> make_body_pump();
   void before_dot(std::function<void()> proceed);
-  // A message of one piece is marked when it is handed over (its MAIL goes
-  // out), so the mark's commit overlaps MAIL..354 and the body instead of
-  // following them; before_dot then waits for that mark.
+  // Asks the writer for the mark of the current message (id): when it is
+  // handed over for a message of one piece (the commit overlaps MAIL..354
+  // and the body), else from before_dot; before_dot waits for it.
   void mark_at_hand(const std::string& id);
   void on_mark(const std::string& id, bool ok, std::string err);
   void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
