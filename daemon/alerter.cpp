@@ -9,6 +9,7 @@
 #include "daemon/logging.h"
 #include "daemon/hook_command.h"
 #include "queue/spool.h"
+#include "queue/thread_role.h"
 
 namespace outbox::daemon {
 
@@ -206,6 +207,7 @@ void Alerter::deliver(const Job& j) {
 }
 
 void Alerter::loop() {
+  queue::set_thread_role("alerter", queue::ThreadRole::Latency);
   for (;;) {
     Job job;
     bool have = false, age = false;

@@ -2,6 +2,8 @@
 
 #include <exception>
 
+#include "queue/thread_role.h"
+
 namespace outbox::daemon {
 
 FileWorker::FileWorker(Poster post) : post_(std::move(post)), thread_([this] { loop(); }) {}
@@ -24,6 +26,7 @@ void FileWorker::run(std::function<void()> work, Done done) {
 }
 
 void FileWorker::loop() {
+  queue::set_thread_role("files", queue::ThreadRole::Background);   // the maildir upstream: relay work
   for (;;) {
     Job job;
     {

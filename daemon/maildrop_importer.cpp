@@ -16,6 +16,7 @@
 #include "daemon/fs_sync.h"
 #include "daemon/logging.h"
 #include "protocol/rfc3339.h"
+#include "queue/thread_role.h"
 #include "tools/common/maildrop_file.h"
 #include "tools/common/smtp_submit.h"
 
@@ -112,6 +113,7 @@ void MaildropImporter::kick() {
 }
 
 void MaildropImporter::loop_thread() {
+  queue::set_thread_role("maildrop", queue::ThreadRole::Latency);
   for (;;) {
     {
       std::unique_lock l(mu_);

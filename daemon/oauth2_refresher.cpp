@@ -1,5 +1,7 @@
 #include "daemon/oauth2_refresher.h"
 
+#include "queue/thread_role.h"
+
 namespace outbox::daemon {
 
 namespace {
@@ -94,6 +96,7 @@ void OAuth2Refresher::idle_pass() {
 }
 
 void OAuth2Refresher::loop() {
+  queue::set_thread_role("oauth2", queue::ThreadRole::Latency);
   for (;;) {
     Request req;
     bool have = false, idle = false;

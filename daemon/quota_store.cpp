@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "queue/thread_role.h"
+
 namespace outbox::daemon {
 
 // KEYS: per window, the sorted set of starts and its running weight.
@@ -228,6 +230,7 @@ QuotaAnswer QuotaStore::run(const QuotaRequest& r, bool record) {
 }
 
 void QuotaStore::loop() {
+  queue::set_thread_role("quota", queue::ThreadRole::Latency);
   for (;;) {
     Job job;
     {

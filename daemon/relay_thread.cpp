@@ -7,6 +7,7 @@
 
 #include "daemon/logging.h"
 #include "daemon/relay.h"
+#include "queue/thread_role.h"
 
 namespace outbox::daemon {
 
@@ -57,7 +58,9 @@ RelayThread::~RelayThread() {
 
 void RelayThread::start() {
   thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "relay");   // top -H, perf, /proc/PID/task/*/comm
+    // Relaying is throughput work: no client waits on it reply by reply
+    // (queue/thread_role.h).
+    queue::set_thread_role("relay", queue::ThreadRole::Background);
     uv_timer_start(heartbeat_, [](uv_timer_t* t) noexcept {
       static_cast<RelayThread*>(t->data)->last_beat_.store(steady_us(), std::memory_order_relaxed);
     }, kHeartbeatMs, kHeartbeatMs);

@@ -1,5 +1,7 @@
 #include "daemon/spool_reader.h"
 
+#include "queue/thread_role.h"
+
 namespace outbox::daemon {
 
 SpoolReader::SpoolReader(std::string path, Poster post)
@@ -25,6 +27,7 @@ void SpoolReader::run(std::function<void(queue::Spool&)> work, Done done) {
 }
 
 void SpoolReader::loop() {
+  queue::set_thread_role("spool-reader", queue::ThreadRole::Latency);
   for (;;) {
     Request r;
     {

@@ -1,6 +1,7 @@
 #include "daemon/token_runner.h"
 
 #include "daemon/secret_file.h"
+#include "queue/thread_role.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -290,6 +291,7 @@ void TokenRunner::fetch(const UpstreamConfig& u, Done done) {
 }
 
 void TokenRunner::loop() {
+  queue::set_thread_role("tokens", queue::ThreadRole::Latency);
   for (;;) {
     Request req;
     bool stopping;

@@ -4,12 +4,16 @@
 #include <exception>
 
 #include "queue/spool.h"
+#include "queue/thread_role.h"
 
 namespace outbox::queue {
 
 BodyReader::BodyReader(std::string spool_path, Poster post, std::size_t piece_bytes)
     : path_(std::move(spool_path)), post_(std::move(post)), piece_bytes_(piece_bytes == 0 ? 1 : piece_bytes) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    set_thread_role("body-reader", ThreadRole::Background);
+    run();
+  });
 }
 
 BodyReader::~BodyReader() {

@@ -7,6 +7,8 @@
 #include <exception>
 #include <utility>
 
+#include "queue/thread_role.h"
+
 namespace outbox::queue {
 
 namespace {
@@ -77,7 +79,10 @@ StoreWorker::StoreWorker(const std::string& path, Poster post, CheckpointOptions
   // inside the COMMIT of whichever batch crossed the threshold; it only tells
   // the checkpointer how large the WAL is.
   sqlite3_wal_hook(spool_->handle(), &StoreWorker::on_wal_commit, this);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    set_thread_role("store", ThreadRole::Latency);
+    loop();
+  });
 }
 
 StoreWorker::~StoreWorker() {

@@ -1,5 +1,7 @@
 #include "queue/wal_checkpointer.h"
 
+#include "queue/thread_role.h"
+
 #include <algorithm>
 #include <exception>
 #include <utility>
@@ -15,7 +17,10 @@ constexpr auto kBusyRetry = std::chrono::milliseconds(10);
 WalCheckpointer::WalCheckpointer(const std::string& path, CheckpointOptions opts, Report report)
     : opts_(std::move(opts)), report_(std::move(report)) {
   spool_ = Spool::open(path, Spool::Mode::Checkpoint);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    set_thread_role("checkpoint", ThreadRole::Background);
+    loop();
+  });
 }
 
 WalCheckpointer::~WalCheckpointer() {

@@ -46,7 +46,8 @@ CONF
 pid=$!
 trap 'kill $pid $sinkpid 2>/dev/null' EXIT
 for _ in $(seq 50); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep 0.1; done
-threads() { for t in /proc/$pid/task/*; do echo "$(basename "$t"):$(tr -d " \n" < "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
+threads() { for t in /proc/$pid/task/*; do
+  echo "$(basename "$t"):$(tr -d " \n" < "$t/comm") $(awk '{print $14+$15}' "$t/stat") $(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v + n}' "$t/status")"; done; }
 cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
 threads > "$w/threads0"
 ppid=""
@@ -76,7 +77,7 @@ awk -v n="$n" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c0="$cpu0" -v c1="$cpu1" -v
     -v su="$su" -v ss="$ss" 'BEGIN {
   printf "accepted=%.0f/s e2e=%.0f/s cpu_ms_per_msg=%.3f sink_cpu_ms_per_msg=%.3f source_cpu_ms_per_msg=%.3f\n",
     n / (t1 - t0), n / (t2 - t0), (c1 - c0) * 1000 / tck / n, sc * 1000 / tck / n, (su + ss) * 1000 / n }'
-join "$w/threads0" "$w/threads1" | awk -v n="$n" -v tck="$tck" '{ printf "thread %s cpu_ms_per_msg=%.3f\n", $1, ($3 - $2) * 1000 / tck / n }' \
+join "$w/threads0" "$w/threads1" | awk -v n="$n" -v tck="$tck" '{ printf "thread %s cpu_ms_per_msg=%.3f switches_per_msg=%.2f\n", $1, ($4 - $2) * 1000 / tck / n, ($5 - $3) / n }' \
   > "$w/threads.txt"
 if [ "$mode" = stat ]; then
   grep syscalls "$w/stat.txt" | awk -v n="$n" '$1 > 0 { s += $1; printf "%8.2f %s\n", $1 / n, $2 } END { printf "%8.2f total system calls per message\n", s / n }' |

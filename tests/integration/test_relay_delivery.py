@@ -132,6 +132,37 @@ class RelayDelivery(unittest.TestCase):
         self.assertTrue(m.data.endswith(msg))
         self.assertEqual(d.stop(), 0)
 
+    def test_threads_are_named_and_relaying_yields_to_submission(self):
+        """Every thread of outboxd is named (top -H, perf) and the relay, its
+        body reads and the WAL checkpointer run under SCHED_BATCH: same share
+        of the CPU, but their wake-ups never preempt the submission loop or
+        the store writer a waiting client depends on (queue/thread_role.h)."""
+        up = self.upstream("starttls", users={USER: PASSWORD})
+        d = start_relay(self, up, "starttls", auth="plain")
+        sender, rcpts = "app@client.test", ["alice@example.test"]
+        qid = self.submit(d, sender, rcpts, message(sender, rcpts, "threads", BODY))
+        self.assertEqual(len(up.wait_delivered(1)), 1)
+        self.assertEqual(d.show(qid)["state"], "sent")
+        pid = d.proc.pid
+        threads = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+            # comm is between the first "(" and the last ")"; policy is
+            # field 41 (proc(5)), the 39th after the ")".
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            policy = int(stat[stat.rindex(")") + 2:].split()[38])
+            threads.setdefault(comm, []).append((int(tid), policy))
+        SCHED_OTHER, SCHED_BATCH = 0, 3
+        main = [p for t, p in threads.get("outboxd", []) if t == pid]
+        self.assertEqual(main, [SCHED_OTHER], threads)
+        for name in ("relay", "body-reader", "checkpoint"):
+            self.assertIn(name, threads, threads)
+            self.assertEqual({p for _, p in threads[name]}, {SCHED_BATCH}, (name, threads))
+        self.assertIn("store", threads, threads)
+        self.assertEqual({p for _, p in threads["store"]}, {SCHED_OTHER}, threads)
+        self.assertEqual(d.stop(), 0)
+
     # implicit TLS (port 465 style) -----------------------------------------------------
     def test_implicit_tls_auth_plain(self):
         self.run_case("implicit", "implicit", "plain", "PLAIN")
