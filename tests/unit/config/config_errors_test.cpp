@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "config_support.h"
+#include "unit/common/temp_dir.h"
 
 using outbox::test::error_of;
 using outbox::test::kMinimal;
@@ -61,16 +62,14 @@ TEST_CASE("unknown keys and sections are refused, naming the key") {
 }
 
 TEST_CASE("a directory given as the configuration file is named as such") {
-  char tmpl[] = "/tmp/outbox-config-dir-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
+  outbox::test::TempDir tmp;
+  const std::string& dir = tmp.path();
   std::string message;
   try {
     outbox::load_config(dir);
   } catch (const outbox::ConfigError& e) {
     message = e.what();
   }
-  ::rmdir(dir.c_str());
   CHECK(message == dir + ": is a directory, not a configuration file (give the file, such as " + dir + "/outbox.toml)");
 }
 

@@ -27,6 +27,7 @@
 #include "daemon/oauth2/token_store.h"
 #include "daemon/upstream_tokens.h"
 #include "support/test_certs.h"
+#include "unit/common/temp_dir.h"
 #include "unit/daemon/log_capture.h"
 #include "unit/daemon/run_loop.h"
 
@@ -34,17 +35,9 @@ using namespace outbox;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using daemon::UpstreamTokens;
+using outbox::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-upstream-tokens-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // The token endpoint: one TLS connection at a time on 127.0.0.1, one
 // request each. Scripted answers are given in order; after them every
@@ -208,7 +201,7 @@ oauth2::TokenSet login(const UpstreamConfig& u, const std::string& access, std::
 // A loop, a token store and an UpstreamTokens whose generation is `ups`.
 struct Rig {
   TempDir dir;
-  TokenEndpoint endpoint{dir.path};
+  TokenEndpoint endpoint{dir.path()};
   uv_loop_t loop;
   std::vector<UpstreamConfig> ups;
   std::unique_ptr<UpstreamTokens> tokens;
@@ -217,10 +210,10 @@ struct Rig {
 
   explicit Rig(std::optional<UpstreamTokens::IdleTiming> idle = std::nullopt) {
     daemon::test::log_capture().clear();
-    fs::create_directory(dir.path / "oauth2");
-    fs::permissions(dir.path / "oauth2", fs::perms::owner_all, fs::perm_options::replace);
+    fs::create_directory(dir.file("oauth2"));
+    fs::permissions(dir.file("oauth2"), fs::perms::owner_all, fs::perm_options::replace);
     uv_loop_init(&loop);
-    tokens = std::make_unique<UpstreamTokens>(&loop, (dir.path / "oauth2").string(), [this] {
+    tokens = std::make_unique<UpstreamTokens>(&loop, dir.file("oauth2"), [this] {
       std::vector<const UpstreamConfig*> v;
       for (const auto& u : ups) v.push_back(&u);
       return v;
@@ -233,7 +226,7 @@ struct Rig {
     uv_loop_close(&loop);
   }
   void save(const UpstreamConfig& u, const oauth2::TokenSet& t) {
-    oauth2::store::save(oauth2::store::path_for((dir.path / "oauth2").string(), u.name), t);
+    oauth2::store::save(oauth2::store::path_for(dir.file("oauth2"), u.name), t);
   }
   void fetch(const UpstreamConfig& u) {
     tokens->fetch(u, [this](UpstreamTokens::Result r) {

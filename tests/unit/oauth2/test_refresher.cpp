@@ -11,27 +11,18 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <filesystem>
 #include <mutex>
 #include <vector>
 
 #include "daemon/oauth2/token_store.h"
 #include "daemon/oauth2_refresher.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox;
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
+using outbox::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-oauth2-refresher-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // A loopback port with nothing listening: bound, then closed.
 std::uint16_t dead_port() {
@@ -113,11 +104,11 @@ TEST_CASE("refresher: a fresh stored token is handed out without asking the toke
   auto u = upstream("mail", dead_port());
   const auto now = oauth2::wall_clock_now();
   const auto stored = tokens(u, now, 3600, 60);
-  oauth2::store::save(oauth2::store::path_for(dir.path.string(), "mail"), stored);
+  oauth2::store::save(oauth2::store::path_for(dir.path(), "mail"), stored);
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
-    daemon::OAuth2Refresher r(in.poster(), dir.path.string(), {}, 1h, 1h);
+    daemon::OAuth2Refresher r(in.poster(), dir.path(), {}, 1h, 1h);
     r.fetch(u, std::nullopt, [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
     in.run_until(got, 1);
   }
@@ -133,12 +124,12 @@ TEST_CASE("refresher: the upstream refused this token -> a refresh; the endpoint
   TempDir dir;
   auto u = upstream("mail", dead_port());
   const auto now = oauth2::wall_clock_now();
-  const auto path = oauth2::store::path_for(dir.path.string(), "mail");
+  const auto path = oauth2::store::path_for(dir.path(), "mail");
   oauth2::store::save(path, tokens(u, now, 3600, 60));
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
-    daemon::OAuth2Refresher r(in.poster(), dir.path.string(), {}, 1h, 1h);
+    daemon::OAuth2Refresher r(in.poster(), dir.path(), {}, 1h, 1h);
     r.fetch(u, oauth2::fingerprint("AT-cached"), [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
     // A token the upstream refused earlier, not this one: still good.
     r.fetch(u, oauth2::fingerprint("AT-older"), [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
@@ -163,7 +154,7 @@ TEST_CASE("refresher: nothing stored -> NeedsLogin naming the login command") {
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
-    daemon::OAuth2Refresher r(in.poster(), dir.path.string(), {}, 1h, 1h);
+    daemon::OAuth2Refresher r(in.poster(), dir.path(), {}, 1h, 1h);
     r.fetch(u, std::nullopt, [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
     in.run_until(got, 1);
   }
@@ -179,12 +170,12 @@ TEST_CASE("refresher: the idle pass refreshes only the upstreams whose last refr
   auto idle = upstream("idle", port);
   auto busy = upstream("busy", port);
   const auto now = oauth2::wall_clock_now();
-  oauth2::store::save(oauth2::store::path_for(dir.path.string(), "idle"), tokens(idle, now, 3600, 4 * 86400));
-  oauth2::store::save(oauth2::store::path_for(dir.path.string(), "busy"), tokens(busy, now, 3600, 3600));
+  oauth2::store::save(oauth2::store::path_for(dir.path(), "idle"), tokens(idle, now, 3600, 4 * 86400));
+  oauth2::store::save(oauth2::store::path_for(dir.path(), "busy"), tokens(busy, now, 3600, 3600));
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
-    daemon::OAuth2Refresher r(in.poster(), dir.path.string(), {}, 1h, 50ms);
+    daemon::OAuth2Refresher r(in.poster(), dir.path(), {}, 1h, 50ms);
     r.set_upstreams({busy, idle}, [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
     in.run_until(got, 1);
   }
@@ -202,7 +193,7 @@ TEST_CASE("refresher: after cancel() every request is answered at once as a shut
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
-    daemon::OAuth2Refresher r(in.poster(), dir.path.string(), {}, 1h, 1h);
+    daemon::OAuth2Refresher r(in.poster(), dir.path(), {}, 1h, 1h);
     r.cancel();
     r.fetch(u, std::nullopt, [&](daemon::OAuth2Refresher::Result x) { got.push_back(std::move(x)); });
     in.run_until(got, 1);

@@ -7,16 +7,17 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
 
 #include "daemon/oauth2/token_source.h"
+#include "unit/common/temp_dir.h"
 #include "unit/config/config_support.h"
 
 using namespace outbox;
 using namespace outbox::oauth2;
+using outbox::test::TempDir;
 
 namespace {
 
@@ -30,21 +31,13 @@ Settings settings_of(const std::string& extra) {
   return settings_for(c.upstreams[0]);
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-oauth2-settings-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto p = path / name;
-    std::ofstream(p) << text;
-    ::chmod(p.c_str(), 0600);
-    return p.string();
-  }
-};
+// A secret file as the loader accepts one: readable by its owner only.
+std::string write_secret(const TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string p = dir.file(name);
+  std::ofstream(p) << text;
+  ::chmod(p.c_str(), 0600);
+  return p;
+}
 
 }  // namespace
 
@@ -85,7 +78,7 @@ TEST_CASE("oauth2_token_url, device and authorization URLs, scope and ca_file ov
 TEST_CASE("oauth2_grant: user by default, client_credentials for app-only sending") {
   CHECK(settings_of("oauth2_provider = \"microsoft\"\n").grant == Grant::User);
   TempDir dir;
-  auto secret = dir.write("secret", "s3cr3t\n");
+  auto secret = write_secret(dir, "secret", "s3cr3t\n");
   Settings app = settings_of("oauth2_provider = \"microsoft\"\noauth2_tenant = \"contoso.onmicrosoft.com\"\n"
                              "oauth2_grant = \"client_credentials\"\noauth2_client_secret_file = \"" + secret + "\"\n");
   CHECK(app.grant == Grant::ClientCredentials);
@@ -97,7 +90,7 @@ TEST_CASE("the client secret: oauth2_client_secret_file, _env and _credential") 
   const std::string base = "oauth2_provider = \"microsoft\"\n";
   CHECK(settings_of(base).client_secret.empty());   // a public client sends none
 
-  auto file = dir.write("secret", "from-the-file\n");
+  auto file = write_secret(dir, "secret", "from-the-file\n");
   CHECK(settings_of(base + "oauth2_client_secret_file = \"" + file + "\"\n").client_secret == "from-the-file");
   // A secret other users can read is refused, as for password_file.
   ::chmod(file.c_str(), 0644);
@@ -111,10 +104,10 @@ TEST_CASE("the client secret: oauth2_client_secret_file, _env and _credential") 
                        doctest::Contains("$OUTBOX_TEST_CLIENT_SECRET is not set"), std::runtime_error);
 
   // LoadCredential=: the file under $CREDENTIALS_DIRECTORY, named by the key.
-  dir.write("idp-secret", "from-the-credential\n");
+  write_secret(dir, "idp-secret", "from-the-credential\n");
   const char* old = std::getenv("CREDENTIALS_DIRECTORY");
   std::string saved = old ? old : "";
-  ::setenv("CREDENTIALS_DIRECTORY", dir.path.c_str(), 1);
+  ::setenv("CREDENTIALS_DIRECTORY", dir.path().c_str(), 1);
   CHECK(settings_of(base + "oauth2_client_secret_credential = \"idp-secret\"\n").client_secret ==
         "from-the-credential");
   ::unsetenv("CREDENTIALS_DIRECTORY");

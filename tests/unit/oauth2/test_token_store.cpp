@@ -12,20 +12,13 @@
 #include <thread>
 
 #include "daemon/oauth2/token_store.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox::oauth2;
 namespace fs = std::filesystem;
+using outbox::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-oauth2-store-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 TokenSet sample() {
   TokenSet t;
@@ -75,7 +68,7 @@ TEST_CASE("JSON round trip, and what is refused") {
 
 TEST_CASE("save: mode 0600, atomic replace, nothing left behind") {
   TempDir d;
-  const std::string dir = (d.path / "oauth2").string();
+  const std::string dir = d.file("oauth2");
   store::ensure_dir(dir);
   struct stat st {};
   REQUIRE(::stat(dir.c_str(), &st) == 0);
@@ -106,13 +99,13 @@ TEST_CASE("save: mode 0600, atomic replace, nothing left behind") {
 
 TEST_CASE("a save into a missing directory fails and leaves no temp file") {
   TempDir d;
-  CHECK_THROWS_AS(store::save((d.path / "none" / "x.json").string(), sample()), store::StoreError);
-  CHECK(fs::is_empty(d.path));
+  CHECK_THROWS_AS(store::save(d.file("none/x.json"), sample()), store::StoreError);
+  CHECK(fs::is_empty(d.path()));
 }
 
 TEST_CASE("the lock serializes two holders") {
   TempDir d;
-  const std::string path = (d.path / "m.json").string();
+  const std::string path = d.file("m.json");
   std::atomic<int> inside{0}, max_inside{0};
   auto work = [&] {
     for (int i = 0; i < 20; ++i) {

@@ -14,6 +14,7 @@
 #include "daemon/query_protocol.h"
 #include "queue/spool.h"
 #include "tools/common/query_client.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox;
 using namespace outbox::query;
@@ -21,19 +22,9 @@ using namespace outbox::query;
 namespace {
 
 struct TempSpool {
-  std::string dir;
-  std::unique_ptr<queue::Spool> spool;
-  TempSpool() {
-    char t[] = "/tmp/outbox-query-test-XXXXXX";
-    REQUIRE(::mkdtemp(t));
-    dir = t;
-    spool = queue::Spool::open(dir + "/spool.db");
-  }
-  ~TempSpool() {
-    spool.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
+  outbox::test::TempDir dir;
+  std::unique_ptr<queue::Spool> spool;   // closed before dir goes
+  TempSpool() { spool = queue::Spool::open(dir.file("spool.db")); }
   void add(const std::string& id, std::optional<std::int64_t> uid, const std::string& headers = "Subject: x\r\n\r\n") {
     queue::NewMessage m;
     m.id = id;

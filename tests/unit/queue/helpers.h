@@ -18,28 +18,13 @@
 #include <vector>
 
 #include "queue/types.h"
+#include "unit/common/temp_dir.h"
 
 namespace outbox::queue::test {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-queue-test-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// Under this name for the queue tests and the other layers' tests that use
+// these helpers.
+using outbox::test::TempDir;
 
 // The owner's loop, for components that post their answers (BodyReader,
 // StoreWorker): post() from any thread, run_one() on the test's thread runs

@@ -7,17 +7,15 @@
 #include <string>
 
 #include "daemon/fs_sync.h"
+#include "unit/common/temp_dir.h"
 
 TEST_CASE("fsync_dir: 0 for a directory, the errno otherwise") {
-  char tmpl[] = "/tmp/outbox-fs-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl));
-  const std::string dir = tmpl, file = dir + "/f";
+  outbox::test::TempDir tmp;
+  const std::string dir = tmp.path(), file = dir + "/f";
   CHECK(outbox::fs::fsync_dir(dir) == 0);
   CHECK(outbox::fs::fsync_dir(dir + "/missing") == ENOENT);
   FILE* f = std::fopen(file.c_str(), "w");
   REQUIRE(f);
   std::fclose(f);
   CHECK(outbox::fs::fsync_dir(file) == ENOTDIR);
-  ::unlink(file.c_str());
-  ::rmdir(dir.c_str());
 }

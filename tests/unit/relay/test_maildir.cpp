@@ -13,20 +13,13 @@
 
 #include "daemon/file_worker.h"
 #include "daemon/maildir.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox::daemon;
 namespace fs = std::filesystem;
+using outbox::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-maildir-unit-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -55,22 +48,22 @@ TEST_CASE("envelope lines: Return-Path then one X-Envelope-To per recipient, CRL
 
 TEST_CASE("ensure: creates the folders and missing parents; a file in the way is an error naming it") {
   TempDir t;
-  const auto md = (t.path / "a" / "b" / "outgoing").string();
+  const auto md = t.file("a/b/outgoing");
   maildir::ensure(md);
   for (auto sub : {"tmp", "new", "cur"}) CHECK(fs::is_directory(fs::path(md) / sub));
   maildir::ensure(md);   // again: nothing to do
-  std::ofstream(t.path / "file") << "x";
+  std::ofstream(t.file("file")) << "x";
   try {
-    maildir::ensure((t.path / "file" / "outgoing").string());
+    maildir::ensure(t.file("file/outgoing"));
     FAIL("no error");
   } catch (const std::system_error& e) {
-    CHECK(std::string(e.what()).find((t.path / "file").string()) != std::string::npos);
+    CHECK(std::string(e.what()).find(t.file("file")) != std::string::npos);
   }
 }
 
 TEST_CASE("a file appears in new/ whole, only after publish; without publish nothing is left") {
   TempDir t;
-  const auto md = (t.path / "md").string();
+  const auto md = t.file("md");
   maildir::ensure(md);
   {
     maildir::File f(md, "one");

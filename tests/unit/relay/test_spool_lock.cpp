@@ -9,12 +9,13 @@
 #include <optional>
 
 #include "daemon/spool_lock.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox::daemon;
 
 TEST_CASE("SpoolLock: the second holder learns the first's PID; released with the first") {
-  char tmpl[] = "/tmp/outbox-lock-XXXXXX";
-  std::filesystem::path dir = ::mkdtemp(tmpl);
+  outbox::test::TempDir tmp;
+  const std::filesystem::path dir = tmp.path();
   const std::string spool = (dir / "spool.db").string();
   std::optional<SpoolLock> first;
   {
@@ -44,5 +45,4 @@ TEST_CASE("SpoolLock: the second holder learns the first's PID; released with th
   auto bad = SpoolLock::acquire((dir / "file" / "spool.db").string());
   REQUIRE(std::holds_alternative<SpoolLock::Failed>(bad));
   CHECK(std::get<SpoolLock::Failed>(bad).error.find("cannot") == 0);
-  std::filesystem::remove_all(dir);
 }

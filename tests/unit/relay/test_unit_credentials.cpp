@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "daemon/unit_credentials.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox;
 namespace fs = std::filesystem;
@@ -24,8 +25,8 @@ TEST_CASE("parse: [Service] LoadCredential= lines, later ones win, an empty one 
 }
 
 TEST_CASE("source_for: the unit from the first directory of the load path, drop-ins by name across it") {
-  char tmpl[] = "/tmp/outbox-units-XXXXXX";
-  fs::path root = ::mkdtemp(tmpl);
+  outbox::test::TempDir tmp;
+  const fs::path root = tmp.path();
   const fs::path etc = root / "etc", lib = root / "lib";
   fs::create_directories(etc / "outboxd.service.d");
   fs::create_directories(lib / "outboxd.service.d");
@@ -41,5 +42,4 @@ TEST_CASE("source_for: the unit from the first directory of the load path, drop-
   CHECK_FALSE(unit_credentials::source_for("outboxd.service", "ignored", path));
   CHECK_FALSE(unit_credentials::source_for("outboxd.service", "nope", path));
   CHECK_FALSE(unit_credentials::source_for("other.service", "163", path));
-  fs::remove_all(root);
 }

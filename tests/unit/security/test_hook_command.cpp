@@ -11,21 +11,14 @@
 #include <sstream>
 
 #include "daemon/hook_command.h"
+#include "unit/common/temp_dir.h"
 
 using namespace outbox::daemon;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using outbox::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/outbox-hook-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string read(const fs::path& p) {
   std::ifstream in(p);
@@ -38,8 +31,8 @@ std::string read(const fs::path& p) {
 
 TEST_CASE("hook command: the input on stdin, argv without a shell, a minimal environment") {
   TempDir d;
-  const auto out = d.path / "got";
-  const auto env = d.path / "env";
+  const fs::path out = d.file("got");
+  const fs::path env = d.file("env");
   ::setenv("OUTBOX_TEST_SECRET", "s3cret", 1);
   const std::string err = run_alert_command(
       {"/bin/sh", "-c", "cat > \"$0\"; env > \"$1\"", out.string(), env.string()}, "{\"event\":\"queue_age\"}", 5s);

@@ -2,13 +2,12 @@
 // waits for the handshake, and a multi-megabyte write goes to SSL_write in
 // bounded pieces and arrives intact (no int-narrowed sizes).
 #include <doctest/doctest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <string>
 
 #include "daemon/tls.h"
 #include "support/test_certs.h"
+#include "unit/common/temp_dir.h"
 
 using outbox::daemon::TlsContext;
 using outbox::daemon::TlsEngine;
@@ -17,19 +16,14 @@ using outbox::testing::make_cert;
 namespace {
 
 struct Keys {
-  std::string dir, ca, cert, key;
+  outbox::test::TempDir dir;
+  std::string ca = dir.file("ca.pem"), cert = dir.file("leaf.pem"), key = dir.file("leaf.key");
   Keys() {
-    char tmpl[] = "/tmp/outbox-tls-pieces-XXXXXX";
-    dir = mkdtemp(tmpl);
     auto root = make_cert("pieces CA", "", nullptr, true);
     auto leaf = make_cert("mail.test", "DNS:mail.test", &root, false);
-    ca = dir + "/ca.pem";
-    root.write(ca, dir + "/ca.key");
-    cert = dir + "/leaf.pem";
-    key = dir + "/leaf.key";
+    root.write(ca, dir.file("ca.key"));
     leaf.write(cert, key);
   }
-  ~Keys() { std::filesystem::remove_all(dir); }
 };
 
 void pump(TlsEngine& client, TlsEngine& server) {
