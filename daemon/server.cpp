@@ -309,7 +309,14 @@ void Server::bind_listeners(const std::vector<InheritedSocket>& inherited) {
       });
       throw std::runtime_error("cannot listen on " + label + ": " + uv_error(rc));
     }
-    if (!l->unix_socket) l->local = fixed_local_address(reinterpret_cast<uv_tcp_t*>(l->handle));
+    if (!l->unix_socket) {
+      l->local = fixed_local_address(reinterpret_cast<uv_tcp_t*>(l->handle));
+      // Replies are small writes, often one behind another (pipelining, RFC
+      // 2920): Nagle's wait for an ACK would hold one up to the peer's delayed
+      // ACK (40 ms). A connection accepted on Linux inherits the listener's
+      // TCP_NODELAY, so one setsockopt here instead of one per connection.
+      uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(l->handle), 1);
+    }
     listeners_.push_back(std::move(l));
   }
 }
@@ -357,7 +364,6 @@ void Server::accept_from(Listener& l) {
   if (l.unix_socket) {
     peer = unix_peer(reinterpret_cast<uv_pipe_t*>(client));
   } else {
-    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(client), 1);
     sockaddr_storage ss{};
     int len = sizeof ss;
     if (uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(client), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
