@@ -406,6 +406,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       --target->idle;
       ++target->busy;
       c.state = Conn::State::Busy;
+      c.idle_since.reset();
       target->ledger.record(now, q->front().w.recipients);
       Decision d;
       d.kind = Decision::Kind::Hand;
@@ -447,12 +448,20 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
       out.push_back(std::move(d));
     }
   }
-  // Idle connections with nothing to carry QUIT now (they would hold a
-  // login at the provider for nothing).
+  // Idle connections with nothing to carry QUIT once their linger is over
+  // (longer, they would hold a login at the provider for nothing); at once
+  // when their upstream is gone or suspended.
   for (auto& [id, c] : conns_) {
     if (c.state != Conn::State::Idle || c.quitting) continue;
     Up* u = of(c);
-    if (u && want.count(c.upstream) && !suspended(*u, now)) continue;
+    if (u && want.count(c.upstream) && !suspended(*u, now)) {
+      c.idle_since.reset();
+      continue;
+    }
+    if (u && !suspended(*u, now)) {
+      if (!c.idle_since) c.idle_since = now;
+      if (now - *c.idle_since < params_.idle_linger.count() * 1000) continue;   // next_wakeup() says when
+    }
     c.quitting = true;
     Decision d;
     d.kind = Decision::Kind::Quit;
@@ -468,6 +477,9 @@ std::optional<std::int64_t> Scheduler::next_wakeup(std::int64_t now) const {
   auto consider = [&](std::int64_t t) {
     if (!at || t < *at) at = t;
   };
+  for (const auto& [id, c] : conns_)
+    if (c.state == Conn::State::Idle && !c.quitting && c.idle_since)
+      consider(*c.idle_since + params_.idle_linger.count() * 1000);
   for (const auto& [route, q] : routes_) {
     if (q.empty()) continue;
     for (const auto& name : route) {

@@ -60,6 +60,12 @@ struct SchedulerParams {
   // login every few seconds (Gmail "454 4.7.0 Too many login attempts").
   std::chrono::seconds auth_initial{300};
   std::chrono::seconds auth_max{3600};
+  // An idle connection with nothing to carry stays open this long before
+  // its QUIT, so a steady stream that empties the queue moment to moment
+  // does not reconnect (and log in again) for every few messages. Postfix's
+  // smtp_connection_cache_time_limit is 2 s too; a server waits minutes for
+  // the next command (RFC 5321 §4.5.3.2.7).
+  std::chrono::milliseconds idle_linger{2000};
 };
 
 using ConnId = std::uint64_t;
@@ -189,7 +195,8 @@ class Scheduler {
   std::vector<Decision> poll(std::int64_t now);
   // The earliest time poll() may have something new to do without another
   // event: a message held here because its upstream's rate window or
-  // suspension ends within kHold (longer waits are parked in the spool).
+  // suspension ends within kHold (longer waits are parked in the spool), or
+  // an idle connection's linger ending (its QUIT).
   std::optional<std::int64_t> next_wakeup(std::int64_t now) const;
 
   // For a message that was attempted (handed, or charged with its
@@ -230,6 +237,7 @@ class Scheduler {
     enum class State { Opening, Idle, Busy } state = State::Opening;
     bool quitting = false;
     std::int64_t opened = 0;             // when poll() decided to open it
+    std::optional<std::int64_t> idle_since;   // when poll() first found it idle with nothing to carry
   };
   Up* find(std::string_view name);
   const Up* find(std::string_view name) const;

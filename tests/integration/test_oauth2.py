@@ -211,6 +211,9 @@ class OAuth2Relay(unittest.TestCase):
         d.start()
         self.submit(d)
         up.wait_delivered(1)
+        # The first connection QUITs after its 2 s linger: the next message
+        # needs a new login, with the token the provider now refuses.
+        up.wait_closed(1)
         auth.expire_access()
         refreshes_before = len(auth.grants("refresh_token"))
         self.submit(d)

@@ -124,7 +124,15 @@ class _FaultySMTP(SMTP):
         super().connection_made(transport)
         if first:
             self.session.implicit_tls = transport.get_extra_info("ssl_object") is not None
+            self._epoch = self._upstream._epoch
             self._upstream._connection_opened()
+
+    def connection_lost(self, exc):
+        # Once per connection (a STARTTLS upgrade keeps the same protocol).
+        if not getattr(self, "_counted_closed", False):
+            self._counted_closed = True
+            self._upstream._connection_closed(getattr(self, "_epoch", None))
+        super().connection_lost(exc)
 
     async def _handle_client(self):
         rule = self._upstream._take("GREETING")
@@ -159,6 +167,8 @@ class Upstream:
         self.rcpt_log = []          # (address, reply)
         self.auth_attempts = []     # dict(mechanism, login, password, success, tls)
         self.connections = 0
+        self.closed = 0             # connections ended (either side)
+        self._epoch = 0
         self.ehlos = 0
         self.auth_message = None    # the reply to a refused AUTH (default aiosmtpd's 535 5.7.8)
         self.max_rcpts = None       # recipients per transaction; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)
@@ -211,9 +221,12 @@ class Upstream:
                                        ready_timeout=ready_timeout, server_hostname=server_hostname, **kw)
         self._controller.start()
         self.port = port
-        # The controller's own start-up probe is not a client.
+        # The controller's own start-up probe is not a client (its close may
+        # still come: the epoch tells it apart).
         with self._lock:
             self.connections = 0
+            self.closed = 0
+            self._epoch += 1
         return self
 
     def stop(self):
@@ -272,6 +285,16 @@ class Upstream:
     def _connection_opened(self):
         with self._lock:
             self.connections += 1
+
+    def _connection_closed(self, epoch):
+        with self._lock:
+            if epoch == self._epoch:
+                self.closed += 1
+
+    def wait_closed(self, n=1, timeout=20.0):
+        """n connections have ended (outboxd QUITs an idle one after its 2 s
+        linger): the next message needs a new connection and a new login."""
+        return self.wait_for(lambda: self.closed >= n, timeout, "%d closed connection(s)" % n)
 
     def delivered(self):
         """Messages answered with 250 to the final dot."""

@@ -80,11 +80,50 @@ TEST_CASE("a due message opens one connection, then is handed to it when it is r
   CHECK(d[0].kind == K::Hand);
   CHECK(d[0].id == "m2");
   s.connection_ready(c);
-  d = s.poll(T0 + 3 * S);   // no work left: QUIT, never an idle login
+  // No work left: the connection lingers 2 s (a stream that pauses keeps
+  // it), then QUITs, never an idle login held longer.
+  CHECK(s.poll(T0 + 3 * S).empty());
+  CHECK(s.next_wakeup(T0 + 3 * S) == T0 + 5 * S);
+  CHECK(s.poll(T0 + 5 * S - 1).empty());
+  d = s.poll(T0 + 5 * S);
   REQUIRE(d.size() == 1);
   CHECK(d[0] == Decision{K::Quit, "a", c, "", 0, WaitReason::None, ""});
+  CHECK_FALSE(s.next_wakeup(T0 + 5 * S));   // quitting: nothing more to wake for
   s.connection_closed(c);
   CHECK(s.open_connections("a") == 0);
+}
+
+TEST_CASE("a lingering idle connection takes the next message: no new connection, and its linger starts again") {
+  auto s = make({up("a", 2)});
+  s.add_due(msg("m1"), T0);
+  const ConnId c = s.poll(T0)[0].conn;
+  s.connection_ready(c);
+  REQUIRE(s.poll(T0).size() == 1);   // m1 handed
+  s.connection_ready(c);             // m1 done
+  CHECK(s.poll(T0 + S).empty());     // lingering from T0 + 1 s
+  s.add_due(msg("m2"), T0 + 2 * S);
+  auto d = s.poll(T0 + 2 * S);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0] == Decision{K::Hand, "a", c, "m2", 0, WaitReason::None, ""});   // never an Open
+  s.connection_ready(c);             // m2 done at T0 + 2.5 s
+  CHECK(s.poll(T0 + 2 * S + S / 2).empty());
+  // The linger counts from the second idle moment, not the first.
+  CHECK(s.next_wakeup(T0 + 2 * S + S / 2) == T0 + 4 * S + S / 2);
+  CHECK(s.poll(T0 + 4 * S).empty());
+  CHECK(kinds(s.poll(T0 + 4 * S + S / 2)) == std::vector<K>{K::Quit});
+}
+
+TEST_CASE("the linger is the scheduler's parameter; 0 QUITs an idle connection at once") {
+  SchedulerParams p = params();
+  p.idle_linger = std::chrono::milliseconds(0);
+  Scheduler s(p, [] { return 0.5; });
+  s.set_upstreams({up("a", 1)}, T0);
+  s.add_due(msg("m1"), T0);
+  const ConnId c = s.poll(T0)[0].conn;
+  s.connection_ready(c);
+  REQUIRE(s.poll(T0).size() == 1);
+  s.connection_ready(c);
+  CHECK(kinds(s.poll(T0)) == std::vector<K>{K::Quit});
 }
 
 TEST_CASE("routes that share an upstream are served in due order across them, and waiting work stays put") {
@@ -170,7 +209,8 @@ TEST_CASE("rate windows: a ceiling holds short waits in memory and parks longer 
   CHECK(park->reason == WaitReason::RateLimited);
   CHECK(park->until == T0 + 60 * S);   // m1's start leaves the window
   s.connection_ready(c);
-  CHECK(kinds(s.poll(T0 + 20 * S)) == std::vector<K>{K::Quit});   // nothing left for the idle connection
+  CHECK(s.poll(T0 + 20 * S).empty());   // nothing left for the idle connection: it lingers
+  CHECK(kinds(s.poll(T0 + 22 * S)) == std::vector<K>{K::Quit});
   s.connection_closed(c);
   // Within kHold of the window's end the message is held, and next_wakeup says when.
   s.add_due(msg("m4"), T0 + 57 * S);
