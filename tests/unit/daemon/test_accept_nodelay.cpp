@@ -23,6 +23,7 @@
 #include "queue/store_worker.h"
 #include "unit/daemon/log_capture.h"
 #include "unit/daemon/run_loop.h"
+#include "unit/common/free_port.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
@@ -30,20 +31,9 @@ using outbox::daemon::LoopPoster;
 using outbox::daemon::Server;
 using outbox::queue::StoreWorker;
 using outbox::queue::test::TempDir;
+using outbox::test::free_port;
 
 namespace {
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::uint16_t port_of(int fd, bool peer) {
   sockaddr_storage ss{};

@@ -16,26 +16,16 @@
 
 #include "daemon/oauth2/token_store.h"
 #include "daemon/oauth2_refresher.h"
+#include "unit/common/free_port.h"
 #include "unit/common/temp_dir.h"
 
 using namespace outbox;
 using namespace std::chrono_literals;
 using outbox::test::TempDir;
+// A port with nothing listening: the upstream the refresher cannot reach.
+using outbox::test::free_port;
 
 namespace {
-
-// A loopback port with nothing listening: bound, then closed.
-std::uint16_t dead_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 UpstreamConfig upstream(const std::string& name, std::uint16_t port) {
   UpstreamConfig u;
@@ -101,7 +91,7 @@ struct Inbox {
 
 TEST_CASE("refresher: a fresh stored token is handed out without asking the token endpoint") {
   TempDir dir;
-  auto u = upstream("mail", dead_port());
+  auto u = upstream("mail", free_port());
   const auto now = oauth2::wall_clock_now();
   const auto stored = tokens(u, now, 3600, 60);
   oauth2::store::save(oauth2::store::path_for(dir.path(), "mail"), stored);
@@ -122,7 +112,7 @@ TEST_CASE("refresher: a fresh stored token is handed out without asking the toke
 
 TEST_CASE("refresher: the upstream refused this token -> a refresh; the endpoint down -> Transient, store kept") {
   TempDir dir;
-  auto u = upstream("mail", dead_port());
+  auto u = upstream("mail", free_port());
   const auto now = oauth2::wall_clock_now();
   const auto path = oauth2::store::path_for(dir.path(), "mail");
   oauth2::store::save(path, tokens(u, now, 3600, 60));
@@ -150,7 +140,7 @@ TEST_CASE("refresher: the upstream refused this token -> a refresh; the endpoint
 
 TEST_CASE("refresher: nothing stored -> NeedsLogin naming the login command") {
   TempDir dir;
-  auto u = upstream("mail", dead_port());
+  auto u = upstream("mail", free_port());
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {
@@ -166,7 +156,7 @@ TEST_CASE("refresher: nothing stored -> NeedsLogin naming the login command") {
 
 TEST_CASE("refresher: the idle pass refreshes only the upstreams whose last refresh is older than the policy") {
   TempDir dir;
-  const auto port = dead_port();
+  const auto port = free_port();
   auto idle = upstream("idle", port);
   auto busy = upstream("busy", port);
   const auto now = oauth2::wall_clock_now();
@@ -189,7 +179,7 @@ TEST_CASE("refresher: the idle pass refreshes only the upstreams whose last refr
 
 TEST_CASE("refresher: after cancel() every request is answered at once as a shutdown, never NeedsLogin") {
   TempDir dir;
-  auto u = upstream("mail", dead_port());
+  auto u = upstream("mail", free_port());
   Inbox in;
   std::vector<daemon::OAuth2Refresher::Result> got;
   {

@@ -18,28 +18,19 @@
 #include <vector>
 
 #include "daemon/quota_store.h"
+#include "unit/common/free_port.h"
 
 extern char** environ;
 
 using namespace outbox;
 using namespace outbox::daemon;
+using outbox::test::free_port;
 
 namespace {
 
 constexpr std::int64_t S = 1'000'000;
 constexpr std::int64_t T0 = 1'700'000'000 * S;
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct RedisServer {
   pid_t pid = -1;
