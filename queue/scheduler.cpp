@@ -7,7 +7,7 @@ namespace outbox::queue {
 
 namespace {
 
-std::int64_t us(std::chrono::seconds s) { return static_cast<std::int64_t>(s.count()) * 1'000'000; }
+std::int64_t us(std::chrono::microseconds d) { return static_cast<std::int64_t>(d.count()); }
 
 std::string quoted(std::string_view name) { return "upstream \"" + std::string(name) + "\""; }
 
@@ -460,7 +460,7 @@ std::vector<Decision> Scheduler::poll(std::int64_t now) {
     }
     if (u && !suspended(*u, now)) {
       if (!c.idle_since) c.idle_since = now;
-      if (now - *c.idle_since < params_.idle_linger.count() * 1000) continue;   // next_wakeup() says when
+      if (now - *c.idle_since < us(params_.idle_linger)) continue;   // next_wakeup() says when
     }
     c.quitting = true;
     Decision d;
@@ -479,7 +479,7 @@ std::optional<std::int64_t> Scheduler::next_wakeup(std::int64_t now) const {
   };
   for (const auto& [id, c] : conns_)
     if (c.state == Conn::State::Idle && !c.quitting && c.idle_since)
-      consider(*c.idle_since + params_.idle_linger.count() * 1000);
+      consider(*c.idle_since + us(params_.idle_linger));
   for (const auto& [route, q] : routes_) {
     if (q.empty()) continue;
     for (const auto& name : route) {
