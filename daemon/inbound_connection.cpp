@@ -621,6 +621,7 @@ void InboundConnection::store_begin(protocol::BeginMessage& a) {
   m.smtputf8 = a.envelope.smtputf8;
   m.body_8bit = a.envelope.body_8bit;
   m.created = static_cast<std::int64_t>(now_micros());
+  m.import_key = peer_.import_key;
   pending_begin_ = std::move(m);
 }
 

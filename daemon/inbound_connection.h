@@ -31,6 +31,7 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
     std::optional<std::uint32_t> uid;
     std::string user;
     bool loopback = false;            // TCP from 127.0.0.0/8 or ::1: uid asked of the kernel
+    std::string import_key;           // a maildrop import: the file (queue::NewMessage::import_key)
   };
 
   // stream: an initialized, accepted uv_tcp_t or uv_pipe_t (owned from now on).

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <optional>
 #include <cstring>
 #include <ctime>
 #include <vector>
@@ -16,6 +18,8 @@
 #include "daemon/fs_sync.h"
 #include "daemon/logging.h"
 #include "protocol/rfc3339.h"
+#include "queue/spool.h"
+#include "queue/store_worker.h"
 #include "queue/thread_role.h"
 #include "tools/common/maildrop_file.h"
 #include "tools/common/smtp_submit.h"
@@ -29,8 +33,43 @@ void sync_dir(const std::string& dir) { (void)fs::fsync_dir(dir); }
 
 }  // namespace
 
-MaildropImporter::MaildropImporter(uv_loop_t* loop, std::string dir, std::uint64_t max_message_size, Adopt adopt)
-    : loop_(loop), dir_(std::move(dir)), max_size_(max_message_size), adopt_(std::move(adopt)) {}
+MaildropImporter::Ledger MaildropImporter::spool_ledger(queue::StoreWorker& store) {
+  Ledger l;
+  l.lookup = [&store](const std::string& file) {
+    struct Answer {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      std::optional<std::string> found;   // the writer's thread only, until done
+      Record rec;
+    };
+    auto a = std::make_shared<Answer>();
+    store.run([a, file](queue::Spool& s) { a->found = s.imported_as(file); },
+              [a](bool ok, std::string err) {
+                std::lock_guard lk(a->mu);
+                if (!ok) a->rec = Record{Record::State::Unknown, {}, std::move(err)};
+                else if (a->found) a->rec = Record{Record::State::Imported, *a->found, {}};
+                a->done = true;
+                a->cv.notify_all();
+              },
+              // Answered on the writer's thread, not the loop's: this thread
+              // waits, and the loop may be waiting for it (stop()).
+              [](std::function<void()> fn) { fn(); });
+    std::unique_lock lk(a->mu);
+    if (!a->cv.wait_for(lk, std::chrono::seconds(60), [&] { return a->done; }))
+      return Record{Record::State::Unknown, {}, "the spool writer did not answer within 60 s"};
+    return a->rec;
+  };
+  l.forget = [&store](const std::string& file) {
+    store.run([file](queue::Spool& s) { s.forget_import(file); }, nullptr);
+  };
+  return l;
+}
+
+MaildropImporter::MaildropImporter(uv_loop_t* loop, std::string dir, std::uint64_t max_message_size, Adopt adopt,
+                                   Ledger ledger)
+    : loop_(loop), dir_(std::move(dir)), max_size_(max_message_size), adopt_(std::move(adopt)),
+      ledger_(std::move(ledger)) {}
 
 MaildropImporter::~MaildropImporter() { stop(); }
 
@@ -183,8 +222,41 @@ void MaildropImporter::set_aside(const std::string& name, const std::string& why
   imported_.fetch_add(1);
 }
 
+void MaildropImporter::remove_imported(const std::string& name) {
+  // The file goes first, durably, then its record: a crash in between
+  // leaves a record of a file that is gone (a few bytes, never matched
+  // again: names are unique), never a file without its record.
+  if (::unlink((dir_ + "/" + name).c_str()) != 0 && errno != ENOENT) {
+    log::error(log::Line("maildrop_error").kv("file", name).kv("error", std::strerror(errno))
+                   .kv("hint", "the message is queued; the file stays, known as imported, until a restart"));
+    stuck_.insert(name);
+  } else {
+    sync_dir(dir_);
+    if (ledger_.forget) ledger_.forget(name);
+  }
+  imported_.fetch_add(1);
+}
+
 void MaildropImporter::import(const std::string& name) {
   const std::string path = dir_ + "/" + name;
+  // Its import may have been committed already: outboxd stopped between the
+  // commit and the file's removal, or the 250 was lost on the way.
+  if (ledger_.lookup) {
+    Record rec = ledger_.lookup(name);
+    if (rec.state == Record::State::Unknown) {
+      log::warn(log::Line("maildrop_deferred").kv("file", name)
+                    .kv("reason", "cannot tell whether it is queued already: " + rec.error));
+      return;
+    }
+    if (rec.state == Record::State::Imported) {
+      struct stat st{};
+      const std::int64_t uid = ::lstat(path.c_str(), &st) == 0 ? static_cast<std::int64_t>(st.st_uid) : -1;
+      remove_imported(name);
+      log::info(log::Line("maildrop_imported").kv("id", rec.id).kv("uid", uid).kv("file", name)
+                    .kv("already", "yes"));
+      return;
+    }
+  }
   // O_NOFOLLOW: a symlink planted by the drop group never makes outboxd read
   // another file; O_NONBLOCK: a FIFO never blocks the import.
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -238,9 +310,9 @@ void MaildropImporter::import(const std::string& name) {
     }
     active_fd_ = sv[1];
   }
-  poster_->post([adopt = adopt_, fd = sv[0], uid] {
+  poster_->post([adopt = adopt_, fd = sv[0], uid, name] {
     try {
-      adopt(fd, static_cast<std::uint32_t>(uid));
+      adopt(fd, static_cast<std::uint32_t>(uid), name);
     } catch (...) {
       ::close(fd);
     }
@@ -256,9 +328,7 @@ void MaildropImporter::import(const std::string& name) {
   }
   ::close(sv[1]);
   if (r.exit_code == EX_OK) {
-    ::unlink(path.c_str());
-    sync_dir(dir_);
-    imported_.fetch_add(1);
+    remove_imported(name);
     log::info(log::Line("maildrop_imported").kv("id", r.queue_id).kv("uid", uid).kv("file", name)
                   .kv("submitted", protocol::rfc3339_utc(entry->time)).kv("nrcpt", entry->submission.recipients.size()));
     return;
@@ -266,10 +336,11 @@ void MaildropImporter::import(const std::string& name) {
   std::string why;
   for (const auto& e : r.errors) why += (why.empty() ? "" : "; ") + e;
   if (r.exit_code == EX_TEMPFAIL) {
-    // Kept for the next scan; after a lost connection past the final dot it
-    // may be in the spool already: imported again, a duplicate, not a loss.
+    // Kept for the next scan. After a lost connection past the final dot it
+    // may be in the spool already: then the next scan finds its record and
+    // removes it (maybe_queued), so it is never queued twice.
     log::warn(log::Line("maildrop_deferred").kv("file", name).kv("uid", uid).kv("reason", why)
-                  .kv("possible_duplicate", r.maybe_queued ? "yes" : "no"));
+                  .kv("maybe_queued", r.maybe_queued ? "yes" : "no"));
     return;
   }
   set_aside(name, why, "maildrop_rejected", uid);

@@ -10,9 +10,12 @@
 // exactly as a Unix-socket client of that uid would submit it: over one end
 // of a socketpair that the Server serves as such a client (same SMTP state
 // machine, sender rules, size limits, Received line, durable commit before
-// 250), while this thread speaks SMTP on the other end. After the 250 the
-// file is removed (a crash in between imports it again: a duplicate rather
-// than a loss, RFC 1047's rule). A malformed file, or one the submission
+// 250), while this thread speaks SMTP on the other end. The message's
+// commit also records the file's name in the spool (queue::Spool::
+// record_import); after the 250 the file is removed, then the record. A file
+// whose record is found (a crash came between the commit and the removal,
+// or the 250 was lost) is removed without a second submission, and the
+// record makes a second commit of that file fail: one file, one message. A malformed file, or one the submission
 // refuses for good (5xx), is moved to maildrop/corrupt/ and logged; a 4xx
 // leaves it for the next scan. Nothing crashes, nothing is dropped silently.
 #pragma once
@@ -30,14 +33,31 @@
 
 #include "daemon/loop_poster.h"
 
+namespace outbox::queue {
+class StoreWorker;
+}
+
 namespace outbox::daemon {
 
 class MaildropImporter {
  public:
   // adopt runs on the loop: serve fd as a local client of uid (false: not
   // taken, fd closed).
-  using Adopt = std::function<bool(int fd, std::uint32_t uid)>;
-  MaildropImporter(uv_loop_t* loop, std::string dir, std::uint64_t max_message_size, Adopt adopt);
+  using Adopt = std::function<bool(int fd, std::uint32_t uid, std::string file)>;
+  // The spool's import records, asked from this importer's thread. lookup
+  // blocks until the store writer answered: the message a file became, or
+  // none; an error (the file then waits for the next scan) when it cannot
+  // tell. forget drops a record once its file is gone.
+  struct Record {
+    enum class State { None, Imported, Unknown } state = State::None;
+    std::string id;      // Imported
+    std::string error;   // Unknown
+  };
+  struct Ledger {
+    std::function<Record(const std::string& file)> lookup;
+    std::function<void(const std::string& file)> forget;
+  };
+  MaildropImporter(uv_loop_t* loop, std::string dir, std::uint64_t max_message_size, Adopt adopt, Ledger ledger);
   ~MaildropImporter();   // loop thread, after stop()
   MaildropImporter(const MaildropImporter&) = delete;
   MaildropImporter& operator=(const MaildropImporter&) = delete;
@@ -49,6 +69,10 @@ class MaildropImporter {
   // times out; the watch and the timer are closed.
   void stop();
 
+  // The Ledger of the daemon's spool: both go through its store writer, in
+  // order with the commits (a lookup sees every import committed before it).
+  static Ledger spool_ledger(queue::StoreWorker& store);
+
   // Tests: files imported and set aside so far.
   std::uint64_t imported() const { return imported_.load(); }
 
@@ -57,12 +81,14 @@ class MaildropImporter {
   void loop_thread();
   void scan();
   void import(const std::string& name);
+  void remove_imported(const std::string& name);
   void set_aside(const std::string& name, const std::string& why, const char* event, std::int64_t uid);
 
   uv_loop_t* loop_;
   const std::string dir_;
   const std::uint64_t max_size_;
   Adopt adopt_;
+  Ledger ledger_;
   std::unique_ptr<LoopPoster> poster_;
   uv_fs_event_t* watch_ = nullptr;
   uv_timer_t* timer_ = nullptr;

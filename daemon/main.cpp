@@ -474,7 +474,8 @@ int main(int argc, char** argv) {
     auto* server = d.server.get();
     d.maildrop = std::make_unique<outbox::daemon::MaildropImporter>(
         d.loop, d.config->maildrop, d.config->limits.max_message_size,
-        [server](int fd, std::uint32_t uid) { return server->adopt_local(fd, uid); });
+        [server](int fd, std::uint32_t uid, std::string file) { return server->adopt_local(fd, uid, std::move(file)); },
+        outbox::daemon::MaildropImporter::spool_ledger(*d.store));
     d.maildrop->start();
   }
   notify("READY=1");

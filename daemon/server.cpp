@@ -386,7 +386,7 @@ void Server::accept_from(Listener& l) {
   admit(client, *l.config, std::move(peer));
 }
 
-bool Server::adopt_local(int fd, std::uint32_t uid) {
+bool Server::adopt_local(int fd, std::uint32_t uid, std::string import_key) {
   auto* pipe = new uv_pipe_t;
   uv_pipe_init(loop_, pipe, 0);
   if (shutting_down_ || uv_pipe_open(pipe, fd) != 0) {
@@ -400,6 +400,7 @@ bool Server::adopt_local(int fd, std::uint32_t uid) {
   peer.unix_socket = true;
   peer.uid = uid;
   peer.user = user_name(uid);
+  peer.import_key = std::move(import_key);
   const ListenConfig* l = config_->first_unix_listener();
   admit(reinterpret_cast<uv_stream_t*>(pipe), l ? *l : maildrop_listener_, std::move(peer));
   return true;

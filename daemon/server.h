@@ -80,8 +80,9 @@ class Server {
   // Called after each accepted message (the relay looks for work at once).
   // A submission from the maildrop (daemon/maildrop_importer.h): fd is one
   // end of a socketpair, served as a Unix-socket client whose uid is the
-  // maildrop file's owner. Takes fd; false when shutting down (fd closed).
-  bool adopt_local(int fd, std::uint32_t uid);
+  // maildrop file's owner; its message is recorded as that file's import
+  // (import_key, the file's name). Takes fd; false when shutting down (fd closed).
+  bool adopt_local(int fd, std::uint32_t uid, std::string import_key);
   // text: the message's whole stored text when it was collected (at most
   // queue::BodyReader::kRememberTextBytes; the relay's BodyReader keeps it
   // for the first read), else empty.

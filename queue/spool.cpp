@@ -156,6 +156,18 @@ CREATE TABLE quota_ledger(
   PRIMARY KEY(upstream, time, seq)
 ) WITHOUT ROWID;
 )sql",
+    // v6: maildrop files imported into the spool (daemon/maildrop_importer.h).
+    // Written in the same transaction as the message, so a file found again
+    // after a crash between that commit and the file's removal is known as
+    // imported and removed, not submitted twice. A row lives from its
+    // message's commit until the file is gone.
+    R"sql(
+CREATE TABLE maildrop_imports(
+  file       TEXT PRIMARY KEY,             -- the file's name in the maildrop (TIME.PID.TAG)
+  message_id TEXT NOT NULL,
+  time       INTEGER NOT NULL              -- µs: committed
+) WITHOUT ROWID;
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));
 static_assert(kMigrationCount == Spool::kSchemaVersion, "kSchemaVersion must match the migration list");

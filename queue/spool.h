@@ -78,6 +78,14 @@ class Spool {
   // (no 'incoming' row updated in a later batch). Empty body: no chunk.
   void store_whole(const NewMessage& m, std::string_view body, std::string_view prefix, std::uint64_t size,
                    std::int64_t now);
+  // A maildrop file's import (NewMessage::import_key), in the transaction of
+  // its message's commit: throws SpoolError when that file was imported
+  // already, so one file never becomes two messages.
+  void record_import(std::string_view file, std::string_view id, std::int64_t now);
+  // The message a maildrop file became, if its import was committed.
+  std::optional<std::string> imported_as(std::string_view file);
+  // The file is gone from the maildrop: its record is no longer needed.
+  void forget_import(std::string_view file);
   void discard(std::string_view id);  // drop an incoming message and its chunks
   int purge_incoming();               // at start-up: drop every incoming message; returns how many
   std::string max_id();               // largest id ever stored (seed for QueueIdGenerator)
@@ -191,7 +199,7 @@ class Spool {
   // --- delivery history (writer; the relay engine; joins any open transaction) ---
   void add_attempt(std::string_view id, const AttemptRecord& a);
 
-  static constexpr int kSchemaVersion = 5;   // PRAGMA user_version after migration
+  static constexpr int kSchemaVersion = 6;   // PRAGMA user_version after migration
   int schema_version();
   Mode mode() const { return mode_; }
   const std::string& path() const { return path_; }

@@ -81,6 +81,26 @@ void Spool::store_whole(const NewMessage& m, std::string_view body, std::string_
   st.text(1, m.id).run();
 }
 
+void Spool::record_import(std::string_view file, std::string_view id, std::int64_t now) {
+  if (auto earlier = imported_as(file))
+    throw SpoolError("spool: maildrop file " + std::string(file) + " was imported already as " + *earlier,
+                     SQLITE_CONSTRAINT);
+  Stmt st(*this, "INSERT INTO maildrop_imports(file, message_id, time) VALUES(?, ?, ?)");
+  st.text(1, file).text(2, id).i64(3, now).run();
+}
+
+std::optional<std::string> Spool::imported_as(std::string_view file) {
+  Stmt st(*this, "SELECT message_id FROM maildrop_imports WHERE file = ?");
+  st.text(1, file);
+  if (!st.step()) return std::nullopt;
+  return st.str(0);
+}
+
+void Spool::forget_import(std::string_view file) {
+  Stmt st(*this, "DELETE FROM maildrop_imports WHERE file = ?");
+  st.text(1, file).run();
+}
+
 void Spool::discard(std::string_view id) {
   Stmt st(*this, sql::kDiscard);
   st.text(1, id).run();

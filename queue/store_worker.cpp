@@ -335,10 +335,12 @@ void StoreWorker::execute(Request& r) {
   using K = Request::Kind;
   switch (r.kind) {
     case K::Begin:
-      if (in_savepoint(r, [&] { spool_->create_incoming(r.message); }))
+      if (in_savepoint(r, [&] { spool_->create_incoming(r.message); })) {
         failed_ids_.erase(r.id);
-      else
+        if (!r.message.import_key.empty()) import_keys_[r.id] = r.message.import_key;
+      } else {
         failed_ids_.insert(r.id);
+      }
       break;
     case K::Append:
       if (failed_ids_.count(r.id)) {
@@ -347,25 +349,42 @@ void StoreWorker::execute(Request& r) {
         failed_ids_.insert(r.id);
       }
       break;
-    case K::Commit:
+    case K::Commit: {
+      std::string import_key;
+      if (auto it = import_keys_.find(r.id); it != import_keys_.end()) {
+        import_key = std::move(it->second);
+        import_keys_.erase(it);
+      }
       if (failed_ids_.erase(r.id)) {
         // Never finalize a message with a hole in it; drop what did get written.
         Request cleanup(K::Abort);
         in_savepoint(cleanup, [&] { spool_->discard(r.id); });
         r.error = "message " + r.id + " is incomplete: an earlier write failed";
-      } else {
-        in_savepoint(r, [&] { spool_->finalize(r.id, r.bytes, r.size, now_us()); });
+      } else if (!in_savepoint(r, [&] {
+                   const std::int64_t now = now_us();
+                   spool_->finalize(r.id, r.bytes, r.size, now);
+                   // The same savepoint: the message and its file's record are one.
+                   if (!import_key.empty()) spool_->record_import(import_key, r.id, now);
+                 })) {
+        Request cleanup(K::Abort);
+        in_savepoint(cleanup, [&] { spool_->discard(r.id); });
       }
       break;
+    }
     case K::Abort:
       failed_ids_.erase(r.id);
+      import_keys_.erase(r.id);
       in_savepoint(r, [&] { spool_->discard(r.id); });
       break;
     case K::Run:
       in_savepoint(r, [&] { r.work(*spool_); });
       break;
     case K::Whole:
-      in_savepoint(r, [&] { spool_->store_whole(r.message, r.bytes, r.prefix, r.size, now_us()); });
+      in_savepoint(r, [&] {
+        const std::int64_t now = now_us();
+        spool_->store_whole(r.message, r.bytes, r.prefix, r.size, now);
+        if (!r.message.import_key.empty()) spool_->record_import(r.message.import_key, r.id, now);
+      });
       break;
   }
 }

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "queue/spool.h"
@@ -123,6 +124,7 @@ class StoreWorker {
   std::atomic<std::uint64_t> writer_checkpoints_{0};
   // Worker thread only:
   std::unordered_set<std::string> failed_ids_;   // messages that lost a write: their later requests fail
+  std::unordered_map<std::string, std::string> import_keys_;   // begun message -> its maildrop file (NewMessage::import_key)
   int wal_pages_ = 0;                             // WAL size after the last commit (sqlite3_wal_hook)
   std::uint32_t wal_generation_ = 0;              // counts WAL resets (the size went down)
   bool dirty_ = false;                            // committed since the last idle period

@@ -82,6 +82,9 @@ struct NewMessage {                 // what the server knows when DATA starts
   bool smtputf8 = false;
   bool body_8bit = false;
   std::int64_t created = 0;         // µs
+  // A maildrop file's name when the message is that file's import: recorded
+  // with the commit (Spool::record_import), at most one message per file.
+  std::string import_key;
 };
 
 struct RecipientRecord {

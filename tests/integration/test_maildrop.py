@@ -14,6 +14,7 @@ import grp
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,48 @@ class Maildrop(unittest.TestCase):
         self.assertEqual(d.show(ev["id"])["uid"], self.uid)
         self.assertEqual(self.files(), [])
         self.assertEqual(d.stop(), 0)
+
+    def test_a_file_queued_before_a_crash_is_removed_not_queued_twice(self):
+        # outboxd stopped (kill -9, power loss) after a file's message was
+        # committed and before the file was removed: the commit recorded the
+        # file, so the next start removes it instead of queueing it again.
+        d = self.daemon()
+        p = self.sendmail_as_user(d, "ops@example.test")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        (name,) = self.files()
+        path = os.path.join(self.maildrop, name)
+        with open(path, "rb") as f:
+            text = f.read()
+        st = os.stat(path)
+        d.start()
+        first = d.wait_event("maildrop_imported", file=name)
+        self.up.wait_delivered(1)
+        self.assertEqual(self.files(), [])
+        self.assertEqual(d.stop(), 0)
+
+        def spool(sql, *args):
+            db = sqlite3.connect(d.spool_path)
+            try:
+                with db:
+                    return db.execute(sql, args).fetchall()
+            finally:
+                db.close()
+        # The record lives from the commit until the file is gone.
+        self.assertEqual(spool("SELECT COUNT(*) FROM maildrop_imports"), [(0,)])
+        # The state such a crash leaves: the file back, and its record.
+        with open(path, "wb") as f:
+            f.write(text)
+        os.chown(path, st.st_uid, st.st_gid)
+        spool("INSERT INTO maildrop_imports(file, message_id, time) VALUES(?, ?, 0)", name, first["id"])
+        d.start()
+        ev = d.wait_event("maildrop_imported", file=name, already="yes")
+        self.assertEqual(ev["id"], first["id"])
+        self.assertEqual(int(ev["uid"]), self.uid)
+        self.assertEqual(self.files(), [])
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(spool("SELECT COUNT(*) FROM messages"), [(1,)])
+        self.assertEqual(spool("SELECT COUNT(*) FROM maildrop_imports"), [(0,)])
+        self.assertEqual(len(self.up.delivered()), 1)
 
     def test_while_running_new_files_are_imported_and_bad_ones_set_aside(self):
         d = self.daemon('\n[[local_user]]\nname = "%s"\nmay_send_as = ["%s@host.test"]\n'

@@ -5,6 +5,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -735,4 +736,102 @@ TEST_CASE("store worker: a run() that names its poster completes through it, in 
   CHECK(counter.commits - before == 2);   // the gate's batch, then one for both requests
   w.run([](Spool& s) { sqlite3_commit_hook(s.handle(), nullptr, nullptr); }, [](bool, std::string) {});
   REQUIRE(home.run_one());
+}
+
+TEST_CASE("store worker: a maildrop file's import is recorded with its message; one file never becomes two") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  StoreWorker w(path, inline_poster());
+  auto reader = Spool::open(path, Spool::Mode::ReadOnly);
+  QueueIdGenerator g;
+  auto imported = [&](const std::string& id, const std::string& file) {
+    NewMessage m = new_message(id);
+    m.import_key = file;
+    return m;
+  };
+  auto messages = [&](const std::string& id) {
+    return count(reader->handle(), "SELECT COUNT(*) FROM messages WHERE id = '" + id + "'");
+  };
+  struct Result {
+    bool ok = false;
+    std::string error;
+  };
+  auto whole = [&](const std::string& id, const std::string& file) {
+    std::promise<Result> p;
+    w.store_message(imported(id, file), "body\r\n", "", 6,
+                    [&](bool ok, std::string err) { p.set_value({ok, std::move(err)}); });
+    return p.get_future().get();
+  };
+  auto chunked = [&](const std::string& id, const std::string& file) {
+    std::promise<Result> p;
+    w.begin_message(imported(id, file), {});
+    w.append(id, 0, "body\r\n", {});
+    w.commit_message(id, "", 6, [&](bool ok, std::string err) { p.set_value({ok, std::move(err)}); });
+    return p.get_future().get();
+  };
+
+  SUBCASE("whole: recorded in the message's commit; a second commit of the file fails and leaves nothing") {
+    std::string first = g.next(), second = g.next();
+    CHECK(whole(first, "1.2.abc").ok);
+    CHECK(reader->imported_as("1.2.abc") == first);
+    Result r = whole(second, "1.2.abc");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.find("maildrop file 1.2.abc was imported already as " + first) != std::string::npos);
+    CHECK(messages(second) == 0);
+    CHECK(messages(first) == 1);
+    CHECK(reader->imported_as("other") == std::nullopt);
+  }
+  SUBCASE("chunked: recorded at the commit, not at the begin; a second file's commit fails and is discarded") {
+    std::string first = g.next(), second = g.next();
+    std::promise<void> begun;
+    w.begin_message(imported(first, "3.4.def"), {});
+    w.run([](Spool&) {}, [&](bool, std::string) { begun.set_value(); });
+    begun.get_future().wait();
+    CHECK(reader->imported_as("3.4.def") == std::nullopt);   // an incoming message is not an import yet
+    w.append(first, 0, "body\r\n", {});
+    std::promise<bool> committed;
+    w.commit_message(first, "", 6, [&](bool ok, std::string) { committed.set_value(ok); });
+    CHECK(committed.get_future().get());
+    CHECK(reader->imported_as("3.4.def") == first);
+    Result r = chunked(second, "3.4.def");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.find("imported already as " + first) != std::string::npos);
+    sync(w);
+    CHECK(messages(second) == 0);
+    CHECK(count(reader->handle(), "SELECT COUNT(*) FROM chunks WHERE message_id = '" + second + "'") == 0);
+  }
+  SUBCASE("an aborted import records nothing: the file can still be imported") {
+    std::string aborted = g.next(), again = g.next();
+    w.begin_message(imported(aborted, "5.6.ghi"), {});
+    w.abort_message(aborted);
+    sync(w);
+    CHECK(reader->imported_as("5.6.ghi") == std::nullopt);
+    CHECK(chunked(again, "5.6.ghi").ok);
+    CHECK(reader->imported_as("5.6.ghi") == again);
+  }
+  SUBCASE("a refused COMMIT records nothing; forget_import drops a record") {
+    CommitCounter counter;
+    counter.install(w);
+    std::string lost = g.next(), kept = g.next();
+    // One batch: the run that arms the failure and the import (see the
+    // whole-message case above).
+    Gate gate(w);
+    w.run([&](Spool&) { counter.fail_next = 1; }, {});
+    std::promise<bool> p;
+    w.store_message(imported(lost, "7.8.jkl"), "body\r\n", "", 6, [&](bool ok, std::string) { p.set_value(ok); });
+    gate.open();
+    CHECK_FALSE(p.get_future().get());
+    counter.remove(w);
+    CHECK(reader->imported_as("7.8.jkl") == std::nullopt);
+    CHECK(whole(kept, "7.8.jkl").ok);
+    w.run([](Spool& s) { s.forget_import("7.8.jkl"); }, {});
+    sync(w);
+    CHECK(reader->imported_as("7.8.jkl") == std::nullopt);
+    CHECK(messages(kept) == 1);   // the message stays; only the file's record goes
+  }
+  SUBCASE("a submission that is no import records nothing") {
+    std::string id = g.next();
+    CHECK(whole(id, "").ok);
+    CHECK(count(reader->handle(), "SELECT COUNT(*) FROM maildrop_imports") == 0);
+  }
 }
