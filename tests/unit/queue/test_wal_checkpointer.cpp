@@ -77,8 +77,10 @@ TEST_CASE("wal checkpointer: copies the WAL while commits go on and truncates it
   submit_steady(w, g, 150);   // ~5 pages each: well over 64 pages, far below restart_pages
   // The main file only grows when a checkpoint copies pages into it, the
   // -wal file is only cut to nothing by a TRUNCATE checkpoint.
-  CHECK(eventually([&] { return w.checkpoint_stats().background.truncated >= 1; }));
-  CHECK(wal_size(path) == 0);
+  // Both at once: a slow build can pause 100 ms mid-load, and that idle
+  // moment's TRUNCATE is followed by more commits; the one after the load
+  // leaves the WAL empty.
+  CHECK(eventually([&] { return w.checkpoint_stats().background.truncated >= 1 && wal_size(path) == 0; }));
   CHECK(std::filesystem::file_size(path) >= 150 * 20000);
   auto st = w.checkpoint_stats();
   CHECK(st.background.passive >= 2);   // during the load, not only at the end
