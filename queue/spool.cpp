@@ -451,6 +451,7 @@ const std::vector<const char*>& Spool::hot_statements() {
       sql::kListPage,        sql::kUpstreamStates,  sql::kUpstreamState,   sql::kResumeUpstream,
       sql::kWaitOf,          sql::kLogOperator,     sql::kOperatorAfter,   sql::kLastOperatorSeq,
       sql::kOldestWaiting,   sql::kInsertWhole,     sql::kInsertWholeRecipient, sql::kInsertWholeChunk,
+      sql::kRecordImport,    sql::kImportedAs,      sql::kForgetImport,
   };
   return v;
 }

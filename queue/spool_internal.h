@@ -66,6 +66,10 @@ constexpr const char* kInsertWholeRecipient =
     "INSERT OR IGNORE INTO recipients(message_id, address, state, next_attempt, updated) "
     "VALUES(?1, ?2, 'pending', ?3, ?3)";
 constexpr const char* kInsertWholeChunk = "INSERT INTO chunks(message_id, seq, data) VALUES(?1, 0, ?2)";
+// Maildrop imports (schema v6): one primary-key probe each.
+constexpr const char* kRecordImport = "INSERT INTO maildrop_imports(file, message_id, time) VALUES(?1, ?2, ?3)";
+constexpr const char* kImportedAs = "SELECT message_id FROM maildrop_imports WHERE file = ?1";
+constexpr const char* kForgetImport = "DELETE FROM maildrop_imports WHERE file = ?1";
 constexpr const char* kDiscard =
     "DELETE FROM messages WHERE id = ?1 AND state = 'incoming'";
 constexpr const char* kMaxId =

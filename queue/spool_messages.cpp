@@ -85,19 +85,19 @@ void Spool::record_import(std::string_view file, std::string_view id, std::int64
   if (auto earlier = imported_as(file))
     throw SpoolError("spool: maildrop file " + std::string(file) + " was imported already as " + *earlier,
                      SQLITE_CONSTRAINT);
-  Stmt st(*this, "INSERT INTO maildrop_imports(file, message_id, time) VALUES(?, ?, ?)");
+  Stmt st(*this, sql::kRecordImport);
   st.text(1, file).text(2, id).i64(3, now).run();
 }
 
 std::optional<std::string> Spool::imported_as(std::string_view file) {
-  Stmt st(*this, "SELECT message_id FROM maildrop_imports WHERE file = ?");
+  Stmt st(*this, sql::kImportedAs);
   st.text(1, file);
   if (!st.step()) return std::nullopt;
   return st.str(0);
 }
 
 void Spool::forget_import(std::string_view file) {
-  Stmt st(*this, "DELETE FROM maildrop_imports WHERE file = ?");
+  Stmt st(*this, sql::kForgetImport);
   st.text(1, file).run();
 }
 

@@ -32,7 +32,7 @@ std::vector<std::string> plan_of(sqlite3* db, const std::string& sql) {
 // (of the table or of one of its indexes). SEARCH lines are index probes or
 // bounded ranges and pass.
 bool full_scan(const std::string& line) {
-  for (const char* t : {"messages", "recipients", "chunks", "attempts"}) {
+  for (const char* t : {"messages", "recipients", "chunks", "attempts", "maildrop_imports"}) {
     std::string p = std::string("SCAN ") + t;
     if (line.compare(0, p.size(), p) == 0 && (line.size() == p.size() || line[p.size()] == ' ')) return true;
   }
