@@ -355,17 +355,20 @@ void StoreWorker::execute(Request& r) {
         import_key = std::move(it->second);
         import_keys_.erase(it);
       }
+      bool finalized = false;
       if (failed_ids_.erase(r.id)) {
-        // Never finalize a message with a hole in it; drop what did get written.
-        Request cleanup(K::Abort);
-        in_savepoint(cleanup, [&] { spool_->discard(r.id); });
         r.error = "message " + r.id + " is incomplete: an earlier write failed";
-      } else if (!in_savepoint(r, [&] {
-                   const std::int64_t now = now_us();
-                   spool_->finalize(r.id, r.bytes, r.size, now);
-                   // The same savepoint: the message and its file's record are one.
-                   if (!import_key.empty()) spool_->record_import(import_key, r.id, now);
-                 })) {
+      } else {
+        finalized = in_savepoint(r, [&] {
+          const std::int64_t now = now_us();
+          spool_->finalize(r.id, r.bytes, r.size, now);
+          // The same savepoint: the message and its file's record are one.
+          if (!import_key.empty()) spool_->record_import(import_key, r.id, now);
+        });
+      }
+      if (!finalized) {
+        // Never leave a message that will not be finalized (a hole in it, or
+        // a refused finalize): drop what did get written.
         Request cleanup(K::Abort);
         in_savepoint(cleanup, [&] { spool_->discard(r.id); });
       }
