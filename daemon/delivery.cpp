@@ -75,6 +75,9 @@ Delivery::~Delivery() { *token_ = true; }
 client::ClientConfig Delivery::make_config() const {
   client::ClientConfig c = upstream::client_config(*gen_->config, *up_.cfg);
   c.secret = up_.password;
+  // The next message's commands go with the previous one's final dot: one
+  // round trip per message on a busy connection (RFC 2920 §3.1).
+  c.pipeline_messages = true;
   return c;
 }
 
@@ -98,14 +101,19 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
     finished_ = true;
     if (reported_finished_) return;
     reported_finished_ = true;
-    if (current_) {
-      relay_.park_now(current_->msg.id, "delivery interrupted");
-      current_.reset();
-    }
+    park_held("delivery interrupted");
     relay_.delivery_finished(*this);
   } catch (...) {
     // Nothing more can be done for this connection; the message stays
     // active and the periodic recovery returns it to the queue.
+  }
+}
+
+void Delivery::park_held(const char* why) {
+  for (auto* held : {&unanswered_, &current_}) {
+    if (!*held) continue;
+    relay_.park_now((*held)->msg.id, why);
+    held->reset();
   }
 }
 
@@ -280,22 +288,24 @@ void Delivery::pump() {
     return;
   }
   pumping_ = true;
+  // Everything this turn sends leaves in one write: the body's last piece,
+  // the final dot and the next message's commands, handed over on Ready.
+  const std::shared_ptr<UpstreamLink> link = link_closed_ ? nullptr : link_;
+  if (link) link->cork();
   do {
     repump_ = false;
     for (auto& action : session_->take_actions()) handle(action);
   } while (repump_);
   pumping_ = false;
+  if (link) link->uncork();
   if (!finished_ && link_ && !link_closed_) {
     auto d = session_->deadline();
     if (d.count() > 0) link_->set_read_deadline(d);
   }
   if ((finished_ || session_->finished()) && !reported_finished_) {
     reported_finished_ = true;
-    if (current_) {
-      // Every handed-over message gets a MessageDone; this is a safety net.
-      relay_.park_now(current_->msg.id, "delivery interrupted");
-      current_.reset();
-    }
+    // Every handed-over message gets a MessageDone; this is a safety net.
+    park_held("delivery interrupted");
     relay_.delivery_finished(*this);
   }
 }
@@ -314,14 +324,22 @@ void Delivery::handle(client::Action& action) {
           finished_ = true;
         } else if constexpr (std::is_same_v<T, client::Ready>) {
           was_ready_ = true;
+          // Its final dot is out: the next message may follow it.
+          if (!a.unanswered.empty() && current_ && current_->msg.id == a.unanswered) {
+            unanswered_ = std::move(current_);
+            current_.reset();
+          }
           relay_.delivery_ready(*this);
         } else if constexpr (std::is_same_v<T, client::NeedBody>) {
           feed_body(a.id);
         } else if constexpr (std::is_same_v<T, client::MessageDone>) {
-          if (current_) {
-            if (mark_ && mark_->id == current_->msg.id) mark_.reset();   // its late completion finds nothing
-            Job job = std::move(*current_);
-            current_.reset();
+          std::optional<Job>* held = nullptr;
+          if (unanswered_ && unanswered_->msg.id == a.report.id) held = &unanswered_;
+          else if (current_ && current_->msg.id == a.report.id) held = &current_;
+          if (held) {
+            if (mark_ && mark_->id == a.report.id) mark_.reset();   // its late completion finds nothing
+            Job job = std::move(**held);
+            held->reset();
             relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
           }
         } else if constexpr (std::is_same_v<T, client::SessionFailed>) {

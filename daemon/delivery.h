@@ -101,7 +101,7 @@ class Delivery final : public Carrier {
   const std::string& upstream_name() const override { return up_.cfg->name; }
   const UpstreamRuntime& upstream() const override { return up_; }
   const Generation& generation() const { return *gen_; }
-  bool busy() const override { return current_.has_value(); }
+  bool busy() const override { return current_.has_value() || unanswered_.has_value(); }
   bool was_ready() const override { return was_ready_; }
   bool aborted() const override { return aborted_; }
 
@@ -122,6 +122,9 @@ class Delivery final : public Carrier {
   // A C++ exception reached a libuv callback: log, close the link, report
   // the message in hand as interrupted, and end this delivery only.
   void drop(std::string_view where, std::string_view what) noexcept;
+  // Back to the queue, untouched, with the messages this connection holds
+  // (the safety net when it ends without their MessageDone).
+  void park_held(const char* why);
   template <typename F>
   void guarded(std::string_view where, F&& f) noexcept;
 
@@ -133,6 +136,9 @@ class Delivery final : public Carrier {
   std::shared_ptr<UpstreamLink> link_;
   std::unique_ptr<BodyPump> body_;
   std::optional<Job> current_;
+  // The message whose final dot is out and whose reply has not come, while
+  // current_ (if any) is the next one, pipelined behind it (RFC 2920 §3.1).
+  std::optional<Job> unanswered_;
   struct EarlyMark {
     std::string id;
     bool done = false;

@@ -170,6 +170,7 @@ void UpstreamLink::connected() {
 
 void UpstreamLink::start_tls() {
   if (done_ || tls_) return;
+  write_gathered();
   tls_ = std::make_unique<TlsEngine>(target_.tls, target_.tls_name);
   tls_->start();
   write_raw(tls_->take_cipher());
@@ -177,6 +178,29 @@ void UpstreamLink::start_tls() {
 
 void UpstreamLink::send(std::string_view bytes) {
   if (done_ || bytes.empty()) return;
+  if (corked_) {
+    gathered_.append(bytes);
+    if (gathered_.size() > kLowWater) write_gathered();
+    return;
+  }
+  write_plain(bytes);
+}
+
+void UpstreamLink::uncork() {
+  corked_ = false;
+  write_gathered();
+}
+
+void UpstreamLink::write_gathered() {
+  if (gathered_.empty()) return;
+  std::string bytes = std::move(gathered_);
+  gathered_.clear();
+  if (done_) return;
+  if (!tls_) return write_raw(std::move(bytes));
+  write_plain(bytes);
+}
+
+void UpstreamLink::write_plain(std::string_view bytes) {
   if (!tls_) {
     write_raw(std::string(bytes));
     return;
@@ -334,6 +358,7 @@ void UpstreamLink::fail(std::string stage, std::string error) {
 
 void UpstreamLink::close() {
   if (done_) return;
+  write_gathered();
   if (tls_ && tls_->handshake_done()) {
     tls_->close();   // close_notify before the FIN
     write_raw(tls_->take_cipher());

@@ -58,6 +58,14 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   // so OpenSSL never gets an int-narrowed size). Never blocks; callers that
   // stream check pending_write_bytes() and wait for on_drain.
   void send(std::string_view bytes);
+  // Between cork() and uncork(), send() gathers its bytes so that what one
+  // turn of the owner's work says leaves in one write: the end of a message
+  // and the next message's MAIL, RCPT and DATA (RFC 2920 §3.1) reach the
+  // server in one segment, one wake-up. More than kLowWater gathered is
+  // written at once (the body's back-pressure still sees it); start_tls()
+  // and close() write what is gathered first. Not nested.
+  void cork() { corked_ = true; }
+  void uncork();
   // Bytes accepted by send() (and TLS records) not yet written to the socket:
   // ciphertext in libuv's write queue plus plaintext TLS still holds.
   std::size_t pending_write_bytes() const { return queued_raw_ + (tls_ ? tls_->pending_plain() : 0); }
@@ -86,6 +94,8 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   void connected();
   void handle_cipher(std::string_view bytes);
   void write_raw(std::string bytes);
+  void write_plain(std::string_view bytes);
+  void write_gathered();
   void wrote(std::size_t n);
   void fail(std::string stage, std::string error);
   void release_handles(bool flush);
@@ -103,6 +113,8 @@ class UpstreamLink : public std::enable_shared_from_this<UpstreamLink> {
   bool tls_announced_ = false;
   std::size_t queued_raw_ = 0;       // in uv_write requests not completed
   bool above_low_water_ = false;     // on_drain is due when it falls back
+  bool corked_ = false;
+  std::string gathered_;             // send()'s bytes while corked
   bool done_ = false;         // closed or failed: no more callbacks
   bool connected_ = false;
   std::string peer_address_;

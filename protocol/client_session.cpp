@@ -281,6 +281,11 @@ struct ClientSession::Impl {
   std::deque<Pending> awaiting;   // replies expected, in order (RFC 2920 §3.1)
   std::deque<Pending> unsent;     // without PIPELINING: the rest of the transaction
   std::optional<Txn> txn;
+  // pipeline_messages: the message whose final dot is written and whose reply
+  // has not come; its Dot is the front of `awaiting` (replies come in order,
+  // RFC 2920 §3.1), before anything of `txn`.
+  std::optional<Txn> dotted;
+  bool quit_after_txn = false;    // the dotted message's reply was the upstream's refusal
   std::string out;                // bytes not yet handed over as a Send
   std::vector<Action> actions;
   std::deque<std::string> transcript;
@@ -328,10 +333,11 @@ struct ClientSession::Impl {
       case St::StartTls: return Stage::StartTls;
       case St::TlsHandshake: return Stage::Tls;
       case St::Auth: return Stage::Auth;
-      case St::Ready: case St::Done: return Stage::Idle;
+      case St::Ready: return dotted ? Stage::DataEnd : Stage::Idle;
+      case St::Done: return Stage::Idle;
       case St::Body: return Stage::Body;
       case St::DataEnd: return Stage::DataEnd;
-      case St::Quitting: return Stage::Quit;
+      case St::Quitting: return dotted ? Stage::DataEnd : Stage::Quit;
       case St::Txn: return awaiting.empty() ? Stage::Mail : cmd_stage(awaiting.front().cmd);
     }
     return Stage::Idle;
@@ -374,7 +380,7 @@ struct ClientSession::Impl {
   }
   void go_ready() {
     st = St::Ready;
-    emit(Ready{});
+    emit(Ready{dotted ? dotted->msg.id : std::string()});
   }
   void after_ehlo() {
     if (cfg.tls == TlsPolicy::StartTls && !tls) {
@@ -687,10 +693,10 @@ struct ClientSession::Impl {
     }
   }
 
-  // Settles every recipient, reports, and decides what the connection does next.
-  void finish(bool server_closing = false) {
-    Txn& t = *txn;
-    bool upstream_trouble = false;
+  // Settles every recipient of t into its report; upstream_trouble: one of
+  // them failed with an upstream-scope reply.
+  MessageReport report_of(Txn& t, bool& upstream_trouble) const {
+    upstream_trouble = false;
     MessageReport rep;
     rep.id = t.msg.id;
     rep.possible_duplicate = t.possible_duplicate;
@@ -715,22 +721,86 @@ struct ClientSession::Impl {
       if (res.outcome != Outcome::Delivered && res.scope == Scope::Upstream) upstream_trouble = true;
       rep.recipients.push_back(std::move(res));
     }
+    return rep;
+  }
+
+  // Settles the transaction in hand, reports, and decides what the
+  // connection does next.
+  void finish(bool server_closing = false) {
+    bool upstream_trouble = false;
+    MessageReport rep = report_of(*txn, upstream_trouble);
     txn.reset();
     unsent.clear();
     emit(MessageDone{std::move(rep)});
     if (server_closing) return close_now();
-    if (upstream_trouble) {
-      // The provider is throttling or refusing the account: stop using this
-      // connection; the scheduler backs off the upstream.
-      st = St::Quitting;
-      awaiting.clear();
-      return command(Cmd::Quit, "QUIT\r\n", "QUIT");
-    }
+    const bool quit = upstream_trouble || quit_after_txn;
+    quit_after_txn = false;
+    if (quit) return quit_now();
     go_ready();
+  }
+
+  // The provider is throttling or refusing the account: stop using this
+  // connection; the scheduler backs off the upstream. A dotted message's
+  // reply still comes first.
+  void quit_now() {
+    st = St::Quitting;
+    if (dotted) awaiting.erase(awaiting.begin() + (awaiting.empty() ? 0 : 1), awaiting.end());
+    else awaiting.clear();
+    command(Cmd::Quit, "QUIT\r\n", "QUIT");
+  }
+
+  // The reply to a dotted message's final dot (pipeline_messages).
+  void on_dotted_reply(const Pending& p, const SmtpReply& r) {
+    dotted->exchanges.push_back({p.shown, r});
+    dotted->dot_reply = r;
+    bool upstream_trouble = false;
+    MessageReport rep = report_of(*dotted, upstream_trouble);
+    dotted.reset();
+    emit(MessageDone{std::move(rep)});
+    if (r.code == 421) {
+      // RFC 5321 §3.8: the server is closing; the replies to the next
+      // message's commands will not come. It was not sent.
+      if (st == St::Txn) {
+        fail_undecided(*txn, stage(), "the server closed the connection (" + r.one_line(200) +
+                                          ", to the previous message's end of data) before this message was sent");
+        return finish(true);
+      }
+      return close_now();
+    }
+    if (!upstream_trouble) return;
+    // The next message, if its commands are out, takes its own replies; the
+    // connection ends after it.
+    if (st == St::Ready) return quit_now();
+    if (st == St::Txn) quit_after_txn = true;
+  }
+
+  // Every recipient of t not yet decided fails temporarily for the
+  // connection's sake.
+  void fail_undecided(Txn& t, Stage s, const std::string& why) {
+    for (std::size_t i = 0; i < t.results.size(); ++i)
+      if (!t.results[i] && !t.mail_reply)
+        t.results[i] = local_result(t.msg.recipients[i], Outcome::Temporary, Scope::Connection, s, {4, 4, 2}, why);
   }
 
   // The connection broke (timeout, close, TLS or protocol error).
   void broken(std::string detail) {
+    if (dotted && st != St::Done) {
+      // RFC 1047: the dot went out, no reply came; the server may have
+      // taken the message without saying so.
+      if (!awaiting.empty() && awaiting.front().cmd == Cmd::Dot) awaiting.pop_front();
+      std::string why = detail + " after the end of data was sent; the message may have been delivered";
+      note("-- " + why);
+      fail_undecided(*dotted, Stage::DataEnd, why);
+      for (bool a : dotted->accepted) dotted->possible_duplicate = dotted->possible_duplicate || a;
+      bool trouble = false;
+      MessageReport rep = report_of(*dotted, trouble);
+      dotted.reset();
+      emit(MessageDone{std::move(rep)});
+      if (st == St::Txn) {
+        fail_undecided(*txn, stage(), detail + " before the previous message's end of data was answered; not sent");
+        return finish(true);
+      }
+    }
     switch (st) {
       case St::Done: return;
       case St::Init: case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls:
@@ -746,10 +816,7 @@ struct ClientSession::Impl {
         if (dup) why += " after the end of data was sent; the message may have been delivered";
         else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
         note("-- " + why);
-        for (std::size_t i = 0; i < txn->results.size(); ++i)
-          if (!txn->results[i] && (!txn->mail_reply))
-            txn->results[i] = local_result(txn->msg.recipients[i], Outcome::Temporary, Scope::Connection, s,
-                                           {4, 4, 2}, why);
+        fail_undecided(*txn, s, why);
         // RFC 1047: the server may have taken the message without saying so.
         if (dup)
           for (bool a : txn->accepted) txn->possible_duplicate = txn->possible_duplicate || a;
@@ -775,6 +842,7 @@ struct ClientSession::Impl {
     }
     Pending p = std::move(awaiting.front());
     awaiting.pop_front();
+    if (dotted && p.cmd == Cmd::Dot) return on_dotted_reply(p, r);
     switch (st) {
       case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth:
         return on_setup_reply(p, r);
@@ -882,8 +950,19 @@ struct ClientSession::Impl {
     }
     if (!line_start) out += "\r\n";   // the final "." must start a line
     note("C: <message text, " + std::to_string(body_octets) + " octets>");
-    st = St::DataEnd;
     command(Cmd::Dot, ".\r\n", "end of data");
+    // RFC 5321 §4.1.1.4: the end of data ends the transaction, whatever the
+    // reply; the next MAIL needs no RSET.
+    had_transaction = false;
+    if (cfg.pipeline_messages && caps.pipelining && !quit_after_txn) {
+      // RFC 2920 §3.1: the message text may open a group, and the next MAIL,
+      // RCPT and DATA may follow the dot in it (DATA last). Not when the
+      // connection ends after this message.
+      dotted = std::move(txn);
+      txn.reset();
+      return go_ready();
+    }
+    st = St::DataEnd;
   }
 
   std::chrono::seconds deadline() const {
@@ -894,7 +973,8 @@ struct ClientSession::Impl {
       case St::TlsHandshake: return t.tls;
       case St::Body: return t.data_block;
       case St::DataEnd: return t.data_end;
-      case St::Quitting: return t.quit;
+      case St::Ready: return dotted ? t.data_end : std::chrono::seconds{0};
+      case St::Quitting: return dotted ? t.data_end : t.quit;
       case St::Txn:
         if (awaiting.empty()) return t.mail;
         switch (awaiting.front().cmd) {

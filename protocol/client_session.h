@@ -14,6 +14,9 @@
 //   Ready                     -> send_message(m)            (one at a time)
 //   NeedBody{id}              -> body_chunk(..)* body_end()
 //   MessageDone{report}       -> then Ready again, or the session ends itself
+// With pipeline_messages and PIPELINING, body_end() gives Ready{id} at once
+// and the next message's commands follow the dot; MessageDone{id} comes
+// with the dot's reply, so two messages may be in flight.
 //   quit()                    -> QUIT, Close
 // Setup failures (connect, TLS, greeting, EHLO, STARTTLS, AUTH) give one
 // SessionFailed (scope Upstream, always temporary) and Close. Every message
@@ -95,6 +98,11 @@ struct ClientConfig {
   // [[upstream]] max_message_size: a larger message is refused here without
   // a command sent, as if the server had announced it with SIZE. 0: none.
   std::uint64_t max_message_size = 0;
+  // With PIPELINING: Ready as soon as the final dot is written, so the next
+  // message's MAIL, RCPT and DATA can share the dot's write and one round
+  // trip serves both (RFC 2920 §3.1). The first message's MessageDone comes
+  // when the dot's reply does, after that Ready. Off: Ready only after it.
+  bool pipeline_messages = false;
 };
 
 // What the server's last EHLO advertised (RFC 5321 §4.1.1.1).
@@ -176,7 +184,9 @@ struct SessionFailure {
 struct Send { std::string bytes; };         // write as is, in order
 struct StartTls {};                         // begin the client handshake now; then on_tls_established()
 struct Close {};                            // after the queued writes are flushed
-struct Ready {};                            // idle: send_message() or quit()
+// Idle: send_message() or quit(). With pipeline_messages, `unanswered` names
+// the message whose final dot is out and whose reply has not come yet.
+struct Ready { std::string unanswered; };
 struct NeedBody { std::string id; };        // the 354 came: body_chunk()* then body_end()
 struct MessageDone { MessageReport report; };
 struct SessionFailed { SessionFailure failure; };

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The fault tests of test_relay_faults.py again, against an upstream that
 offers PIPELINING (RFC 2920): outbox then sends [RSET] MAIL, every RCPT and
-DATA in one write, and must still map each reply to its command."""
+DATA in one write, and the next message's behind the previous one's final
+dot, and must still map each reply to its command."""
 
 import os
 import sys
@@ -25,7 +26,25 @@ class PipelinedRelayFaults(test_relay_faults.RelayFaults):
         self.assertEqual(self.up.sent_behind_mail, [b"RCPT TO:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n"])
         self.stop_clean()
 
-
+    def test_the_next_message_follows_the_final_dot_in_the_same_write(self):
+        # RFC 2920 §3.1: the message text may open a group; the next MAIL,
+        # RCPT and DATA go with the dot, one round trip per message. One
+        # connection; the first message's MAIL stalls while four more queue.
+        self.up.fail("MAIL", "stall:2", times=1)
+        self.relay(extra={"max_connections": 1})
+        qids = [self.submit(["r%d@example.test" % i]) for i in range(5)]
+        self.up.wait_delivered(5)
+        for qid in qids:
+            self.wait_state(qid, "sent")
+        self.assertEqual(self.up.connections, 1)
+        self.assertEqual(len(self.up.sent_behind_dot), 5)
+        followed = [b.startswith(b"MAIL FROM:<") and b.endswith(b"DATA\r\n") for b in self.up.sent_behind_dot[:4]]
+        self.assertEqual(followed, [True] * 4, self.up.sent_behind_dot)
+        self.assertEqual(self.up.sent_behind_dot[4], b"")
+        # No RSET: the dot ended each transaction (RFC 5321 §4.1.1.4).
+        self.assertNotIn(b"RSET", b"".join(self.up.sent_behind_dot))
+        self.assertEqual([m.rcpt_tos for m in self.up.messages], [["r%d@example.test" % i] for i in range(5)])
+        self.stop_clean()
 
 
 if __name__ == "__main__":

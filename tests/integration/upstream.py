@@ -164,6 +164,7 @@ class Upstream:
         self.messages = []          # Received, every DATA the upstream finished reading
         self.mail_froms = []        # every MAIL FROM address
         self.sent_behind_mail = []  # bytes already received after each MAIL FROM line
+        self.sent_behind_dot = []   # ... and after each final dot (the next message's commands)
         self.rcpt_log = []          # (address, reply)
         self.auth_attempts = []     # dict(mechanism, login, password, success, tls)
         self.connections = 0
@@ -407,6 +408,8 @@ class Upstream:
         return reply
 
     async def handle_DATA(self, server, session, envelope):
+        with self._lock:
+            self.sent_behind_dot.append(bytes(getattr(server._reader, "_buffer", b"")))
         rule = self._take("DATA")
         if rule is not None:
             outcome = {"drop": "dropped"}.get(rule, "stalled" if rule.startswith("stall") else rule)

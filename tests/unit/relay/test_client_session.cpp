@@ -707,7 +707,9 @@ TEST_CASE("null sender and unsafe addresses") {
   CHECK(b.reports().at(0).recipients[0].status.str() == "5.1.7");
 }
 
-TEST_CASE("several messages on one connection, RSET between them") {
+TEST_CASE("several messages on one connection: no RSET after a completed transaction") {
+  // RFC 5321 §4.1.1.4: the end of data clears the transaction, whatever its
+  // reply; RSET is for one that ended before it (see the next cases).
   Harness h(implicit_config());
   login(h);
   for (int i = 0; i < 3; ++i) {
@@ -718,10 +720,17 @@ TEST_CASE("several messages on one connection, RSET between them") {
     h.s.send_message(message(id, {"a@x.example"}));
     h.pump();
     REQUIRE(h.writes.size() == 1);
-    std::string expect = i == 0 ? "" : "RSET\r\n";
-    expect += "MAIL FROM:<someone@163.com> SIZE=100\r\nRCPT TO:<a@x.example>\r\nDATA\r\n";
-    CHECK(h.client() == expect);
-    h.server(std::string(i == 0 ? "" : "250 2.0.0 Ok\r\n") + "250 ok\r\n250 ok\r\n354 go\r\n");
+    CHECK(h.client() == "MAIL FROM:<someone@163.com> SIZE=100\r\nRCPT TO:<a@x.example>\r\nDATA\r\n");
+    h.server(std::string(i == 1 ? "554 5.7.1 refused\r\n" : "250 ok\r\n") + "250 ok\r\n354 go\r\n");
+    if (i == 1) {   // MAIL refused, DATA started anyway: ended empty, and the next MAIL gets an RSET
+      CHECK(h.client() == ".\r\n");
+      h.server("554 no valid recipients\r\n");
+      CHECK(h.s.ready());
+      h.s.send_message(message("M1b", {"a@x.example"}));
+      h.pump();
+      CHECK(h.client() == "RSET\r\nMAIL FROM:<someone@163.com> SIZE=100\r\nRCPT TO:<a@x.example>\r\nDATA\r\n");
+      h.server("250 2.0.0 Ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    }
     h.s.body_chunk("m\r\n");
     h.s.body_end();
     h.pump();
@@ -730,9 +739,13 @@ TEST_CASE("several messages on one connection, RSET between them") {
     CHECK(h.s.ready());
   }
   auto reps = h.reports();
-  REQUIRE(reps.size() == 3);
-  CHECK(reps[1].exchanges[0].command == "RSET");
-  for (const auto& r : reps) CHECK(r.all_delivered());
+  REQUIRE(reps.size() == 4);
+  CHECK(reps[0].all_delivered());
+  CHECK_FALSE(reps[1].all_delivered());
+  CHECK(reps[2].exchanges[0].command == "RSET");
+  CHECK(reps[2].all_delivered());
+  CHECK(reps[3].exchanges[0].command.rfind("MAIL FROM", 0) == 0);
+  CHECK(reps[3].all_delivered());
 }
 
 TEST_CASE("MAIL refused in a pipelined group: all recipients take the MAIL reply") {

@@ -1,5 +1,6 @@
 // Randomized dialogues: whatever the server says or does, every message
-// handed over gets exactly one MessageDone, nothing happens after Close, and
+// handed over gets exactly one MessageDone (also with two in flight,
+// pipeline_messages), nothing happens after Close, and
 // the secret never reaches the transcript. Deterministic seeds.
 #include <doctest/doctest.h>
 
@@ -74,6 +75,7 @@ int run(unsigned seed) {
   cfg.helo_name = "c.example";
   cfg.tls = static_cast<TlsPolicy>(d.pick(3));
   cfg.auth = static_cast<AuthPolicy>(d.pick(4));
+  cfg.pipeline_messages = d.pick(2) == 0;   // two messages in flight across the dot
   if (d.pick(2)) {
     cfg.username = "user@example.com";
     cfg.secret = "TopSecret-42";
