@@ -55,6 +55,7 @@ struct Generation {
 struct Job {
   queue::DueMessage msg;
   std::vector<std::string> route;
+  std::int64_t handed_at = 0;   // µs: when a connection took it
 };
 
 // Carrier: one "connection" of an upstream as the relay sees it: an SMTP

@@ -550,7 +550,8 @@ void Relay::hand_now(const std::string& upstream, queue::ConnId conn, Job job) {
     if (del != deliveries_.end()) sched_.connection_ready(conn);
     return;
   }
-  record_start(upstream, now_us(), job.msg.recipients.size());
+  job.handed_at = now_us();
+  record_start(upstream, job.handed_at, job.msg.recipients.size());
   del->second->hand(std::move(job));
 }
 
@@ -615,7 +616,7 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
     d.upstream_fault_reported = true;
     suspend(d.upstream_name(), sf, d.conn(), now);
   } else {
-    incidents_.delivered(d.upstream_name(), now);
+    incidents_.delivered(d.upstream_name(), job.handed_at, now);
   }
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
 }

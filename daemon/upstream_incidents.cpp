@@ -82,6 +82,7 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
   }
   auto s = sched_.upstream_failed(upstream, uf, now, conn);
   if (!s) return std::nullopt;   // removed by a reload while this connection was in flight
+  last_failed_[upstream] = now;
   // Another connection of the same outage: the suspension, its line and its
   // alert are the first one's (this connection's own upstream_failed line
   // still says what it met).
@@ -129,7 +130,11 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
   return s;
 }
 
-void UpstreamIncidents::delivered(const std::string& upstream, std::int64_t now) {
+void UpstreamIncidents::delivered(const std::string& upstream, std::int64_t started, std::int64_t now) {
+  if (auto it = last_failed_.find(upstream); it != last_failed_.end()) {
+    if (started <= it->second) return;
+    last_failed_.erase(it);
+  }
   sched_.upstream_ok(upstream, now);
   if (alerter_) {
     alerter_->resolve(AlertKind::UpstreamSuspended, upstream);

@@ -5,6 +5,7 @@ DATA in one write, and the next message's behind the previous one's final
 dot, and must still map each reply to its command."""
 
 import os
+import time
 import sys
 import unittest
 
@@ -44,6 +45,33 @@ class PipelinedRelayFaults(test_relay_faults.RelayFaults):
         # No RSET: the dot ended each transaction (RFC 5321 §4.1.1.4).
         self.assertNotIn(b"RSET", b"".join(self.up.sent_behind_dot))
         self.assertEqual([m.rcpt_tos for m in self.up.messages], [["r%d@example.test" % i] for i in range(5)])
+        self.stop_clean()
+
+    def test_a_throttled_dot_keeps_its_suspension_when_the_message_behind_it_is_delivered(self):
+        # 163's "451 MI:SFQ" (15 minutes) to the first message's dot; the
+        # second one's commands were already behind that dot and it goes
+        # through. That says nothing of the upstream after the refusal: the
+        # upstream stays suspended and the others wait (no new connection).
+        self.up.fail("MAIL", "stall:2", times=1)
+        self.up.fail("DATA", "451 MI:SFQ sender frequency limited", times=1)
+        self.relay(extra={"max_connections": 1})
+        qids = [self.submit(["r%d@example.test" % i]) for i in range(4)]
+        self.wait_state(qids[1], "sent")
+        self.assertTrue(self.up.sent_behind_dot[0].startswith(b"MAIL FROM:<"), self.up.sent_behind_dot)
+        self.d.wait_event("upstream_suspended", upstream="mail")
+        self.up.wait_closed(1)   # QUIT after the message behind the refused dot
+        time.sleep(1.5)          # the next scheduling pass
+        j = self.d.ctl_json("upstreams", "--json")
+        self.assertEqual((j[0]["name"], j[0]["state"]), ("mail", "suspended"), j)
+        self.assertEqual(self.up.connections, 1)
+        self.assertEqual([m.rcpt_tos for m in self.up.messages if m.outcome == "accepted"],
+                         [["r1@example.test"]])
+        self.assertNotEqual(self.d.show(qids[0])["state"], "sent")
+        for qid in qids[2:]:
+            self.assertNotEqual(self.d.show(qid)["state"], "sent")
+        self.assertEqual(self.d.ctl("resume", "mail").returncode, 0)
+        for qid in qids:
+            self.wait_state(qid, "sent")
         self.stop_clean()
 
 

@@ -280,7 +280,7 @@ TEST_CASE("a later delivery ends the suspension and resolves the upstream's aler
   auto s = r.inc.failed("mail", failure(client::Stage::Data, reply(550, EnhancedStatus{5, 4, 5}, "Daily limit")), 1, T0);
   REQUIRE(s);
   REQUIRE(r.alerts.raised.size() == 2);   // quota_exhausted, upstream_suspended
-  r.inc.delivered("mail", s->until + S);
+  r.inc.delivered("mail", s->until + S, s->until + 2 * S);
   REQUIRE(r.alerts.resolved.size() == 3);
   CHECK(r.alerts.resolved[0].kind == AlertKind::UpstreamSuspended);
   CHECK(r.alerts.resolved[1].kind == AlertKind::AuthFailed);
@@ -296,13 +296,40 @@ TEST_CASE("a later delivery ends the suspension and resolves the upstream's aler
   CHECK(r.alerts.raised.size() == 3);
 }
 
+TEST_CASE("a message under way when the upstream refused another does not end the suspension") {
+  // 163's "451 MI:SFQ" to one message's final dot, the next message already
+  // pipelined behind it (RFC 2920 §3.1) and accepted: the 15 minutes stand.
+  Rig r("163");
+  const std::int64_t handed_before = T0 - S;
+  auto s = r.inc.failed("mail", failure(client::Stage::DataEnd, reply(451, std::nullopt, "MI:SFQ sender frequency limited")),
+                        1, T0);
+  REQUIRE(s);
+  CHECK(s->until - T0 >= 900 * S);
+  r.inc.delivered("mail", handed_before, T0 + S);
+  CHECK(r.sched.state("mail")->suspended_until == s->until);
+  CHECK(r.alerts.resolved.empty());
+  // Another failure of the same outage moves the mark: a message handed over
+  // between the two is under way at the second one.
+  r.inc.failed("mail", failure(client::Stage::Data, reply(451, std::nullopt, "MI:SFQ")), 2, T0 + 10 * S);
+  r.inc.delivered("mail", T0 + 5 * S, T0 + 11 * S);
+  CHECK(r.sched.state("mail")->suspended_until);
+  // One handed over after the last refusal (the suspension ran out, or
+  // `outboxctl resume`) is news: the upstream is well.
+  r.inc.delivered("mail", T0 + 20 * S, T0 + 21 * S);
+  CHECK_FALSE(r.sched.state("mail")->suspended_until);
+  CHECK(r.alerts.resolved.size() == 3);
+  // ... and from then on every delivery counts again.
+  r.inc.delivered("mail", T0, T0 + 22 * S);
+  CHECK(r.alerts.resolved.size() == 6);
+}
+
 TEST_CASE("without an alerter: the same lines, nothing else") {
   Rig r;
   r.inc.set_alerter(nullptr);
   auto s = r.inc.failed("mail", failure(client::Stage::Auth, reply(535, EnhancedStatus{5, 7, 8}, "no")), 1, T0);
   REQUIRE(s);
   r.inc.window_full("mail", "full", T0 + 7200 * S, T0);
-  r.inc.delivered("mail", T0 + S);
+  r.inc.delivered("mail", T0 + S, T0 + 2 * S);
   CHECK(r.lines({"event=upstream_suspended"}) == 1);
   CHECK(r.lines({"event=upstream_login_refused"}) == 1);
   CHECK(r.alerts.raised.empty());
