@@ -448,3 +448,21 @@ TEST_CASE("maildrop: a missing maildrop is made (1770) and watched: a file arriv
   CHECK_FALSE(exists(rig.drop + "/" + name));
   CHECK_FALSE(exists(rig.drop + "/corrupt"));
 }
+
+TEST_CASE("maildrop: more recipients than limits.max_recipients: one message to all of them") {
+  // Through the socket sendmail would send them in two transactions; the
+  // file's import record allows one commit, so the second would be refused
+  // and the file then removed as imported, its last recipient never queued.
+  Rig rig("max_recipients = 2\n");
+  const std::string name = "1796472000.4242.many";
+  const std::string path = rig.put(name, entry("app@example.test", {"a@example.org", "b@example.org", "c@example.org"}));
+  rig.start();
+  REQUIRE(rig.decided(name));
+  CHECK(log_capture().count({"maildrop_imported", "file=" + name, "nrcpt=3"}) == 1);
+  CHECK_FALSE(exists(path));
+  auto q = rig.queued();
+  REQUIRE(q.size() == 1);
+  std::vector<std::string> got;
+  for (const auto& r : q[0].recipients) got.push_back(r.address);
+  CHECK(got == std::vector<std::string>{"a@example.org", "b@example.org", "c@example.org"});
+}
