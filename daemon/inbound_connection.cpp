@@ -15,6 +15,7 @@
 #include "daemon/sender_policy.h"
 #include "daemon/server.h"
 #include "queue/body_reader.h"
+#include "tools/common/maildrop_file.h"
 
 namespace outbox::daemon {
 
@@ -98,6 +99,11 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   sc.aliases = cfg.aliases;
   sc.max_message_size = cfg.limits.max_message_size;
   sc.max_recipients = cfg.limits.max_recipients;
+  // A maildrop file is one message: its import record allows one commit. Split
+  // at max_recipients (RFC 5321 §4.5.3.1.10), the second transaction's commit
+  // would be refused and the next scan would remove the file as imported, the
+  // recipients past the limit never queued. The file format bounds them.
+  if (!peer_.import_key.empty()) sc.max_recipients = std::max(sc.max_recipients, maildrop::kMaxRecipients);
   sc.max_errors = cfg.limits.max_errors;
   sc.max_auth_failures = cfg.limits.max_auth_failures;
   sc.tls = listener_.tls == TlsMode::StartTls  ? protocol::ListenerTls::StartTls
