@@ -215,11 +215,25 @@ void MaildropImporter::set_aside(const std::string& name, const std::string& why
   l.kv("file", name);
   if (uid >= 0) l.kv("uid", uid);
   l.kv("reason", why).kv("kept", corrupt + "/" + name);
-  if (::rename((dir_ + "/" + name).c_str(), (corrupt + "/" + name).c_str()) != 0) {
+  // corrupt/ must be outboxd's own: the maildrop is 1770, so a member of its
+  // group could have made `corrupt` first, as a symlink or a directory of its
+  // own, and the mail set aside there would leave outbox's hands. The move
+  // goes through the directory opened and checked (renameat), not its name.
+  const int cfd = ::open(corrupt.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat cst {};
+  const bool ours = cfd >= 0 && ::fstat(cfd, &cst) == 0 && cst.st_uid == ::geteuid() && (cst.st_mode & 077) == 0;
+  if (!ours) {
+    // Left where it is, not tried again until a restart.
+    l.kv("error", cfd < 0 ? "corrupt/ cannot be opened as a directory: " + std::string(std::strerror(errno))
+                          : std::string("corrupt/ is not outboxd's own directory (owner or mode)"));
+    l.kv("hint", "remove " + corrupt + " and restart outboxd; it makes its own (0700)");
+    stuck_.insert(name);
+  } else if (::renameat(AT_FDCWD, (dir_ + "/" + name).c_str(), cfd, name.c_str()) != 0) {
     // Cannot move it: left where it is, not tried again until a restart.
     l.kv("error", std::strerror(errno));
     stuck_.insert(name);
   }
+  if (cfd >= 0) ::close(cfd);
   sync_dir(dir_);
   log::error(l);
   imported_.fetch_add(1);
@@ -301,7 +315,8 @@ void MaildropImporter::import(const std::string& name) {
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    log::warn(log::Line("maildrop_deferred").kv("file", name).kv("error", std::strerror(errno)));
+    log::warn(log::Line("maildrop_deferred").kv("file", name).kv("uid", uid)
+                  .kv("reason", std::string("socketpair: ") + std::strerror(errno)).kv("maybe_queued", "no"));
     return;
   }
   {

@@ -407,6 +407,39 @@ TEST_CASE("maildrop: what is not a regular file is never read through: a symlink
   CHECK(log_capture().count_at(spdlog::level::err, {"maildrop_corrupt", "file=" + fifo, "not a regular file"}) == 1);
 }
 
+TEST_CASE("maildrop: a corrupt/ planted by someone else is never used; the file stays") {
+  // The maildrop is 1770: a member of its group can make `corrupt` before
+  // outboxd does. Mail set aside there would leave outbox's hands.
+  Rig rig;
+  const std::string name = "1796472000.4242.bad";
+  rig.put(name, "not a maildrop file\n");
+  std::string expect;
+  const std::string elsewhere = rig.dir.file("elsewhere");
+  SUBCASE("a symlink to another directory") {
+    REQUIRE(::mkdir(elsewhere.c_str(), 0700) == 0);
+    REQUIRE(::symlink(elsewhere.c_str(), (rig.drop + "/corrupt").c_str()) == 0);
+    expect = "corrupt/ cannot be opened as a directory";
+  }
+  SUBCASE("a directory that others may read") {
+    REQUIRE(::mkdir((rig.drop + "/corrupt").c_str(), 0700) == 0);
+    REQUIRE(::chmod((rig.drop + "/corrupt").c_str(), 0750) == 0);
+    expect = "not outboxd's own directory";
+  }
+  SUBCASE("a directory of another user") {
+    if (::geteuid() != 0) return;   // only root can give one away
+    REQUIRE(::mkdir((rig.drop + "/corrupt").c_str(), 0700) == 0);
+    REQUIRE(::chown((rig.drop + "/corrupt").c_str(), rig.owner.uid, static_cast<gid_t>(-1)) == 0);
+    expect = "not outboxd's own directory";
+  }
+  rig.start();
+  REQUIRE(rig.handled(1));
+  CHECK(rig.adopted.empty());
+  CHECK(S_ISREG(lmode(rig.drop + "/" + name)));
+  CHECK_FALSE(exists(elsewhere + "/" + name));
+  CHECK_FALSE(exists(rig.corrupt(name)));
+  CHECK(log_capture().count_at(spdlog::level::err, {"maildrop_corrupt", "file=" + name, expect, "hint="}) == 1);
+}
+
 TEST_CASE("maildrop: a message over limits.max_message_size is set aside, not submitted") {
   Rig rig;   // max_message_size = 16K
   const std::string body = "Subject: big\r\n\r\n" + std::string(17 * 1024, 'x') + "\r\n";
