@@ -5,6 +5,10 @@
 
 #include <chrono>
 #include <functional>
+#include <string>
+#include <utility>
+
+#include "queue/store_worker.h"
 
 namespace outbox::daemon::test {
 
@@ -20,6 +24,18 @@ inline bool run_loop_until(uv_loop_t* loop, const std::function<bool()>& pred, s
   uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
   uv_run(loop, UV_RUN_NOWAIT);
   return ok;
+}
+
+// Spool work on the store writer, as the daemon's components hand it over;
+// runs the loop until its commit is answered. true: committed.
+inline bool run_on_writer(uv_loop_t* loop, queue::StoreWorker& store, std::function<void(queue::Spool&)> work,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  bool done = false, good = false;
+  store.run(std::move(work), [&](bool ok, std::string) {
+    done = true;
+    good = ok;
+  });
+  return run_loop_until(loop, [&] { return done; }, timeout) && good;
 }
 
 }  // namespace outbox::daemon::test

@@ -121,13 +121,7 @@ struct Rig {
   }
   // Spool work on the writer, as the relay does it; waits for its commit.
   void on_writer(std::function<void(Spool&)> work) {
-    bool done = false, good = false;
-    store->run(std::move(work), [&](bool ok, std::string) {
-      done = true;
-      good = ok;
-    });
-    REQUIRE(run_until([&] { return done; }));
-    REQUIRE(good);
+    REQUIRE(outbox::daemon::test::run_on_writer(&loop, *store, std::move(work)));
   }
 
   std::optional<MessageRecord> get(const std::string& id) {
