@@ -77,7 +77,6 @@ class Carrier {
   virtual queue::ConnId conn() const = 0;
   virtual const std::string& upstream_name() const = 0;
   virtual const UpstreamRuntime& upstream() const = 0;
-  virtual bool busy() const = 0;
   virtual bool was_ready() const = 0;
   virtual bool aborted() const = 0;
   // An upstream-scope failure was already reported for a message of this
@@ -102,7 +101,6 @@ class Delivery final : public Carrier {
   const std::string& upstream_name() const override { return up_.cfg->name; }
   const UpstreamRuntime& upstream() const override { return up_; }
   const Generation& generation() const { return *gen_; }
-  bool busy() const override { return current_.has_value() || unanswered_.has_value(); }
   bool was_ready() const override { return was_ready_; }
   bool aborted() const override { return aborted_; }
 

@@ -38,7 +38,6 @@ class MaildirCarrier final : public Carrier {
   queue::ConnId conn() const override { return conn_; }
   const std::string& upstream_name() const override { return up_.cfg->name; }
   const UpstreamRuntime& upstream() const override { return up_; }
-  bool busy() const override { return current_.has_value(); }
   bool was_ready() const override { return was_ready_; }
   bool aborted() const override { return aborted_; }
 

@@ -616,7 +616,7 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
     d.upstream_fault_reported = true;
     suspend(d.upstream_name(), sf, d.conn(), now);
   } else {
-    incidents_.delivered(d.upstream_name(), job.handed_at, now);
+    incidents_.delivered(d.upstream_name(), job.handed_at);
   }
   settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
 }

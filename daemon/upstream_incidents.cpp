@@ -82,7 +82,6 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
   }
   auto s = sched_.upstream_failed(upstream, uf, now, conn);
   if (!s) return std::nullopt;   // removed by a reload while this connection was in flight
-  last_failed_[upstream] = now;
   // Another connection of the same outage: the suspension, its line and its
   // alert are the first one's (this connection's own upstream_failed line
   // still says what it met).
@@ -130,12 +129,8 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
   return s;
 }
 
-void UpstreamIncidents::delivered(const std::string& upstream, std::int64_t started, std::int64_t now) {
-  if (auto it = last_failed_.find(upstream); it != last_failed_.end()) {
-    if (started <= it->second) return;
-    last_failed_.erase(it);
-  }
-  sched_.upstream_ok(upstream, now);
+void UpstreamIncidents::delivered(const std::string& upstream, std::int64_t started) {
+  if (!sched_.upstream_ok(upstream, started)) return;
   if (alerter_) {
     alerter_->resolve(AlertKind::UpstreamSuspended, upstream);
     alerter_->resolve(AlertKind::AuthFailed, upstream);

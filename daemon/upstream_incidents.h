@@ -13,7 +13,6 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,12 +50,9 @@ class UpstreamIncidents {
   std::optional<queue::Suspension> failed(const std::string& upstream, const protocol::client::SessionFailure& f,
                                           queue::ConnId conn, std::int64_t now);
   // A message handed over at `started` went through `upstream`: it is well
-  // again, and its incidents (suspended, refused login, quota) are over.
-  // Unless the upstream failed since `started`: a message already under way
-  // then (pipelined behind the refused one on its connection, or on another
-  // connection) says nothing of the upstream after the refusal, and must not
-  // lift a suspension the provider asked for (163's 15 minutes for MI:SFQ).
-  void delivered(const std::string& upstream, std::int64_t started, std::int64_t now);
+  // again, and its incidents (suspended, refused login, quota) are over;
+  // unless it failed since `started` (Scheduler::upstream_ok).
+  void delivered(const std::string& upstream, std::int64_t started);
   // A message parked for a full rate window until `until`: a wait of
   // kQuotaAlertWait or more is a quota_exhausted alert.
   void window_full(const std::string& upstream, const std::string& why, std::int64_t until, std::int64_t now);
@@ -71,9 +67,6 @@ class UpstreamIncidents {
 
   queue::Scheduler& sched_;
   FindUpstream find_;
-  // The last upstream-scope failure of each upstream (µs), until a message
-  // handed over after it is delivered.
-  std::map<std::string, std::int64_t, std::less<>> last_failed_;
   AlertSink* alerter_ = nullptr;
 };
 

@@ -257,23 +257,27 @@ std::optional<Suspension> Scheduler::upstream_failed(std::string_view name, cons
   return s;
 }
 
-void Scheduler::upstream_ok(std::string_view name, std::int64_t) {
+bool Scheduler::upstream_ok(std::string_view name, std::int64_t started) {
   Up* u = find(name);
-  if (!u || (u->failures == 0 && !u->suspended_until)) return;
-  u->failures = u->auth_failures = 0;
-  u->failed_at.reset();
-  u->suspended_until.reset();
-  u->reason = SuspendReason::None;
-  u->stage.clear();
-  u->last_reply.clear();
-  mark_changed(u->spec.name);
+  if (!u || (u->failed_at && started <= *u->failed_at)) return false;
+  if (u->failures != 0 || u->suspended_until) clear_failures(*u);
+  return true;
 }
 
-bool Scheduler::resume(std::string_view name, std::int64_t now) {
+void Scheduler::clear_failures(Up& u) {
+  u.failures = u.auth_failures = 0;
+  u.failed_at.reset();
+  u.suspended_until.reset();
+  u.reason = SuspendReason::None;
+  u.stage.clear();
+  u.last_reply.clear();
+  mark_changed(u.spec.name);
+}
+
+bool Scheduler::resume(std::string_view name, std::int64_t) {
   Up* u = find(name);
   if (!u) return false;
-  u->failures = 1;   // mark dirty for upstream_ok's early return
-  upstream_ok(name, now);
+  clear_failures(*u);
   u->ledger.clear_fill();   // the operator knows the quota is back
   return true;
 }

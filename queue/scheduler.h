@@ -186,8 +186,14 @@ class Scheduler {
   std::optional<std::size_t> lower_concurrency(std::string_view upstream, std::int64_t now);
   // The ceiling in force now: max_connections, or lower after lower_concurrency().
   std::size_t concurrency(std::string_view upstream, std::int64_t now) const;
-  // A message went through: the upstream is well (failures reset).
-  void upstream_ok(std::string_view upstream, std::int64_t now);
+  // A message handed over at `started` went through: the upstream is well
+  // (failures reset, suspension ended). Not when it failed since `started`
+  // (failed_at, as for a connection's same-outage failure): a message under
+  // way at the refusal (pipelined behind the refused dot, or on another
+  // connection) says nothing of the upstream since, and must not lift a
+  // suspension the provider asked for (163's 15 minutes for MI:SFQ).
+  // false: unknown upstream, or such a message.
+  bool upstream_ok(std::string_view upstream, std::int64_t started);
   // The operator lifts a suspension. false: unknown upstream.
   bool resume(std::string_view upstream, std::int64_t now);
 
@@ -231,6 +237,7 @@ class Scheduler {
     std::int64_t lowered_until = 0;
     std::optional<std::int64_t> failed_at;   // the last failure that counted
   };
+  void clear_failures(Up& u);
   struct Conn {
     std::string upstream;
     std::uint64_t serial = 0;

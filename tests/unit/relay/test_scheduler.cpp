@@ -344,6 +344,21 @@ TEST_CASE("after failures one connection probes; success restores max_connection
   CHECK(std::count_if(d.begin(), d.end(), [](auto& x) { return x.kind == K::Open; }) == 2);
 }
 
+TEST_CASE("a delivery of a message handed over before the last failure ends nothing") {
+  auto s = make({up("a", 3)});
+  auto sp = s.upstream_failed("a", fail(SuspendReason::Throttled, "451 MI:SFQ"), T0 + 10 * S);
+  REQUIRE(sp);
+  CHECK_FALSE(s.upstream_ok("a", T0 + 5 * S));    // under way at the refusal
+  CHECK_FALSE(s.upstream_ok("a", T0 + 10 * S));
+  CHECK(s.state("a")->suspended_until == sp->until);
+  CHECK(s.state("a")->failures == 1);
+  CHECK(s.upstream_ok("a", T0 + 11 * S));         // handed over after it
+  CHECK_FALSE(s.state("a")->suspended_until);
+  CHECK(s.state("a")->failures == 0);
+  CHECK(s.upstream_ok("a", T0));                  // nothing to end: any delivery counts
+  CHECK_FALSE(s.upstream_ok("nope", T0));
+}
+
 TEST_CASE("auth failures: own schedule 5 min doubling to 1 h, operator told once per suspension") {
   auto s = make({up("a")});
   const std::int64_t expect[] = {300, 600, 1200, 2400, 3600, 3600};
