@@ -749,14 +749,26 @@ struct ClientSession::Impl {
     command(Cmd::Quit, "QUIT\r\n", "QUIT");
   }
 
-  // The reply to a dotted message's final dot (pipeline_messages).
-  void on_dotted_reply(const Pending& p, const SmtpReply& r) {
-    dotted->exchanges.push_back({p.shown, r});
-    dotted->dot_reply = r;
+  // Reports the dotted message; true: upstream trouble.
+  bool settle_dotted() {
     bool upstream_trouble = false;
     MessageReport rep = report_of(*dotted, upstream_trouble);
     dotted.reset();
     emit(MessageDone{std::move(rep)});
+    return upstream_trouble;
+  }
+
+  // RFC 1047: the dot went out and no reply came; the server may have taken
+  // the message without saying so.
+  static void maybe_delivered(Txn& t) {
+    for (bool a : t.accepted) t.possible_duplicate = t.possible_duplicate || a;
+  }
+
+  // The reply to a dotted message's final dot (pipeline_messages).
+  void on_dotted_reply(const Pending& p, const SmtpReply& r) {
+    dotted->exchanges.push_back({p.shown, r});
+    dotted->dot_reply = r;
+    const bool upstream_trouble = settle_dotted();
     if (r.code == 421) {
       // RFC 5321 §3.8: the server is closing; the replies to the next
       // message's commands will not come. It was not sent.
@@ -785,17 +797,12 @@ struct ClientSession::Impl {
   // The connection broke (timeout, close, TLS or protocol error).
   void broken(std::string detail) {
     if (dotted && st != St::Done) {
-      // RFC 1047: the dot went out, no reply came; the server may have
-      // taken the message without saying so.
       if (!awaiting.empty() && awaiting.front().cmd == Cmd::Dot) awaiting.pop_front();
       std::string why = detail + " after the end of data was sent; the message may have been delivered";
       note("-- " + why);
       fail_undecided(*dotted, Stage::DataEnd, why);
-      for (bool a : dotted->accepted) dotted->possible_duplicate = dotted->possible_duplicate || a;
-      bool trouble = false;
-      MessageReport rep = report_of(*dotted, trouble);
-      dotted.reset();
-      emit(MessageDone{std::move(rep)});
+      maybe_delivered(*dotted);
+      settle_dotted();
       if (st == St::Txn) {
         fail_undecided(*txn, stage(), detail + " before the previous message's end of data was answered; not sent");
         return finish(true);
@@ -817,9 +824,7 @@ struct ClientSession::Impl {
         else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
         note("-- " + why);
         fail_undecided(*txn, s, why);
-        // RFC 1047: the server may have taken the message without saying so.
-        if (dup)
-          for (bool a : txn->accepted) txn->possible_duplicate = txn->possible_duplicate || a;
+        if (dup) maybe_delivered(*txn);
         return finish(true);
       }
     }
