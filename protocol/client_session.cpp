@@ -2,10 +2,9 @@
 #include "protocol/reply_rules.h"
 
 #include "protocol/address.h"
+#include "protocol/body_encoder.h"
 
 #include <algorithm>
-#include <array>
-#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -15,223 +14,11 @@ namespace outbox::protocol::client {
 
 namespace {
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string to_upper(std::string_view s) {
-  std::string out;
-  for (char c : s) out += upper(c);
-  return out;
-}
-
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.size() > hay.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
-
 // An address that could smuggle a command into MAIL/RCPT: the same rule the
 // server applies at submission (protocol/address.h).
 bool unsafe_address(std::string_view a) { return !relayable_mailbox(a); }
 
-// Replies seen in the field that mean "slow down" (anchors §3): matched in
-// transient replies only, case-insensitively.
-constexpr std::array<std::string_view, 12> kThrottleText = {
-    "throttl", "MI:SFQ", "MI:DMC", "RP:DRC", "HL:IFC", "HL:ICC",
-    "too quickly", "rate limit", "sending rate", "concurrent connections",
-    "too many connections", "frequency limited"};
-
 }  // namespace
-
-std::string_view stage_name(Stage s) {
-  switch (s) {
-    case Stage::Connect: return "connect";
-    case Stage::Tls: return "tls";
-    case Stage::Greeting: return "greeting";
-    case Stage::Ehlo: return "ehlo";
-    case Stage::StartTls: return "starttls";
-    case Stage::Auth: return "auth";
-    case Stage::Rset: return "rset";
-    case Stage::Mail: return "mail";
-    case Stage::Rcpt: return "rcpt";
-    case Stage::Data: return "data";
-    case Stage::Body: return "body";
-    case Stage::DataEnd: return "end-of-data";
-    case Stage::Quit: return "quit";
-    case Stage::Idle: return "idle";
-  }
-  return "";
-}
-
-std::string_view stage_command(Stage s) {
-  switch (s) {
-    case Stage::Connect: return "connect";
-    case Stage::Tls: return "TLS handshake";
-    case Stage::Greeting: return "greeting";
-    case Stage::Ehlo: return "EHLO";
-    case Stage::StartTls: return "STARTTLS";
-    case Stage::Auth: return "AUTH";
-    case Stage::Rset: return "RSET";
-    case Stage::Mail: return "MAIL FROM";
-    case Stage::Rcpt: return "RCPT TO";
-    case Stage::Data: return "DATA";
-    case Stage::Body: return "message text";
-    case Stage::DataEnd: return "end of DATA";
-    case Stage::Quit: return "QUIT";
-    case Stage::Idle: return "idle connection";
-  }
-  return "";
-}
-
-std::string_view scope_name(Scope s) {
-  switch (s) {
-    case Scope::Recipient: return "recipient";
-    case Scope::Message: return "message";
-    case Scope::Connection: return "connection";
-    case Scope::Upstream: return "upstream";
-  }
-  return "";
-}
-
-std::string_view outcome_name(Outcome o) {
-  switch (o) {
-    case Outcome::Delivered: return "delivered";
-    case Outcome::Temporary: return "temporary";
-    case Outcome::Permanent: return "permanent";
-  }
-  return "";
-}
-
-bool is_throttle(const SmtpReply& r) {
-  if (r.code == 421 || r.code == 432) return true;
-  if (r.enhanced) {
-    const auto& e = *r.enhanced;
-    if (e.cls == 4 && e.subject == 3 && e.detail == 2) return true;   // 4.3.2 system not accepting
-    if (e.subject == 4 && e.detail == 5) return true;                  // X.4.5 congestion / quota
-    if (e.cls == 4 && e.subject == 7) return true;                     // 4.7.x policy: rate, auth
-  }
-  if (!r.transient()) return false;
-  std::string text = r.text();
-  for (auto t : kThrottleText)
-    if (icontains(text, t)) return true;
-  return false;
-}
-
-Scope classify(Stage stage, const SmtpReply& r) {
-  switch (stage) {
-    case Stage::Connect: case Stage::Tls: case Stage::Greeting: case Stage::Ehlo:
-    case Stage::StartTls: case Stage::Auth:
-      return Scope::Upstream;
-    default: break;
-  }
-  if (is_throttle(r)) return Scope::Upstream;
-  if (r.code == 530) return Scope::Upstream;   // "authentication required": our account set-up
-  switch (stage) {
-    case Stage::Rcpt: return Scope::Recipient;
-    case Stage::Rset: case Stage::Quit: case Stage::Idle: case Stage::Body: return Scope::Connection;
-    default: return Scope::Message;
-  }
-}
-
-std::chrono::seconds suggested_backoff(const SmtpReply& r) {
-  using namespace std::chrono_literals;
-  std::string text = r.text();
-  if (icontains(text, "MI:SFQ")) return 15min;                         // 163: per-sender 15-minute cap
-  if (icontains(text, "Daily message quota exceeded")) return 1h;      // SES daily quota
-  if (icontains(text, "Maximum sending rate exceeded")) return 1min;   // SES per-second rate
-  if (r.code == 432 || icontains(text, "HL:ICC")) return 1min;         // concurrent connections
-  return 0s;
-}
-
-// --- Capabilities -------------------------------------------------------------
-
-Capabilities Capabilities::parse(const SmtpReply& ehlo) {
-  Capabilities c;
-  c.esmtp = true;
-  // RFC 5321 §4.1.1.1: the first line is the greeting, then one keyword per line.
-  for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
-    std::string_view line = ehlo.lines[i];
-    std::size_t sp = line.find_first_of(" =");
-    std::string kw = to_upper(line.substr(0, sp));
-    std::string_view params = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
-    if (kw == "PIPELINING") c.pipelining = true;
-    else if (kw == "STARTTLS") c.starttls = true;
-    else if (kw == "SMTPUTF8") c.smtputf8 = true;
-    else if (kw == "8BITMIME") c.eightbitmime = true;
-    else if (kw == "ENHANCEDSTATUSCODES") c.enhancedstatuscodes = true;
-    else if (kw == "SIZE") {
-      c.size = true;
-      std::uint64_t v = 0;
-      bool ok = !params.empty() && params.size() <= 19;
-      for (char ch : params) {
-        if (ch < '0' || ch > '9') { ok = false; break; }
-        v = v * 10 + static_cast<std::uint64_t>(ch - '0');
-      }
-      c.size_limit = ok ? v : 0;
-    } else if (kw == "AUTH") {
-      // "AUTH PLAIN LOGIN" and the old "AUTH=PLAIN LOGIN" form; merged.
-      std::size_t p = 0;
-      while (p < params.size()) {
-        std::size_t q = params.find(' ', p);
-        if (q == std::string_view::npos) q = params.size();
-        if (q > p) {
-          std::string m = to_upper(params.substr(p, q - p));
-          bool seen = false;
-          for (const auto& a : c.auth) seen = seen || a == m;
-          if (!seen) c.auth.push_back(m);
-        }
-        p = q + 1;
-      }
-    }
-  }
-  return c;
-}
-
-bool Capabilities::offers_auth(std::string_view mechanism) const {
-  for (const auto& a : auth)
-    if (a == to_upper(mechanism)) return true;
-  return false;
-}
-
-// --- results --------------------------------------------------------------------
-
-std::string RecipientResult::text() const {
-  if (reply) {
-    std::string s = reply->one_line();
-    if (!detail.empty()) s = detail + ": " + s;
-    return s;
-  }
-  return status.str() + " " + detail;
-}
-
-bool MessageReport::all_delivered() const {
-  for (const auto& r : recipients)
-    if (r.outcome != Outcome::Delivered) return false;
-  return true;
-}
-
-Scope MessageReport::scope() const {
-  Scope s = Scope::Recipient;
-  for (const auto& r : recipients)
-    if (r.outcome != Outcome::Delivered && static_cast<int>(r.scope) > static_cast<int>(s)) s = r.scope;
-  return s;
-}
-
-const RecipientResult* MessageReport::first_failure() const {
-  for (const auto& r : recipients)
-    if (r.outcome != Outcome::Delivered) return &r;
-  return nullptr;
-}
-
-std::string SessionFailure::text() const {
-  if (reply && !detail.empty()) return detail + ": " + reply->one_line();
-  if (reply) return reply->one_line();
-  return detail;
-}
 
 // --- the session ---------------------------------------------------------------
 
@@ -289,11 +76,7 @@ struct ClientSession::Impl {
   std::string out;                // bytes not yet handed over as a Send
   std::vector<Action> actions;
   std::deque<std::string> transcript;
-  // body encoder
-  bool line_start = true;
-  bool prev_cr = false;
-  std::size_t line_len = 0;
-  std::uint64_t body_octets = 0;
+  BodyEncoder body;
 
   // --- plumbing ---
   void note(std::string line) {
@@ -675,10 +458,7 @@ struct ClientSession::Impl {
             return command(Cmd::DotDiscard, ".\r\n", "end of data (empty: no recipient accepted)");
           }
           st = St::Body;
-          line_start = true;
-          prev_cr = false;
-          line_len = 0;
-          body_octets = 0;
+          body.reset();
           return emit(NeedBody{txn->msg.id});
         }
         if (!txn->mail_reply && txn->n_accepted > 0) txn->data_reply = r;
@@ -880,81 +660,20 @@ struct ClientSession::Impl {
     }
   }
 
-  // --- the message text (RFC 5321 §4.5.2 transparency, §2.3.8 line ends) ---
-  // Streamed: the output for a chunk goes out in Sends of at most
-  // kMaxSend octets (plus one fold), never one copy of the whole message.
-  // Line length (RFC 5321 §4.5.3.1.6): a line of up to 998 octets before the
-  // CRLF passes unchanged, whatever it starts with. The transparency dot is
-  // not part of the line's text (the server removes it, §4.5.2), so it is not
-  // counted. A longer line is folded after 998 octets with CRLF SPACE, as
-  // Postfix's smtp_line_length_limit does: sending it whole would break the
-  // MUST in §4.5.3.1.6 and some servers cut or refuse such lines.
+  // --- the message text (protocol/body_encoder.h) ---
+  // Sends of at most kMaxSend octets (plus a few: a fold, a stuffed dot).
   static constexpr std::size_t kMaxSend = 64 * 1024;
-  static constexpr std::size_t kMaxLine = 998;
   void body_chunk(std::string_view bytes) {
-    body_octets += bytes.size();
     out.reserve(std::min(bytes.size(), kMaxSend) + 64);
-    const char* const data = bytes.data();
-    const std::size_t n = bytes.size();
-    std::size_t i = 0;
-    while (i < n) {
-      char c = data[i];
-      if (prev_cr) {
-        prev_cr = false;
-        out += '\n';   // a CR alone becomes CRLF; CRLF passes
-        line_start = true;
-        line_len = 0;
-        if (c == '\n') {
-          ++i;
-          continue;
-        }
-      }
+    while (!bytes.empty()) {
+      bytes.remove_prefix(body.encode(bytes, out, kMaxSend));
       if (out.size() >= kMaxSend) flush();
-      if (c == '\r') {
-        out += '\r';
-        prev_cr = true;
-        ++i;
-        continue;
-      }
-      if (c == '\n') {   // a bare LF becomes CRLF: never relayed bare
-        out += "\r\n";
-        line_start = true;
-        line_len = 0;
-        ++i;
-        continue;
-      }
-      if (line_len >= kMaxLine) {
-        out += "\r\n ";
-        line_len = 1;
-        line_start = false;
-      }
-      if (line_start && c == '.') out += '.';   // stuffing: not counted in the 998
-      // c and the line text after it in one append, up to the next CR or LF,
-      // the 998 limit or the end of this Send (memchr: the body's bytes are
-      // by far the most of the relay's work for a large message).
-      std::size_t room = std::min(n - i, kMaxLine - line_len);
-      room = out.size() < kMaxSend ? std::min(room, kMaxSend - out.size()) : 1;   // >= 1: c goes in
-      const char* end = data + i + room;
-      if (const void* lf = std::memchr(data + i + 1, '\n', static_cast<std::size_t>(end - data - i - 1)))
-        end = static_cast<const char*>(lf);
-      if (const void* cr = std::memchr(data + i + 1, '\r', static_cast<std::size_t>(end - data - i - 1)))
-        end = static_cast<const char*>(cr);
-      const auto run = static_cast<std::size_t>(end - (data + i));
-      out.append(data + i, run);
-      line_len += run;
-      line_start = false;
-      i += run;
     }
     flush();
   }
   void body_end() {
-    if (prev_cr) {
-      out += '\n';
-      prev_cr = false;
-      line_start = true;
-    }
-    if (!line_start) out += "\r\n";   // the final "." must start a line
-    note("C: <message text, " + std::to_string(body_octets) + " octets>");
+    body.finish(out);   // the final "." must start a line
+    note("C: <message text, " + std::to_string(body.octets()) + " octets>");
     command(Cmd::Dot, ".\r\n", "end of data");
     // RFC 5321 §4.1.1.4: the end of data ends the transaction, whatever the
     // reply; the next MAIL needs no RSET.

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/client_session.h"
+#include "protocol/client_outcomes.h"
 #include "protocol/reply_parser.h"
 
 namespace outbox::protocol {
