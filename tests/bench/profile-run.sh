@@ -5,7 +5,8 @@
 #
 #   tests/bench/profile-run.sh BUILD_DIR MESSAGES [MODE]
 #   MODE: (none)  rates and CPU per message
-#         stat    + system calls per message (perf stat, every thread)
+#         stat    + system calls per message (perf stat, every thread;
+#                   PERTHREAD=1: counted per thread)
 #         perf    + perf record (FREQ, default 199 Hz; CG, default dwarf call graphs)
 #
 # Env: SIZE (5000), SESS (20), OPTS (smtp-source options, e.g. -d), UPC (upstream
@@ -53,7 +54,7 @@ threads > "$w/threads0"
 ppid=""
 case "$mode" in
   perf) perf record -F "${FREQ:-199}" ${CG:---call-graph dwarf,16384} -o "$w/perf.data" -p $pid 2>/dev/null & ppid=$! ;;
-  stat) perf stat -e 'syscalls:sys_enter_*' -p $pid -o "$w/stat.txt" 2>/dev/null & ppid=$! ;;
+  stat) perf stat ${PERTHREAD:+--per-thread} -e 'syscalls:sys_enter_*' -p $pid -o "$w/stat.txt" 2>/dev/null & ppid=$! ;;
 esac
 [ -n "$ppid" ] && sleep 0.5
 t0=$(date +%s.%N)
@@ -79,7 +80,12 @@ awk -v n="$n" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c0="$cpu0" -v c1="$cpu1" -v
     n / (t1 - t0), n / (t2 - t0), (c1 - c0) * 1000 / tck / n, sc * 1000 / tck / n, (su + ss) * 1000 / n }'
 join "$w/threads0" "$w/threads1" | awk -v n="$n" -v tck="$tck" '{ printf "thread %s cpu_ms_per_msg=%.3f switches_per_msg=%.2f\n", $1, ($4 - $2) * 1000 / tck / n, ($5 - $3) / n }' \
   > "$w/threads.txt"
-if [ "$mode" = stat ]; then
+if [ "$mode" = stat ] && [ -n "${PERTHREAD:-}" ]; then
+  # "thread-tid count event": per message, by thread
+  grep syscalls "$w/stat.txt" | awk -v n="$n" '$2 > 0 { s += $2; printf "%8.2f %s %s\n", $2 / n, $1, $3 } END { printf "%8.2f total system calls per message\n", s / n }' |
+    sort -rn > "$w/syscalls.txt"
+  head -20 "$w/syscalls.txt"
+elif [ "$mode" = stat ]; then
   grep syscalls "$w/stat.txt" | awk -v n="$n" '$1 > 0 { s += $1; printf "%8.2f %s\n", $1 / n, $2 } END { printf "%8.2f total system calls per message\n", s / n }' |
     sort -rn > "$w/syscalls.txt"
   head -12 "$w/syscalls.txt"
