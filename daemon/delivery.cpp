@@ -101,6 +101,7 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
     finished_ = true;
     if (reported_finished_) return;
     reported_finished_ = true;
+    report_queued_unsent("the connection was dropped (" + std::string(where) + ") before this message was sent");
     park_held("delivery interrupted");
     relay_.delivery_finished(*this);
   } catch (...) {
@@ -110,7 +111,7 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
 }
 
 void Delivery::park_held(const char* why) {
-  for (auto* held : {&unanswered_, &current_}) {
+  for (auto* held : {&unanswered_, &current_, &queued_}) {
     if (!*held) continue;
     relay_.park_now((*held)->msg.id, why);
     held->reset();
@@ -253,19 +254,38 @@ void Delivery::abort() {
 }
 
 void Delivery::quit_when_idle() {
-  if (session_->ready() && !current_) {
+  if (session_->ready() && !current_ && !queued_) {
     session_->quit();
     pump();
+    return;
   }
+  // It asked for a message ahead while one was under way: QUIT once that
+  // one's final dot is out (the session's next Ready).
+  quit_pending_ = true;
 }
 
 void Delivery::hand(Job job) {
-  if (!session_->ready() || finished_) {
-    // The connection ended in the same breath as it said ready: the message
-    // goes back to the queue untouched.
-    relay_.park_now(job.msg.id, "");
-    return;
+  if (!finished_ && !session_->finished()) {
+    if (session_->ready()) return send_now(std::move(job));
+    if (current_ && !queued_) {
+      // Asked for ahead (wants_next): it waits for current_'s final dot; its
+      // mark is written meanwhile.
+      queued_ = std::move(job);
+      if (queued_->msg.size <= queue::BodyReader::kPieceBytes) mark_at_hand(*queued_);
+      return;
+    }
   }
+  // The connection ended in the same breath as it said ready: the message
+  // goes back to the queue untouched.
+  relay_.park_now(job.msg.id, "");
+}
+
+bool Delivery::wants_next() const {
+  return current_ && !queued_ && !quit_pending_ && !finished_ && !session_->finished() &&
+         current_->msg.size <= queue::BodyReader::kPieceBytes;
+}
+
+void Delivery::send_now(Job job) {
   current_ = std::move(job);
   const auto& m = current_->msg;
   client::OutgoingMessage om;
@@ -276,10 +296,33 @@ void Delivery::hand(Job job) {
   om.smtputf8 = m.smtputf8;
   om.body_8bit = m.body_8bit;
   const bool one_piece = m.size <= queue::BodyReader::kPieceBytes;
-  const std::string id = m.id;
+  const bool marked = marks_.count(m.id) > 0;   // taken ahead: asked when it was queued
   session_->send_message(std::move(om));
-  if (one_piece) mark_at_hand(id);
+  if (one_piece && !marked) mark_at_hand(*current_);
   pump();
+  if (wants_next()) relay_.delivery_ready(*this);
+}
+
+void Delivery::report_queued_unsent(std::string_view why) {
+  if (!queued_) return;
+  Job job = std::move(*queued_);
+  queued_.reset();
+  // Its mark's completion finds nothing; this outcome, written after the
+  // mark (the writer keeps order), puts its recipients back to pending.
+  marks_.erase(job.msg.id);
+  client::MessageReport report;
+  report.id = job.msg.id;
+  for (const auto& a : job.msg.recipients) {
+    client::RecipientResult r;
+    r.address = a;
+    r.outcome = client::Outcome::Temporary;
+    r.scope = client::Scope::Connection;
+    r.stage = client::Stage::Mail;
+    r.status = protocol::EnhancedStatus{4, 4, 2};
+    r.detail = std::string(why);
+    report.recipients.push_back(std::move(r));
+  }
+  relay_.message_done(*this, std::move(job), std::move(report), link_ ? link_->peer_address() : "");
 }
 
 void Delivery::pump() {
@@ -304,6 +347,7 @@ void Delivery::pump() {
   }
   if ((finished_ || session_->finished()) && !reported_finished_) {
     reported_finished_ = true;
+    report_queued_unsent("the connection ended before this message was sent");
     // Every handed-over message gets a MessageDone; this is a safety net.
     park_held("delivery interrupted");
     relay_.delivery_finished(*this);
@@ -329,7 +373,16 @@ void Delivery::handle(client::Action& action) {
             unanswered_ = std::move(current_);
             current_.reset();
           }
-          relay_.delivery_ready(*this);
+          if (queued_) {   // taken ahead: it follows at once (send_now asks for the next)
+            Job next = std::move(*queued_);
+            queued_.reset();
+            send_now(std::move(next));
+          } else if (quit_pending_) {
+            session_->quit();
+            pump();   // (re-entered: its QUIT goes in this turn's write)
+          } else {
+            relay_.delivery_ready(*this);
+          }
         } else if constexpr (std::is_same_v<T, client::NeedBody>) {
           feed_body(a.id);
         } else if constexpr (std::is_same_v<T, client::MessageDone>) {
@@ -337,7 +390,7 @@ void Delivery::handle(client::Action& action) {
           if (unanswered_ && unanswered_->msg.id == a.report.id) held = &unanswered_;
           else if (current_ && current_->msg.id == a.report.id) held = &current_;
           if (held) {
-            if (mark_ && mark_->id == a.report.id) mark_.reset();   // its late completion finds nothing
+            marks_.erase(a.report.id);   // its late completion finds nothing
             Job job = std::move(**held);
             held->reset();
             relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
@@ -405,9 +458,9 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
 // a possible duplicate (RFC 1047). If the write fails the dot is never sent:
 // the connection ends and the message is retried as not sent (the outcome's
 // write, queued after this one, puts the recipients back to pending).
-void Delivery::mark_at_hand(const std::string& id) {
-  const auto& m = current_->msg;
-  mark_ = EarlyMark{id, false, false, {}, {}};
+void Delivery::mark_at_hand(const Job& job) {
+  const auto& m = job.msg;
+  marks_[m.id] = EarlyMark{};
   std::weak_ptr<bool> alive = relay_.alive_;
   auto token = token_;
   Relay* relay = &relay_;
@@ -427,15 +480,16 @@ void Delivery::mark_at_hand(const std::string& id) {
 }
 
 void Delivery::on_mark(const std::string& id, bool ok, std::string err) {
-  if (!mark_ || mark_->id != id) return;   // a message since: its own mark counts
-  if (!mark_->proceed) {
-    mark_->done = true;
-    mark_->ok = ok;
-    mark_->err = std::move(err);
+  auto it = marks_.find(id);
+  if (it == marks_.end()) return;   // its message was settled meanwhile
+  if (!it->second.proceed) {
+    it->second.done = true;
+    it->second.ok = ok;
+    it->second.err = std::move(err);
     return;
   }
-  auto proceed = std::move(mark_->proceed);
-  mark_.reset();
+  auto proceed = std::move(it->second.proceed);
+  marks_.erase(it);
   dot_marked(id, ok, std::move(err), proceed);
 }
 
@@ -443,15 +497,19 @@ void Delivery::before_dot(std::function<void()> proceed) {
   if (!current_) return;
   const std::string id = current_->msg.id;
   // A larger message is marked now, after its last piece; one of one piece
-  // asked when it was handed over.
-  if (!mark_ || mark_->id != id) mark_at_hand(id);
-  if (!mark_->done) {
-    mark_->proceed = std::move(proceed);
+  // asked when it was handed over (or queued).
+  auto it = marks_.find(id);
+  if (it == marks_.end()) {
+    mark_at_hand(*current_);
+    it = marks_.find(id);
+  }
+  if (!it->second.done) {
+    it->second.proceed = std::move(proceed);
     return;
   }
-  EarlyMark done = std::move(*mark_);
-  mark_.reset();
-  dot_marked(done.id, done.ok, std::move(done.err), proceed);
+  EarlyMark done = std::move(it->second);
+  marks_.erase(it);
+  dot_marked(id, done.ok, std::move(done.err), proceed);
 }
 
 void Delivery::dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {

@@ -112,10 +112,10 @@ class Delivery final : public Carrier {
   void feed_body(const std::string& id);
   std::unique_ptr<BodyPump> make_body_pump();
   void before_dot(std::function<void()> proceed);
-  // Asks the writer for the mark of the current message (id): when it is
-  // handed over for a message of one piece (the commit overlaps MAIL..354
-  // and the body), else from before_dot; before_dot waits for it.
-  void mark_at_hand(const std::string& id);
+  // Asks the writer for the mark of a message: when it is handed over or
+  // queued, for a message of one piece (the commit overlaps what goes before
+  // its final dot), else from before_dot; before_dot waits for it.
+  void mark_at_hand(const Job& job);
   void on_mark(const std::string& id, bool ok, std::string err);
   void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
   // A C++ exception reached a libuv callback: log, close the link, report
@@ -124,6 +124,15 @@ class Delivery final : public Carrier {
   // Back to the queue, untouched, with the messages this connection holds
   // (the safety net when it ends without their MessageDone).
   void park_held(const char* why);
+  // Gives the session a message now (it is ready), asking for the next one
+  // ahead when this one is small.
+  void send_now(Job job);
+  // The connection ends with queued_ never sent: reported as not sent
+  // (temporary, connection scope), which also takes back its mark.
+  void report_queued_unsent(std::string_view why);
+  // Whether to ask the scheduler for the next message while current_ is
+  // still under way (current_ of one piece, none queued, not quitting).
+  bool wants_next() const;
   template <typename F>
   void guarded(std::string_view where, F&& f) noexcept;
 
@@ -138,14 +147,19 @@ class Delivery final : public Carrier {
   // The message whose final dot is out and whose reply has not come, while
   // current_ (if any) is the next one, pipelined behind it (RFC 2920 §3.1).
   std::optional<Job> unanswered_;
+  // The message after current_, taken while current_ was still being sent:
+  // its mark's commit runs during current_'s transfer, so its own final dot
+  // does not wait for it (the commit takes longer than a round trip under
+  // load). Nothing of it has been sent; it goes out on the session's Ready.
+  std::optional<Job> queued_;
   struct EarlyMark {
-    std::string id;
     bool done = false;
     bool ok = false;
     std::string err;
     std::function<void()> proceed;   // before_dot came first: the dot waits here
   };
-  std::optional<EarlyMark> mark_;
+  std::map<std::string, EarlyMark, std::less<>> marks_;   // by message id: current_'s, queued_'s
+  bool quit_pending_ = false;   // the scheduler said QUIT while a message was still under way
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
   bool aborted_ = false;

@@ -74,6 +74,53 @@ class PipelinedRelayFaults(test_relay_faults.RelayFaults):
             self.wait_state(qid, "sent")
         self.stop_clean()
 
+    def test_a_message_taken_ahead_is_retried_as_not_sent_when_the_connection_drops(self):
+        # A small message's connection asks for the next one while it is
+        # still being sent, so that the next one's mark (its recipients'
+        # "possibly delivered" state) is written during the transfer. The
+        # connection drops at the first final dot: the first is a possible
+        # duplicate (RFC 1047); the second, whose commands followed the dot,
+        # and the third, taken ahead and never sent, are retried as not sent.
+        self.up.fail("MAIL", "stall:2", times=1)
+        self.up.fail("DATA", "drop", times=1)
+        self.relay(extra={"max_connections": 1})
+        qids = [self.submit(["r%d@example.test" % i]) for i in range(4)]
+        for qid in qids:
+            self.wait_state(qid, "sent", timeout=60)
+        first = self.d.events("deferred", id=qids[0])
+        self.assertEqual(first[0].get("possible_duplicate"), "yes", first)
+        behind = self.d.events("deferred", id=qids[1])
+        self.assertEqual(len(behind), 1, behind)
+        self.assertIsNone(behind[0].get("possible_duplicate"), behind)
+        ahead = self.d.events("deferred", id=qids[2])
+        self.assertEqual(len(ahead), 1, ahead)
+        self.assertIn("before this message was sent", ahead[0]["reply"])
+        self.assertIsNone(ahead[0].get("possible_duplicate"), ahead)
+        self.assertEqual(ahead[0]["dsn"], "4.4.2")
+        self.assertEqual(self.d.events("deferred", id=qids[3]), [])
+        # Each delivered once (the first twice at most: it may have been).
+        accepted = sorted(m.rcpt_tos[0] for m in self.up.messages if m.outcome == "accepted")
+        self.assertEqual(accepted, ["r%d@example.test" % i for i in range(4)])
+        self.assertEqual([m.rcpt_tos[0] for m in self.up.messages if m.outcome == "dropped"], ["r0@example.test"])
+        for qid in qids[1:3]:
+            self.assertNotIn("possible_duplicate", [h["outcome"] for h in self.d.show(qid)["attempts_history"]])
+        self.no_bounce()
+        self.stop_clean()
+
+    def test_a_connection_told_to_quit_while_its_message_is_under_way_quits_after_it(self):
+        # The only message's MAIL stalls past the 2 s idle linger: the
+        # connection had said it could take one more, found nothing, and the
+        # scheduler's QUIT comes while the message is still under way. It
+        # goes out first; then QUIT, behind its final dot.
+        self.up.fail("MAIL", "stall:3", times=1)
+        self.relay(extra={"max_connections": 1, "timeout": "10s"})
+        qid = self.submit(["solo@example.test"])
+        self.wait_state(qid, "sent", timeout=30)
+        self.up.wait_closed(1, timeout=10)
+        self.assertEqual(self.up.connections, 1)
+        self.assertEqual(self.up.sent_behind_dot, [b"QUIT\r\n"])
+        self.stop_clean()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
