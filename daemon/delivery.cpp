@@ -8,6 +8,7 @@
 
 #include "daemon/body_pump.h"
 #include "daemon/logging.h"
+#include "daemon/outcome_report.h"
 #include "daemon/relay.h"
 #include "daemon/routing.h"
 #include "daemon/secrets.h"
@@ -310,18 +311,7 @@ void Delivery::report_queued_unsent(std::string_view why) {
   // Its mark's completion finds nothing; this outcome, written after the
   // mark (the writer keeps order), puts its recipients back to pending.
   marks_.erase(job.msg.id);
-  client::MessageReport report;
-  report.id = job.msg.id;
-  for (const auto& a : job.msg.recipients) {
-    client::RecipientResult r;
-    r.address = a;
-    r.outcome = client::Outcome::Temporary;
-    r.scope = client::Scope::Connection;
-    r.stage = client::Stage::Mail;
-    r.status = protocol::EnhancedStatus{4, 4, 2};
-    r.detail = std::string(why);
-    report.recipients.push_back(std::move(r));
-  }
+  client::MessageReport report = unsent_report(job.msg, why);
   relay_.message_done(*this, std::move(job), std::move(report), link_ ? link_->peer_address() : "");
 }
 

@@ -47,6 +47,22 @@ client::RecipientResult setup_result(const std::string& address, const client::S
   return r;
 }
 
+client::MessageReport unsent_report(const queue::DueMessage& m, std::string_view why) {
+  client::MessageReport report;
+  report.id = m.id;
+  for (const auto& a : m.recipients) {
+    client::RecipientResult r;
+    r.address = a;
+    r.outcome = client::Outcome::Temporary;
+    r.scope = client::Scope::Connection;
+    r.stage = client::Stage::Mail;
+    r.status = protocol::EnhancedStatus{4, 4, 2};
+    r.detail = std::string(why);
+    report.recipients.push_back(std::move(r));
+  }
+  return report;
+}
+
 AttemptOutcome compose_outcome(const OutcomeInput& in) {
   const queue::DueMessage& m = *in.msg;
   const client::MessageReport& report = *in.report;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/client_session.h"
@@ -27,6 +28,11 @@ std::string dsn_code(const protocol::client::RecipientResult& r);
 // result of a recipient that was waiting for that connection.
 protocol::client::RecipientResult setup_result(const std::string& address,
                                                const protocol::client::SessionFailure& f);
+// A message a connection had taken but never sent when it ended (taken
+// ahead of the one under way, daemon/delivery.h): every recipient temporary,
+// of scope connection, 4.4.2 (RFC 3463 "bad connection"), with `why`. Never
+// a possible duplicate: its outcome returns the recipients to pending.
+protocol::client::MessageReport unsent_report(const queue::DueMessage& m, std::string_view why);
 
 struct OutcomeInput {
   const queue::DueMessage* msg = nullptr;

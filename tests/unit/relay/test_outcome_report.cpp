@@ -208,6 +208,36 @@ TEST_CASE("setup_result: a connection that failed before the message is temporar
   }
 }
 
+TEST_CASE("unsent_report: a message taken but never sent is retried as not sent, never a possible duplicate") {
+  queue::DueMessage m = message({"a@x.test", "b@x.test"});
+  auto report = unsent_report(m, "the connection ended before this message was sent");
+  CHECK(report.id == m.id);
+  CHECK_FALSE(report.possible_duplicate);
+  REQUIRE(report.recipients.size() == 2);
+  for (const auto& r : report.recipients) {
+    CHECK(r.outcome == Outcome::Temporary);
+    CHECK(r.scope == client::Scope::Connection);
+    CHECK(r.status == protocol::EnhancedStatus{4, 4, 2});
+    CHECK_FALSE(r.reply.has_value());
+  }
+  CHECK(report.recipients[1].address == "b@x.test");
+  // Composed as the relay does: deferred, its recipients back to pending
+  // (not uncertain), due at the retry time, counted as an attempt.
+  Try t(m, report.recipients);
+  auto o = compose_outcome(t.in);
+  CHECK(o.record.outcome == "deferred");
+  CHECK(o.record.count_attempt);
+  CHECK_FALSE(o.held_uncertain);
+  REQUIRE(o.record.recipients.size() == 2);
+  for (const auto& r : o.record.recipients) {
+    CHECK(r.result == RecipientResult::Deferred);
+    CHECK_FALSE(r.uncertain);
+    CHECK(r.status == "4.4.2");
+  }
+  CHECK(o.next_at == T0 + 120 * S);
+  CHECK(o.lines[0].reply.find("before this message was sent") != std::string::npos);
+}
+
 TEST_CASE("failure_dsn: one DSN naming only the recipients that failed now; none for <> or with bounces off") {
   queue::DueMessage m = message({"a@x.test", "b@x.test", "c@x.test"});
   Try t(m, {refused("a@x.test"), refused("b@x.test"), sent("c@x.test")});
