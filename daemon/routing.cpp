@@ -1,4 +1,5 @@
 #include "daemon/routing.h"
+#include "protocol/ascii.h"
 
 #include "protocol/address_glob.h"
 
@@ -8,14 +9,7 @@ namespace outbox::routing {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+using protocol::ascii::iequals;
 
 std::string_view domain_of(std::string_view address) {
   auto at = address.rfind('@');

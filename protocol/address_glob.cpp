@@ -1,10 +1,11 @@
 #include "protocol/address_glob.h"
+#include "protocol/ascii.h"
 
 namespace outbox::protocol {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+using ascii::lower;
 
 // Iterative glob with single-star backtracking: linear in practice, never
 // exponential (a pattern such as "*a*a*a*b" cannot blow up).

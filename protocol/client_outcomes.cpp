@@ -1,4 +1,5 @@
 #include "protocol/client_outcomes.h"
+#include "protocol/ascii.h"
 
 #include <array>
 #include <string>
@@ -7,24 +8,8 @@ namespace outbox::protocol::client {
 
 namespace {
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string to_upper(std::string_view s) {
-  std::string out;
-  for (char c : s) out += upper(c);
-  return out;
-}
-
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.size() > hay.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
+using ascii::icontains;
+using ascii::to_upper;
 
 // Replies seen in the field that mean "slow down" (anchors §3): matched in
 // transient replies only, case-insensitively.

@@ -1,4 +1,5 @@
 #include "protocol/command.h"
+#include "protocol/ascii.h"
 
 #include <array>
 #include <limits>
@@ -8,14 +9,8 @@ namespace outbox::protocol {
 
 namespace {
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (upper(a[i]) != upper(b[i])) return false;
-  return true;
-}
+using ascii::iequals;
+using ascii::upper;
 
 bool is_space(char c) { return c == ' ' || c == '\t'; }
 

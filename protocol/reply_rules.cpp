@@ -1,4 +1,5 @@
 #include "protocol/reply_rules.h"
+#include "protocol/ascii.h"
 
 #include <array>
 
@@ -6,18 +7,7 @@ namespace outbox::protocol {
 
 namespace {
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.empty()) return true;
-  if (needle.size() > hay.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
+using ascii::icontains;
 
 constexpr std::array<std::pair<ReplyAction, std::string_view>, 6> kNames = {{
     {ReplyAction::Retry, "retry"},

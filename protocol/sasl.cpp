@@ -1,4 +1,5 @@
 #include "protocol/sasl.h"
+#include "protocol/ascii.h"
 
 #include <algorithm>
 
@@ -8,7 +9,7 @@ namespace outbox::protocol::sasl {
 
 namespace {
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+using ascii::upper;
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // ServerSession command handlers: one function per verb, each answering with
 // exactly one reply (RFC 2920 §3.1: replies in order, one per command).
 #include "protocol/address.h"
+#include "protocol/ascii.h"
 #include "protocol/base64.h"
 #include "protocol/replies.h"
 #include "protocol/session_impl.h"
@@ -10,20 +11,8 @@ namespace outbox::protocol {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
+using ascii::iequals;
+std::string lowercase(std::string_view s) { return ascii::to_lower(s); }
 
 bool has_control(std::string_view s) {
   for (unsigned char c : s)
