@@ -112,7 +112,7 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
 }
 
 void Delivery::park_held(const char* why) {
-  for (auto* held : {&unanswered_, &current_, &queued_}) {
+  for (auto* held : {&unanswered_, &current_}) {
     if (!*held) continue;
     relay_.park_now((*held)->msg.id, why);
     held->reset();
@@ -276,8 +276,8 @@ void Delivery::hand(Job job) {
       return;
     }
   }
-  // The connection ended in the same breath as it said ready: the message
-  // goes back to the queue untouched.
+  // The connection ended in the same breath as it said ready (or, never
+  // expected, one is queued already): back to the queue untouched, unmarked.
   relay_.park_now(job.msg.id, "");
 }
 

@@ -10,7 +10,6 @@ namespace outbox::protocol {
 namespace {
 
 using ascii::iequals;
-using ascii::upper;
 
 bool is_space(char c) { return c == ' ' || c == '\t'; }
 
@@ -61,7 +60,7 @@ ParamResult for_each_param(std::string_view params, Fn&& fn) {
     std::size_t eq = token.find('=');
     std::string_view key = token.substr(0, eq);
     if (!is_keyword(key)) return {ParamError::Syntax, std::string(key)};
-    for (char c : key) p.keyword += upper(c);
+    p.keyword = ascii::to_upper(key);
     if (eq != std::string_view::npos) {
       p.has_value = true;
       p.value = token.substr(eq + 1);

@@ -7,12 +7,6 @@
 
 namespace outbox::protocol::sasl {
 
-namespace {
-
-using ascii::upper;
-
-}  // namespace
-
 std::string base64_encode(std::string_view bytes) { return protocol::base64_encode(bytes); }
 
 // A server's challenge (RFC 4954 §4): whole quanta, padding where due; its
@@ -31,8 +25,7 @@ std::string_view mechanism_name(Mechanism m) {
 }
 
 std::optional<Mechanism> parse_mechanism(std::string_view name) {
-  std::string up;
-  for (char c : name) up += upper(c);
+  const std::string up = ascii::to_upper(name);
   if (up == "PLAIN") return Mechanism::Plain;
   if (up == "LOGIN") return Mechanism::Login;
   if (up == "XOAUTH2") return Mechanism::XOAuth2;

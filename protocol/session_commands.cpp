@@ -12,7 +12,6 @@ namespace outbox::protocol {
 namespace {
 
 using ascii::iequals;
-std::string lowercase(std::string_view s) { return ascii::to_lower(s); }
 
 bool has_control(std::string_view s) {
   for (unsigned char c : s)
@@ -259,7 +258,7 @@ void ServerSession::Impl::cmd_rcpt(const Command& c) {
   // A recipient named twice is delivered once; the domain is case-blind
   // (RFC 5321 §2.4), the local part is not.
   auto at = address.rfind('@');
-  std::string key = at == std::string::npos ? address : address.substr(0, at + 1) + lowercase(address.substr(at + 1));
+  std::string key = at == std::string::npos ? address : address.substr(0, at + 1) + ascii::to_lower(address.substr(at + 1));
   if (recipient_keys.count(key)) return reply(250, replies::kRcptOk);
   if (cfg.max_recipients != 0 && envelope.recipients.size() >= cfg.max_recipients) {
     // RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later. Not a
