@@ -102,8 +102,8 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
     finished_ = true;
     if (reported_finished_) return;
     reported_finished_ = true;
-    report_queued_unsent("the connection was dropped (" + std::string(where) + ") before this message was sent");
-    park_held("delivery interrupted");
+    release_held("the connection was dropped (" + std::string(where) + ") before this message was sent",
+                 "delivery interrupted");
     relay_.delivery_finished(*this);
   } catch (...) {
     // Nothing more can be done for this connection; the message stays
@@ -111,12 +111,14 @@ void Delivery::drop(std::string_view where, std::string_view what) noexcept {
   }
 }
 
-void Delivery::park_held(const char* why) {
-  for (auto* held : {&unanswered_, &current_}) {
-    if (!*held) continue;
-    relay_.park_now((*held)->msg.id, why);
-    held->reset();
+void Delivery::release_held(std::string_view unsent_why, const char* park_why) {
+  if (auto job = slots_.take_queued()) {
+    // Its mark's completion finds nothing; this outcome, written after the
+    // mark (the writer keeps order), puts its recipients back to pending.
+    client::MessageReport report = unsent_report(job->msg, unsent_why);
+    relay_.message_done(*this, std::move(*job), std::move(report), link_ ? link_->peer_address() : "");
   }
+  for (auto& job : slots_.take_held()) relay_.park_now(job.msg.id, park_why);
 }
 
 void Delivery::start() {
@@ -255,40 +257,35 @@ void Delivery::abort() {
 }
 
 void Delivery::quit_when_idle() {
-  if (session_->ready() && !current_ && !queued_) {
-    session_->quit();
-    pump();
-    return;
-  }
-  // It asked for a message ahead while one was under way: QUIT once that
-  // one's final dot is out (the session's next Ready).
-  quit_pending_ = true;
+  // It asked for a message ahead while one was under way: the QUIT waits
+  // until that one's final dot is out (the session's next Ready).
+  if (!slots_.quit(session_->ready())) return;
+  session_->quit();
+  pump();
 }
 
 void Delivery::hand(Job job) {
-  if (!finished_ && !session_->finished()) {
-    if (session_->ready()) return send_now(std::move(job));
-    if (current_ && !queued_) {
-      // Asked for ahead (wants_next): it waits for current_'s final dot; its
-      // mark is written meanwhile.
-      queued_ = std::move(job);
-      if (queued_->msg.size <= queue::BodyReader::kPieceBytes) mark_at_hand(*queued_);
+  switch (slots_.take(open(), session_->ready())) {
+    case DeliverySlots::Take::SendNow:
+      return send_now(std::move(job));
+    case DeliverySlots::Take::Queue: {
+      // Asked for ahead (wants_next): it waits for the current message's
+      // final dot; its mark is written meanwhile.
+      if (slots_.queue(std::move(job))) request_mark(*slots_.queued());
       return;
     }
+    case DeliverySlots::Take::Park:
+      // The connection ended in the same breath as it said ready: back to
+      // the queue untouched, unmarked.
+      relay_.park_now(job.msg.id, "");
+      return;
   }
-  // The connection ended in the same breath as it said ready (or, never
-  // expected, one is queued already): back to the queue untouched, unmarked.
-  relay_.park_now(job.msg.id, "");
-}
-
-bool Delivery::wants_next() const {
-  return current_ && !queued_ && !quit_pending_ && !finished_ && !session_->finished() &&
-         current_->msg.size <= queue::BodyReader::kPieceBytes;
 }
 
 void Delivery::send_now(Job job) {
-  current_ = std::move(job);
-  const auto& m = current_->msg;
+  const bool mark = slots_.start(std::move(job));
+  const Job& current = *slots_.current();
+  const auto& m = current.msg;
   client::OutgoingMessage om;
   om.id = m.id;
   om.sender = routing::envelope_sender_for(*up_.cfg, m.sender);
@@ -296,23 +293,10 @@ void Delivery::send_now(Job job) {
   om.size = m.size;
   om.smtputf8 = m.smtputf8;
   om.body_8bit = m.body_8bit;
-  const bool one_piece = m.size <= queue::BodyReader::kPieceBytes;
-  const bool marked = marks_.count(m.id) > 0;   // taken ahead: asked when it was queued
   session_->send_message(std::move(om));
-  if (one_piece && !marked) mark_at_hand(*current_);
+  if (mark) request_mark(current);
   pump();
-  if (wants_next()) relay_.delivery_ready(*this);
-}
-
-void Delivery::report_queued_unsent(std::string_view why) {
-  if (!queued_) return;
-  Job job = std::move(*queued_);
-  queued_.reset();
-  // Its mark's completion finds nothing; this outcome, written after the
-  // mark (the writer keeps order), puts its recipients back to pending.
-  marks_.erase(job.msg.id);
-  client::MessageReport report = unsent_report(job.msg, why);
-  relay_.message_done(*this, std::move(job), std::move(report), link_ ? link_->peer_address() : "");
+  if (slots_.wants_next(open())) relay_.delivery_ready(*this);
 }
 
 void Delivery::pump() {
@@ -337,9 +321,8 @@ void Delivery::pump() {
   }
   if ((finished_ || session_->finished()) && !reported_finished_) {
     reported_finished_ = true;
-    report_queued_unsent("the connection ended before this message was sent");
-    // Every handed-over message gets a MessageDone; this is a safety net.
-    park_held("delivery interrupted");
+    // Every handed-over message gets a MessageDone; parking is a safety net.
+    release_held("the connection ended before this message was sent", "delivery interrupted");
     relay_.delivery_finished(*this);
   }
 }
@@ -359,32 +342,24 @@ void Delivery::handle(client::Action& action) {
         } else if constexpr (std::is_same_v<T, client::Ready>) {
           was_ready_ = true;
           // Its final dot is out: the next message may follow it.
-          if (!a.unanswered.empty() && current_ && current_->msg.id == a.unanswered) {
-            unanswered_ = std::move(current_);
-            current_.reset();
-          }
-          if (queued_) {   // taken ahead: it follows at once (send_now asks for the next)
-            Job next = std::move(*queued_);
-            queued_.reset();
-            send_now(std::move(next));
-          } else if (quit_pending_) {
-            session_->quit();
-            pump();   // (re-entered: its QUIT goes in this turn's write)
-          } else {
-            relay_.delivery_ready(*this);
+          auto after = slots_.ready(a.unanswered);
+          switch (after.next) {
+            case DeliverySlots::Next::SendQueued:   // taken ahead: it follows at once (send_now asks for the next)
+              send_now(std::move(*after.job));
+              break;
+            case DeliverySlots::Next::Quit:
+              session_->quit();
+              pump();   // (re-entered: its QUIT goes in this turn's write)
+              break;
+            case DeliverySlots::Next::AskForMore:
+              relay_.delivery_ready(*this);
+              break;
           }
         } else if constexpr (std::is_same_v<T, client::NeedBody>) {
           feed_body(a.id);
         } else if constexpr (std::is_same_v<T, client::MessageDone>) {
-          std::optional<Job>* held = nullptr;
-          if (unanswered_ && unanswered_->msg.id == a.report.id) held = &unanswered_;
-          else if (current_ && current_->msg.id == a.report.id) held = &current_;
-          if (held) {
-            marks_.erase(a.report.id);   // its late completion finds nothing
-            Job job = std::move(**held);
-            held->reset();
-            relay_.message_done(*this, std::move(job), std::move(a.report), link_ ? link_->peer_address() : "");
-          }
+          if (auto job = slots_.done(a.report.id))   // its mark's late completion finds nothing
+            relay_.message_done(*this, std::move(*job), std::move(a.report), link_ ? link_->peer_address() : "");
         } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
           // The upstream refused our OAuth2 access token (535, or 334 with a
           // JSON error): the next connection refreshes it first.
@@ -404,11 +379,11 @@ void Delivery::handle(client::Action& action) {
 void Delivery::feed_body(const std::string& id) {
   if (!body_) body_ = make_body_pump();
   std::string account = up_.cfg->from_header == "rewrite" ? routing::from_rewrite_address(*up_.cfg) : std::string();
-  // A message of one piece was marked when it was handed over (hand():
-  // the mark's commit overlaps MAIL..354 and the read); before_dot waits
-  // for that mark. A larger one is marked after its last piece, so that a
-  // crash while it streams does not leave it "possibly delivered".
-  const bool small = current_ && current_->msg.id == id && current_->msg.size <= queue::BodyReader::kPieceBytes;
+  // A message of one piece was marked when it was taken (its commit
+  // overlaps MAIL..354 and the read); before_dot waits for that mark. A
+  // larger one is marked after its last piece (DeliverySlots).
+  const auto& current = slots_.current();
+  const bool small = current && current->msg.id == id && slots_.one_piece(*current);
   body_->start(id, std::move(account), small);
 }
 
@@ -448,9 +423,8 @@ std::unique_ptr<BodyPump> Delivery::make_body_pump() {
 // a possible duplicate (RFC 1047). If the write fails the dot is never sent:
 // the connection ends and the message is retried as not sent (the outcome's
 // write, queued after this one, puts the recipients back to pending).
-void Delivery::mark_at_hand(const Job& job) {
+void Delivery::request_mark(const Job& job) {
   const auto& m = job.msg;
-  marks_[m.id] = EarlyMark{};
   std::weak_ptr<bool> alive = relay_.alive_;
   auto token = token_;
   Relay* relay = &relay_;
@@ -470,40 +444,32 @@ void Delivery::mark_at_hand(const Job& job) {
 }
 
 void Delivery::on_mark(const std::string& id, bool ok, std::string err) {
-  auto it = marks_.find(id);
-  if (it == marks_.end()) return;   // its message was settled meanwhile
-  if (!it->second.proceed) {
-    it->second.done = true;
-    it->second.ok = ok;
-    it->second.err = std::move(err);
-    return;
-  }
-  auto proceed = std::move(it->second.proceed);
-  marks_.erase(it);
-  dot_marked(id, ok, std::move(err), proceed);
+  if (auto waiting = slots_.mark_done(id, ok, std::move(err)))
+    dot_marked(id, waiting->mark.ok, std::move(waiting->mark.err), waiting->proceed);
 }
 
 void Delivery::before_dot(std::function<void()> proceed) {
-  if (!current_) return;
-  const std::string id = current_->msg.id;
-  // A larger message is marked now, after its last piece; one of one piece
-  // asked when it was handed over (or queued).
-  auto it = marks_.find(id);
-  if (it == marks_.end()) {
-    mark_at_hand(*current_);
-    it = marks_.find(id);
+  if (!slots_.current()) return;
+  const Job& current = *slots_.current();
+  const std::string id = current.msg.id;
+  auto dot = slots_.before_dot(std::move(proceed));
+  switch (dot.step) {
+    case DeliverySlots::DotStep::None:
+    case DeliverySlots::DotStep::Wait:
+      return;
+    case DeliverySlots::DotStep::AskMark:
+      request_mark(current);   // a larger message: marked now, after its last piece
+      return;
+    case DeliverySlots::DotStep::Go:
+      break;
   }
-  if (!it->second.done) {
-    it->second.proceed = std::move(proceed);
-    return;
-  }
-  EarlyMark done = std::move(it->second);
-  marks_.erase(it);
-  dot_marked(id, done.ok, std::move(done.err), proceed);
+  // The mark was back before the body was out: the dot goes now.
+  dot_marked(id, dot.mark.ok, std::move(dot.mark.err), dot.proceed);
 }
 
 void Delivery::dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed) {
-  if (link_closed_ || !current_ || current_->msg.id != id) return;   // the connection ended meanwhile
+  const auto& current = slots_.current();
+  if (link_closed_ || !current || current->msg.id != id) return;   // the connection ended meanwhile
   if (ok) {
     proceed();
     return;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/delivery_slots.h"
 #include "daemon/tls.h"
 #include "protocol/client_session.h"
 #include "queue/delivery_store.h"
@@ -49,13 +50,6 @@ struct Generation {
   static std::shared_ptr<const Generation> make(std::shared_ptr<const Config> config);
   const UpstreamRuntime* find(std::string_view name) const;   // nullptr: not in this generation
   ~Generation();
-};
-
-// A claimed message and the route (upstream names) it was claimed under.
-struct Job {
-  queue::DueMessage msg;
-  std::vector<std::string> route;
-  std::int64_t handed_at = 0;   // µs: when a connection took it
 };
 
 // Carrier: one "connection" of an upstream as the relay sees it: an SMTP
@@ -112,27 +106,23 @@ class Delivery final : public Carrier {
   void feed_body(const std::string& id);
   std::unique_ptr<BodyPump> make_body_pump();
   void before_dot(std::function<void()> proceed);
-  // Asks the writer for the mark of a message: when it is handed over or
-  // queued, for a message of one piece (the commit overlaps what goes before
-  // its final dot), else from before_dot; before_dot waits for it.
-  void mark_at_hand(const Job& job);
+  // Asks the writer for a message's mark (when a message of one piece is
+  // taken, or at a larger one's final dot: DeliverySlots says which).
+  void request_mark(const Job& job);
   void on_mark(const std::string& id, bool ok, std::string err);
   void dot_marked(const std::string& id, bool ok, std::string err, const std::function<void()>& proceed);
   // A C++ exception reached a libuv callback: log, close the link, report
   // the message in hand as interrupted, and end this delivery only.
   void drop(std::string_view where, std::string_view what) noexcept;
-  // Back to the queue, untouched, with the messages this connection holds
-  // (the safety net when it ends without their MessageDone).
-  void park_held(const char* why);
+  // The connection ends: the message taken ahead is reported not sent
+  // (temporary, connection scope, which also takes back its mark); the ones
+  // under way go back to the queue untouched (the safety net when it ends
+  // without their MessageDone).
+  void release_held(std::string_view unsent_why, const char* park_why);
   // Gives the session a message now (it is ready), asking for the next one
   // ahead when this one is small.
   void send_now(Job job);
-  // The connection ends with queued_ never sent: reported as not sent
-  // (temporary, connection scope), which also takes back its mark.
-  void report_queued_unsent(std::string_view why);
-  // Whether to ask the scheduler for the next message while current_ is
-  // still under way (current_ of one piece, none queued, not quitting).
-  bool wants_next() const;
+  bool open() const { return !finished_ && !session_->finished(); }
   template <typename F>
   void guarded(std::string_view where, F&& f) noexcept;
 
@@ -143,23 +133,7 @@ class Delivery final : public Carrier {
   std::unique_ptr<protocol::client::ClientSession> session_;
   std::shared_ptr<UpstreamLink> link_;
   std::unique_ptr<BodyPump> body_;
-  std::optional<Job> current_;
-  // The message whose final dot is out and whose reply has not come, while
-  // current_ (if any) is the next one, pipelined behind it (RFC 2920 §3.1).
-  std::optional<Job> unanswered_;
-  // The message after current_, taken while current_ was still being sent:
-  // its mark's commit runs during current_'s transfer, so its own final dot
-  // does not wait for it (the commit takes longer than a round trip under
-  // load). Nothing of it has been sent; it goes out on the session's Ready.
-  std::optional<Job> queued_;
-  struct EarlyMark {
-    bool done = false;
-    bool ok = false;
-    std::string err;
-    std::function<void()> proceed;   // before_dot came first: the dot waits here
-  };
-  std::map<std::string, EarlyMark, std::less<>> marks_;   // by message id: current_'s, queued_'s
-  bool quit_pending_ = false;   // the scheduler said QUIT while a message was still under way
+  DeliverySlots slots_;   // the messages this connection holds, and their marks
   std::shared_ptr<bool> token_ = std::make_shared<bool>(false);   // true once destroyed
   bool link_closed_ = false;
   bool aborted_ = false;
