@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "daemon/logging.h"
+#include "daemon/message_intake.h"
 #include "daemon/password.h"
 #include "daemon/routing.h"
 #include "daemon/sender_policy.h"
@@ -72,12 +73,6 @@ struct AuthWork {
   bool ok = false;
   std::weak_ptr<InboundConnection> conn;
 };
-
-std::uint64_t now_micros() {
-  using namespace std::chrono;
-  return static_cast<std::uint64_t>(
-      duration_cast<microseconds>(system_clock::now().time_since_epoch()).count());
-}
 }  // namespace
 
 InboundConnection::InboundConnection(Server& server, const ListenConfig& listener,
@@ -151,9 +146,29 @@ InboundConnection::InboundConnection(Server& server, const ListenConfig& listene
   session_ = std::make_unique<protocol::ServerSession>(
       sc, pi, [this] { return server_.next_id(); }, [] { return std::time(nullptr); });
   if (listener_.tls == TlsMode::Implicit) tls_ = std::make_unique<TlsEngine>(server_.tls_context());
+  // The intake is this connection's alone and goes with it; its store
+  // completions hold only a weak_ptr to it, so these events never outlive us.
+  MessageIntake::Events ev;
+  ev.append_done = [this] { update_reading(); };
+  ev.committed = [this](bool ok) {
+    if (!closing_) commit_answered(ok);
+  };
+  intake_ = std::make_shared<MessageIntake>(server_, MessageIntake::Source{client_label(), peer_.uid, peer_.import_key},
+                                            std::move(ev));
 }
 
-InboundConnection::~InboundConnection() { drop_relay_text(); }
+InboundConnection::~InboundConnection() = default;
+
+void InboundConnection::commit_answered(bool ok) {
+  session_->on_commit_result(ok);
+  run_actions();
+  if (server_.shutting_down()) shutdown(false);
+  arm_idle_timer();
+  update_reading();
+  // The client had ended its stream behind the dot: now that what it
+  // pipelined has run (a QUIT closes us first), it is the end.
+  if (eof_after_commit_ && !closing_ && !session_->awaiting_commit()) handle_eof(std::exchange(eof_after_commit_, nullptr));
+}
 
 std::string InboundConnection::client_key() const { return peer_.unix_socket ? "" : peer_.address; }
 
@@ -245,7 +260,7 @@ void InboundConnection::handle_cipher(const char* data, size_t n) {
   if (tls_->state() == TlsEngine::State::Failed) {
     log::info(log::Line("tls_failed").kv("client", client_label()).kv("listener", listener_.name)
                   .kv("error", tls_->error()));
-    if (!msg_id_.empty() && !session_->awaiting_commit()) store_abort(msg_id_);
+    if (!intake_->id().empty() && !session_->awaiting_commit()) intake_->abort(intake_->id());
     close_after_flush_ = true;
     flush_writes();
     return;
@@ -297,11 +312,11 @@ void InboundConnection::client_eof(const char* why) {
 
 void InboundConnection::handle_eof(const char* why) {
   if (closing_) return;
-  if (!msg_id_.empty() && !session_->awaiting_commit()) {
+  if (!intake_->id().empty() && !session_->awaiting_commit()) {
     // Disconnect mid-DATA: the message never gets a 250, so none of it stays.
-    log::info(log::Line("disconnect").kv("id", msg_id_).kv("client", client_label())
+    log::info(log::Line("disconnect").kv("id", intake_->id()).kv("client", client_label())
                   .kv("reason", why).kv("state", "data").kv("stored", "no"));
-    store_abort(msg_id_);
+    intake_->abort(intake_->id());
   } else {
     log::debug(log::Line("disconnect").kv("client", client_label()).kv("reason", why));
   }
@@ -312,7 +327,7 @@ void InboundConnection::update_reading() {
   if (closing_) return;
   const bool held_full = session_->awaiting_commit() && session_->held_input() >= kMaxHeldInput;
   bool want = !close_after_flush_ && !session_->closed() && !held_full && !eof_after_commit_ &&
-              !session_->awaiting_auth() && store_inflight_bytes_ < kMaxStoreBacklog &&
+              !session_->awaiting_auth() && intake_->inflight_bytes() < kMaxStoreBacklog &&
               uv_stream_get_write_queue_size(stream_) < kMaxWriteBacklog;
   bool was = reading_;
   if (want && !reading_) {
@@ -359,7 +374,7 @@ void InboundConnection::on_timer(uv_timer_t* t) {
   }
   log::Line l("timeout");
   l.kv("client", self->client_label()).kv("phase", "command");
-  if (!self->msg_id_.empty()) l.kv("id", self->msg_id_);
+  if (!self->intake_->id().empty()) l.kv("id", self->intake_->id());
   log::info(l);
   self->session_->on_timeout();
   self->run_actions();
@@ -416,7 +431,7 @@ void InboundConnection::judge_data() {
       uv_timer_stop(rate_timer_);
       log::Line l("timeout");
       l.kv("client", client_label()).kv("phase", "data");
-      if (!msg_id_.empty()) l.kv("id", msg_id_);
+      if (!intake_->id().empty()) l.kv("id", intake_->id());
       log::info(l);
       session_->on_timeout();
       run_actions();
@@ -500,7 +515,8 @@ void InboundConnection::run_actions() {
     // The last chunk and the commit, one after the other: one store request.
     if (auto* chunk = std::get_if<protocol::AppendBody>(&actions[i]); chunk && i + 1 < actions.size()) {
       if (auto* c = std::get_if<protocol::CommitMessage>(&actions[i + 1]); c && c->id == chunk->id) {
-        store_commit(*c, chunk);
+        uv_timer_stop(idle_timer_);
+        intake_->commit(*c, chunk);
         ++i;
         continue;
       }
@@ -511,13 +527,16 @@ void InboundConnection::run_actions() {
           if constexpr (std::is_same_v<T, protocol::SendReply>) {
             out_ += a.bytes;
           } else if constexpr (std::is_same_v<T, protocol::BeginMessage>) {
-            store_begin(a);
+            intake_->begin(a);
+            if (server_.config().limits.min_data_rate > 0)
+              uv_timer_start(rate_timer_, &InboundConnection::on_rate_timer, 1000, 1000);
           } else if constexpr (std::is_same_v<T, protocol::AppendBody>) {
-            store_append(a);
+            intake_->append(a);
           } else if constexpr (std::is_same_v<T, protocol::CommitMessage>) {
-            store_commit(a, nullptr);
+            uv_timer_stop(idle_timer_);
+            intake_->commit(a, nullptr);
           } else if constexpr (std::is_same_v<T, protocol::AbortMessage>) {
-            store_abort(a.id);
+            intake_->abort(a.id);
           } else if constexpr (std::is_same_v<T, protocol::StartTls>) {
             start_tls();
           } else if constexpr (std::is_same_v<T, protocol::CloseConnection>) {
@@ -596,196 +615,12 @@ void InboundConnection::on_write(uv_write_t* req, int status) {
   self->update_reading();   // the write backlog may have drained
 }
 
-// --- spool ----------------------------------------------------------------------
-
-std::string InboundConnection::take_relay_text() {
-  server_.release_text(relay_text_.size());
-  relay_text_on_ = false;
-  return std::exchange(relay_text_, std::string());
-}
-
-void InboundConnection::drop_relay_text() { take_relay_text(); }
-
-void InboundConnection::store_begin(protocol::BeginMessage& a) {
-  drop_relay_text();
-  relay_text_on_ = server_.wants_accepted_text();
-  msg_id_ = a.id;
-  chunk_seq_ = 0;
-  msg_failed_ = false;
-  msg_from_ = a.envelope.sender;
-  msg_nrcpt_ = a.envelope.recipients.size();
-  msg_user_ = a.envelope.auth_user;
-  if (server_.config().limits.min_data_rate > 0)
-    uv_timer_start(rate_timer_, &InboundConnection::on_rate_timer, 1000, 1000);
-  queue::NewMessage m;
-  m.id = a.id;
-  m.sender = std::move(a.envelope.sender);
-  m.recipients = std::move(a.envelope.recipients);
-  m.client = peer_.unix_socket ? "unix" : peer_.address;
-  if (peer_.uid) m.uid = *peer_.uid;
-  m.helo = std::move(a.envelope.helo);
-  m.smtputf8 = a.envelope.smtputf8;
-  m.body_8bit = a.envelope.body_8bit;
-  m.created = static_cast<std::int64_t>(now_micros());
-  m.import_key = peer_.import_key;
-  pending_begin_ = std::move(m);
-}
-
-void InboundConnection::send_begin() {
-  if (!pending_begin_) return;
-  queue::NewMessage m = std::move(*pending_begin_);
-  pending_begin_.reset();
-  std::weak_ptr<InboundConnection> weak = weak_from_this();
-  std::string id = m.id;
-  // The Server outlives every store completion (it is destroyed after the
-  // loop has run them all), unlike this connection.
-  Server* srv = &server_;
-  server_.store().begin_message(std::move(m), [weak, id, srv](bool ok, std::string err) {
-    if (ok) return;
-    log::error(log::Line("spool_error").kv("id", id).kv("op", "begin").kv("error", err));
-    srv->spool_failed("begin", err);
-    if (auto self = weak.lock(); self && self->msg_id_ == id) self->msg_failed_ = true;
-  });
-}
-
-void InboundConnection::store_append(protocol::AppendBody& a) {
-  send_begin();
-  std::size_t n = a.bytes.size();
-  if (relay_text_on_) {
-    // A copy for the relay's first read (queue::BodyReader::remember): one
-    // memcpy here against the relay's spool read of the whole body.
-    if (relay_text_.size() + n <= queue::BodyReader::kRememberTextBytes && server_.hold_text(n)) {
-      relay_text_.append(a.bytes);
-    } else {
-      drop_relay_text();
-    }
-  }
-  store_inflight_bytes_ += n;
-  std::weak_ptr<InboundConnection> weak = weak_from_this();
-  std::string id = a.id;
-  Server* srv = &server_;
-  server_.store().append(a.id, chunk_seq_++, std::move(a.bytes), [weak, id, n, srv](bool ok, std::string err) {
-    auto self = weak.lock();
-    // Once a message has failed, its later chunks fail too ("an earlier write
-    // failed"): one line per message, not one per 64 KiB chunk.
-    bool known = self && self->msg_id_ == id && self->msg_failed_;
-    if (!ok && !known) {
-      log::error(log::Line("spool_error").kv("id", id).kv("op", "append").kv("error", err));
-      srv->spool_failed("append", err);
-    }
-    if (!self) return;
-    self->store_inflight_bytes_ -= n;
-    if (!ok && self->msg_id_ == id) self->msg_failed_ = true;
-    self->update_reading();
-  });
-}
-
-void InboundConnection::store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk) {
-  // Whole: the envelope was never sent (no chunk before the last), so the
-  // message goes in one request; otherwise the last chunk goes as before.
-  const bool whole = pending_begin_ && pending_begin_->id == a.id;
-  if (!whole) {
-    send_begin();
-    if (last_chunk) store_append(*last_chunk);
-  }
-  std::weak_ptr<InboundConnection> weak = weak_from_this();
-  std::string id = a.id;
-  std::uint64_t size = a.size;
-  std::string from = msg_from_;
-  std::size_t nrcpt = msg_nrcpt_;
-  std::string client = client_label();
-  std::string message_id = std::move(a.message_id);
-  std::string user = msg_user_;
-  std::optional<std::uint32_t> uid = peer_.uid;
-  bool failed_before = msg_failed_;
-  uv_timer_stop(idle_timer_);
-  Server* srv = &server_;
-  // The message's text is also handed, on its 250, to the relay that will
-  // read it back in a moment (queue::BodyReader::remember): the prefix, the
-  // chunks collected as they came, the last chunk.
-  // (Not whole: the last chunk went through store_append, into relay_text_.)
-  // relay_text_on_ was set at the message's start (Server::wants_accepted_text)
-  // and turned off once it outgrew the bound or the budget.
-  const std::size_t last_bytes = whole && last_chunk ? last_chunk->bytes.size() : 0;
-  const bool collect =
-      relay_text_on_ && a.prefix.size() + relay_text_.size() + last_bytes <= queue::BodyReader::kRememberTextBytes;
-  // The chunks' copy becomes the text's buffer (no second copy of the body);
-  // out of the budget here, counted again as the text until the commit's answer.
-  std::string text = take_relay_text();
-  if (collect) {
-    text.reserve(a.prefix.size() + text.size() + last_bytes);
-    text.insert(0, a.prefix);
-    if (last_bytes) text.append(last_chunk->bytes);
-  } else {
-    std::string().swap(text);
-  }
-  if (!text.empty() && !srv->hold_text(text.size())) std::string().swap(text);
-  const std::size_t held = text.size();
-  auto done = [weak, id, size, from, nrcpt, client, message_id, user, uid, failed_before, srv, held,
-               text = std::move(text)](bool ok, std::string err) mutable {
-    srv->release_text(held);
-    auto self = weak.lock();
-    bool failed = failed_before || (self && self->msg_id_ == id && self->msg_failed_);
-    if (ok && failed) {
-      // An earlier chunk was lost: the committed copy is incomplete; drop it
-      // before anyone can see it as accepted.
-      ok = false;
-      if (self) self->store_abort(id);
-    }
-    if (ok) {
-      log::Line l("accepted");
-      l.kv("id", id).kv("from", from.empty() ? "<>" : from).kv("nrcpt", nrcpt).kv("size", size)
-          .kv("client", client);
-      if (uid) l.kv("uid", static_cast<std::uint64_t>(*uid));
-      if (!user.empty()) l.kv("user", user);
-      if (!message_id.empty()) l.kv("message_id", message_id);
-      log::info(l);
-      srv->message_accepted(id, std::move(text));
-    } else {
-      log::error(log::Line("spool_error").kv("id", id).kv("op", "commit")
-                     .kv("error", err.empty() ? "earlier write failed" : err).kv("reply", "451 4.3.0"));
-      if (!err.empty()) srv->spool_failed("commit", err);
-    }
-    if (!self || self->closing_) return;
-    self->msg_id_.clear();
-    self->session_->on_commit_result(ok);
-    self->run_actions();
-    if (self->server_.shutting_down()) self->shutdown(false);
-    self->arm_idle_timer();
-    self->update_reading();
-    // The client had ended its stream behind the dot: now that what it
-    // pipelined has run (a QUIT closes us first), it is the end.
-    if (self->eof_after_commit_ && !self->closing_ && !self->session_->awaiting_commit())
-      self->handle_eof(std::exchange(self->eof_after_commit_, nullptr));
-  };
-  if (whole) {
-    queue::NewMessage m = std::move(*pending_begin_);
-    pending_begin_.reset();
-    server_.store().store_message(std::move(m), last_chunk ? std::move(last_chunk->bytes) : std::string(),
-                                  std::move(a.prefix), a.size, std::move(done));
-  } else {
-    server_.store().commit_message(a.id, std::move(a.prefix), a.size, std::move(done));
-  }
-}
-
-void InboundConnection::store_abort(const std::string& id) {
-  if (id.empty()) return;
-  if (msg_id_ == id) drop_relay_text();
-  if (pending_begin_ && pending_begin_->id == id) {
-    pending_begin_.reset();   // nothing of it reached the store
-    if (msg_id_ == id) msg_id_.clear();
-    return;
-  }
-  server_.store().abort_message(id);
-  if (msg_id_ == id) msg_id_.clear();
-}
-
 // --- closing --------------------------------------------------------------------
 
 void InboundConnection::begin_close() {
   if (closing_) return;
   closing_ = true;
-  if (!msg_id_.empty() && !session_->awaiting_commit()) store_abort(msg_id_);
+  if (!intake_->id().empty() && !session_->awaiting_commit()) intake_->abort(intake_->id());
   auto on_close = [](uv_handle_t* h) {
     auto* self = static_cast<InboundConnection*>(h->data);
     self->on_handle_closed();

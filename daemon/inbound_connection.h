@@ -1,8 +1,8 @@
 // InboundConnection: one client connection. Moves bytes between the socket and
-// the sans-I/O ServerSession, carries the session's spool actions to the
-// StoreWorker, enforces the command/data/session deadlines and applies
-// back-pressure (reading stops while a commit is pending or body bytes pile up
-// in the store queue). Owned by Server through a shared_ptr; store completions
+// the sans-I/O ServerSession, gives the session's spool actions to its
+// MessageIntake (daemon/message_intake.h), enforces the command/data/session
+// deadlines and applies back-pressure (reading stops while a commit is
+// pending or body bytes pile up in the store queue). Owned by Server through a shared_ptr; store completions
 // hold a weak_ptr, so a connection that went away is never touched.
 // Loop thread only. Freed only after every libuv handle's close callback ran.
 #pragma once
@@ -21,6 +21,7 @@
 
 namespace outbox::daemon {
 
+class MessageIntake;
 class Server;
 
 class InboundConnection : public std::enable_shared_from_this<InboundConnection> {
@@ -73,13 +74,8 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   void on_handle_closed();
   std::string client_label() const;
 
-  void store_begin(protocol::BeginMessage& a);
-  void drop_relay_text();
-  std::string take_relay_text();   // out of Server::hold_text's count; collection off
-  void send_begin();
-  void store_append(protocol::AppendBody& a);
-  void store_commit(protocol::CommitMessage& a, protocol::AppendBody* last_chunk);
-  void store_abort(const std::string& id);
+  // The store answered the message's commit: the session's 250 or 451.
+  void commit_answered(bool ok);
   void check_credentials(protocol::CheckCredentials& a);
   void finish_auth(bool ok, const std::string& user);
   bool pending_pregreet() const;
@@ -106,24 +102,8 @@ class InboundConnection : public std::enable_shared_from_this<InboundConnection>
   bool closing_ = false;
   int open_handles_ = 0;
 
-  // current message
-  std::string msg_id_;
-  // The message's envelope, not yet sent to the store: the whole body of most
-  // messages comes with the final dot, and then it goes as one request
-  // (StoreWorker::store_message). Sent ahead of the first chunk that is not
-  // the last.
-  std::optional<queue::NewMessage> pending_begin_;
-  std::int64_t chunk_seq_ = 0;
-  bool msg_failed_ = false;
-  std::size_t store_inflight_bytes_ = 0;
-  std::string msg_from_;
-  std::size_t msg_nrcpt_ = 0;
-  std::string msg_user_;             // the AUTH user of the message, for the accepted line
-  // The body's chunks before the last, copied for the relay (Server::
-  // hold_text counts them); off once the message outgrows
-  // BodyReader::kRememberTextBytes or the budget.
-  std::string relay_text_;
-  bool relay_text_on_ = false;
+  // The current message's way into the spool.
+  std::shared_ptr<MessageIntake> intake_;
   std::uint64_t started_ms_ = 0;
   // data_timeout and min_data_rate on client time: they stand still while
   // this connection is not reading (daemon/data_clock.h).

@@ -1,5 +1,5 @@
 // The text of a freshly accepted message, handed from the submission side to
-// the relay in memory (InboundConnection's relay_text_, Server::hold_text /
+// the relay in memory (MessageIntake's relay_text_, Server::hold_text /
 // release_text, Server::message_accepted): a real Server listening on a Unix
 // socket in a temp dir, a real StoreWorker and spool, real client sockets
 // writing SMTP, all driven on the test's own libuv loop. What the relay would
