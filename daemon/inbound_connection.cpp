@@ -11,7 +11,7 @@
 
 #include "daemon/logging.h"
 #include "daemon/message_intake.h"
-#include "daemon/password.h"
+#include "daemon/credential_check.h"
 #include "daemon/routing.h"
 #include "daemon/sender_policy.h"
 #include "daemon/server.h"
@@ -50,29 +50,6 @@ constexpr std::uint64_t kDataRateGraceMs = 10000;
 // much, so the loop reads them first.
 constexpr std::uint64_t kLateLoopRecheckMs = 50;
 
-// An unknown user name is checked against this hash (a valid scrypt hash of
-// the default cost whose password nobody knows), so a failure costs the same
-// time whether the user exists or not: no user enumeration by timing.
-constexpr const char* kDummyHash =
-    "$scrypt$ln=15,r=8,p=1$AAECAwQFBgcICQoLDA0ODw$mei4FlEO+cPRDekOvLpFNlGN8/F+hv3deC+4ur1e3zU";
-
-void wipe(std::string& s) {
-  volatile char* p = s.data();
-  for (std::size_t i = 0; i < s.size(); ++i) p[i] = 0;
-  s.clear();
-}
-
-// One credential check on the libuv thread pool: scrypt takes tens of
-// milliseconds and 32 MiB, never on the loop thread.
-struct AuthWork {
-  uv_work_t req;
-  std::string hash;
-  bool known = false;
-  std::string user;
-  std::string password;
-  bool ok = false;
-  std::weak_ptr<InboundConnection> conn;
-};
 }  // namespace
 
 InboundConnection::InboundConnection(Server& server, const ListenConfig& listener,
@@ -443,39 +420,15 @@ void InboundConnection::judge_data() {
 // --- SMTP AUTH ------------------------------------------------------------------
 
 void InboundConnection::check_credentials(protocol::CheckCredentials& a) {
-  auto* w = new AuthWork;
-  w->req.data = w;
-  w->user = a.user;
-  w->password = a.password;
-  wipe(a.password);
-  w->conn = weak_from_this();
-  for (const auto& u : server_.config().users) {
-    if (u.name == w->user) {
-      w->hash = u.password_hash;
-      w->known = true;
-      break;
-    }
-  }
-  if (!w->known) w->hash = kDummyHash;
-  auto work = [](uv_work_t* req) {
-    auto* w = static_cast<AuthWork*>(req->data);
-    bool match = password::verify_password(w->hash, w->password);
-    w->ok = match && w->known;
-    wipe(w->password);
-  };
-  auto after = [](uv_work_t* req, int status) {
-    std::unique_ptr<AuthWork> w(static_cast<AuthWork*>(req->data));
-    wipe(w->password);
-    auto self = w->conn.lock();
+  std::weak_ptr<InboundConnection> weak = weak_from_this();
+  std::string user = a.user;
+  int rc = daemon::check_credentials(server_.loop(), server_.config().users, a.user, a.password, [weak, user](bool ok) {
+    auto self = weak.lock();
     if (!self || self->closing_) return;
-    self->finish_auth(status == 0 && w->ok, w->user);
-  };
-  int rc = uv_queue_work(server_.loop(), &w->req, work, after);
+    self->finish_auth(ok, user);
+  });
   if (rc != 0) {
     log::error(log::Line("auth_error").kv("client", client_label()).kv("error", uv_err_name(rc)));
-    std::string user = w->user;
-    wipe(w->password);
-    delete w;
     finish_auth(false, user);
   }
 }
