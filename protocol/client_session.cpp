@@ -1,14 +1,17 @@
+// ClientSession: the relay's SMTP client as a sans-I/O state machine
+// (protocol/client_session.h). This file: transactions (MAIL, RCPT, DATA, the
+// final dot, RFC 2920 pipelining of one message behind another), the message
+// text, and the public interface; the connection's set-up is in
+// client_session_setup.cpp, the shared state in client_session_impl.h.
 #include "protocol/client_session.h"
-#include "protocol/reply_rules.h"
-
-#include "protocol/address.h"
-#include "protocol/body_encoder.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <utility>
 
-#include "protocol/sasl.h"
+#include "protocol/address.h"
+#include "protocol/client_session_impl.h"
+#include "protocol/reply_rules.h"
 
 namespace outbox::protocol::client {
 
@@ -20,698 +23,391 @@ bool unsafe_address(std::string_view a) { return !relayable_mailbox(a); }
 
 }  // namespace
 
-// --- the session ---------------------------------------------------------------
-
-struct ClientSession::Impl {
-  enum class St { Init, Greeting, Ehlo, Helo, StartTls, TlsHandshake, Auth, Ready, Txn, Body, DataEnd,
-                  Quitting, Done };
-  enum class Cmd { Greeting, Ehlo, Helo, StartTls, AuthPlain, AuthLogin, AuthLoginUser, AuthLoginPass,
-                   AuthXoauth2, AuthXoauth2Error, Rset, Mail, Rcpt, Data, Dot, DotDiscard, Quit };
-  struct Pending {
-    Cmd cmd;
-    std::string wire;    // bytes to send (kept only until sent)
-    std::string shown;   // the redacted form, for the transcript and the report
-    std::size_t rcpt = 0;
-  };
-  struct Txn {
-    OutgoingMessage msg;
-    std::vector<std::optional<RecipientResult>> results;
-    std::vector<bool> accepted;
-    std::size_t n_accepted = 0;
-    std::optional<SmtpReply> mail_reply;   // set when MAIL was refused
-    std::optional<SmtpReply> data_reply;   // set when DATA was refused
-    std::optional<SmtpReply> dot_reply;
-    std::vector<Exchange> exchanges;
-    bool pipelined = false;
-    bool possible_duplicate = false;
-  };
-
-  explicit Impl(ClientConfig c) : cfg(std::move(c)), secret_forms(sasl::secret_forms(cfg.username, cfg.secret)) {}
-  ~Impl() {
-    sasl::wipe(cfg.secret);
-    for (auto& f : secret_forms) sasl::wipe(f);
-  }
-
-  ClientConfig cfg;
-  // What the server says never carries our secret further (logs, spool,
-  // test-upstream's dialogue): a reply that echoes an AUTH argument is
-  // redacted as it is parsed. After cfg: made from it.
-  std::vector<std::string> secret_forms;
-  ReplyParser parser;
-  St st = St::Init;
-  Capabilities caps;
-  bool tls = false;
-  bool authed = false;
-  bool had_transaction = false;   // RSET before the next MAIL (RFC 5321 §4.1.1.5)
-  std::string mech;
-  std::string xoauth2_error;
-  std::deque<Pending> awaiting;   // replies expected, in order (RFC 2920 §3.1)
-  std::deque<Pending> unsent;     // without PIPELINING: the rest of the transaction
-  std::optional<Txn> txn;
-  // pipeline_messages: the message whose final dot is written and whose reply
-  // has not come; its Dot is the front of `awaiting` (replies come in order,
-  // RFC 2920 §3.1), before anything of `txn`.
-  std::optional<Txn> dotted;
-  bool quit_after_txn = false;    // the dotted message's reply was the upstream's refusal
-  std::string out;                // bytes not yet handed over as a Send
-  std::vector<Action> actions;
-  std::deque<std::string> transcript;
-  BodyEncoder body;
-
-  // --- plumbing ---
-  void note(std::string line) {
-    transcript.push_back(std::move(line));
-    while (transcript.size() > 400) transcript.pop_front();
-  }
-  void flush() {
-    if (!out.empty()) actions.emplace_back(Send{std::move(out)});
-    out.clear();
-  }
-  void emit(Action a) {
-    flush();
-    actions.push_back(std::move(a));
-  }
-  void write_cmd(Pending p) {
-    out += p.wire;
-    sasl::wipe(p.wire);
-    note("C: " + p.shown);
-    awaiting.push_back(std::move(p));
-  }
-  void command(Cmd c, std::string wire, std::string shown, std::size_t rcpt = 0) {
-    write_cmd(Pending{c, std::move(wire), std::move(shown), rcpt});
-  }
-  void close_now() {
-    sasl::wipe(cfg.secret);
-    st = St::Done;
-    awaiting.clear();
-    unsent.clear();
-    emit(Close{});
-  }
-
-  Stage stage() const {
-    switch (st) {
-      case St::Init: return Stage::Connect;
-      case St::Greeting: return Stage::Greeting;
-      case St::Ehlo: case St::Helo: return Stage::Ehlo;
-      case St::StartTls: return Stage::StartTls;
-      case St::TlsHandshake: return Stage::Tls;
-      case St::Auth: return Stage::Auth;
-      case St::Ready: return dotted ? Stage::DataEnd : Stage::Idle;
-      case St::Done: return Stage::Idle;
-      case St::Body: return Stage::Body;
-      case St::DataEnd: return Stage::DataEnd;
-      case St::Quitting: return dotted ? Stage::DataEnd : Stage::Quit;
-      case St::Txn: return awaiting.empty() ? Stage::Mail : cmd_stage(awaiting.front().cmd);
-    }
-    return Stage::Idle;
-  }
-  static Stage cmd_stage(Cmd c) {
-    switch (c) {
-      case Cmd::Rset: return Stage::Rset;
-      case Cmd::Mail: return Stage::Mail;
-      case Cmd::Rcpt: return Stage::Rcpt;
-      case Cmd::Data: return Stage::Data;
-      case Cmd::Dot: case Cmd::DotDiscard: return Stage::DataEnd;
-      case Cmd::Quit: return Stage::Quit;
-      case Cmd::Greeting: return Stage::Greeting;
-      case Cmd::Ehlo: case Cmd::Helo: return Stage::Ehlo;
-      case Cmd::StartTls: return Stage::StartTls;
-      default: return Stage::Auth;
-    }
-  }
-
-  // --- session set-up ---
-  void setup_fail(Stage s, std::optional<SmtpReply> reply, std::string detail, bool polite,
-                  CredentialFailure credential = CredentialFailure::None) {
-    SessionFailure f;
-    f.stage = s;
-    f.credential = credential;
-    f.reply = std::move(reply);
-    f.detail = std::move(detail);
-    note("-- failed at " + std::string(stage_name(s)) + ": " + f.text());
-    emit(SessionFailed{std::move(f)});
-    if (polite) {
-      out += "QUIT\r\n";   // RFC 5321 §3.1/§4.1.1.10; the reply does not matter
-      note("C: QUIT");
-    }
-    close_now();
-  }
-  bool need_auth() const { return !cfg.username.empty() && !authed; }
-  void send_ehlo() {
-    st = St::Ehlo;
-    command(Cmd::Ehlo, "EHLO " + cfg.helo_name + "\r\n", "EHLO " + cfg.helo_name);
-  }
-  void go_ready() {
-    st = St::Ready;
-    emit(Ready{dotted ? dotted->msg.id : std::string()});
-  }
-  void after_ehlo() {
-    if (cfg.tls == TlsPolicy::StartTls && !tls) {
-      // RFC 3207 §4: no downgrade. The mail stays queued; never plaintext.
-      if (!caps.starttls) return setup_fail(Stage::StartTls, std::nullopt, "STARTTLS not offered", true);
-      st = St::StartTls;
-      return command(Cmd::StartTls, "STARTTLS\r\n", "STARTTLS");
-    }
-    if (need_auth()) return start_auth();
-    go_ready();
-  }
-  std::string offered_list() const {
-    std::string s;
-    for (const auto& a : caps.auth) s += (s.empty() ? "" : " ") + a;
-    return s.empty() ? "none" : s;
-  }
-  void start_auth() {
-    if (!tls)
-      return setup_fail(Stage::Auth, std::nullopt, "refusing to send credentials over a connection without TLS",
-                        true);
-    if (caps.auth.empty()) return setup_fail(Stage::Auth, std::nullopt, "the server does not offer AUTH", true);
-    std::optional<sasl::Mechanism> m;
-    switch (cfg.auth) {
-      case AuthPolicy::Auto:
-        if (caps.offers_auth("PLAIN")) m = sasl::Mechanism::Plain;
-        else if (caps.offers_auth("LOGIN")) m = sasl::Mechanism::Login;
-        else
-          return setup_fail(Stage::Auth, std::nullopt,
-                            "no usable AUTH mechanism: the server offers " + offered_list() +
-                                "; auth = \"auto\" uses PLAIN or LOGIN",
-                            true);
+RecipientResult ClientSession::Impl::result_from(std::string address, Stage stage, const SmtpReply& r) const {
+  RecipientResult res;
+  res.address = std::move(address);
+  res.stage = stage;
+  res.reply = r;
+  res.scope = classify(stage, r);
+  // Upstream-scope replies never bounce mail (SPEC "Relay"): 5.4.5 quota
+  // or 530 becomes temporary.
+  res.outcome = (r.permanent() && res.scope != Scope::Upstream) ? Outcome::Permanent : Outcome::Temporary;
+  // A provider rule knows better than the code's class (SPEC "Provider
+  // profiles"): Gmail's 550 5.4.5 is a quota that clears, Microsoft's
+  // 550 5.2.251 asks the sender to stop, 163's 451 DT:SPM concerns this
+  // message only.
+  res.verdict = match_reply(cfg.replies.get(), r);
+  if (res.verdict) {
+    const Scope own = stage == Stage::Rcpt ? Scope::Recipient : Scope::Message;
+    switch (res.verdict->action) {
+      case ReplyAction::Fail:
+        res.scope = own;
+        res.outcome = Outcome::Permanent;
         break;
-      case AuthPolicy::Plain: m = sasl::Mechanism::Plain; break;
-      case AuthPolicy::Login: m = sasl::Mechanism::Login; break;
-      case AuthPolicy::XOAuth2: m = sasl::Mechanism::XOAuth2; break;
-    }
-    std::string name(sasl::mechanism_name(*m));
-    if (!caps.offers_auth(name))
-      return setup_fail(Stage::Auth, std::nullopt,
-                        "the server does not offer AUTH " + name + " (it offers " + offered_list() + ")", true);
-    mech = name;
-    st = St::Auth;
-    switch (*m) {
-      case sasl::Mechanism::Plain: {
-        // RFC 4954 §4 initial response; RFC 4616 empty authzid.
-        std::string msg = sasl::plain_message("", cfg.username, cfg.secret);
-        command(Cmd::AuthPlain, "AUTH PLAIN " + sasl::base64_encode(msg) + "\r\n", "AUTH PLAIN <redacted>");
-        sasl::wipe(msg);
+      case ReplyAction::Retry:
+        res.scope = own;
+        res.outcome = Outcome::Temporary;
         break;
-      }
-      case sasl::Mechanism::Login:
-        command(Cmd::AuthLogin, "AUTH LOGIN\r\n", "AUTH LOGIN");
-        break;
-      case sasl::Mechanism::XOAuth2: {
-        std::string msg = sasl::xoauth2_message(cfg.username, cfg.secret);
-        command(Cmd::AuthXoauth2, "AUTH XOAUTH2 " + sasl::base64_encode(msg) + "\r\n", "AUTH XOAUTH2 <redacted>");
-        sasl::wipe(msg);
-        break;
-      }
-    }
-  }
-  void auth_ok() {
-    authed = true;
-    sasl::wipe(cfg.secret);
-    go_ready();
-  }
-
-  void on_setup_reply(const Pending& p, const SmtpReply& r) {
-    bool polite = r.code != 421;   // 421: the server is closing (RFC 5321 §3.8)
-    switch (p.cmd) {
-      case Cmd::Greeting:
-        if (r.code == 220) return send_ehlo();
-        return setup_fail(Stage::Greeting, r, "", polite);
-      case Cmd::Ehlo:
-        if (r.positive()) {
-          caps = Capabilities::parse(r);
-          return after_ehlo();
-        }
-        // RFC 5321 §4.1.4: fall back to HELO, unless an extension is required.
-        if (r.permanent() && !(cfg.tls == TlsPolicy::StartTls && !tls) && !need_auth()) {
-          st = St::Helo;
-          return command(Cmd::Helo, "HELO " + cfg.helo_name + "\r\n", "HELO " + cfg.helo_name);
-        }
-        return setup_fail(Stage::Ehlo, r, "", polite);
-      case Cmd::Helo:
-        if (r.positive()) {
-          caps = Capabilities{};
-          return go_ready();
-        }
-        return setup_fail(Stage::Ehlo, r, "", polite);
-      case Cmd::StartTls:
-        if (r.code != 220) return setup_fail(Stage::StartTls, r, "STARTTLS refused", polite);
-        // RFC 3207 §4.2 / CVE-2011-1575: anything after the 220 and before
-        // the handshake was injected in plaintext.
-        if (parser.buffered() > 0)
-          return setup_fail(Stage::StartTls, std::nullopt,
-                            "protocol violation: the server sent data after its 220 to STARTTLS, before the "
-                            "TLS handshake",
-                            false);
-        st = St::TlsHandshake;
-        return emit(StartTls{});
-      case Cmd::AuthPlain:
-        if (r.positive()) return auth_ok();
-        if (r.code == 334)
-          return setup_fail(Stage::Auth, r, "unexpected challenge after AUTH PLAIN with an initial response", false);
-        return setup_fail(Stage::Auth, r, "", polite);
-      case Cmd::AuthLogin:
-        if (r.code == 334)
-          return command(Cmd::AuthLoginUser, sasl::base64_encode(cfg.username) + "\r\n", "<username, base64>");
-        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
-      case Cmd::AuthLoginUser:
-        if (r.code == 334)
-          return command(Cmd::AuthLoginPass, sasl::base64_encode(cfg.secret) + "\r\n", "<password, base64>");
-        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
-      case Cmd::AuthLoginPass:
-        if (r.positive()) return auth_ok();
-        return setup_fail(Stage::Auth, r, "", polite && !r.intermediate());
-      case Cmd::AuthXoauth2:
-        if (r.positive()) return auth_ok();
-        if (r.code == 334) {
-          // The server's JSON error; the client answers with an empty line
-          // and gets the final 535 (Google's XOAUTH2 protocol).
-          auto json = sasl::base64_decode(r.text());
-          xoauth2_error = json ? *json : r.text();
-          return command(Cmd::AuthXoauth2Error, "\r\n", "<empty response>");
-        }
-        return setup_fail(Stage::Auth, r, "", polite);
-      case Cmd::AuthXoauth2Error:
-        return setup_fail(Stage::Auth, r, xoauth2_error.empty() ? "" : "token refused " + xoauth2_error,
-                          polite && !r.intermediate());
       default:
-        return;
+        res.scope = Scope::Upstream;
+        res.outcome = Outcome::Temporary;
+        break;
     }
   }
+  res.status = r.status();
+  if (res.status.cls != 4 && res.status.cls != 5) res.status = EnhancedStatus{4, 0, 0};
+  if (res.outcome == Outcome::Temporary) res.status.cls = 4;
+  if (res.outcome == Outcome::Permanent) res.status.cls = 5;
+  return res;
+}
 
-  // --- transactions ---
-  RecipientResult result_from(std::string address, Stage stage, const SmtpReply& r) const {
-    RecipientResult res;
-    res.address = std::move(address);
-    res.stage = stage;
-    res.reply = r;
-    res.scope = classify(stage, r);
-    // Upstream-scope replies never bounce mail (SPEC "Relay"): 5.4.5 quota
-    // or 530 becomes temporary.
-    res.outcome = (r.permanent() && res.scope != Scope::Upstream) ? Outcome::Permanent : Outcome::Temporary;
-    // A provider rule knows better than the code's class (SPEC "Provider
-    // profiles"): Gmail's 550 5.4.5 is a quota that clears, Microsoft's
-    // 550 5.2.251 asks the sender to stop, 163's 451 DT:SPM concerns this
-    // message only.
-    res.verdict = match_reply(cfg.replies.get(), r);
-    if (res.verdict) {
-      const Scope own = stage == Stage::Rcpt ? Scope::Recipient : Scope::Message;
-      switch (res.verdict->action) {
-        case ReplyAction::Fail:
-          res.scope = own;
-          res.outcome = Outcome::Permanent;
-          break;
-        case ReplyAction::Retry:
-          res.scope = own;
-          res.outcome = Outcome::Temporary;
-          break;
-        default:
-          res.scope = Scope::Upstream;
-          res.outcome = Outcome::Temporary;
-          break;
-      }
+void ClientSession::Impl::begin(OutgoingMessage m) {
+  Txn t;
+  t.results.resize(m.recipients.size());
+  t.accepted.assign(m.recipients.size(), false);
+  t.msg = std::move(m);
+  txn = std::move(t);
+  const auto& msg = txn->msg;
+
+  // Refusals decided here, before a command is sent.
+  auto refuse_all = [&](EnhancedStatus st, std::string detail) {
+    for (std::size_t i = 0; i < msg.recipients.size(); ++i)
+      txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Message, Stage::Mail, st, detail);
+    finish();
+  };
+  if (unsafe_address(msg.sender)) return refuse_all({5, 1, 7}, "invalid sender address");
+  if (msg.smtputf8 && !caps.smtputf8)
+    return refuse_all({5, 6, 7},
+                      "the message needs SMTPUTF8 (RFC 6531) and the upstream does not offer it");
+  if (cfg.max_message_size > 0 && msg.size > cfg.max_message_size)
+    return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) +
+                                     " exceeds this upstream's max_message_size of " +
+                                     std::to_string(cfg.max_message_size));
+  if (caps.size && caps.size_limit > 0 && msg.size > caps.size_limit)
+    return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) + " exceeds the upstream's limit of " +
+                                     std::to_string(caps.size_limit));
+  std::vector<Pending> cmds;
+  if (had_transaction) cmds.push_back({Cmd::Rset, "RSET\r\n", "RSET"});
+  std::string mail = "MAIL FROM:<" + msg.sender + ">";
+  if (caps.size) mail += " SIZE=" + std::to_string(msg.size);                 // RFC 1870 §6
+  if (msg.body_8bit && caps.eightbitmime) mail += " BODY=8BITMIME";         // RFC 6152 §3
+  if (msg.smtputf8) mail += " SMTPUTF8";                                     // RFC 6531 §3.4
+  cmds.push_back({Cmd::Mail, mail + "\r\n", mail});
+  std::size_t valid = 0;
+  for (std::size_t i = 0; i < msg.recipients.size(); ++i) {
+    if (unsafe_address(msg.recipients[i]) || msg.recipients[i].empty()) {
+      txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Recipient, Stage::Rcpt,
+                                     {5, 1, 3}, "invalid recipient address");
+      continue;
     }
-    res.status = r.status();
-    if (res.status.cls != 4 && res.status.cls != 5) res.status = EnhancedStatus{4, 0, 0};
-    if (res.outcome == Outcome::Temporary) res.status.cls = 4;
-    if (res.outcome == Outcome::Permanent) res.status.cls = 5;
-    return res;
+    std::string rcpt = "RCPT TO:<" + msg.recipients[i] + ">";
+    cmds.push_back({Cmd::Rcpt, rcpt + "\r\n", rcpt, i});
+    ++valid;
   }
-  static RecipientResult local_result(std::string address, Outcome o, Scope s, Stage stage, EnhancedStatus st,
-                                      std::string detail) {
-    RecipientResult res;
-    res.address = std::move(address);
-    res.outcome = o;
-    res.scope = s;
-    res.stage = stage;
-    res.status = st;
-    res.detail = std::move(detail);
-    return res;
+  if (valid == 0) return finish();
+  cmds.push_back({Cmd::Data, "DATA\r\n", "DATA"});
+  had_transaction = true;
+  st = St::Txn;
+  txn->pipelined = caps.pipelining;
+  if (caps.pipelining) {
+    // RFC 2920 §3.1: RSET, MAIL, RCPT may go anywhere in a group; DATA last.
+    for (auto& c : cmds) write_cmd(std::move(c));
+  } else {
+    for (auto& c : cmds) unsent.push_back(std::move(c));
+    send_next();
   }
+}
 
-  void begin(OutgoingMessage m) {
-    Txn t;
-    t.results.resize(m.recipients.size());
-    t.accepted.assign(m.recipients.size(), false);
-    t.msg = std::move(m);
-    txn = std::move(t);
-    const auto& msg = txn->msg;
+void ClientSession::Impl::send_next() {
+  if (unsent.empty()) return;
+  Pending p = std::move(unsent.front());
+  unsent.pop_front();
+  write_cmd(std::move(p));
+}
 
-    // Refusals decided here, before a command is sent.
-    auto refuse_all = [&](EnhancedStatus st, std::string detail) {
-      for (std::size_t i = 0; i < msg.recipients.size(); ++i)
-        txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Message, Stage::Mail, st, detail);
-      finish();
-    };
-    if (unsafe_address(msg.sender)) return refuse_all({5, 1, 7}, "invalid sender address");
-    if (msg.smtputf8 && !caps.smtputf8)
-      return refuse_all({5, 6, 7},
-                        "the message needs SMTPUTF8 (RFC 6531) and the upstream does not offer it");
-    if (cfg.max_message_size > 0 && msg.size > cfg.max_message_size)
-      return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) +
-                                       " exceeds this upstream's max_message_size of " +
-                                       std::to_string(cfg.max_message_size));
-    if (caps.size && caps.size_limit > 0 && msg.size > caps.size_limit)
-      return refuse_all({5, 3, 4}, "message size " + std::to_string(msg.size) + " exceeds the upstream's limit of " +
-                                       std::to_string(caps.size_limit));
-    std::vector<Pending> cmds;
-    if (had_transaction) cmds.push_back({Cmd::Rset, "RSET\r\n", "RSET"});
-    std::string mail = "MAIL FROM:<" + msg.sender + ">";
-    if (caps.size) mail += " SIZE=" + std::to_string(msg.size);                 // RFC 1870 §6
-    if (msg.body_8bit && caps.eightbitmime) mail += " BODY=8BITMIME";         // RFC 6152 §3
-    if (msg.smtputf8) mail += " SMTPUTF8";                                     // RFC 6531 §3.4
-    cmds.push_back({Cmd::Mail, mail + "\r\n", mail});
-    std::size_t valid = 0;
-    for (std::size_t i = 0; i < msg.recipients.size(); ++i) {
-      if (unsafe_address(msg.recipients[i]) || msg.recipients[i].empty()) {
-        txn->results[i] = local_result(msg.recipients[i], Outcome::Permanent, Scope::Recipient, Stage::Rcpt,
-                                       {5, 1, 3}, "invalid recipient address");
-        continue;
-      }
-      std::string rcpt = "RCPT TO:<" + msg.recipients[i] + ">";
-      cmds.push_back({Cmd::Rcpt, rcpt + "\r\n", rcpt, i});
-      ++valid;
-    }
-    if (valid == 0) return finish();
-    cmds.push_back({Cmd::Data, "DATA\r\n", "DATA"});
-    had_transaction = true;
-    st = St::Txn;
-    txn->pipelined = caps.pipelining;
-    if (caps.pipelining) {
-      // RFC 2920 §3.1: RSET, MAIL, RCPT may go anywhere in a group; DATA last.
-      for (auto& c : cmds) write_cmd(std::move(c));
-    } else {
-      for (auto& c : cmds) unsent.push_back(std::move(c));
-      send_next();
-    }
+void ClientSession::Impl::on_txn_reply(const Pending& p, const SmtpReply& r) {
+  Stage s = cmd_stage(p.cmd);
+  txn->exchanges.push_back({p.shown, r});
+  if (r.code == 421 && p.cmd != Cmd::Dot && p.cmd != Cmd::DotDiscard) {
+    // The server is closing the connection (RFC 5321 §3.8): later replies
+    // will not come. Everything undecided takes this reply.
+    for (std::size_t i = 0; i < txn->results.size(); ++i)
+      if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], s, r);
+    return finish(true);
   }
-  void send_next() {
-    if (unsent.empty()) return;
-    Pending p = std::move(unsent.front());
-    unsent.pop_front();
-    write_cmd(std::move(p));
-  }
-
-  void on_txn_reply(const Pending& p, const SmtpReply& r) {
-    Stage s = cmd_stage(p.cmd);
-    txn->exchanges.push_back({p.shown, r});
-    if (r.code == 421 && p.cmd != Cmd::Dot && p.cmd != Cmd::DotDiscard) {
-      // The server is closing the connection (RFC 5321 §3.8): later replies
-      // will not come. Everything undecided takes this reply.
+  switch (p.cmd) {
+    case Cmd::Rset:
+      if (r.positive()) return send_next();
+      // The server lost track of the session; pipelined replies to MAIL
+      // and RCPT would be meaningless. Give up this connection.
       for (std::size_t i = 0; i < txn->results.size(); ++i)
-        if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], s, r);
+        if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Rset, r);
+      return finish(true);
+    case Cmd::Mail:
+      if (r.positive()) return send_next();
+      txn->mail_reply = r;
+      if (!txn->pipelined) return finish();
+      return;   // pipelined: the RCPT and DATA replies still come
+    case Cmd::Rcpt:
+      if (!txn->mail_reply) {
+        if (r.positive()) {
+          txn->accepted[p.rcpt] = true;
+          ++txn->n_accepted;
+        } else {
+          txn->results[p.rcpt] = result_from(txn->msg.recipients[p.rcpt], Stage::Rcpt, r);
+        }
+      }
+      if (!txn->pipelined) {
+        // RFC 5321 §3.3: no DATA when no recipient was accepted.
+        if (!unsent.empty() && unsent.front().cmd == Cmd::Data && txn->n_accepted == 0) return finish();
+        send_next();
+      }
+      return;
+    case Cmd::Data:
+      if (r.code == 354) {
+        if (txn->mail_reply || txn->n_accepted == 0) {
+          // RFC 2920 §3.1: the server started DATA with nobody to deliver
+          // to; end it at once, with nothing in it.
+          return command(Cmd::DotDiscard, ".\r\n", "end of data (empty: no recipient accepted)");
+        }
+        st = St::Body;
+        body.reset();
+        return emit(NeedBody{txn->msg.id});
+      }
+      if (!txn->mail_reply && txn->n_accepted > 0) txn->data_reply = r;
+      return finish();
+    case Cmd::Dot:
+      txn->dot_reply = r;
+      return finish(r.code == 421);
+    case Cmd::DotDiscard:
+      return finish();
+    default:
+      return;
+  }
+}
+
+MessageReport ClientSession::Impl::report_of(Txn& t, bool& upstream_trouble) const {
+  upstream_trouble = false;
+  MessageReport rep;
+  rep.id = t.msg.id;
+  rep.possible_duplicate = t.possible_duplicate;
+  rep.exchanges = std::move(t.exchanges);
+  for (std::size_t i = 0; i < t.results.size(); ++i) {
+    const std::string& a = t.msg.recipients[i];
+    RecipientResult res;
+    if (t.results[i]) res = std::move(*t.results[i]);
+    else if (t.mail_reply) res = result_from(a, Stage::Mail, *t.mail_reply);
+    else if (!t.accepted[i])
+      res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::Rcpt, {4, 0, 0}, "not attempted");
+    else if (t.data_reply) res = result_from(a, Stage::Data, *t.data_reply);
+    else if (t.dot_reply && t.dot_reply->positive()) {
+      res.address = a;
+      res.outcome = Outcome::Delivered;
+      res.scope = Scope::Recipient;
+      res.stage = Stage::DataEnd;
+      res.reply = t.dot_reply;
+      res.status = t.dot_reply->status();
+    } else if (t.dot_reply) res = result_from(a, Stage::DataEnd, *t.dot_reply);
+    else res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::DataEnd, {4, 0, 0}, "no reply");
+    if (res.outcome != Outcome::Delivered && res.scope == Scope::Upstream) upstream_trouble = true;
+    rep.recipients.push_back(std::move(res));
+  }
+  return rep;
+}
+
+void ClientSession::Impl::finish(bool server_closing) {
+  bool upstream_trouble = false;
+  MessageReport rep = report_of(*txn, upstream_trouble);
+  txn.reset();
+  unsent.clear();
+  emit(MessageDone{std::move(rep)});
+  if (server_closing) return close_now();
+  const bool quit = upstream_trouble || quit_after_txn;
+  quit_after_txn = false;
+  if (quit) return quit_now();
+  go_ready();
+}
+
+void ClientSession::Impl::quit_now() {
+  st = St::Quitting;
+  if (dotted) awaiting.erase(awaiting.begin() + (awaiting.empty() ? 0 : 1), awaiting.end());
+  else awaiting.clear();
+  command(Cmd::Quit, "QUIT\r\n", "QUIT");
+}
+
+bool ClientSession::Impl::settle_dotted() {
+  bool upstream_trouble = false;
+  MessageReport rep = report_of(*dotted, upstream_trouble);
+  dotted.reset();
+  emit(MessageDone{std::move(rep)});
+  return upstream_trouble;
+}
+
+void ClientSession::Impl::maybe_delivered(Txn& t) {
+  for (bool a : t.accepted) t.possible_duplicate = t.possible_duplicate || a;
+}
+
+void ClientSession::Impl::on_dotted_reply(const Pending& p, const SmtpReply& r) {
+  dotted->exchanges.push_back({p.shown, r});
+  dotted->dot_reply = r;
+  const bool upstream_trouble = settle_dotted();
+  if (r.code == 421) {
+    // RFC 5321 §3.8: the server is closing; the replies to the next
+    // message's commands will not come. It was not sent.
+    if (st == St::Txn) {
+      fail_undecided(*txn, stage(), "the server closed the connection (" + r.one_line(200) +
+                                        ", to the previous message's end of data) before this message was sent");
       return finish(true);
     }
-    switch (p.cmd) {
-      case Cmd::Rset:
-        if (r.positive()) return send_next();
-        // The server lost track of the session; pipelined replies to MAIL
-        // and RCPT would be meaningless. Give up this connection.
-        for (std::size_t i = 0; i < txn->results.size(); ++i)
-          if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Rset, r);
-        return finish(true);
-      case Cmd::Mail:
-        if (r.positive()) return send_next();
-        txn->mail_reply = r;
-        if (!txn->pipelined) return finish();
-        return;   // pipelined: the RCPT and DATA replies still come
-      case Cmd::Rcpt:
-        if (!txn->mail_reply) {
-          if (r.positive()) {
-            txn->accepted[p.rcpt] = true;
-            ++txn->n_accepted;
-          } else {
-            txn->results[p.rcpt] = result_from(txn->msg.recipients[p.rcpt], Stage::Rcpt, r);
-          }
-        }
-        if (!txn->pipelined) {
-          // RFC 5321 §3.3: no DATA when no recipient was accepted.
-          if (!unsent.empty() && unsent.front().cmd == Cmd::Data && txn->n_accepted == 0) return finish();
-          send_next();
-        }
-        return;
-      case Cmd::Data:
-        if (r.code == 354) {
-          if (txn->mail_reply || txn->n_accepted == 0) {
-            // RFC 2920 §3.1: the server started DATA with nobody to deliver
-            // to; end it at once, with nothing in it.
-            return command(Cmd::DotDiscard, ".\r\n", "end of data (empty: no recipient accepted)");
-          }
-          st = St::Body;
-          body.reset();
-          return emit(NeedBody{txn->msg.id});
-        }
-        if (!txn->mail_reply && txn->n_accepted > 0) txn->data_reply = r;
-        return finish();
-      case Cmd::Dot:
-        txn->dot_reply = r;
-        return finish(r.code == 421);
-      case Cmd::DotDiscard:
-        return finish();
-      default:
-        return;
+    return close_now();
+  }
+  if (!upstream_trouble) return;
+  // The next message, if its commands are out, takes its own replies; the
+  // connection ends after it.
+  if (st == St::Ready) return quit_now();
+  if (st == St::Txn) quit_after_txn = true;
+}
+
+void ClientSession::Impl::fail_undecided(Txn& t, Stage s, const std::string& why) {
+  for (std::size_t i = 0; i < t.results.size(); ++i)
+    if (!t.results[i] && !t.mail_reply)
+      t.results[i] = local_result(t.msg.recipients[i], Outcome::Temporary, Scope::Connection, s, {4, 4, 2}, why);
+}
+
+void ClientSession::Impl::broken(std::string detail) {
+  if (dotted && st != St::Done) {
+    if (!awaiting.empty() && awaiting.front().cmd == Cmd::Dot) awaiting.pop_front();
+    std::string why = detail + " after the end of data was sent; the message may have been delivered";
+    note("-- " + why);
+    fail_undecided(*dotted, Stage::DataEnd, why);
+    maybe_delivered(*dotted);
+    settle_dotted();
+    if (st == St::Txn) {
+      fail_undecided(*txn, stage(), detail + " before the previous message's end of data was answered; not sent");
+      return finish(true);
     }
   }
-
-  // Settles every recipient of t into its report; upstream_trouble: one of
-  // them failed with an upstream-scope reply.
-  MessageReport report_of(Txn& t, bool& upstream_trouble) const {
-    upstream_trouble = false;
-    MessageReport rep;
-    rep.id = t.msg.id;
-    rep.possible_duplicate = t.possible_duplicate;
-    rep.exchanges = std::move(t.exchanges);
-    for (std::size_t i = 0; i < t.results.size(); ++i) {
-      const std::string& a = t.msg.recipients[i];
-      RecipientResult res;
-      if (t.results[i]) res = std::move(*t.results[i]);
-      else if (t.mail_reply) res = result_from(a, Stage::Mail, *t.mail_reply);
-      else if (!t.accepted[i])
-        res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::Rcpt, {4, 0, 0}, "not attempted");
-      else if (t.data_reply) res = result_from(a, Stage::Data, *t.data_reply);
-      else if (t.dot_reply && t.dot_reply->positive()) {
-        res.address = a;
-        res.outcome = Outcome::Delivered;
-        res.scope = Scope::Recipient;
-        res.stage = Stage::DataEnd;
-        res.reply = t.dot_reply;
-        res.status = t.dot_reply->status();
-      } else if (t.dot_reply) res = result_from(a, Stage::DataEnd, *t.dot_reply);
-      else res = local_result(a, Outcome::Temporary, Scope::Connection, Stage::DataEnd, {4, 0, 0}, "no reply");
-      if (res.outcome != Outcome::Delivered && res.scope == Scope::Upstream) upstream_trouble = true;
-      rep.recipients.push_back(std::move(res));
-    }
-    return rep;
-  }
-
-  // Settles the transaction in hand, reports, and decides what the
-  // connection does next.
-  void finish(bool server_closing = false) {
-    bool upstream_trouble = false;
-    MessageReport rep = report_of(*txn, upstream_trouble);
-    txn.reset();
-    unsent.clear();
-    emit(MessageDone{std::move(rep)});
-    if (server_closing) return close_now();
-    const bool quit = upstream_trouble || quit_after_txn;
-    quit_after_txn = false;
-    if (quit) return quit_now();
-    go_ready();
-  }
-
-  // The provider is throttling or refusing the account: stop using this
-  // connection; the scheduler backs off the upstream. A dotted message's
-  // reply still comes first.
-  void quit_now() {
-    st = St::Quitting;
-    if (dotted) awaiting.erase(awaiting.begin() + (awaiting.empty() ? 0 : 1), awaiting.end());
-    else awaiting.clear();
-    command(Cmd::Quit, "QUIT\r\n", "QUIT");
-  }
-
-  // Reports the dotted message; true: upstream trouble.
-  bool settle_dotted() {
-    bool upstream_trouble = false;
-    MessageReport rep = report_of(*dotted, upstream_trouble);
-    dotted.reset();
-    emit(MessageDone{std::move(rep)});
-    return upstream_trouble;
-  }
-
-  // RFC 1047: the dot went out and no reply came; the server may have taken
-  // the message without saying so.
-  static void maybe_delivered(Txn& t) {
-    for (bool a : t.accepted) t.possible_duplicate = t.possible_duplicate || a;
-  }
-
-  // The reply to a dotted message's final dot (pipeline_messages).
-  void on_dotted_reply(const Pending& p, const SmtpReply& r) {
-    dotted->exchanges.push_back({p.shown, r});
-    dotted->dot_reply = r;
-    const bool upstream_trouble = settle_dotted();
-    if (r.code == 421) {
-      // RFC 5321 §3.8: the server is closing; the replies to the next
-      // message's commands will not come. It was not sent.
-      if (st == St::Txn) {
-        fail_undecided(*txn, stage(), "the server closed the connection (" + r.one_line(200) +
-                                          ", to the previous message's end of data) before this message was sent");
-        return finish(true);
-      }
+  switch (st) {
+    case St::Done: return;
+    case St::Init: case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls:
+    case St::TlsHandshake: case St::Auth:
+      return setup_fail(stage(), std::nullopt, std::move(detail), false);
+    case St::Ready: case St::Quitting:
+      note("-- " + detail);
       return close_now();
-    }
-    if (!upstream_trouble) return;
-    // The next message, if its commands are out, takes its own replies; the
-    // connection ends after it.
-    if (st == St::Ready) return quit_now();
-    if (st == St::Txn) quit_after_txn = true;
-  }
-
-  // Every recipient of t not yet decided fails temporarily for the
-  // connection's sake.
-  void fail_undecided(Txn& t, Stage s, const std::string& why) {
-    for (std::size_t i = 0; i < t.results.size(); ++i)
-      if (!t.results[i] && !t.mail_reply)
-        t.results[i] = local_result(t.msg.recipients[i], Outcome::Temporary, Scope::Connection, s, {4, 4, 2}, why);
-  }
-
-  // The connection broke (timeout, close, TLS or protocol error).
-  void broken(std::string detail) {
-    if (dotted && st != St::Done) {
-      if (!awaiting.empty() && awaiting.front().cmd == Cmd::Dot) awaiting.pop_front();
-      std::string why = detail + " after the end of data was sent; the message may have been delivered";
+    case St::Txn: case St::Body: case St::DataEnd: {
+      Stage s = stage();
+      bool dup = st == St::DataEnd;
+      std::string why = detail;
+      if (dup) why += " after the end of data was sent; the message may have been delivered";
+      else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
       note("-- " + why);
-      fail_undecided(*dotted, Stage::DataEnd, why);
-      maybe_delivered(*dotted);
-      settle_dotted();
-      if (st == St::Txn) {
-        fail_undecided(*txn, stage(), detail + " before the previous message's end of data was answered; not sent");
+      fail_undecided(*txn, s, why);
+      if (dup) maybe_delivered(*txn);
+      return finish(true);
+    }
+  }
+}
+
+void ClientSession::Impl::on_reply(const SmtpReply& r) {
+  for (std::size_t i = 0; i < r.lines.size(); ++i)
+    note("S: " + std::to_string(r.code) + (i + 1 == r.lines.size() ? " " : "-") + r.lines[i]);
+  if (awaiting.empty()) {
+    if (st == St::Body) {
+      if (r.code == 421) {
+        // Sent during the body: undecided recipients take the 421 (upstream).
+        for (std::size_t i = 0; i < txn->results.size(); ++i)
+          if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Body, r);
         return finish(true);
       }
+      return broken("unexpected reply while the message was being sent (" + r.one_line(200) + ")");
     }
-    switch (st) {
-      case St::Done: return;
-      case St::Init: case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls:
-      case St::TlsHandshake: case St::Auth:
-        return setup_fail(stage(), std::nullopt, std::move(detail), false);
-      case St::Ready: case St::Quitting:
-        note("-- " + detail);
-        return close_now();
-      case St::Txn: case St::Body: case St::DataEnd: {
-        Stage s = stage();
-        bool dup = st == St::DataEnd;
-        std::string why = detail;
-        if (dup) why += " after the end of data was sent; the message may have been delivered";
-        else if (detail.find(stage_command(s)) == std::string::npos) why += " at " + std::string(stage_command(s));
-        note("-- " + why);
-        fail_undecided(*txn, s, why);
-        if (dup) maybe_delivered(*txn);
-        return finish(true);
+    return broken("unexpected reply (" + r.one_line(200) + ")");
+  }
+  Pending p = std::move(awaiting.front());
+  awaiting.pop_front();
+  if (dotted && p.cmd == Cmd::Dot) return on_dotted_reply(p, r);
+  switch (st) {
+    case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth:
+      return on_setup_reply(p, r);
+    case St::Txn: case St::DataEnd:
+      return on_txn_reply(p, r);
+    case St::Quitting:
+      return close_now();
+    default:
+      return;
+  }
+}
+
+void ClientSession::Impl::feed(std::string_view bytes) {
+  if (st == St::Done || st == St::Init) return;
+  if (st == St::TlsHandshake) {
+    return setup_fail(Stage::StartTls, std::nullopt,
+                      "protocol violation: the server sent data after its 220 to STARTTLS, before the TLS "
+                      "handshake",
+                      false);
+  }
+  parser.feed(bytes);
+  SmtpReply r;
+  while (st != St::Done && st != St::TlsHandshake) {
+    auto res = parser.next(r);
+    if (res == ReplyParser::Result::NeedMore) break;
+    if (res == ReplyParser::Result::Error) return broken("protocol error: " + parser.error());
+    if (!secret_forms.empty())
+      for (auto& line : r.lines) line = sasl::redact(std::move(line), secret_forms);
+    on_reply(r);
+  }
+}
+
+void ClientSession::Impl::body_chunk(std::string_view bytes) {
+  out.reserve(std::min(bytes.size(), kMaxSend) + 64);
+  while (!bytes.empty()) {
+    bytes.remove_prefix(body.encode(bytes, out, kMaxSend));
+    if (out.size() >= kMaxSend) flush();
+  }
+  flush();
+}
+
+void ClientSession::Impl::body_end() {
+  body.finish(out);   // the final "." must start a line
+  note("C: <message text, " + std::to_string(body.octets()) + " octets>");
+  command(Cmd::Dot, ".\r\n", "end of data");
+  // RFC 5321 §4.1.1.4: the end of data ends the transaction, whatever the
+  // reply; the next MAIL needs no RSET.
+  had_transaction = false;
+  if (cfg.pipeline_messages && caps.pipelining && !quit_after_txn) {
+    // RFC 2920 §3.1: the message text may open a group, and the next MAIL,
+    // RCPT and DATA may follow the dot in it (DATA last). Not when the
+    // connection ends after this message.
+    dotted = std::move(txn);
+    txn.reset();
+    return go_ready();
+  }
+  st = St::DataEnd;
+}
+
+std::chrono::seconds ClientSession::Impl::deadline() const {
+  const auto& t = cfg.timeouts;
+  switch (st) {
+    case St::Greeting: return t.greeting;
+    case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth: return t.ehlo;
+    case St::TlsHandshake: return t.tls;
+    case St::Body: return t.data_block;
+    case St::DataEnd: return t.data_end;
+    case St::Ready: return dotted ? t.data_end : std::chrono::seconds{0};
+    case St::Quitting: return dotted ? t.data_end : t.quit;
+    case St::Txn:
+      if (awaiting.empty()) return t.mail;
+      switch (awaiting.front().cmd) {
+        case Cmd::Rset: return t.ehlo;
+        case Cmd::Mail: return t.mail;
+        case Cmd::Rcpt: return t.rcpt;
+        case Cmd::Data: return t.data_init;
+        default: return t.data_end;
       }
-    }
+    default: return std::chrono::seconds{0};
   }
-
-  void on_reply(const SmtpReply& r) {
-    for (std::size_t i = 0; i < r.lines.size(); ++i)
-      note("S: " + std::to_string(r.code) + (i + 1 == r.lines.size() ? " " : "-") + r.lines[i]);
-    if (awaiting.empty()) {
-      if (st == St::Body) {
-        if (r.code == 421) {
-          // Sent during the body: undecided recipients take the 421 (upstream).
-          for (std::size_t i = 0; i < txn->results.size(); ++i)
-            if (!txn->results[i]) txn->results[i] = result_from(txn->msg.recipients[i], Stage::Body, r);
-          return finish(true);
-        }
-        return broken("unexpected reply while the message was being sent (" + r.one_line(200) + ")");
-      }
-      return broken("unexpected reply (" + r.one_line(200) + ")");
-    }
-    Pending p = std::move(awaiting.front());
-    awaiting.pop_front();
-    if (dotted && p.cmd == Cmd::Dot) return on_dotted_reply(p, r);
-    switch (st) {
-      case St::Greeting: case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth:
-        return on_setup_reply(p, r);
-      case St::Txn: case St::DataEnd:
-        return on_txn_reply(p, r);
-      case St::Quitting:
-        return close_now();
-      default:
-        return;
-    }
-  }
-
-  void feed(std::string_view bytes) {
-    if (st == St::Done || st == St::Init) return;
-    if (st == St::TlsHandshake) {
-      return setup_fail(Stage::StartTls, std::nullopt,
-                        "protocol violation: the server sent data after its 220 to STARTTLS, before the TLS "
-                        "handshake",
-                        false);
-    }
-    parser.feed(bytes);
-    SmtpReply r;
-    while (st != St::Done && st != St::TlsHandshake) {
-      auto res = parser.next(r);
-      if (res == ReplyParser::Result::NeedMore) break;
-      if (res == ReplyParser::Result::Error) return broken("protocol error: " + parser.error());
-      if (!secret_forms.empty())
-        for (auto& line : r.lines) line = sasl::redact(std::move(line), secret_forms);
-      on_reply(r);
-    }
-  }
-
-  // --- the message text (protocol/body_encoder.h) ---
-  // Sends of at most kMaxSend octets (plus a few: a fold, a stuffed dot).
-  static constexpr std::size_t kMaxSend = 64 * 1024;
-  void body_chunk(std::string_view bytes) {
-    out.reserve(std::min(bytes.size(), kMaxSend) + 64);
-    while (!bytes.empty()) {
-      bytes.remove_prefix(body.encode(bytes, out, kMaxSend));
-      if (out.size() >= kMaxSend) flush();
-    }
-    flush();
-  }
-  void body_end() {
-    body.finish(out);   // the final "." must start a line
-    note("C: <message text, " + std::to_string(body.octets()) + " octets>");
-    command(Cmd::Dot, ".\r\n", "end of data");
-    // RFC 5321 §4.1.1.4: the end of data ends the transaction, whatever the
-    // reply; the next MAIL needs no RSET.
-    had_transaction = false;
-    if (cfg.pipeline_messages && caps.pipelining && !quit_after_txn) {
-      // RFC 2920 §3.1: the message text may open a group, and the next MAIL,
-      // RCPT and DATA may follow the dot in it (DATA last). Not when the
-      // connection ends after this message.
-      dotted = std::move(txn);
-      txn.reset();
-      return go_ready();
-    }
-    st = St::DataEnd;
-  }
-
-  std::chrono::seconds deadline() const {
-    const auto& t = cfg.timeouts;
-    switch (st) {
-      case St::Greeting: return t.greeting;
-      case St::Ehlo: case St::Helo: case St::StartTls: case St::Auth: return t.ehlo;
-      case St::TlsHandshake: return t.tls;
-      case St::Body: return t.data_block;
-      case St::DataEnd: return t.data_end;
-      case St::Ready: return dotted ? t.data_end : std::chrono::seconds{0};
-      case St::Quitting: return dotted ? t.data_end : t.quit;
-      case St::Txn:
-        if (awaiting.empty()) return t.mail;
-        switch (awaiting.front().cmd) {
-          case Cmd::Rset: return t.ehlo;
-          case Cmd::Mail: return t.mail;
-          case Cmd::Rcpt: return t.rcpt;
-          case Cmd::Data: return t.data_init;
-          default: return t.data_end;
-        }
-      default: return std::chrono::seconds{0};
-    }
-  }
-};
+}
 
 ClientSession::ClientSession(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 ClientSession::~ClientSession() = default;
