@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <type_traits>
 
 #include "daemon/logging.h"
@@ -12,6 +11,7 @@
 #include "daemon/outcome_report.h"
 #include "daemon/relay_guard.h"
 #include "daemon/routing.h"
+#include "daemon/settle.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
@@ -36,12 +36,6 @@ constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
 std::int64_t now_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-std::string seconds_text(std::int64_t us) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
-  return buf;
 }
 
 queue::RetryParams retry_params(const RetryConfig& r) {
@@ -72,9 +66,7 @@ void log_recovery(const queue::Recovery& r, bool running) {
     for (const auto& to : rcpts)
       log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
                     .kv("action", held ? "hold" : "resend"));
-    if (held)
-      log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
-                    .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+    if (held) log::warn(held_uncertain_line(id));
   }
 }
 
@@ -748,23 +740,11 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   in.upstream_fault = upstream_fault;
   in.lifetime = retry.lifetime;
   in.hold_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold;
-  std::string action;
-  if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered) {
-    in.hint = protocol::diagnose(upstream::summary(*up), *f).hint;
-    // The provider's meaning and what outbox does, in plain words, first:
-    // `outboxctl show` prints it with the reply (SPEC "Provider profiles").
-    if (f->verdict) {
-      action = std::string(protocol::action_name(f->verdict->action));
-      // The generic diagnosis guesses from the text; for an upstream action
-      // the table knows better (Microsoft's "Sender throttled ..." is no
-      // sender mismatch).
-      if (protocol::upstream_action(f->verdict->action)) in.hint.clear();
-      in.hint = in.hint.empty() ? f->verdict->words() : f->verdict->words() + "; " + in.hint;
-      // "retry after": this message waits at least that long (163 "451 DT:SPM": 2 minutes).
-      if (f->verdict->action == protocol::ReplyAction::Retry && !in.after.expired)
-        in.after.next = std::max(in.after.next, now + static_cast<std::int64_t>(f->verdict->after.count()) * 1'000'000);
-    }
-  }
+  std::optional<protocol::UpstreamSummary> summary;
+  if (up) summary = upstream::summary(*up);
+  AttemptNotes notes = attempt_notes(report, summary ? &*summary : nullptr, in.after, now);
+  in.after = notes.after;
+  in.hint = notes.hint;
   in.now = now;
   auto out = std::make_shared<const AttemptOutcome>(compose_outcome(in));
 
@@ -799,40 +779,27 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         ds.mark_bounce_sent(m.id, dsn.dsn_id);
         *dsn_made = true;
       },
-      [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id, hint = in.hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, action]() {
+      [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id,
+       notes = std::move(notes), peer, relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (after->exists && after->state == queue::kDeferred &&
             (!spool_next_due_ || out->next_at < *spool_next_due_))
           spool_next_due_ = out->next_at;
-        std::int64_t delay = now - m.created;
-        for (const auto& l : out->lines) {
-          log::Line line(l.event);
-          line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
-              .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
-          // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
-          if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
-            line.kv("possible_duplicate", "yes");
-          if (l.event == "deferred" || l.event == "bounced") {
-            if (!action.empty()) line.kv("action", action);
-            if (!hint.empty()) line.kv("hint", hint);
-          }
-          if (l.event == "delivered") log::info(line);
-          else log::warn(line);
-        }
-        if (*dsn_made) {
-          log::info(log::Line("bounce_queued").kv("id", dsn_id).kv("original", m.id).kv("to", m.sender));
-          kick();
-        }
-        if (out->failover && after->exists && after->state == queue::kDeferred) {
-          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", out->record.upstream));
-          kick();
-        }
-        if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
-        if (out->held_uncertain && after->exists && after->state == queue::kHeld)
-          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
-                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+        SettledInput done;
+        done.msg = &m;
+        done.outcome = out.get();
+        done.after = after.get();
+        done.relay = relay;
+        done.hint = notes.hint;
+        done.action = notes.action;
+        done.possible_duplicate = possible_dup;
+        done.dsn_made = *dsn_made;
+        done.dsn_id = dsn_id;
+        done.now = now;
+        Settled said = settled_lines(done);
+        for (const auto& e : said.lines) log::emit(e.level, e.line);
+        if (said.kick) kick();
         arm_timer();
       });
 }
