@@ -28,7 +28,6 @@ namespace {
 constexpr std::size_t kMaxInMemory = 500;          // claimed messages not finished
 constexpr std::size_t kClaimBatch = 100;
 constexpr std::uint64_t kOperatorPollMs = 1000;     // SPEC: operator actions noticed within a second
-constexpr std::size_t kOperatorBatch = 100;
 // Active messages that are not in flight (a delivery whose end was lost, an
 // outcome abandoned) are looked for this often while running, not only at start.
 constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
@@ -802,105 +801,6 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         if (said.kick) kick();
         arm_timer();
       });
-}
-
-// --- operator actions -------------------------------------------------------
-
-void Relay::sweep_delay_warnings(std::int64_t now) {
-  const auto& cfg = *gen_->config;
-  if (delay_sweeping_ || cfg.delay_warnings.empty() || !cfg.bounces || now < next_delay_sweep_) return;
-  delay_sweeping_ = true;
-  next_delay_sweep_ = now + std::chrono::duration_cast<std::chrono::microseconds>(sweep_interval(cfg.delay_warnings)).count();
-  // The ids are drawn here: the generator belongs to the loop thread.
-  DelaySweep in;
-  in.ages = cfg.delay_warnings;
-  in.now = now;
-  in.host_name = cfg.host_name;
-  in.lifetime = cfg.retry.lifetime;
-  for (int i = 0; i < kDelayNoticesPerSweep; ++i) in.ids.push_back(next_id_());
-  auto result = std::make_shared<DelaySweepResult>();
-  run_store([in = std::move(in), result](queue::Spool& s) mutable {
-        queue::DeliveryStore ds(s);
-        *result = sweep_delays(ds, std::move(in));
-      },
-      [this, result](bool ok, std::string err) {
-        delay_sweeping_ = false;
-        if (!ok) {
-          log::error(log::Line("relay_error").kv("op", "delay warnings").kv("error", err));
-          if (alerter_) alerter_->spool_error("delay warnings", err);
-          return;
-        }
-        for (const auto& w : result->warned)
-          log::info(log::Line("delay_warning_queued").kv("id", w.dsn_id).kv("original", w.id)
-                        .kv("age", age_words(w.age)).kv("recipients", w.recipients));
-        if (result->more) next_delay_sweep_ = 0;   // more crossed than one sweep takes
-        if (!result->warned.empty()) kick();
-      });
-}
-
-void Relay::poll_operator_log() {
-  graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
-  if (!started_ || stopping_) return;
-  sweep_delay_warnings(now_us());
-  if (op_polling_) return;
-  op_polling_ = true;
-  auto actions = std::make_shared<std::vector<queue::OperatorAction>>();
-  auto next = std::make_shared<std::optional<std::int64_t>>();
-  const std::int64_t after = op_seq_;
-  run_store(
-      [actions, next, after](queue::Spool& s) {
-        queue::DeliveryStore ds(s);
-        // One probe of the rowid b-tree's end; the rows only when there are new ones.
-        if (ds.last_operator_seq() > after) *actions = ds.operator_actions_after(after, kOperatorBatch);
-        // And one index probe: a due time made earlier from outside (an
-        // outboxctl that does not write operator_log yet, sqlite3 by hand)
-        // is noticed within a second too.
-        *next = ds.next_due();
-      },
-      [this, actions, next](bool ok, std::string err) {
-        op_polling_ = false;
-        if (!ok) {
-          log::error(log::Line("relay_error").kv("op", "operator log").kv("error", err));
-          return;
-        }
-        if (*next && (!spool_next_due_ || **next < *spool_next_due_)) {
-          spool_next_due_ = *next;
-          arm_timer();
-        }
-        for (const auto& a : *actions) {
-          op_seq_ = std::max(op_seq_, a.seq);
-          act_on(a);
-        }
-        maybe_stopped();
-      });
-}
-
-void Relay::act_on(const queue::OperatorAction& a) {
-  // journalctl | grep id=ID (or upstream=NAME) tells the whole story,
-  // the operator's uid included.
-  log::Line l("operator");
-  l.kv("action", a.action);
-  if (a.action == "resume") l.kv("upstream", a.target);
-  else if (!a.target.empty()) l.kv("id", a.target);
-  if (a.uid) l.kv("uid", *a.uid);
-  if (!a.detail.empty()) l.kv("detail", a.detail);
-  log::info(l);
-  if (stopping_) return;
-  const std::int64_t now = now_us();
-  if (a.action == "resume") {
-    if (!sched_.resume(a.target, now)) {
-      log::warn(log::Line("operator").kv("action", "resume").kv("upstream", a.target)
-                    .kv("error", "no such upstream in the running configuration"));
-      return;
-    }
-    persist_upstreams();
-    // Messages waiting for the suspension are due now.
-    run_store([now, name = a.target](queue::Spool& s) { queue::DeliveryStore(s).release_upstream(name, now); },
-              [this](bool, std::string) { kick(); });
-    decide();
-  } else if (a.action == "retry" || a.action == "retry_all" || a.action == "release") {
-    kick();   // outboxctl made it due now: claim now, not at the old wake-up
-  }
 }
 
 // --- store, shutdown ------------------------------------------------------------------------

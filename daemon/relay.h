@@ -128,14 +128,17 @@ class Relay {
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
   void reserved(queue::ConnId conn, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
+  // Records one message's outcome (spool, DSN, log); what it says is
+  // daemon/settle.h's (pure).
+  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
+              bool upstream_fault, std::int64_t now);
+  // --- operator actions (daemon/relay_operator.cpp) ---
   // [bounces] delay_warnings: on the operator poll's timer, every
   // sweep_interval() (daemon/delay_warnings.h).
   void sweep_delay_warnings(std::int64_t now);
-  // Records one message's outcome (spool, DSN, log).
-  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
-              bool upstream_fault, std::int64_t now);
   void poll_operator_log();
-  void act_on(const queue::OperatorAction& a);
+  void act_on(const queue::OperatorAction& a);   // daemon/operator_actions.h decides
+  // ---
   std::vector<queue::UpstreamSpec> upstream_specs() const;
   queue::SchedulerParams scheduler_params() const;
 
