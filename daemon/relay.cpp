@@ -11,6 +11,7 @@
 #include "daemon/outcome_report.h"
 #include "daemon/relay_guard.h"
 #include "daemon/routing.h"
+#include "daemon/scheduler_setup.h"
 #include "daemon/settle.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
@@ -35,21 +36,6 @@ constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
 std::int64_t now_us() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-queue::RetryParams retry_params(const RetryConfig& r) {
-  queue::RetryParams p;
-  p.initial = r.initial;
-  p.max = r.max;
-  p.factor = r.factor;
-  p.jitter = r.jitter;
-  p.lifetime = r.lifetime;
-  return p;
-}
-
-queue::UncertainPolicy uncertain_policy(const Config& c) {
-  return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
-                                                          : queue::UncertainPolicy::Resend;
 }
 
 // A recipient whose final dot had no known reply is a possible duplicate
@@ -80,19 +66,6 @@ const char* wait_name(queue::WaitReason r) {
   return "unknown";
 }
 
-std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret) {
-  // What a fix after a refused login or a failed setup changes. The secret
-  // is hashed in place, never copied into a longer-lived string.
-  std::hash<std::string_view> h;
-  std::uint64_t d = h(u.host) * 31 + u.port;
-  d = d * 31 + h(u.username);
-  d = d * 31 + h(u.auth);
-  d = d * 31 + static_cast<std::uint64_t>(u.tls);
-  d = d * 31 + h(u.ca_file);
-  d = d * 31 + h(secret);
-  return d;
-}
-
 }  // namespace
 
 // --- setup -------------------------------------------------------------------------
@@ -108,7 +81,7 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
         for (const auto& [name, rt] : gen_->upstreams) ups.push_back(rt.cfg);
         return ups;
       }) {
-  sched_.set_params(scheduler_params());
+  sched_.set_params(scheduler_params(*gen_->config));
   sched_.set_upstreams(upstream_specs(), now_us());
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
@@ -164,30 +137,9 @@ Relay::~Relay() {
 
 std::int64_t Relay::now() { return now_us(); }
 
-queue::SchedulerParams Relay::scheduler_params() const {
-  queue::SchedulerParams p;
-  p.retry = retry_params(gen_->config->retry);
-  return p;
-}
-
 std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
   std::vector<queue::UpstreamSpec> out;
-  for (const auto& [name, rt] : gen_->upstreams) {
-    queue::UpstreamSpec s;
-    s.name = name;
-    s.max_connections = rt.cfg->max_connections;
-    for (const auto& r : rt.cfg->rate)
-      if (auto rl = parse_rate_limit(r))
-        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, false});
-    for (const auto& r : rt.cfg->recipient_rate)
-      if (auto rl = parse_rate_limit(r))
-        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, true});
-    s.usable = rt.setup_error.empty();
-    s.problem = rt.setup_error;
-    s.settings_digest = settings_digest(*rt.cfg, rt.password);
-    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty() || rt.cfg->auth == "oauth2";
-    out.push_back(std::move(s));
-  }
+  for (const auto& [name, rt] : gen_->upstreams) out.push_back(upstream_spec(*rt.cfg, rt.setup_error, rt.password));
   return out;
 }
 
@@ -254,7 +206,7 @@ void Relay::reload(std::shared_ptr<const Config> config) {
   // The old generation stays alive only as long as a delivery holds it.
   gen_ = Generation::make(std::move(config));
   tokens_.configure();
-  sched_.set_params(scheduler_params());
+  sched_.set_params(scheduler_params(*gen_->config));
   sched_.set_upstreams(upstream_specs(), now);
   fleet_.configure(gen_->config->quota);
   // Messages not yet handed were routed under the old configuration: back

@@ -139,8 +139,7 @@ class Relay {
   void poll_operator_log();
   void act_on(const queue::OperatorAction& a);   // daemon/operator_actions.h decides
   // ---
-  std::vector<queue::UpstreamSpec> upstream_specs() const;
-  queue::SchedulerParams scheduler_params() const;
+  std::vector<queue::UpstreamSpec> upstream_specs() const;   // daemon/scheduler_setup.h, per upstream
 
   // Every spool operation of the relay goes through here, so stop() can
   // wait for them: the StoreWorker must outlive their completions. `done`
