@@ -294,8 +294,7 @@ void Relay::tick() {
         // A message no route takes is never claimed (it stays queued, "no
         // route"): claiming it only to park it would churn the spool.
         auto routable = [&cfg](const queue::DueMessage& m) {
-          if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
-          return m.sender.empty() && !m.recipients.empty() && !routing::upstreams_for(*cfg, m.recipients.front()).empty();
+          return !routing::upstreams_for_message(*cfg, m.sender, m.recipients).empty();
         };
         *due = ds.claim_due(now, limit, routable, now + queue::Scheduler::kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
@@ -340,14 +339,8 @@ void Relay::tick() {
 }
 
 std::vector<std::string> Relay::route_of(const queue::DueMessage& m) const {
-  const Config& cfg = *gen_->config;
-  auto ups = routing::upstreams_for(cfg, m.sender);
-  // A bounce (<>) that no route takes goes the way its recipient (the
-  // original sender) would send (SPEC: "a bounce with no route uses its
-  // message's route").
-  if (ups.empty() && m.sender.empty() && !m.recipients.empty()) ups = routing::upstreams_for(cfg, m.recipients.front());
   std::vector<std::string> names;
-  for (const auto* u : ups) names.push_back(u->name);
+  for (const auto* u : routing::upstreams_for_message(*gen_->config, m.sender, m.recipients)) names.push_back(u->name);
   return names;
 }
 
