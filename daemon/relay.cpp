@@ -438,9 +438,7 @@ void Relay::expire(const std::string& id, const std::string& upstream, const std
   claimed_.erase(it);
   client::SessionFailure f;
   f.detail = why;
-  client::MessageReport report;
-  report.id = job.msg.id;
-  for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, f));
+  client::MessageReport report = setup_report(job.msg, f);
   const UpstreamRuntime* rt = gen_->find(upstream);
   settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
 }
@@ -540,17 +538,8 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
   const std::int64_t now = now_us();
   const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
-    const client::RecipientResult* f = report.first_failure();
-    client::SessionFailure sf;
-    if (f) {
-      sf.stage = f->stage;
-      sf.reply = f->reply;
-      sf.detail = f->detail;
-    } else {
-      sf.detail = "failed";
-    }
     d.upstream_fault_reported = true;
-    suspend(d.upstream_name(), sf, d.conn(), now);
+    suspend(d.upstream_name(), failure_of(report), d.conn(), now);
   } else {
     incidents_.delivered(d.upstream_name(), job.handed_at);
   }
@@ -584,14 +573,9 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
       if (it != claimed_.end()) {
         Job job = std::move(it->second);
         claimed_.erase(it);
-        client::MessageReport report;
-        report.id = job.msg.id;
         std::optional<protocol::ReplyVerdict> verdict;
         if (failure.reply) verdict = protocol::match_reply(cfg.replies.get(), *failure.reply);
-        for (const auto& a : job.msg.recipients) {
-          report.recipients.push_back(setup_result(a, failure));
-          report.recipients.back().verdict = verdict;
-        }
+        client::MessageReport report = setup_report(job.msg, failure, verdict);
         settle(&cfg, std::move(job), std::move(report), "", true, now);
       }
     }
