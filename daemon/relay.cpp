@@ -38,21 +38,8 @@ std::int64_t now_us() {
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-// A recipient whose final dot had no known reply is a possible duplicate
-// from here on (RFC 1047); each is named, so `grep id=ID` tells the story.
 void log_recovery(const queue::Recovery& r, bool running) {
-  if (r.interrupted.empty()) return;
-  log::Line l("recovered");
-  l.kv("interrupted_deliveries", r.interrupted.size());
-  if (running) l.kv("while_running", "yes");
-  log::info(l);
-  for (const auto& [id, rcpts] : r.uncertain) {
-    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
-    for (const auto& to : rcpts)
-      log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
-                    .kv("action", held ? "hold" : "resend"));
-    if (held) log::warn(held_uncertain_line(id));
-  }
+  for (const auto& e : recovery_lines(r, running)) log::emit(e.level, e.line);
 }
 
 const char* wait_name(queue::WaitReason r) {
@@ -113,14 +100,10 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
       },
       [] { return now_us(); },
       [this](const OutcomeRecorder::Event& e) {
-        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed) {
-          log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
-                         .kv("retry_in_s", seconds_text(e.retry_in)));
-          if (alerter_) alerter_->spool_error("delivery outcome", e.error);
-        }
-        else
-          log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
-                        .kv("late_s", seconds_text(e.late_by)));
+        LogEntry said = recorder_line(e);
+        log::emit(said.level, said.line);
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed && alerter_)
+          alerter_->spool_error("delivery outcome", e.error);
       });
 }
 

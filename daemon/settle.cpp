@@ -42,6 +42,31 @@ log::Line held_uncertain_line(const std::string& id) {
       .kv("hint", "check with the recipient, then outboxctl release or delete it");
 }
 
+std::vector<LogEntry> recovery_lines(const queue::Recovery& r, bool while_running) {
+  std::vector<LogEntry> out;
+  if (r.interrupted.empty()) return out;
+  log::Line l("recovered");
+  l.kv("interrupted_deliveries", r.interrupted.size());
+  if (while_running) l.kv("while_running", "yes");
+  out.push_back({log::Level::Info, std::move(l)});
+  for (const auto& [id, rcpts] : r.uncertain) {
+    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
+    for (const auto& to : rcpts)
+      out.push_back({log::Level::Warn, log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
+                                           .kv("action", held ? "hold" : "resend")});
+    if (held) out.push_back({log::Level::Warn, held_uncertain_line(id)});
+  }
+  return out;
+}
+
+LogEntry recorder_line(const OutcomeRecorder::Event& e) {
+  if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
+    return {log::Level::Error, log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome")
+                                   .kv("error", e.error).kv("retry_in_s", seconds_text(e.retry_in))};
+  return {log::Level::Info, log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
+                                .kv("late_s", seconds_text(e.late_by))};
+}
+
 Settled settled_lines(const SettledInput& in) {
   const queue::DueMessage& m = *in.msg;
   const AttemptOutcome& out = *in.outcome;

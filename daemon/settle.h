@@ -1,16 +1,18 @@
 // The pure parts of Relay::settle (docs/design/relay-engine.md, "Outcomes"):
 // what the relay adds to compose_outcome()'s input from the provider's reply
 // rules and the diagnosis, and the log lines it writes once the outcome is on
-// disk. They lived inline in the relay, where only the integration tests
-// could reach them; here tests/unit/relay/test_settle.cpp drives them with
-// tables. No I/O, no spool, no clock (`now` is given): the relay writes the
-// record through the OutcomeRecorder and emits what settled_lines() returns.
+// disk, with the other lines about outcomes (those recovered after a crash,
+// those written late). They lived inline in the relay, where only the
+// integration tests could reach them; here tests/unit/relay/test_settle.cpp
+// drives them with tables. No I/O, no spool, no clock (`now` is given): the
+// relay writes the record through the OutcomeRecorder and emits the lines.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "daemon/logging.h"
+#include "daemon/outcome_recorder.h"
 #include "daemon/outcome_report.h"
 #include "protocol/client_session.h"
 #include "protocol/diagnosis.h"
@@ -54,6 +56,16 @@ struct Settled {
   bool kick = false;             // new due work (a DSN, a failover): claim soon
 };
 Settled settled_lines(const SettledInput& in);
+
+// Messages found active with no delivery under way (at start, or while
+// running: a delivery whose end was lost): the count, then each recipient
+// whose final dot had no known reply, a possible duplicate from here on (RFC
+// 1047), named so that `grep id=ID` tells the story; nothing when none.
+std::vector<LogEntry> recovery_lines(const queue::Recovery& r, bool while_running);
+
+// The recorder's news (daemon/outcome_recorder.h): an outcome's write failed
+// (retried), or one that had failed is on disk now.
+LogEntry recorder_line(const OutcomeRecorder::Event& e);
 
 // A message held because its outcome is uncertain ([retry] uncertain =
 // "hold"), at an attempt or at recovery: the same words both times.

@@ -290,3 +290,46 @@ TEST_CASE("seconds_text: µs as tenths of seconds") {
   CHECK(seconds_text(1'260'000) == "1.3");
   CHECK(seconds_text(-2 * S) == "-2.0");
 }
+
+TEST_CASE("recovery_lines: the count, then each uncertain recipient and each held message") {
+  queue::Recovery r;
+  CHECK(recovery_lines(r, false).empty());   // nothing was left active: nothing to say
+  r.interrupted = {"0000000000000A", "0000000000000B", "0000000000000C"};
+  r.uncertain = {{"0000000000000A", {"a@x.test", "b@x.test"}}, {"0000000000000B", {"c@x.test"}}};
+  r.held = {"0000000000000B"};
+  auto lines = recovery_lines(r, true);
+  std::vector<std::string> said;
+  for (const auto& e : lines) said.push_back(e.line.str());
+  CHECK(said == std::vector<std::string>{
+                    "event=recovered interrupted_deliveries=3 while_running=yes",
+                    "event=uncertain id=0000000000000A to=a@x.test possible_duplicate=yes action=resend",
+                    "event=uncertain id=0000000000000A to=b@x.test possible_duplicate=yes action=resend",
+                    "event=uncertain id=0000000000000B to=c@x.test possible_duplicate=yes action=hold",
+                    "event=held id=0000000000000B reason=\"outcome uncertain\" "
+                    "hint=\"check with the recipient, then outboxctl release or delete it\"",
+                });
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0].level == log::Level::Info);
+  for (std::size_t i = 1; i < lines.size(); ++i) CHECK(lines[i].level == log::Level::Warn);
+  CHECK(recovery_lines(r, false)[0].line.str() == "event=recovered interrupted_deliveries=3");
+}
+
+TEST_CASE("recorder_line: a failed outcome write, and one written late") {
+  OutcomeRecorder::Event failed;
+  failed.kind = OutcomeRecorder::Event::Kind::WriteFailed;
+  failed.id = "0000000000000A";
+  failed.error = "database or disk is full";
+  failed.retry_in = 2 * S;
+  auto f = recorder_line(failed);
+  CHECK(f.level == log::Level::Error);
+  CHECK(f.line.str() == "event=spool_error id=0000000000000A op=\"delivery outcome\" "
+                        "error=\"database or disk is full\" retry_in_s=2.0");
+  OutcomeRecorder::Event late;
+  late.kind = OutcomeRecorder::Event::Kind::RecordedLate;
+  late.id = "0000000000000A";
+  late.tries = 3;
+  late.late_by = 6'500'000;
+  auto l = recorder_line(late);
+  CHECK(l.level == log::Level::Info);
+  CHECK(l.line.str() == "event=outcome_recorded_late id=0000000000000A tries=3 late_s=6.5");
+}
