@@ -93,6 +93,7 @@ class Relay {
   void session_failed(Carrier& d, const protocol::client::SessionFailure& failure);
   void delivery_finished(Carrier& d);
   void park_now(const std::string& id, std::string why);
+  // Bodies and file work: daemon/relay_io.cpp.
   void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
   queue::BodyReader& body_reader();   // made at the first use
   // Blocking file work (the maildir upstream) on the FileWorker's thread;
