@@ -92,7 +92,8 @@ Settled settled_lines(const SettledInput& in) {
     s.kick = true;
   }
   if (out.failover && after.exists && after.state == queue::kDeferred) {
-    s.lines.push_back({log::Level::Info, log::Line("failover").kv("id", m.id).kv("from_upstream", out.record.upstream)});
+    s.lines.push_back({log::Level::Info,
+                       log::Line("failover").kv("id", m.id).kv("from_upstream", out.record.upstream)});
     s.kick = true;
   }
   if (!after.exists)
