@@ -47,6 +47,29 @@ client::RecipientResult setup_result(const std::string& address, const client::S
   return r;
 }
 
+client::MessageReport setup_report(const queue::DueMessage& m, const client::SessionFailure& f,
+                                   const std::optional<protocol::ReplyVerdict>& verdict) {
+  client::MessageReport report;
+  report.id = m.id;
+  for (const auto& a : m.recipients) {
+    report.recipients.push_back(setup_result(a, f));
+    report.recipients.back().verdict = verdict;
+  }
+  return report;
+}
+
+client::SessionFailure failure_of(const client::MessageReport& report) {
+  client::SessionFailure sf;
+  if (const client::RecipientResult* f = report.first_failure()) {
+    sf.stage = f->stage;
+    sf.reply = f->reply;
+    sf.detail = f->detail;
+  } else {
+    sf.detail = "failed";
+  }
+  return sf;
+}
+
 client::MessageReport unsent_report(const queue::DueMessage& m, std::string_view why) {
   client::MessageReport report;
   report.id = m.id;

@@ -28,6 +28,16 @@ std::string dsn_code(const protocol::client::RecipientResult& r);
 // result of a recipient that was waiting for that connection.
 protocol::client::RecipientResult setup_result(const std::string& address,
                                                const protocol::client::SessionFailure& f);
+// A message whose try ended in the set-up of its connection, or that
+// expired waiting for one (`f` carries only the reason then): every
+// recipient setup_result(), with the provider's verdict on the reply when
+// there is one.
+protocol::client::MessageReport setup_report(const queue::DueMessage& m, const protocol::client::SessionFailure& f,
+                                             const std::optional<protocol::ReplyVerdict>& verdict = std::nullopt);
+// An upstream-scope failure of a message under way, as the failure the
+// upstream is suspended for: the first failed recipient's stage, reply and
+// detail ("failed" when the report names none).
+protocol::client::SessionFailure failure_of(const protocol::client::MessageReport& report);
 // A message a connection had taken but never sent when it ended (taken
 // ahead of the one under way, daemon/delivery.h): every recipient temporary,
 // of scope connection, 4.4.2 (RFC 3463 "bad connection"), with `why`. Never

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <type_traits>
 
 #include "daemon/logging.h"
@@ -12,6 +11,8 @@
 #include "daemon/outcome_report.h"
 #include "daemon/relay_guard.h"
 #include "daemon/routing.h"
+#include "daemon/scheduler_setup.h"
+#include "daemon/settle.h"
 #include "daemon/upstream_link.h"
 #include "daemon/upstream_settings.h"
 #include "protocol/diagnosis.h"
@@ -28,7 +29,6 @@ namespace {
 constexpr std::size_t kMaxInMemory = 500;          // claimed messages not finished
 constexpr std::size_t kClaimBatch = 100;
 constexpr std::uint64_t kOperatorPollMs = 1000;     // SPEC: operator actions noticed within a second
-constexpr std::size_t kOperatorBatch = 100;
 // Active messages that are not in flight (a delivery whose end was lost, an
 // outcome abandoned) are looked for this often while running, not only at start.
 constexpr std::int64_t kRecoveryInterval = 60LL * 1000000;   // µs
@@ -38,44 +38,8 @@ std::int64_t now_us() {
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string seconds_text(std::int64_t us) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
-  return buf;
-}
-
-queue::RetryParams retry_params(const RetryConfig& r) {
-  queue::RetryParams p;
-  p.initial = r.initial;
-  p.max = r.max;
-  p.factor = r.factor;
-  p.jitter = r.jitter;
-  p.lifetime = r.lifetime;
-  return p;
-}
-
-queue::UncertainPolicy uncertain_policy(const Config& c) {
-  return c.retry.uncertain == RetryConfig::Uncertain::Hold ? queue::UncertainPolicy::Hold
-                                                          : queue::UncertainPolicy::Resend;
-}
-
-// A recipient whose final dot had no known reply is a possible duplicate
-// from here on (RFC 1047); each is named, so `grep id=ID` tells the story.
 void log_recovery(const queue::Recovery& r, bool running) {
-  if (r.interrupted.empty()) return;
-  log::Line l("recovered");
-  l.kv("interrupted_deliveries", r.interrupted.size());
-  if (running) l.kv("while_running", "yes");
-  log::info(l);
-  for (const auto& [id, rcpts] : r.uncertain) {
-    bool held = std::find(r.held.begin(), r.held.end(), id) != r.held.end();
-    for (const auto& to : rcpts)
-      log::warn(log::Line("uncertain").kv("id", id).kv("to", to).kv("possible_duplicate", "yes")
-                    .kv("action", held ? "hold" : "resend"));
-    if (held)
-      log::warn(log::Line("held").kv("id", id).kv("reason", "outcome uncertain")
-                    .kv("hint", "check with the recipient, then outboxctl release or delete it"));
-  }
+  for (const auto& e : recovery_lines(r, running)) log::emit(e.level, e.line);
 }
 
 const char* wait_name(queue::WaitReason r) {
@@ -87,19 +51,6 @@ const char* wait_name(queue::WaitReason r) {
     case queue::WaitReason::UpstreamUnusable: return "upstream_unusable";
   }
   return "unknown";
-}
-
-std::uint64_t settings_digest(const UpstreamConfig& u, const std::string& secret) {
-  // What a fix after a refused login or a failed setup changes. The secret
-  // is hashed in place, never copied into a longer-lived string.
-  std::hash<std::string_view> h;
-  std::uint64_t d = h(u.host) * 31 + u.port;
-  d = d * 31 + h(u.username);
-  d = d * 31 + h(u.auth);
-  d = d * 31 + static_cast<std::uint64_t>(u.tls);
-  d = d * 31 + h(u.ca_file);
-  d = d * 31 + h(secret);
-  return d;
 }
 
 }  // namespace
@@ -117,7 +68,7 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
         for (const auto& [name, rt] : gen_->upstreams) ups.push_back(rt.cfg);
         return ups;
       }) {
-  sched_.set_params(scheduler_params());
+  sched_.set_params(scheduler_params(*gen_->config));
   sched_.set_upstreams(upstream_specs(), now_us());
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
@@ -149,14 +100,10 @@ Relay::Relay(uv_loop_t* loop, std::shared_ptr<const Config> config, queue::Store
       },
       [] { return now_us(); },
       [this](const OutcomeRecorder::Event& e) {
-        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed) {
-          log::error(log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome").kv("error", e.error)
-                         .kv("retry_in_s", seconds_text(e.retry_in)));
-          if (alerter_) alerter_->spool_error("delivery outcome", e.error);
-        }
-        else
-          log::info(log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
-                        .kv("late_s", seconds_text(e.late_by)));
+        LogEntry said = recorder_line(e);
+        log::emit(said.level, said.line);
+        if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed && alerter_)
+          alerter_->spool_error("delivery outcome", e.error);
       });
 }
 
@@ -173,30 +120,9 @@ Relay::~Relay() {
 
 std::int64_t Relay::now() { return now_us(); }
 
-queue::SchedulerParams Relay::scheduler_params() const {
-  queue::SchedulerParams p;
-  p.retry = retry_params(gen_->config->retry);
-  return p;
-}
-
 std::vector<queue::UpstreamSpec> Relay::upstream_specs() const {
   std::vector<queue::UpstreamSpec> out;
-  for (const auto& [name, rt] : gen_->upstreams) {
-    queue::UpstreamSpec s;
-    s.name = name;
-    s.max_connections = rt.cfg->max_connections;
-    for (const auto& r : rt.cfg->rate)
-      if (auto rl = parse_rate_limit(r))
-        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, false});
-    for (const auto& r : rt.cfg->recipient_rate)
-      if (auto rl = parse_rate_limit(r))
-        s.rates.push_back(queue::RateWindow{rl->count, static_cast<std::int64_t>(rl->per.count()) * 1'000'000, true});
-    s.usable = rt.setup_error.empty();
-    s.problem = rt.setup_error;
-    s.settings_digest = settings_digest(*rt.cfg, rt.password);
-    s.fresh_credential_per_connection = !rt.cfg->oauth2_token_command.empty() || rt.cfg->auth == "oauth2";
-    out.push_back(std::move(s));
-  }
+  for (const auto& [name, rt] : gen_->upstreams) out.push_back(upstream_spec(*rt.cfg, rt.setup_error, rt.password));
   return out;
 }
 
@@ -263,7 +189,7 @@ void Relay::reload(std::shared_ptr<const Config> config) {
   // The old generation stays alive only as long as a delivery holds it.
   gen_ = Generation::make(std::move(config));
   tokens_.configure();
-  sched_.set_params(scheduler_params());
+  sched_.set_params(scheduler_params(*gen_->config));
   sched_.set_upstreams(upstream_specs(), now);
   fleet_.configure(gen_->config->quota);
   // Messages not yet handed were routed under the old configuration: back
@@ -351,8 +277,7 @@ void Relay::tick() {
         // A message no route takes is never claimed (it stays queued, "no
         // route"): claiming it only to park it would churn the spool.
         auto routable = [&cfg](const queue::DueMessage& m) {
-          if (!routing::upstreams_for(*cfg, m.sender).empty()) return true;
-          return m.sender.empty() && !m.recipients.empty() && !routing::upstreams_for(*cfg, m.recipients.front()).empty();
+          return !routing::upstreams_for_message(*cfg, m.sender, m.recipients).empty();
         };
         *due = ds.claim_due(now, limit, routable, now + queue::Scheduler::kNoRouteRecheck, no_route.get());
         *next = ds.next_due();
@@ -397,14 +322,8 @@ void Relay::tick() {
 }
 
 std::vector<std::string> Relay::route_of(const queue::DueMessage& m) const {
-  const Config& cfg = *gen_->config;
-  auto ups = routing::upstreams_for(cfg, m.sender);
-  // A bounce (<>) that no route takes goes the way its recipient (the
-  // original sender) would send (SPEC: "a bounce with no route uses its
-  // message's route").
-  if (ups.empty() && m.sender.empty() && !m.recipients.empty()) ups = routing::upstreams_for(cfg, m.recipients.front());
   std::vector<std::string> names;
-  for (const auto* u : ups) names.push_back(u->name);
+  for (const auto* u : routing::upstreams_for_message(*gen_->config, m.sender, m.recipients)) names.push_back(u->name);
   return names;
 }
 
@@ -502,9 +421,7 @@ void Relay::expire(const std::string& id, const std::string& upstream, const std
   claimed_.erase(it);
   client::SessionFailure f;
   f.detail = why;
-  client::MessageReport report;
-  report.id = job.msg.id;
-  for (const auto& a : job.msg.recipients) report.recipients.push_back(setup_result(a, f));
+  client::MessageReport report = setup_report(job.msg, f);
   const UpstreamRuntime* rt = gen_->find(upstream);
   settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
 }
@@ -604,17 +521,8 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
   const std::int64_t now = now_us();
   const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
-    const client::RecipientResult* f = report.first_failure();
-    client::SessionFailure sf;
-    if (f) {
-      sf.stage = f->stage;
-      sf.reply = f->reply;
-      sf.detail = f->detail;
-    } else {
-      sf.detail = "failed";
-    }
     d.upstream_fault_reported = true;
-    suspend(d.upstream_name(), sf, d.conn(), now);
+    suspend(d.upstream_name(), failure_of(report), d.conn(), now);
   } else {
     incidents_.delivered(d.upstream_name(), job.handed_at);
   }
@@ -648,14 +556,9 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
       if (it != claimed_.end()) {
         Job job = std::move(it->second);
         claimed_.erase(it);
-        client::MessageReport report;
-        report.id = job.msg.id;
         std::optional<protocol::ReplyVerdict> verdict;
         if (failure.reply) verdict = protocol::match_reply(cfg.replies.get(), *failure.reply);
-        for (const auto& a : job.msg.recipients) {
-          report.recipients.push_back(setup_result(a, failure));
-          report.recipients.back().verdict = verdict;
-        }
+        client::MessageReport report = setup_report(job.msg, failure, verdict);
         settle(&cfg, std::move(job), std::move(report), "", true, now);
       }
     }
@@ -678,61 +581,6 @@ void Relay::delivery_finished(Carrier& d) {
   decide();
 }
 
-// No delivery is left: join the reader's thread and close its uv_async, which
-// would otherwise keep the loop running after the relay stopped.
-void Relay::release_body_reader() {
-  tokens_.shutdown();
-  file_worker_.reset();
-  if (file_poster_) file_poster_->close();
-  fleet_.shutdown();
-  keeps_bodies_.store(false, std::memory_order_relaxed);
-  body_reader_.reset();
-  if (body_poster_) body_poster_->close();
-  if (body_immediate_) body_immediate_->close();
-}
-
-queue::BodyReader& Relay::body_reader() {
-  if (!body_reader_) {
-    // A BodyReader of its own (thread and read-only connection), answering
-    // through a LoopPoster of its own: the loop never waits for the disk.
-    body_poster_ = std::make_unique<LoopPoster>(loop_);
-    body_reader_ = std::make_unique<queue::BodyReader>(
-        spool_path_, [p = body_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
-    // A text handed over in memory is answered on this loop, in this turn.
-    body_immediate_ = std::make_unique<LoopImmediate>(loop_);
-    body_reader_->set_owner_poster([p = body_immediate_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
-    keeps_bodies_.store(true, std::memory_order_relaxed);
-  }
-  return *body_reader_;
-}
-
-void Relay::remember_body(const std::string& id, std::string text) {
-  // Never the one to make the reader: its LoopPoster is a libuv handle, and
-  // one made after stop() closed the last would keep the loop (and the
-  // daemon) alive. The first delivery makes it; every later text is kept.
-  if (body_reader_) body_reader_->remember(id, std::move(text));
-}
-
-void Relay::read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done) {
-  std::weak_ptr<bool> alive = alive_;
-  body_reader().read(std::move(id), from_seq, [alive, done = std::move(done)](queue::BodyReader::Piece p) {
-    if (alive.expired()) return;
-    guard("body", [&] { done(std::move(p)); });   // runs in the poster's uv_async callback
-  });
-}
-
-void Relay::run_file(std::function<void()> work, FileWorker::Done done) {
-  if (!file_worker_) {
-    file_poster_ = std::make_unique<LoopPoster>(loop_);
-    file_worker_ = std::make_unique<FileWorker>([p = file_poster_.get()](std::function<void()> fn) { p->post(std::move(fn)); });
-  }
-  std::weak_ptr<bool> alive = alive_;
-  file_worker_->run(std::move(work), [alive, done = std::move(done)](std::string error) {
-    if (alive.expired()) return;
-    if (done) guard("file", [&] { done(std::move(error)); });
-  });
-}
-
 // --- outcomes -----------------------------------------------------------------------------
 
 void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport report, const std::string& peer,
@@ -748,23 +596,11 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   in.upstream_fault = upstream_fault;
   in.lifetime = retry.lifetime;
   in.hold_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold;
-  std::string action;
-  if (const auto* f = report.first_failure(); up && f && f->outcome != client::Outcome::Delivered) {
-    in.hint = protocol::diagnose(upstream::summary(*up), *f).hint;
-    // The provider's meaning and what outbox does, in plain words, first:
-    // `outboxctl show` prints it with the reply (SPEC "Provider profiles").
-    if (f->verdict) {
-      action = std::string(protocol::action_name(f->verdict->action));
-      // The generic diagnosis guesses from the text; for an upstream action
-      // the table knows better (Microsoft's "Sender throttled ..." is no
-      // sender mismatch).
-      if (protocol::upstream_action(f->verdict->action)) in.hint.clear();
-      in.hint = in.hint.empty() ? f->verdict->words() : f->verdict->words() + "; " + in.hint;
-      // "retry after": this message waits at least that long (163 "451 DT:SPM": 2 minutes).
-      if (f->verdict->action == protocol::ReplyAction::Retry && !in.after.expired)
-        in.after.next = std::max(in.after.next, now + static_cast<std::int64_t>(f->verdict->after.count()) * 1'000'000);
-    }
-  }
+  std::optional<protocol::UpstreamSummary> summary;
+  if (up) summary = upstream::summary(*up);
+  AttemptNotes notes = attempt_notes(report, summary ? &*summary : nullptr, in.after, now);
+  in.after = notes.after;
+  in.hint = notes.hint;
   in.now = now;
   auto out = std::make_shared<const AttemptOutcome>(compose_outcome(in));
 
@@ -799,141 +635,29 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         ds.mark_bounce_sent(m.id, dsn.dsn_id);
         *dsn_made = true;
       },
-      [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id, hint = in.hint, peer,
-       relay = route_label(up), possible_dup = report.possible_duplicate, now, action]() {
+      [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id,
+       notes = std::move(notes), peer, relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (after->exists && after->state == queue::kDeferred &&
             (!spool_next_due_ || out->next_at < *spool_next_due_))
           spool_next_due_ = out->next_at;
-        std::int64_t delay = now - m.created;
-        for (const auto& l : out->lines) {
-          log::Line line(l.event);
-          line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", relay)
-              .kv("delay", seconds_text(delay)).kv("attempt", after->attempts).kv("dsn", l.dsn).kv("reply", l.reply);
-          // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
-          if (possible_dup || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
-            line.kv("possible_duplicate", "yes");
-          if (l.event == "deferred" || l.event == "bounced") {
-            if (!action.empty()) line.kv("action", action);
-            if (!hint.empty()) line.kv("hint", hint);
-          }
-          if (l.event == "delivered") log::info(line);
-          else log::warn(line);
-        }
-        if (*dsn_made) {
-          log::info(log::Line("bounce_queued").kv("id", dsn_id).kv("original", m.id).kv("to", m.sender));
-          kick();
-        }
-        if (out->failover && after->exists && after->state == queue::kDeferred) {
-          log::info(log::Line("failover").kv("id", m.id).kv("from_upstream", out->record.upstream));
-          kick();
-        }
-        if (!after->exists) log::info(log::Line("delivery_dropped").kv("id", m.id).kv("reason", "deleted during delivery"));
-        if (out->held_uncertain && after->exists && after->state == queue::kHeld)
-          log::warn(log::Line("held").kv("id", m.id).kv("reason", "outcome uncertain")
-                        .kv("hint", "check with the recipient, then outboxctl release or delete it"));
+        SettledInput done;
+        done.msg = &m;
+        done.outcome = out.get();
+        done.after = after.get();
+        done.relay = relay;
+        done.hint = notes.hint;
+        done.action = notes.action;
+        done.possible_duplicate = possible_dup;
+        done.dsn_made = *dsn_made;
+        done.dsn_id = dsn_id;
+        done.now = now;
+        Settled said = settled_lines(done);
+        for (const auto& e : said.lines) log::emit(e.level, e.line);
+        if (said.kick) kick();
         arm_timer();
       });
-}
-
-// --- operator actions -------------------------------------------------------
-
-void Relay::sweep_delay_warnings(std::int64_t now) {
-  const auto& cfg = *gen_->config;
-  if (delay_sweeping_ || cfg.delay_warnings.empty() || !cfg.bounces || now < next_delay_sweep_) return;
-  delay_sweeping_ = true;
-  next_delay_sweep_ = now + std::chrono::duration_cast<std::chrono::microseconds>(sweep_interval(cfg.delay_warnings)).count();
-  // The ids are drawn here: the generator belongs to the loop thread.
-  DelaySweep in;
-  in.ages = cfg.delay_warnings;
-  in.now = now;
-  in.host_name = cfg.host_name;
-  in.lifetime = cfg.retry.lifetime;
-  for (int i = 0; i < kDelayNoticesPerSweep; ++i) in.ids.push_back(next_id_());
-  auto result = std::make_shared<DelaySweepResult>();
-  run_store([in = std::move(in), result](queue::Spool& s) mutable {
-        queue::DeliveryStore ds(s);
-        *result = sweep_delays(ds, std::move(in));
-      },
-      [this, result](bool ok, std::string err) {
-        delay_sweeping_ = false;
-        if (!ok) {
-          log::error(log::Line("relay_error").kv("op", "delay warnings").kv("error", err));
-          if (alerter_) alerter_->spool_error("delay warnings", err);
-          return;
-        }
-        for (const auto& w : result->warned)
-          log::info(log::Line("delay_warning_queued").kv("id", w.dsn_id).kv("original", w.id)
-                        .kv("age", age_words(w.age)).kv("recipients", w.recipients));
-        if (result->more) next_delay_sweep_ = 0;   // more crossed than one sweep takes
-        if (!result->warned.empty()) kick();
-      });
-}
-
-void Relay::poll_operator_log() {
-  graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
-  if (!started_ || stopping_) return;
-  sweep_delay_warnings(now_us());
-  if (op_polling_) return;
-  op_polling_ = true;
-  auto actions = std::make_shared<std::vector<queue::OperatorAction>>();
-  auto next = std::make_shared<std::optional<std::int64_t>>();
-  const std::int64_t after = op_seq_;
-  run_store(
-      [actions, next, after](queue::Spool& s) {
-        queue::DeliveryStore ds(s);
-        // One probe of the rowid b-tree's end; the rows only when there are new ones.
-        if (ds.last_operator_seq() > after) *actions = ds.operator_actions_after(after, kOperatorBatch);
-        // And one index probe: a due time made earlier from outside (an
-        // outboxctl that does not write operator_log yet, sqlite3 by hand)
-        // is noticed within a second too.
-        *next = ds.next_due();
-      },
-      [this, actions, next](bool ok, std::string err) {
-        op_polling_ = false;
-        if (!ok) {
-          log::error(log::Line("relay_error").kv("op", "operator log").kv("error", err));
-          return;
-        }
-        if (*next && (!spool_next_due_ || **next < *spool_next_due_)) {
-          spool_next_due_ = *next;
-          arm_timer();
-        }
-        for (const auto& a : *actions) {
-          op_seq_ = std::max(op_seq_, a.seq);
-          act_on(a);
-        }
-        maybe_stopped();
-      });
-}
-
-void Relay::act_on(const queue::OperatorAction& a) {
-  // journalctl | grep id=ID (or upstream=NAME) tells the whole story,
-  // the operator's uid included.
-  log::Line l("operator");
-  l.kv("action", a.action);
-  if (a.action == "resume") l.kv("upstream", a.target);
-  else if (!a.target.empty()) l.kv("id", a.target);
-  if (a.uid) l.kv("uid", *a.uid);
-  if (!a.detail.empty()) l.kv("detail", a.detail);
-  log::info(l);
-  if (stopping_) return;
-  const std::int64_t now = now_us();
-  if (a.action == "resume") {
-    if (!sched_.resume(a.target, now)) {
-      log::warn(log::Line("operator").kv("action", "resume").kv("upstream", a.target)
-                    .kv("error", "no such upstream in the running configuration"));
-      return;
-    }
-    persist_upstreams();
-    // Messages waiting for the suspension are due now.
-    run_store([now, name = a.target](queue::Spool& s) { queue::DeliveryStore(s).release_upstream(name, now); },
-              [this](bool, std::string) { kick(); });
-    decide();
-  } else if (a.action == "retry" || a.action == "retry_all" || a.action == "release") {
-    kick();   // outboxctl made it due now: claim now, not at the old wake-up
-  }
 }
 
 // --- store, shutdown ------------------------------------------------------------------------

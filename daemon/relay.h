@@ -93,6 +93,7 @@ class Relay {
   void session_failed(Carrier& d, const protocol::client::SessionFailure& failure);
   void delivery_finished(Carrier& d);
   void park_now(const std::string& id, std::string why);
+  // Bodies and file work: daemon/relay_io.cpp.
   void read_body(std::string id, std::int64_t from_seq, queue::BodyReader::Done done);
   queue::BodyReader& body_reader();   // made at the first use
   // Blocking file work (the maildir upstream) on the FileWorker's thread;
@@ -128,16 +129,18 @@ class Relay {
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
   void reserved(queue::ConnId conn, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
+  // Records one message's outcome (spool, DSN, log); what it says is
+  // daemon/settle.h's (pure).
+  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
+              bool upstream_fault, std::int64_t now);
+  // --- operator actions (daemon/relay_operator.cpp) ---
   // [bounces] delay_warnings: on the operator poll's timer, every
   // sweep_interval() (daemon/delay_warnings.h).
   void sweep_delay_warnings(std::int64_t now);
-  // Records one message's outcome (spool, DSN, log).
-  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
-              bool upstream_fault, std::int64_t now);
   void poll_operator_log();
-  void act_on(const queue::OperatorAction& a);
-  std::vector<queue::UpstreamSpec> upstream_specs() const;
-  queue::SchedulerParams scheduler_params() const;
+  void act_on(const queue::OperatorAction& a);   // daemon/operator_actions.h decides
+  // ---
+  std::vector<queue::UpstreamSpec> upstream_specs() const;   // daemon/scheduler_setup.h, per upstream
 
   // Every spool operation of the relay goes through here, so stop() can
   // wait for them: the StoreWorker must outlive their completions. `done`

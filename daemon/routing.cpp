@@ -43,6 +43,13 @@ std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::stri
   return out;
 }
 
+std::vector<const UpstreamConfig*> upstreams_for_message(const Config& config, std::string_view sender,
+                                                         const std::vector<std::string>& recipients) {
+  auto ups = upstreams_for(config, sender);
+  if (ups.empty() && sender.empty() && !recipients.empty()) ups = upstreams_for(config, recipients.front());
+  return ups;
+}
+
 std::string envelope_sender_for(const UpstreamConfig& upstream, std::string_view sender) {
   return upstream.envelope_from.empty() ? std::string(sender) : upstream.envelope_from;
 }

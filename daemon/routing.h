@@ -37,6 +37,13 @@ const RouteConfig* find_route(const Config& config, std::string_view sender);
 // them anyway). Empty: no route.
 std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::string_view sender);
 
+// A queued message's upstreams: its sender's route; a bounce (the null
+// sender) that no route takes goes the way its recipient, the original
+// sender, would send (SPEC: "a bounce with no route uses its message's
+// route"). Empty: no route, the message waits.
+std::vector<const UpstreamConfig*> upstreams_for_message(const Config& config, std::string_view sender,
+                                                         const std::vector<std::string>& recipients);
+
 const UpstreamConfig* find_upstream(const Config& config, std::string_view name);
 
 // MAIL FROM sent to the upstream: its envelope_from when set, else the

@@ -295,3 +295,51 @@ TEST_CASE("duration_words") {
   CHECK(duration_words(std::chrono::seconds(120)) == "2 minutes");
   CHECK(duration_words(std::chrono::seconds(90)) == "90 seconds");
 }
+
+TEST_CASE("setup_report: every recipient gets the set-up failure, and the verdict on its reply") {
+  queue::DueMessage m = message({"a@x.test", "b@x.test"});
+  client::SessionFailure f;
+  f.stage = Stage::Auth;
+  f.reply = protocol::SmtpReply::make(535, protocol::EnhancedStatus{5, 7, 8}, "authentication failed");
+  protocol::ReplyVerdict v;
+  v.provider = "example";
+  v.action = protocol::ReplyAction::Suspend;
+  auto report = setup_report(m, f, v);
+  CHECK(report.id == m.id);
+  CHECK_FALSE(report.possible_duplicate);
+  REQUIRE(report.recipients.size() == 2);
+  CHECK(report.recipients[0].address == "a@x.test");
+  CHECK(report.recipients[1].address == "b@x.test");
+  for (const auto& r : report.recipients) {
+    CHECK(r.outcome == Outcome::Temporary);   // an upstream failure never bounces
+    CHECK(r.scope == client::Scope::Upstream);
+    CHECK(r.stage == Stage::Auth);
+    CHECK(r.status == protocol::EnhancedStatus{4, 7, 8});
+    REQUIRE(r.verdict);
+    CHECK(r.verdict->action == protocol::ReplyAction::Suspend);
+  }
+  // Expiry while waiting: only the reason, no reply, no verdict.
+  client::SessionFailure why;
+  why.detail = "upstream \"relay\" suspended";
+  auto expired = setup_report(m, why);
+  REQUIRE(expired.recipients.size() == 2);
+  CHECK_FALSE(expired.recipients[0].verdict);
+  CHECK(expired.recipients[0].detail == why.detail);
+}
+
+TEST_CASE("failure_of: the failure an upstream is suspended for, from a message's report") {
+  auto r = result("b@x.test", Outcome::Temporary, 421, {4, 7, 0}, "too many messages", Stage::DataEnd);
+  r.detail = "closing";
+  client::MessageReport report;
+  report.recipients = {sent("a@x.test"), r};
+  auto f = failure_of(report);
+  CHECK(f.stage == Stage::DataEnd);
+  REQUIRE(f.reply);
+  CHECK(f.reply->code == 421);
+  CHECK(f.detail == "closing");
+  client::MessageReport none;
+  none.recipients = {sent("a@x.test")};
+  auto g = failure_of(none);
+  CHECK(g.detail == "failed");
+  CHECK_FALSE(g.reply);
+}

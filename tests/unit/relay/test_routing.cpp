@@ -130,3 +130,23 @@ TEST_CASE("submission-time sender check") {
   d.upstreams[0].username = "AKIAEXAMPLE";
   CHECK(routing::check_sender(d, "x@y").allowed);
 }
+
+TEST_CASE("a queued message's upstreams: a bounce no route takes goes its recipient's way") {
+  Config c;
+  c.upstreams.push_back(upstream("163", "smtp.163.com", "someone@163.com"));
+  c.upstreams.push_back(upstream("relay", "relay.corp.example"));
+  c.routes.push_back({"*@163.com", {"163", "relay"}});
+  auto names = [&](std::string sender, std::vector<std::string> rcpts) {
+    std::vector<std::string> out;
+    for (const auto* u : routing::upstreams_for_message(c, sender, rcpts)) out.push_back(u->name);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CHECK(names("a@163.com", {"x@example.org"}) == V{"163", "relay"});
+  CHECK(names("a@example.org", {"x@163.com"}) == V{});          // only a bounce follows its recipient
+  CHECK(names("", {"a@163.com", "b@example.org"}) == V{"163", "relay"});   // the first recipient decides
+  CHECK(names("", {"a@example.org"}) == V{});
+  CHECK(names("", {}) == V{});
+  c.routes.push_back({"<>", {"relay"}});                       // a route for bounces wins over the fallback
+  CHECK(names("", {"a@163.com"}) == V{"relay"});
+}
