@@ -14,6 +14,9 @@
 #   cmake --build /tmp/outbox-before/build -j2 --target outboxd
 # Env passed through to compare.sh: ROUNDS SESSIONS MESSAGES SIZE OPTS SINK.
 # Ports: PORT_A (2588), PORT_B (2589), sink SINK (2526).
+# SPOOL_DIR_A / SPOOL_DIR_B: a directory for that side's spool instead of the
+# run's temp dir (an experiment's bound, e.g. SPOOL_DIR_B=/dev/shm with the
+# same build on both sides: what the rates would be if fsync cost nothing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 before=${1:?usage: compare-builds.sh BEFORE_BUILD AFTER_BUILD [BENCH_DIR]}
@@ -22,19 +25,24 @@ bench=${3:-$root/tests/bench/kit}
 sink=${SINK:-2526}
 work=$(mktemp -d /tmp/outbox-builds.XXXXXX)
 pids=()
+spools=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
+  for d in "${spools[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
 
 start() {  # start LABEL BUILD PORT -> sets $started_pid
   local dir=$work/$1
   mkdir -p "$dir"
+  local spool_var=SPOOL_DIR_$1 spool_dir
+  spool_dir=${!spool_var:-$dir}
+  if [ "$spool_dir" != "$dir" ]; then spool_dir=$(mktemp -d "$spool_dir/outbox-spool-$1.XXXXXX"); spools+=("$spool_dir"); fi
   cat > "$dir/outbox.toml" <<CONF
 [spool]
-path = "$dir/spool.db"
+path = "$spool_dir/spool.db"
 [host]
 name = "bench.localdomain"
 domain = "localdomain"
