@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -29,6 +30,12 @@ std::optional<spdlog::level::level_enum> parse_level(std::string_view name) {
   return std::nullopt;
 }
 }  // namespace
+
+std::string seconds_text(std::int64_t us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
+  return buf;
+}
 
 std::string quote_value(std::string_view v) {
   if (!needs_quotes(v)) return std::string(v);

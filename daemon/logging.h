@@ -28,6 +28,9 @@ class Line {
 
 std::string quote_value(std::string_view value);
 
+// "12.3": µs as the log lines say seconds (delay=, until_s=, retry_in_s=).
+std::string seconds_text(std::int64_t us);
+
 // level: "debug", "info", "warn", "error"; returns false for an unknown name.
 bool init(std::string_view level);
 bool set_level(std::string_view level);

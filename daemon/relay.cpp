@@ -399,7 +399,7 @@ void Relay::park(const std::string& id, std::int64_t until, queue::WaitReason re
   if (!spool_next_due_ || until < *spool_next_due_) spool_next_due_ = until;
   if (reason != queue::WaitReason::None)
     log::debug(log::Line("parked").kv("id", id).kv("wait", wait_name(reason)).kv("upstream", upstream)
-                   .kv("until_s", seconds_text(until - now_us())));
+                   .kv("until_s", log::seconds_text(until - now_us())));
   run_store(
       [id, until, reason, upstream, why](queue::Spool& s) {
         queue::DeliveryStore(s).park(id, until, reason, upstream, why);
@@ -542,7 +542,7 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
     log::Line l("upstream_failed");
     l.kv("upstream", cfg.name).kv("relay", route_label(&cfg)).kv("stage", client::stage_name(failure.stage))
         .kv("error", failure.text());
-    if (st && st->suspended_until) l.kv("retry_in_s", seconds_text(*st->suspended_until - now));
+    if (st && st->suspended_until) l.kv("retry_in_s", log::seconds_text(*st->suspended_until - now));
     if (!diag.hint.empty()) l.kv("hint", diag.hint);
     // A refused login is the operator's to fix: say it loudly (SPEC: never bounce for it).
     if (failure.stage == client::Stage::Auth) log::error(l); else log::warn(l);

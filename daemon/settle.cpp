@@ -9,12 +9,6 @@ namespace outbox::daemon {
 
 namespace client = protocol::client;
 
-std::string seconds_text(std::int64_t us) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
-  return buf;
-}
-
 AttemptNotes attempt_notes(const client::MessageReport& report, const protocol::UpstreamSummary* upstream,
                            queue::AfterAttempt after, std::int64_t now) {
   AttemptNotes n;
@@ -62,9 +56,9 @@ std::vector<LogEntry> recovery_lines(const queue::Recovery& r, bool while_runnin
 LogEntry recorder_line(const OutcomeRecorder::Event& e) {
   if (e.kind == OutcomeRecorder::Event::Kind::WriteFailed)
     return {log::Level::Error, log::Line("spool_error").kv("id", e.id).kv("op", "delivery outcome")
-                                   .kv("error", e.error).kv("retry_in_s", seconds_text(e.retry_in))};
+                                   .kv("error", e.error).kv("retry_in_s", log::seconds_text(e.retry_in))};
   return {log::Level::Info, log::Line("outcome_recorded_late").kv("id", e.id).kv("tries", e.tries)
-                                .kv("late_s", seconds_text(e.late_by))};
+                                .kv("late_s", log::seconds_text(e.late_by))};
 }
 
 Settled settled_lines(const SettledInput& in) {
@@ -76,7 +70,7 @@ Settled settled_lines(const SettledInput& in) {
   for (const auto& l : out.lines) {
     log::Line line(l.event);
     line.kv("id", m.id).kv("from", m.sender.empty() ? "<>" : m.sender).kv("to", l.address).kv("relay", in.relay)
-        .kv("delay", seconds_text(delay)).kv("attempt", after.attempts).kv("dsn", l.dsn).kv("reply", l.reply);
+        .kv("delay", log::seconds_text(delay)).kv("attempt", after.attempts).kv("dsn", l.dsn).kv("reply", l.reply);
     // This try's dot had no reply, or an earlier one's (recipient claimed 'uncertain').
     if (in.possible_duplicate || std::find(m.uncertain.begin(), m.uncertain.end(), l.address) != m.uncertain.end())
       line.kv("possible_duplicate", "yes");

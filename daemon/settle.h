@@ -21,9 +21,6 @@
 
 namespace outbox::daemon {
 
-// "12.3": µs as the relay's log lines say seconds (delay=, until_s=, retry_in_s=).
-std::string seconds_text(std::int64_t us);
-
 // What a failed try adds to OutcomeInput: the operator's hint, the provider
 // verdict's action and its "retry after".
 struct AttemptNotes {

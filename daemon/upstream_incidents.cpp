@@ -14,12 +14,6 @@ namespace client = protocol::client;
 
 namespace {
 
-std::string seconds_text(std::int64_t us) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(us) / 1e6);
-  return buf;
-}
-
 // Why an upstream-scope failure suspends its upstream, typed once here.
 queue::SuspendReason suspend_reason(const client::SessionFailure& f) {
   // No credential to log in with (an OAuth2 refresh failed): a dead login
@@ -76,7 +70,7 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
     if (verdict->action == protocol::ReplyAction::LowerConcurrency) {
       if (auto n = sched_.lower_concurrency(upstream, now))
         log::warn(log::Line("upstream_concurrency_lowered").kv("upstream", upstream).kv("max_connections", *n)
-                      .kv("for_s", seconds_text(queue::Scheduler::kLoweredFor)).kv("reply", f.text())
+                      .kv("for_s", log::seconds_text(queue::Scheduler::kLoweredFor)).kv("reply", f.text())
                       .kv("meaning", verdict->meaning));
     }
   }
@@ -88,7 +82,7 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
   if (s->same_outage) return std::nullopt;
   log::Line l("upstream_suspended");
   l.kv("upstream", upstream).kv("reason", suspend_reason_name(s->reason)).kv("failures", s->failures)
-      .kv("until_s", seconds_text(s->until - now)).kv("reply", f.text());
+      .kv("until_s", log::seconds_text(s->until - now)).kv("reply", f.text());
   if (verdict)
     l.kv("provider", verdict->provider).kv("action", protocol::action_name(verdict->action))
         .kv("meaning", verdict->meaning);
@@ -106,7 +100,7 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
     // Once per suspension: the account or password is wrong; retrying at the
     // message pace would only earn a login ban at the provider.
     log::error(log::Line("upstream_login_refused").kv("upstream", upstream).kv("reply", uf.reply)
-                   .kv("retry_in_s", seconds_text(s->until - now)).kv("hint", login_hint));
+                   .kv("retry_in_s", log::seconds_text(s->until - now)).kv("hint", login_hint));
   }
   if (alerter_) {
     // One alert per incident (the AlertBook de-duplicates the repeats); the
@@ -117,13 +111,13 @@ std::optional<queue::Suspension> UpstreamIncidents::failed(const std::string& up
     a.kind = auth ? AlertKind::AuthFailed : AlertKind::UpstreamSuspended;
     a.subject = upstream;
     a.summary = "upstream " + upstream + (auth ? " refused the login" : " is suspended") + " (" +
-                std::string(suspend_reason_name(s->reason)) + "), next try in " + seconds_text(s->until - now) +
+                std::string(suspend_reason_name(s->reason)) + "), next try in " + log::seconds_text(s->until - now) +
                 " s: " + uf.reply;
     std::string hint = cfg ? protocol::diagnose(upstream::summary(*cfg), f).hint : "";
     a.hint = auth ? (hint.empty() ? login_hint : hint + "; " + login_hint)
                   : (hint.empty() ? "outbox keeps the mail and retries; `outboxctl upstreams` shows the state" : hint);
     a.details = {{"reason", std::string(suspend_reason_name(s->reason))}, {"stage", uf.stage}, {"reply", uf.reply},
-                 {"failures", std::to_string(s->failures)}, {"retry_in_s", seconds_text(s->until - now)}};
+                 {"failures", std::to_string(s->failures)}, {"retry_in_s", log::seconds_text(s->until - now)}};
     alerter_->raise(std::move(a));
   }
   return s;
@@ -151,12 +145,12 @@ void UpstreamIncidents::quota_exhausted(const std::string& upstream, const std::
   Alert a;
   a.kind = AlertKind::QuotaExhausted;
   a.subject = upstream;
-  a.summary = "upstream " + upstream + ": the sending quota is used up, mail waits " + seconds_text(until - now) +
+  a.summary = "upstream " + upstream + ": the sending quota is used up, mail waits " + log::seconds_text(until - now) +
               " s: " + why;
   a.hint = "outbox keeps the mail and sends it when the window frees; `outboxctl upstreams` shows the quota's use. "
            "If the provider's limit was raised, update rate/recipient_rate and reload, or `outboxctl resume " +
            upstream + "`";
-  a.details = {{"waits_s", seconds_text(until - now)}, {"reason", why}};
+  a.details = {{"waits_s", log::seconds_text(until - now)}, {"reason", why}};
   alerter_->raise(std::move(a));
 }
 
@@ -164,7 +158,7 @@ void UpstreamIncidents::restored(const std::vector<queue::UpstreamState>& states
   for (const auto& s : states)
     if (s.suspended_until && *s.suspended_until > now && sched_.knows(s.name))
       log::warn(log::Line("upstream_suspended").kv("upstream", s.name).kv("reason", suspend_reason_name(s.reason))
-                    .kv("until_s", seconds_text(*s.suspended_until - now)).kv("reply", s.last_reply)
+                    .kv("until_s", log::seconds_text(*s.suspended_until - now)).kv("reply", s.last_reply)
                     .kv("restored", "yes"));
 }
 

@@ -285,10 +285,10 @@ TEST_CASE("settled_lines: what follows the recipients' lines") {
 }
 
 TEST_CASE("seconds_text: µs as tenths of seconds") {
-  CHECK(seconds_text(0) == "0.0");
-  CHECK(seconds_text(90 * S) == "90.0");
-  CHECK(seconds_text(1'260'000) == "1.3");
-  CHECK(seconds_text(-2 * S) == "-2.0");
+  CHECK(log::seconds_text(0) == "0.0");
+  CHECK(log::seconds_text(90 * S) == "90.0");
+  CHECK(log::seconds_text(1'260'000) == "1.3");
+  CHECK(log::seconds_text(-2 * S) == "-2.0");
 }
 
 TEST_CASE("recovery_lines: the count, then each uncertain recipient and each held message") {
