@@ -33,16 +33,15 @@
 #include "queue/spool.h"
 #include "queue/store_worker.h"
 #include "unit/daemon/log_capture.h"
+#include "unit/daemon/submission_side.h"
 #include "unit/daemon/run_loop.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
-using outbox::daemon::LoopPoster;
 using outbox::daemon::Server;
 using outbox::queue::BodyReader;
 using outbox::queue::Spool;
 using outbox::queue::StoreWorker;
-using outbox::queue::test::TempDir;
 
 namespace {
 
@@ -133,44 +132,14 @@ std::string body_of(std::size_t size, char fill) {
   return b;
 }
 
-// The daemon's submission side on the test's loop, as main.cpp wires it,
-// except that what the relay would be handed is recorded here.
-struct Submission {
-  struct Handed {
-    std::string id;
-    std::string text;
-  };
-
-  TempDir dir;
-  std::string socket_path = dir.file("submit.sock");
-  std::shared_ptr<const outbox::Config> config;
-  uv_loop_t loop{};
-  std::unique_ptr<LoopPoster> poster;
-  std::unique_ptr<StoreWorker> store;
-  std::unique_ptr<Server> server;
-  bool wants_text = true;
-  std::vector<Handed> handed;         // every message_accepted, in order (text may be empty)
+// The submission side (unit/daemon/submission_side.h), listening, with the
+// test's clients pumped between loop iterations.
+struct Submission : outbox::daemon::test::SubmissionSide {
   std::size_t peak_held = 0;          // Server::held_text() seen between loop iterations
   std::vector<Client*> clients;       // pumped on every iteration
 
-  explicit Submission(const std::string& extra_limits = "") {
-    outbox::daemon::test::log_capture();
+  explicit Submission(const std::string& extra_limits = "") : SubmissionSide(extra_limits) {
     std::signal(SIGPIPE, SIG_IGN);   // as outboxd does: a write to a client gone away is EPIPE
-    const std::string path = dir.file("outbox.toml");
-    std::ofstream(path) << "[spool]\npath = \"" << dir.file("spool.db") << "\"\n"
-                        << "[[listen]]\nname = \"local\"\npath = \"" << socket_path << "\"\n"
-                        << "[host]\nname = \"outbox.test\"\ndomain = \"example.test\"\n"
-                        << "[limits]\nmin_data_rate = 0\n" << extra_limits
-                        << "[[upstream]]\nname = \"local\"\ndeliver = \"maildir:" << dir.file("Maildir") << "\"\n"
-                        << "[[route]]\nsender = \"*\"\nupstreams = [\"local\"]\n";
-    config = std::make_shared<const outbox::Config>(outbox::load_config(path));
-    uv_loop_init(&loop);
-    poster = std::make_unique<LoopPoster>(&loop);
-    store = std::make_unique<StoreWorker>(config->spool_path,
-                                          [p = poster.get()](std::function<void()> fn) { p->post(std::move(fn)); });
-    server = std::make_unique<Server>(&loop, config, *store);
-    server->set_on_accepted([this](const std::string& id, std::string text) { handed.push_back({id, std::move(text)}); },
-                            [this] { return wants_text; });
     server->bind_listeners();
   }
   ~Submission() {
@@ -178,11 +147,6 @@ struct Submission {
     bool drained = false;
     server->shutdown(2000ms, [&] { drained = true; });
     run_until([&] { return drained; }, 10s);
-    store.reset();      // finishes what is queued; its completions wait in the poster
-    poster->close();    // runs them
-    uv_run(&loop, UV_RUN_DEFAULT);
-    server.reset();
-    uv_loop_close(&loop);
   }
 
   bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 30s) {

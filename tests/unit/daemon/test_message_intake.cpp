@@ -20,60 +20,20 @@
 #include "daemon/server.h"
 #include "queue/spool.h"
 #include "queue/store_worker.h"
-#include "unit/daemon/log_capture.h"
+#include "unit/daemon/submission_side.h"
 #include "unit/daemon/run_loop.h"
 #include "unit/queue/helpers.h"
 
 using namespace std::chrono_literals;
-using outbox::daemon::LoopPoster;
 using outbox::daemon::MessageIntake;
-using outbox::daemon::Server;
 using outbox::queue::Spool;
-using outbox::queue::StoreWorker;
-using outbox::queue::test::TempDir;
 namespace protocol = outbox::protocol;
 
 namespace {
 
-struct Rig {
-  struct Handed {
-    std::string id;
-    std::string text;
-  };
-  TempDir dir;
-  std::shared_ptr<const outbox::Config> config;
-  uv_loop_t loop{};
-  std::unique_ptr<LoopPoster> poster;
-  std::unique_ptr<StoreWorker> store;
-  std::unique_ptr<Server> server;
-  std::vector<Handed> handed;
+struct Rig : outbox::daemon::test::SubmissionSide {
   std::vector<bool> answers;   // the commit answers, in order
   int appends_done = 0;
-
-  Rig() {
-    outbox::daemon::test::log_capture();
-    const std::string path = dir.file("outbox.toml");
-    std::ofstream(path) << "[spool]\npath = \"" << dir.file("spool.db") << "\"\n"
-                        << "[[listen]]\nname = \"local\"\npath = \"" << dir.file("submit.sock") << "\"\n"
-                        << "[host]\nname = \"outbox.test\"\ndomain = \"example.test\"\n"
-                        << "[[upstream]]\nname = \"local\"\ndeliver = \"maildir:" << dir.file("Maildir") << "\"\n"
-                        << "[[route]]\nsender = \"*\"\nupstreams = [\"local\"]\n";
-    config = std::make_shared<const outbox::Config>(outbox::load_config(path));
-    uv_loop_init(&loop);
-    poster = std::make_unique<LoopPoster>(&loop);
-    store = std::make_unique<StoreWorker>(config->spool_path,
-                                          [p = poster.get()](std::function<void()> fn) { p->post(std::move(fn)); });
-    server = std::make_unique<Server>(&loop, config, *store);
-    server->set_on_accepted([this](const std::string& id, std::string text) { handed.push_back({id, std::move(text)}); },
-                            [] { return true; });
-  }
-  ~Rig() {
-    store.reset();
-    poster->close();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    server.reset();
-    uv_loop_close(&loop);
-  }
 
   std::shared_ptr<MessageIntake> intake(std::optional<std::uint32_t> uid = std::nullopt) {
     MessageIntake::Events ev;

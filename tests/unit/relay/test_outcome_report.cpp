@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "daemon/outcome_report.h"
+#include "unit/relay/recipient_results.h"
 
 using namespace outbox;
 using namespace outbox::daemon;
@@ -21,13 +22,7 @@ constexpr std::int64_t T0 = 1'700'000'000 * S;
 
 client::RecipientResult result(std::string address, Outcome o, int code, protocol::EnhancedStatus st,
                                std::string text, Stage stage = Stage::Rcpt) {
-  client::RecipientResult r;
-  r.address = std::move(address);
-  r.outcome = o;
-  r.stage = stage;
-  r.status = st;
-  r.reply = protocol::SmtpReply::make(code, st, std::move(text));
-  return r;
+  return outbox::test::recipient_result(std::move(address), o, code, st, std::move(text), stage);
 }
 
 client::RecipientResult sent(std::string a) { return result(std::move(a), Outcome::Delivered, 250, {2, 0, 0}, "ok"); }

@@ -11,6 +11,7 @@
 
 #include "daemon/settle.h"
 #include "protocol/reply_rules.h"
+#include "unit/relay/recipient_results.h"
 
 using namespace outbox;
 using namespace outbox::daemon;
@@ -23,17 +24,6 @@ namespace {
 
 constexpr std::int64_t S = 1'000'000;
 constexpr std::int64_t T0 = 1'700'000'000 * S;
-
-client::RecipientResult result(std::string address, Outcome o, Stage stage, int code, protocol::EnhancedStatus st,
-                               std::string text) {
-  client::RecipientResult r;
-  r.address = std::move(address);
-  r.outcome = o;
-  r.stage = stage;
-  r.status = st;
-  r.reply = protocol::SmtpReply::make(code, st, std::move(text));
-  return r;
-}
 
 client::MessageReport report_of(std::vector<client::RecipientResult> rs) {
   client::MessageReport r;
@@ -63,13 +53,15 @@ protocol::UpstreamSummary upstream() {
 // 550 at MAIL with "not allowed to send": the generic diagnosis reads a
 // sender mismatch (its hint below).
 client::RecipientResult sender_refused() {
-  return result("a@x.test", Outcome::Permanent, Stage::Mail, 550, {5, 7, 1}, "sender not allowed to send");
+  return outbox::test::recipient_result("a@x.test", Outcome::Permanent, 550, {5, 7, 1}, "sender not allowed to send",
+                                        Stage::Mail);
 }
 const std::string kSenderHint =
     "the server refused this envelope sender: set envelope_from to an address the account may use";
 // 451 DT:SPM after the dot: temporary, with 163's spam hint.
 client::RecipientResult spam_later() {
-  return result("a@x.test", Outcome::Temporary, Stage::DataEnd, 451, {4, 3, 0}, "DT:SPM 163 smtp");
+  return outbox::test::recipient_result("a@x.test", Outcome::Temporary, 451, {4, 3, 0}, "DT:SPM 163 smtp",
+                                        Stage::DataEnd);
 }
 const std::string kSpamHint = "163 classified the message as spam: change its content, or send fewer similar messages";
 
@@ -125,7 +117,7 @@ TEST_CASE("attempt_notes: the hint, the verdict's action and its retry after") {
 }
 
 TEST_CASE("attempt_notes: a delivered message has no notes, whatever its replies say") {
-  auto ok = result("a@x.test", Outcome::Delivered, Stage::DataEnd, 250, {2, 0, 0}, "ok");
+  auto ok = outbox::test::recipient_result("a@x.test", Outcome::Delivered, 250, {2, 0, 0}, "ok", Stage::DataEnd);
   ok.verdict = verdict(ReplyAction::Retry, std::chrono::seconds(120));
   auto report = report_of({ok});
   queue::AfterAttempt after;
