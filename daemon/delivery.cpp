@@ -116,7 +116,7 @@ void Delivery::release_held(std::string_view unsent_why, const char* park_why) {
     // Its mark's completion finds nothing; this outcome, written after the
     // mark (the writer keeps order), puts its recipients back to pending.
     client::MessageReport report = unsent_report(job->msg, unsent_why);
-    relay_.message_done(*this, std::move(*job), std::move(report), link_ ? link_->peer_address() : "");
+    relay_.message_done(*this, std::move(*job), std::move(report));
   }
   for (auto& job : slots_.take_held()) relay_.park_now(job.msg.id, park_why);
 }
@@ -359,7 +359,7 @@ void Delivery::handle(client::Action& action) {
           feed_body(a.id);
         } else if constexpr (std::is_same_v<T, client::MessageDone>) {
           if (auto job = slots_.done(a.report.id))   // its mark's late completion finds nothing
-            relay_.message_done(*this, std::move(*job), std::move(a.report), link_ ? link_->peer_address() : "");
+            relay_.message_done(*this, std::move(*job), std::move(a.report));
         } else if constexpr (std::is_same_v<T, client::SessionFailed>) {
           // The upstream refused our OAuth2 access token (535, or 334 with a
           // JSON error): the next connection refreshes it first.

@@ -185,7 +185,7 @@ void MaildirCarrier::report(client::Outcome outcome, client::Scope scope, protoc
     r.recipients.push_back(std::move(rr));
   }
   const bool upstream_fault = outcome != client::Outcome::Delivered && scope == client::Scope::Upstream;
-  relay_.message_done(*this, std::move(job), std::move(r), "");
+  relay_.message_done(*this, std::move(job), std::move(r));
   if (upstream_fault || aborted_ || quit_) return finish();
   // Ready for the next message, as an SMTP session says Ready after each
   // transaction: without it the scheduler kept this connection busy for

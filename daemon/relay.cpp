@@ -423,7 +423,7 @@ void Relay::expire(const std::string& id, const std::string& upstream, const std
   f.detail = why;
   client::MessageReport report = setup_report(job.msg, f);
   const UpstreamRuntime* rt = gen_->find(upstream);
-  settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), "", true, now_us());
+  settle(rt ? rt->cfg : nullptr, std::move(job), std::move(report), true, now_us());
 }
 
 void Relay::hand(const std::string& upstream, queue::ConnId conn, Job job) {
@@ -517,7 +517,7 @@ void Relay::suspend(const std::string& upstream, const client::SessionFailure& f
   if (incidents_.failed(upstream, f, conn, now)) persist_upstreams();
 }
 
-void Relay::message_done(Carrier& d, Job job, client::MessageReport report, const std::string& peer) {
+void Relay::message_done(Carrier& d, Job job, client::MessageReport report) {
   const std::int64_t now = now_us();
   const bool upstream_fault = !report.all_delivered() && report.scope() == client::Scope::Upstream;
   if (upstream_fault) {
@@ -526,7 +526,7 @@ void Relay::message_done(Carrier& d, Job job, client::MessageReport report, cons
   } else {
     incidents_.delivered(d.upstream_name(), job.handed_at);
   }
-  settle(d.upstream().cfg, std::move(job), std::move(report), peer, upstream_fault, now);
+  settle(d.upstream().cfg, std::move(job), std::move(report), upstream_fault, now);
 }
 
 void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
@@ -559,7 +559,7 @@ void Relay::session_failed(Carrier& d, const client::SessionFailure& failure) {
         std::optional<protocol::ReplyVerdict> verdict;
         if (failure.reply) verdict = protocol::match_reply(cfg.replies.get(), *failure.reply);
         client::MessageReport report = setup_report(job.msg, failure, verdict);
-        settle(&cfg, std::move(job), std::move(report), "", true, now);
+        settle(&cfg, std::move(job), std::move(report), true, now);
       }
     }
   }
@@ -583,8 +583,8 @@ void Relay::delivery_finished(Carrier& d) {
 
 // --- outcomes -----------------------------------------------------------------------------
 
-void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport report, const std::string& peer,
-                   bool upstream_fault, std::int64_t now) {
+void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport report, bool upstream_fault,
+                   std::int64_t now) {
   const auto& m = job.msg;
   const RetryConfig& retry = gen_->config->retry;
   OutcomeInput in;
@@ -596,8 +596,10 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
   in.upstream_fault = upstream_fault;
   in.lifetime = retry.lifetime;
   in.hold_uncertain = retry.uncertain == RetryConfig::Uncertain::Hold;
+  // The upstream's summary feeds only a failure's diagnosis: not made for
+  // the delivered messages, which are nearly all of them.
   std::optional<protocol::UpstreamSummary> summary;
-  if (up) summary = upstream::summary(*up);
+  if (up && report.first_failure()) summary = upstream::summary(*up);
   AttemptNotes notes = attempt_notes(report, summary ? &*summary : nullptr, in.after, now);
   in.after = notes.after;
   in.hint = notes.hint;
@@ -636,7 +638,7 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
         *dsn_made = true;
       },
       [this, alive = std::weak_ptr<bool>(alive_), out, m, after, dsn_made, dsn_id = dsn.dsn_id,
-       notes = std::move(notes), peer, relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
+       notes = std::move(notes), relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
         if (after->exists && after->state == queue::kDeferred &&

@@ -89,7 +89,7 @@ class Relay {
   static std::int64_t now();   // the wall clock, µs (the one place the relay reads it)
   // --- from deliveries ---
   void delivery_ready(Carrier& d);
-  void message_done(Carrier& d, Job job, protocol::client::MessageReport report, const std::string& peer);
+  void message_done(Carrier& d, Job job, protocol::client::MessageReport report);
   void session_failed(Carrier& d, const protocol::client::SessionFailure& failure);
   void delivery_finished(Carrier& d);
   void park_now(const std::string& id, std::string why);
@@ -131,8 +131,8 @@ class Relay {
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
   // Records one message's outcome (spool, DSN, log); what it says is
   // daemon/settle.h's (pure).
-  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, const std::string& peer,
-              bool upstream_fault, std::int64_t now);
+  void settle(const UpstreamConfig* up, Job job, protocol::client::MessageReport report, bool upstream_fault,
+              std::int64_t now);
   // --- operator actions (daemon/relay_operator.cpp) ---
   // [bounces] delay_warnings: on the operator poll's timer, every
   // sweep_interval() (daemon/delay_warnings.h).

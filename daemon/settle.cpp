@@ -1,7 +1,6 @@
 #include "daemon/settle.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "protocol/reply_rules.h"
 
