@@ -11,9 +11,10 @@
 #
 # Env: SIZE (5000), SESS (20), OPTS (smtp-source options, e.g. -d), UPC (upstream
 # max_connections, 10), LOGLEVEL (info), NORELAY=1 (accept only).
-# Prints one line (accepted and end-to-end msg/s, outboxd CPU ms/msg, the
+# Prints two lines (accepted and end-to-end msg/s, outboxd CPU ms/msg, the
 # sink's and the source's CPU) and the directory holding the spool, log,
-# per-thread CPU and perf output.
+# per-thread CPU and perf output. The second line splits outboxd's CPU into
+# user and kernel time.
 set -u
 build=$1; n=$2; mode=${3:-}
 size=${SIZE:-5000}; sess=${SESS:-20}
@@ -50,6 +51,7 @@ for _ in $(seq 50); do ss -ltn "sport = :$port" | grep -q LISTEN && break; sleep
 threads() { for t in /proc/$pid/task/*; do
   echo "$(basename "$t"):$(tr -d " \n" < "$t/comm") $(awk '{print $14+$15}' "$t/stat") $(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v + n}' "$t/status")"; done; }
 cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
+read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
 threads > "$w/threads0"
 ppid=""
 case "$mode" in
@@ -69,15 +71,17 @@ if [ -z "${NORELAY:-}" ]; then
 fi
 t2=$(date +%s.%N)
 cpu1=$(awk '{print $14+$15}' /proc/$pid/stat)
+read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
 threads > "$w/threads1"
 [ -n "$ppid" ] && { kill -INT $ppid; wait $ppid; }
 sinkcpu=$(awk '{print $14+$15}' /proc/$sinkpid/stat)
 tck=$(getconf CLK_TCK)
 read -r su ss < <(tail -1 "$w/source.txt")
 awk -v n="$n" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c0="$cpu0" -v c1="$cpu1" -v sc="$sinkcpu" -v tck="$tck" \
-    -v su="$su" -v ss="$ss" 'BEGIN {
+    -v su="$su" -v ss="$ss" -v u0="$u0" -v u1="$u1" -v s0="$s0" -v s1="$s1" 'BEGIN {
   printf "accepted=%.0f/s e2e=%.0f/s cpu_ms_per_msg=%.3f sink_cpu_ms_per_msg=%.3f source_cpu_ms_per_msg=%.3f\n",
-    n / (t1 - t0), n / (t2 - t0), (c1 - c0) * 1000 / tck / n, sc * 1000 / tck / n, (su + ss) * 1000 / n }'
+    n / (t1 - t0), n / (t2 - t0), (c1 - c0) * 1000 / tck / n, sc * 1000 / tck / n, (su + ss) * 1000 / n
+  printf "outboxd_user_ms_per_msg=%.3f outboxd_kernel_ms_per_msg=%.3f\n", (u1 - u0) * 1000 / tck / n, (s1 - s0) * 1000 / tck / n }'
 join "$w/threads0" "$w/threads1" | awk -v n="$n" -v tck="$tck" '{ printf "thread %s cpu_ms_per_msg=%.3f switches_per_msg=%.2f\n", $1, ($4 - $2) * 1000 / tck / n, ($5 - $3) / n }' \
   > "$w/threads.txt"
 if [ "$mode" = stat ] && [ -n "${PERTHREAD:-}" ]; then
