@@ -34,20 +34,34 @@ const UpstreamConfig* find_upstream(const Config& config, std::string_view name)
   return nullptr;
 }
 
-std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::string_view sender) {
+namespace {
+
+std::vector<const UpstreamConfig*> upstreams_of(const Config& config, const RouteConfig* route) {
   std::vector<const UpstreamConfig*> out;
-  const RouteConfig* route = find_route(config, sender);
   if (!route) return out;
   for (const auto& name : route->upstreams)
     if (const UpstreamConfig* u = find_upstream(config, name)) out.push_back(u);
   return out;
 }
 
+}  // namespace
+
+std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::string_view sender) {
+  return upstreams_of(config, find_route(config, sender));
+}
+
+MessageRoute route_for_message(const Config& config, std::string_view sender,
+                               const std::vector<std::string>& recipients) {
+  MessageRoute out{find_route(config, sender), false};
+  if (sender.empty() && !recipients.empty() && upstreams_of(config, out.route).empty())
+    if (const RouteConfig* r = find_route(config, recipients.front()); r && !upstreams_of(config, r).empty())
+      out = {r, true};
+  return out;
+}
+
 std::vector<const UpstreamConfig*> upstreams_for_message(const Config& config, std::string_view sender,
                                                          const std::vector<std::string>& recipients) {
-  auto ups = upstreams_for(config, sender);
-  if (ups.empty() && sender.empty() && !recipients.empty()) ups = upstreams_for(config, recipients.front());
-  return ups;
+  return upstreams_of(config, route_for_message(config, sender, recipients).route);
 }
 
 std::string envelope_sender_for(const UpstreamConfig& upstream, std::string_view sender) {

@@ -37,10 +37,19 @@ const RouteConfig* find_route(const Config& config, std::string_view sender);
 // them anyway). Empty: no route.
 std::vector<const UpstreamConfig*> upstreams_for(const Config& config, std::string_view sender);
 
-// A queued message's upstreams: its sender's route; a bounce (the null
+// The route a queued message takes: its sender's; a bounce (the null
 // sender) that no route takes goes the way its recipient, the original
 // sender, would send (SPEC: "a bounce with no route uses its message's
-// route"). Empty: no route, the message waits.
+// route"). route nullptr: no route, the message waits.
+struct MessageRoute {
+  const RouteConfig* route = nullptr;
+  bool by_recipient = false;   // a bounce routed as its recipient's mail
+};
+MessageRoute route_for_message(const Config& config, std::string_view sender,
+                               const std::vector<std::string>& recipients);
+
+// The upstreams of route_for_message's route, in failover order. Empty: no
+// route, the message waits.
 std::vector<const UpstreamConfig*> upstreams_for_message(const Config& config, std::string_view sender,
                                                          const std::vector<std::string>& recipients);
 

@@ -1,5 +1,8 @@
 #include "tools/outboxctl/route.h"
 
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "daemon/routing.h"
@@ -52,11 +55,14 @@ int cmd_route(const Config& config, const std::string& sender_arg, const std::op
                    : !p.rest.empty() || p.domain.empty() ? "not an address with a domain"
                                                           : "";
   }
-  const RouteConfig* route = routing::find_route(config, sender);
+  // The relay's own rule, so that a bounce shows the route it would take.
+  std::vector<std::string> rcpts;
+  if (recipient && rcpt_problem.empty()) rcpts.push_back(*recipient);
+  const auto [route, by_recipient] = routing::route_for_message(config, sender, rcpts);
   std::size_t route_no = 0;
   for (std::size_t i = 0; i < config.routes.size(); ++i)
     if (&config.routes[i] == route) route_no = i + 1;
-  auto ups = routing::upstreams_for(config, sender);
+  auto ups = routing::upstreams_for_message(config, sender, rcpts);
   auto check = routing::check_sender(config, sender);
   const bool ok = route && check.allowed && sender_problem.empty() && rcpt_problem.empty();
 
@@ -68,7 +74,8 @@ int cmd_route(const Config& config, const std::string& sender_arg, const std::op
       j["recipient"] = *recipient;
       if (!rcpt_problem.empty()) j["recipient_problem"] = rcpt_problem;
     }
-    j["route"] = route ? nlohmann::json{{"index", route_no}, {"sender", route->sender}} : nlohmann::json(nullptr);
+    j["route"] = route ? nlohmann::json{{"index", route_no}, {"sender", route->sender}, {"by_recipient", by_recipient}}
+                       : nlohmann::json(nullptr);
     auto arr = nlohmann::json::array();
     for (std::size_t i = 0; i < ups.size(); ++i) {
       const auto& u = *ups[i];
@@ -91,9 +98,14 @@ int cmd_route(const Config& config, const std::string& sender_arg, const std::op
   if (!route) {
     io.out << "route: none (no [[route]] matches): accepted, then it waits with last error \"no route\" "
               "until a route exists\n";
+    if (sender.empty() && !recipient)
+      io.out << "  (a bounce with no route of its own goes the way its recipient's mail would: "
+                "give the recipient to see that route)\n";
   } else {
     io.out << "route: [[route]] " << route_no << " of " << config.routes.size() << ", sender = \""
-           << route->sender << "\"\n";
+           << route->sender << "\"";
+    if (by_recipient) io.out << ", the recipient's: a bounce with no route of its own goes the way its recipient's mail would";
+    io.out << "\n";
     for (std::size_t i = 0; i < ups.size(); ++i) {
       const auto& u = *ups[i];
       io.out << "  " << (i + 1) << ". " << u.name << ": " << where(u);

@@ -108,3 +108,30 @@ TEST_CASE("route --json") {
   CHECK(r.out.find("\"failover\": true") != std::string::npos);
   CHECK(r.out.find("\"from_header\": \"someone@163.com\"") != std::string::npos);
 }
+
+TEST_CASE("route <> RECIPIENT: a bounce with no route of its own shows the route the relay gives it") {
+  auto c = config_from(kConfig);
+  auto r = run(c, "<>", std::string("someone@163.com"));
+  CHECK(r.rc == 0);
+  CHECK(r.out ==
+        "sender: <> (the null sender)\n"
+        "route: [[route]] 1 of 2, sender = \"*@163.com\", the recipient's: a bounce with no route of its own "
+        "goes the way its recipient's mail would\n"
+        "  1. 163: smtp.163.com:465 (implicit TLS), as someone@163.com; MAIL FROM:<>; "
+        "From: rewritten to someone@163.com, the original in Reply-To:\n"
+        "  2. relay: relay.example.net:587 (STARTTLS); MAIL FROM:<>  [failover]\n"
+        "recipient: someone@163.com: ok\n"
+        "submission: accepted\n");
+  r = run(c, "<>", std::string("someone@163.com"), true);
+  CHECK(r.out.find("\"by_recipient\": true") != std::string::npos);
+  // A recipient no route takes either: no route, as the relay would find.
+  r = run(c, "<>", std::string("app@nowhere.test"));
+  CHECK(r.rc == 1);
+  CHECK(r.out.find("route: none") != std::string::npos);
+  // Without a recipient, the hint how to see a bounce's route.
+  r = run(c, "<>");
+  CHECK(r.out.find("give the recipient to see that route") != std::string::npos);
+  // A sender with a route of its own: the recipient changes nothing.
+  r = run(c, "ceo@example.com", std::string("someone@163.com"));
+  CHECK(r.out.find("sender = \"*@example.com\"\n") != std::string::npos);
+}

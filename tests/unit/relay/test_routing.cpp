@@ -147,6 +147,13 @@ TEST_CASE("a queued message's upstreams: a bounce no route takes goes its recipi
   CHECK(names("", {"a@163.com", "b@example.org"}) == V{"163", "relay"});   // the first recipient decides
   CHECK(names("", {"a@example.org"}) == V{});
   CHECK(names("", {}) == V{});
+  auto bounce = routing::route_for_message(c, "", {"a@163.com"});
+  CHECK(bounce.route == &c.routes[0]);
+  CHECK(bounce.by_recipient);
+  CHECK_FALSE(routing::route_for_message(c, "a@163.com", {"x@example.org"}).by_recipient);
+  CHECK(routing::route_for_message(c, "", {"a@example.org"}).route == nullptr);
   c.routes.push_back({"<>", {"relay"}});                       // a route for bounces wins over the fallback
   CHECK(names("", {"a@163.com"}) == V{"relay"});
+  CHECK(routing::route_for_message(c, "", {"a@163.com"}).route == &c.routes[1]);
+  CHECK_FALSE(routing::route_for_message(c, "", {"a@163.com"}).by_recipient);
 }
