@@ -394,7 +394,7 @@ std::vector<DeliveryStore::DelayCandidate> DeliveryStore::delay_candidates(std::
                                                                            std::size_t limit) {
   Q q(spool_,
       "SELECT id, sender, created, smtputf8 FROM messages INDEXED BY messages_waiting_since "
-      "WHERE state IN ('queued', 'active', 'deferred') AND created > ?1 AND created <= ?2 AND sender != '' "
+      "WHERE (state IN ('queued', 'deferred') OR state = 'active') AND created > ?1 AND created <= ?2 AND sender != '' "
       "ORDER BY created, rowid LIMIT ?3");
   q.i64(1, after).i64(2, upto).i64(3, static_cast<std::int64_t>(limit));
   std::vector<DelayCandidate> out;

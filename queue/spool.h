@@ -199,7 +199,7 @@ class Spool {
   // --- delivery history (writer; the relay engine; joins any open transaction) ---
   void add_attempt(std::string_view id, const AttemptRecord& a);
 
-  static constexpr int kSchemaVersion = 6;   // PRAGMA user_version after migration
+  static constexpr int kSchemaVersion = 7;   // PRAGMA user_version after migration
   int schema_version();
   Mode mode() const { return mode_; }
   const std::string& path() const { return path_; }

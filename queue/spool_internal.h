@@ -120,7 +120,7 @@ constexpr const char* kLastOperatorSeq = "SELECT MAX(seq) FROM operator_log";
 // prefers messages_state (state IN ...) and walks every waiting row.
 constexpr const char* kOldestWaiting =
     "SELECT MIN(created) FROM messages INDEXED BY messages_waiting_since "
-    "WHERE state IN ('queued', 'active', 'deferred')";
+    "WHERE (state IN ('queued', 'deferred') OR state = 'active')";
 }  // namespace sql
 
 // One use of a cached prepared statement. Resetting on scope exit matters: a

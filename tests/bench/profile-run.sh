@@ -7,6 +7,10 @@
 #   MODE: (none)  rates and CPU per message
 #         stat    + system calls per message (perf stat, every thread;
 #                   PERTHREAD=1: counted per thread)
+#         trace   + time in system calls by thread (perf trace -s: where each
+#                   thread waits, e.g. the store writer in fdatasync; it slows
+#                   a busy thread: TRACE_THREAD=store traces that thread alone,
+#                   TRACE_EVENTS=fdatasync,futex those calls alone)
 #         perf    + perf record (FREQ, default 199 Hz; CG, default dwarf call graphs)
 #
 # Env: SIZE (5000), SESS (20), OPTS (smtp-source options, e.g. -d), UPC (upstream
@@ -56,6 +60,11 @@ threads > "$w/threads0"
 ppid=""
 case "$mode" in
   perf) perf record -F "${FREQ:-199}" ${CG:---call-graph dwarf,16384} -o "$w/perf.data" -p $pid 2>/dev/null & ppid=$! ;;
+  trace) target="-p $pid"
+    if [ -n "${TRACE_THREAD:-}" ]; then
+      for t in /proc/$pid/task/*; do [ "$(cat "$t/comm")" = "$TRACE_THREAD" ] && target="-t $(basename "$t")"; done
+    fi
+    perf trace -s $target ${TRACE_EVENTS:+-e $TRACE_EVENTS} -o "$w/trace.txt" >/dev/null 2>&1 & ppid=$! ;;
   stat) perf stat ${PERTHREAD:+--per-thread} -e 'syscalls:sys_enter_*' -p $pid -o "$w/stat.txt" 2>/dev/null & ppid=$! ;;
 esac
 [ -n "$ppid" ] && sleep 0.5
