@@ -120,6 +120,33 @@ TEST_CASE("spool: migrating an empty v0 database, reopening keeps data, newer ve
   }
 }
 
+TEST_CASE("spool: v6 -> v7 rebuilds messages_waiting_since with the same rows, its queries still use it") {
+  TempDir dir;
+  auto path = dir.file("spool.db");
+  {
+    // A v6 spool: the index as v6 made it, the version put back.
+    auto s = Spool::open(path);
+    exec(s->handle(), "INSERT INTO messages(id, state, sender, created, updated) VALUES "
+                      "('A', 'sent', '', 10, 10), ('B', 'deferred', '', 30, 30), ('C', 'queued', '', 20, 20), "
+                      "('D', 'held', '', 5, 5), ('E', 'active', '', 15, 15), ('F', 'failed', '', 1, 1)");
+    exec(s->handle(), "DROP INDEX messages_waiting_since");
+    exec(s->handle(), "CREATE INDEX messages_waiting_since ON messages(created) "
+                      "WHERE state IN ('queued', 'active', 'deferred')");
+    exec(s->handle(), "PRAGMA user_version=6");
+  }
+  auto s = Spool::open(path);
+  CHECK(s->schema_version() == 7);
+  CHECK(query1(s->handle(), "SELECT sql FROM sqlite_master WHERE name = 'messages_waiting_since'").find(
+            "OR state = 'active'") != std::string::npos);
+  CHECK(query1(s->handle(), "SELECT group_concat(id, '') FROM (SELECT id FROM messages INDEXED BY "
+                            "messages_waiting_since WHERE (state IN ('queued', 'deferred') OR state = 'active') "
+                            "ORDER BY created)") == "ECB");
+  CHECK(s->oldest_waiting() == 15);
+  // A state change moves a row in or out of it, as before.
+  exec(s->handle(), "UPDATE messages SET state = 'sent' WHERE id = 'E'");
+  CHECK(s->oldest_waiting() == 20);
+}
+
 TEST_CASE("spool: open errors carry the SQLite code") {
   TempDir dir;
   try {
