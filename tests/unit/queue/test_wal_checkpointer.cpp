@@ -101,13 +101,16 @@ TEST_CASE("wal checkpointer: above restart_pages the writer resets the WAL once 
   o.max_wal_pages = 100000;    // no last resort either
   StoreWorker w(path, inline_poster(), o);
   QueueIdGenerator g;
-  submit_steady(w, g, 300);    // ~1,500 pages
+  submit_steady(w, g, 900);    // ~5,000 pages
   auto st = w.checkpoint_stats();
   CHECK(st.writer >= 1);
   CHECK(st.background.passive >= 1);
-  // Reset to its start each time: the file stays near restart_pages frames,
-  // far below the ~1,500 pages written.
-  CHECK(wal_size(path) < 800 * 4120);
+  // Reset to its start each time: the file stays at restart_pages frames
+  // plus however far the checkpointer lagged at its worst (a reset waits for
+  // it to catch up), below the ~5,000 pages written. How far it lags is the
+  // machine's: on a loaded one the file reached 820 pages of 1,500 written
+  // and 2,023 of 5,000. Without a reset it would hold every page written.
+  CHECK(wal_size(path) < 4000 * 4120);
 }
 
 TEST_CASE("wal checkpointer: when it never runs, the writer bounds the WAL itself (last resort)") {
