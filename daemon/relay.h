@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "daemon/alerter.h"
+#include "daemon/claim_clock.h"
 #include "daemon/delay_warnings.h"
 #include "daemon/fleet_quota.h"
 #include "daemon/config.h"
@@ -111,8 +112,9 @@ class Relay {
   // --- scheduling ---
   void tick();                 // claim due messages, then decide
   void decide();               // run the scheduler's decisions
-  void arm_timer();            // one timer at the earliest wake-up
+  void arm_timer();            // one timer at the earliest wake-up (clock_ says when)
   void schedule_claim(std::chrono::milliseconds after);
+  TimerState timer_state() const;   // timer_ as libuv has it, for clock_
   std::vector<std::string> route_of(const queue::DueMessage& m) const;
   void park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
             const std::string& why);
@@ -180,15 +182,14 @@ class Relay {
   bool delay_sweeping_ = false;
   static constexpr int kDelayNoticesPerSweep = 64;
   std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
-  bool started_ = false;
-  bool claiming_ = false;
-  bool claim_again_ = false;
+  // When to claim next (daemon/claim_clock.h, pure): started, the claim
+  // under way, the spool's next due time.
+  ClaimClock clock_;
   bool deciding_ = false;
   bool decide_again_ = false;
   bool stopping_ = false;
   bool op_polling_ = false;
   std::int64_t op_seq_ = 0;          // last operator_log row acted on
-  std::optional<std::int64_t> spool_next_due_;
   std::function<void()> on_stopped_;
   int store_ops_ = 0;
   std::map<std::string, Job> claimed_;   // claimed, not yet handed to a connection
