@@ -409,31 +409,21 @@ void Relay::hand(const std::string& upstream, queue::ConnId conn, Job job) {
   const UpstreamRuntime* rt = gen_->find(upstream);
   if (!fleet_.active() || !rt || sched_.ledger_span(upstream) <= 0) return hand_now(upstream, conn, std::move(job));
   const auto recipients = static_cast<std::uint32_t>(job.msg.recipients.size());
-  reserving_[conn] = Reserving{upstream, std::move(job)};
+  gate_.wait(conn, upstream, std::move(job));
   fleet_.reserve(*rt->cfg, sched_.windows(upstream), recipients, now_us(), alive_,
                  [this, conn](QuotaAnswer a) { guard("quota answer", [&] { reserved(conn, std::move(a)); }); });
 }
 
 void Relay::reserved(queue::ConnId conn, QuotaAnswer a) {
-  auto it = reserving_.find(conn);
-  if (it == reserving_.end()) return;
-  Reserving r = std::move(it->second);
-  reserving_.erase(it);
-  if (a.kind != QuotaAnswer::Kind::Denied) {
-    hand_now(r.upstream, conn, std::move(r.job));
+  std::optional<QuotaGate::Step> step = gate_.answered(conn, a);
+  if (!step) return;
+  if (step->hand) {
+    hand_now(step->upstream, conn, std::move(step->job));
     maybe_stopped();
     return;
   }
-  // The fleet's budget is used up (other hosts sent through this account):
-  // this host waits for the window too, and the message says why.
-  sched_.hold_quota(r.upstream, a.free_at);
-  queue::WindowUse w;
-  w.window = a.window;
-  w.used = a.used;
-  w.full = w.fleet = true;
-  w.free_at = a.free_at;
-  park(r.job.msg.id, a.free_at, queue::WaitReason::RateLimited, r.upstream,
-       "upstream \"" + r.upstream + "\" " + queue::quota_words(w));
+  sched_.hold_quota(step->upstream, step->until);
+  park(step->job.msg.id, step->until, queue::WaitReason::RateLimited, step->upstream, step->why);
   sched_.connection_ready(conn);
   maybe_stopped();
   if (!stopping_) decide();
@@ -655,7 +645,7 @@ void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<voi
 
 void Relay::maybe_stopped() {
   if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || clock_.claiming() || op_polling_ ||
-      !reserving_.empty())
+      !gate_.empty())
     return;
   // An outcome not yet on disk keeps us up, within the grace period.
   if (recorder_->pending() > 0 && !aborted_) return;

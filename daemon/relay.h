@@ -33,6 +33,7 @@
 #include "daemon/loop_immediate.h"
 #include "daemon/loop_poster.h"
 #include "daemon/outcome_recorder.h"
+#include "daemon/quota_gate.h"
 #include "daemon/upstream_incidents.h"
 #include "daemon/upstream_tokens.h"
 #include "protocol/client_session.h"
@@ -127,7 +128,8 @@ class Relay {
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
   // A message the scheduler handed to connection `conn`: to the connection
-  // at once, or first through the fleet's shared ledger.
+  // at once, or first through the fleet's shared ledger (gate_ holds it
+  // meanwhile and says what the answer means).
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
   void reserved(queue::ConnId conn, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
@@ -210,11 +212,7 @@ class Relay {
   std::unique_ptr<FileWorker> file_worker_;
   // The fleet ledger ([quota] store).
   FleetQuota fleet_{loop_, [this](double share) { sched_.set_quota_share(share); }};
-  struct Reserving {
-    std::string upstream;
-    Job job;
-  };
-  std::map<queue::ConnId, Reserving> reserving_;   // waiting for the fleet's answer
+  QuotaGate gate_;   // messages waiting for the fleet's answer, and what it means
   // Access tokens of the auth = "oauth2" upstreams: their thread, made at
   // the first such upstream, and the tokens upstreams refused.
   UpstreamTokens tokens_;
