@@ -2,8 +2,8 @@
 // the store's client for the current configuration, the reservation of one
 // start for an upstream account, its answer brought back to the event loop,
 // and the degraded state (store unreachable: the local ledger at
-// fallback_share), logged once per change. The relay decides what an answer
-// means for the message (relay.cpp: hand, reserved).
+// fallback_share), logged once per change. What an answer means for the
+// message is daemon/quota_gate.h's; the relay does it (relay.cpp: hand, reserved).
 #pragma once
 #include <cstdint>
 #include <functional>

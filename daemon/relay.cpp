@@ -26,8 +26,6 @@ namespace client = protocol::client;
 
 namespace {
 
-constexpr std::size_t kMaxInMemory = 500;          // claimed messages not finished
-constexpr std::size_t kClaimBatch = 100;
 constexpr std::uint64_t kOperatorPollMs = 1000;     // SPEC: operator actions noticed within a second
 // Active messages that are not in flight (a delivery whose end was lost, an
 // outcome abandoned) are looked for this often while running, not only at start.
@@ -173,7 +171,7 @@ void Relay::start() {
         incidents_.restored(*states, now_us());
         // Rows written before this start are history, not requests.
         op_seq_ = *seq;
-        started_ = true;
+        clock_.start();
         tokens_.configure();
         fleet_.configure(gen_->config->quota);
         if (stopping_) return;
@@ -207,15 +205,14 @@ void Relay::reload(std::shared_ptr<const Config> config) {
 // --- time -----------------------------------------------------------------------------
 
 void Relay::kick() {
-  if (stopping_ || !started_) return;
-  if (claiming_) {
-    claim_again_ = true;
-    return;
-  }
-  // Coalesce: under a burst of submissions one claim every few milliseconds
-  // takes them all, instead of one spool query per accepted message.
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) && uv_timer_get_due_in(timer_) <= 20) return;
-  schedule_claim(std::chrono::milliseconds(10));
+  if (auto ms = clock_.kick(stopping_, timer_state())) schedule_claim(std::chrono::milliseconds(*ms));
+}
+
+TimerState Relay::timer_state() const {
+  TimerState t;
+  t.armed = uv_is_active(reinterpret_cast<const uv_handle_t*>(timer_)) != 0;
+  if (t.armed) t.due_in_ms = uv_timer_get_due_in(timer_);
+  return t;
 }
 
 void Relay::schedule_claim(std::chrono::milliseconds after) {
@@ -226,36 +223,22 @@ void Relay::schedule_claim(std::chrono::milliseconds after) {
 }
 
 void Relay::arm_timer() {
-  if (stopping_ || claiming_ || !started_) return;   // the claim's completion arms it
+  if (!clock_.may_arm(stopping_)) return;   // the claim's completion arms it
   const std::int64_t now = now_us();
-  std::optional<std::int64_t> at = sched_.next_wakeup(now);
-  // With the in-memory bound reached, the next claim waits for a message to
-  // finish (settle() arms the timer again), not for the clock.
-  if (spool_next_due_ && in_flight_.size() < kMaxInMemory && (!at || *spool_next_due_ < *at)) at = spool_next_due_;
-  if (!at) {
-    // Nothing due at any known time: new mail (kick) or an operator action wakes us.
-    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(timer_))) return;
-    return;
-  }
-  std::int64_t ms = std::max<std::int64_t>(0, (*at - now + 999) / 1000);
-  ms = std::min<std::int64_t>(ms, 24LL * 3600 * 1000);
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) &&
-      uv_timer_get_due_in(timer_) <= static_cast<std::uint64_t>(ms))
-    return;   // an earlier wake-up is armed already
-  schedule_claim(std::chrono::milliseconds(ms));
+  if (auto ms = clock_.wake_after(now, sched_.next_wakeup(now), in_flight_.size(), timer_state()))
+    schedule_claim(std::chrono::milliseconds(*ms));
 }
 
 void Relay::tick() {
-  if (stopping_ || claiming_) return;
+  if (!clock_.may_tick(stopping_)) return;
   graveyard_.clear();
   decide();   // messages held for a short suspension or rate window
-  if (in_flight_.size() >= kMaxInMemory) {
+  const std::size_t limit = ClaimClock::claim_limit(in_flight_.size());
+  if (limit == 0) {
     arm_timer();
     return;
   }
-  claiming_ = true;
-  claim_again_ = false;
-  const std::size_t limit = std::min(kClaimBatch, kMaxInMemory - in_flight_.size());
+  clock_.claim_started();
   auto due = std::make_shared<std::vector<queue::DueMessage>>();
   auto next = std::make_shared<std::optional<std::int64_t>>();
   auto no_route = std::make_shared<std::vector<std::string>>();
@@ -283,19 +266,15 @@ void Relay::tick() {
         *next = ds.next_due();
       },
       [this, due, next, limit, no_route, recovered](bool ok, std::string err) {
-        claiming_ = false;
         const std::int64_t now = now_us();
         if (!ok) {
+          clock_.claim_failed(now);
           log::error(log::Line("relay_error").kv("op", "claim").kv("error", err));
-          spool_next_due_ = now + 1'000'000;
           arm_timer();
           return;
         }
+        clock_.claimed(now, *next, due->size());
         if (*recovered) log_recovery(**recovered, true);
-        spool_next_due_ = *next;
-        // Due by the message's time but nothing claimable (its recipients are
-        // due later): do not spin on it.
-        if (due->empty() && spool_next_due_ && *spool_next_due_ <= now) spool_next_due_ = now + 1'000'000;
         for (const auto& id : *no_route)
           if (no_route_warned_.insert(id).second)
             log::warn(log::Line("no_route").kv("id", id)
@@ -316,7 +295,7 @@ void Relay::tick() {
         }
         if (stopping_) return;
         decide();
-        if (claim_again_ || due->size() == limit) schedule_claim(std::chrono::milliseconds(0));
+        if (clock_.claim_again(due->size(), limit)) schedule_claim(std::chrono::milliseconds(0));
         else arm_timer();
       });
 }
@@ -396,7 +375,7 @@ void Relay::decide() {
 void Relay::park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
                  const std::string& why) {
   in_flight_.erase(id);
-  if (!spool_next_due_ || until < *spool_next_due_) spool_next_due_ = until;
+  clock_.due_by(until);
   if (reason != queue::WaitReason::None)
     log::debug(log::Line("parked").kv("id", id).kv("wait", wait_name(reason)).kv("upstream", upstream)
                    .kv("until_s", log::seconds_text(until - now_us())));
@@ -430,31 +409,21 @@ void Relay::hand(const std::string& upstream, queue::ConnId conn, Job job) {
   const UpstreamRuntime* rt = gen_->find(upstream);
   if (!fleet_.active() || !rt || sched_.ledger_span(upstream) <= 0) return hand_now(upstream, conn, std::move(job));
   const auto recipients = static_cast<std::uint32_t>(job.msg.recipients.size());
-  reserving_[conn] = Reserving{upstream, std::move(job)};
+  gate_.wait(conn, upstream, std::move(job));
   fleet_.reserve(*rt->cfg, sched_.windows(upstream), recipients, now_us(), alive_,
                  [this, conn](QuotaAnswer a) { guard("quota answer", [&] { reserved(conn, std::move(a)); }); });
 }
 
 void Relay::reserved(queue::ConnId conn, QuotaAnswer a) {
-  auto it = reserving_.find(conn);
-  if (it == reserving_.end()) return;
-  Reserving r = std::move(it->second);
-  reserving_.erase(it);
-  if (a.kind != QuotaAnswer::Kind::Denied) {
-    hand_now(r.upstream, conn, std::move(r.job));
+  std::optional<QuotaGate::Step> step = gate_.answered(conn, a);
+  if (!step) return;
+  if (step->hand) {
+    hand_now(step->upstream, conn, std::move(step->job));
     maybe_stopped();
     return;
   }
-  // The fleet's budget is used up (other hosts sent through this account):
-  // this host waits for the window too, and the message says why.
-  sched_.hold_quota(r.upstream, a.free_at);
-  queue::WindowUse w;
-  w.window = a.window;
-  w.used = a.used;
-  w.full = w.fleet = true;
-  w.free_at = a.free_at;
-  park(r.job.msg.id, a.free_at, queue::WaitReason::RateLimited, r.upstream,
-       "upstream \"" + r.upstream + "\" " + queue::quota_words(w));
+  sched_.hold_quota(step->upstream, step->until);
+  park(step->job.msg.id, step->until, queue::WaitReason::RateLimited, step->upstream, step->why);
   sched_.connection_ready(conn);
   maybe_stopped();
   if (!stopping_) decide();
@@ -641,9 +610,7 @@ void Relay::settle(const UpstreamConfig* up, Job job, client::MessageReport repo
        notes = std::move(notes), relay = route_label(up), possible_dup = report.possible_duplicate, now]() {
         if (alive.expired()) return;
         in_flight_.erase(m.id);
-        if (after->exists && after->state == queue::kDeferred &&
-            (!spool_next_due_ || out->next_at < *spool_next_due_))
-          spool_next_due_ = out->next_at;
+        if (after->exists && after->state == queue::kDeferred) clock_.due_by(out->next_at);
         SettledInput done;
         done.msg = &m;
         done.outcome = out.get();
@@ -677,8 +644,8 @@ void Relay::run_store(std::function<void(queue::Spool&)> work, std::function<voi
 }
 
 void Relay::maybe_stopped() {
-  if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || claiming_ || op_polling_ ||
-      !reserving_.empty())
+  if (!stopping_ || !on_stopped_ || !deliveries_.empty() || store_ops_ > 0 || clock_.claiming() || op_polling_ ||
+      !gate_.empty())
     return;
   // An outcome not yet on disk keeps us up, within the grace period.
   if (recorder_->pending() > 0 && !aborted_) return;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "daemon/alerter.h"
+#include "daemon/claim_clock.h"
 #include "daemon/delay_warnings.h"
 #include "daemon/fleet_quota.h"
 #include "daemon/config.h"
@@ -32,6 +33,7 @@
 #include "daemon/loop_immediate.h"
 #include "daemon/loop_poster.h"
 #include "daemon/outcome_recorder.h"
+#include "daemon/quota_gate.h"
 #include "daemon/upstream_incidents.h"
 #include "daemon/upstream_tokens.h"
 #include "protocol/client_session.h"
@@ -111,8 +113,9 @@ class Relay {
   // --- scheduling ---
   void tick();                 // claim due messages, then decide
   void decide();               // run the scheduler's decisions
-  void arm_timer();            // one timer at the earliest wake-up
+  void arm_timer();            // one timer at the earliest wake-up (clock_ says when)
   void schedule_claim(std::chrono::milliseconds after);
+  TimerState timer_state() const;   // timer_ as libuv has it, for clock_
   std::vector<std::string> route_of(const queue::DueMessage& m) const;
   void park(const std::string& id, std::int64_t until, queue::WaitReason reason, const std::string& upstream,
             const std::string& why);
@@ -125,7 +128,8 @@ class Relay {
   void record_start(const std::string& upstream, std::int64_t now, std::size_t recipients);
   void persist_upstreams();
   // A message the scheduler handed to connection `conn`: to the connection
-  // at once, or first through the fleet's shared ledger.
+  // at once, or first through the fleet's shared ledger (gate_ holds it
+  // meanwhile and says what the answer means).
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
   void reserved(queue::ConnId conn, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
@@ -180,15 +184,14 @@ class Relay {
   bool delay_sweeping_ = false;
   static constexpr int kDelayNoticesPerSweep = 64;
   std::int64_t next_recovery_ = 0;       // µs: active messages not in flight are recovered while running
-  bool started_ = false;
-  bool claiming_ = false;
-  bool claim_again_ = false;
+  // When to claim next (daemon/claim_clock.h, pure): started, the claim
+  // under way, the spool's next due time.
+  ClaimClock clock_;
   bool deciding_ = false;
   bool decide_again_ = false;
   bool stopping_ = false;
   bool op_polling_ = false;
   std::int64_t op_seq_ = 0;          // last operator_log row acted on
-  std::optional<std::int64_t> spool_next_due_;
   std::function<void()> on_stopped_;
   int store_ops_ = 0;
   std::map<std::string, Job> claimed_;   // claimed, not yet handed to a connection
@@ -209,11 +212,7 @@ class Relay {
   std::unique_ptr<FileWorker> file_worker_;
   // The fleet ledger ([quota] store).
   FleetQuota fleet_{loop_, [this](double share) { sched_.set_quota_share(share); }};
-  struct Reserving {
-    std::string upstream;
-    Job job;
-  };
-  std::map<queue::ConnId, Reserving> reserving_;   // waiting for the fleet's answer
+  QuotaGate gate_;   // messages waiting for the fleet's answer, and what it means
   // Access tokens of the auth = "oauth2" upstreams: their thread, made at
   // the first such upstream, and the tokens upstreams refused.
   UpstreamTokens tokens_;

@@ -53,7 +53,7 @@ void Relay::sweep_delay_warnings(std::int64_t now) {
 
 void Relay::poll_operator_log() {
   graveyard_.clear();   // deliveries (and the generations only they held) end here at the latest
-  if (!started_ || stopping_) return;
+  if (!clock_.started() || stopping_) return;
   sweep_delay_warnings(now());
   if (op_polling_) return;
   op_polling_ = true;
@@ -76,10 +76,7 @@ void Relay::poll_operator_log() {
           log::error(log::Line("relay_error").kv("op", "operator log").kv("error", err));
           return;
         }
-        if (*next && (!spool_next_due_ || **next < *spool_next_due_)) {
-          spool_next_due_ = *next;
-          arm_timer();
-        }
+        if (*next && clock_.due_by(**next)) arm_timer();
         for (const auto& a : *actions) {
           op_seq_ = std::max(op_seq_, a.seq);
           act_on(a);

@@ -1,0 +1,33 @@
+#include "daemon/quota_gate.h"
+
+#include <utility>
+
+#include "queue/quota.h"
+
+namespace outbox::daemon {
+
+void QuotaGate::wait(queue::ConnId conn, std::string upstream, Job job) {
+  waiting_[conn] = Waiting{std::move(upstream), std::move(job)};
+}
+
+std::optional<QuotaGate::Step> QuotaGate::answered(queue::ConnId conn, const QuotaAnswer& a) {
+  auto it = waiting_.find(conn);
+  if (it == waiting_.end()) return std::nullopt;
+  Step s;
+  s.upstream = std::move(it->second.upstream);
+  s.job = std::move(it->second.job);
+  waiting_.erase(it);
+  if (a.kind != QuotaAnswer::Kind::Denied) return s;
+  s.hand = false;
+  s.until = a.free_at;
+  // Said like the local ledger's full window, marked as the fleet's.
+  queue::WindowUse w;
+  w.window = a.window;
+  w.used = a.used;
+  w.full = w.fleet = true;
+  w.free_at = a.free_at;
+  s.why = "upstream \"" + s.upstream + "\" " + queue::quota_words(w);
+  return s;
+}
+
+}  // namespace outbox::daemon
