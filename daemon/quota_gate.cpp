@@ -6,14 +6,23 @@
 
 namespace outbox::daemon {
 
-void QuotaGate::wait(queue::ConnId conn, std::string upstream, Job job) {
-  waiting_[conn] = Waiting{std::move(upstream), std::move(job)};
+QuotaGate::Ticket QuotaGate::wait(queue::ConnId conn, std::string upstream, Job job) {
+  const Ticket t = next_++;
+  waiting_.emplace(t, Waiting{conn, std::move(upstream), std::move(job)});
+  return t;
 }
 
-std::optional<QuotaGate::Step> QuotaGate::answered(queue::ConnId conn, const QuotaAnswer& a) {
-  auto it = waiting_.find(conn);
+bool QuotaGate::holds(queue::ConnId conn) const {
+  for (const auto& [t, w] : waiting_)
+    if (w.conn == conn) return true;
+  return false;
+}
+
+std::optional<QuotaGate::Step> QuotaGate::answered(Ticket ticket, const QuotaAnswer& a) {
+  auto it = waiting_.find(ticket);
   if (it == waiting_.end()) return std::nullopt;
   Step s;
+  s.conn = it->second.conn;
   s.upstream = std::move(it->second.upstream);
   s.job = std::move(it->second.job);
   waiting_.erase(it);

@@ -409,14 +409,15 @@ void Relay::hand(const std::string& upstream, queue::ConnId conn, Job job) {
   const UpstreamRuntime* rt = gen_->find(upstream);
   if (!fleet_.active() || !rt || sched_.ledger_span(upstream) <= 0) return hand_now(upstream, conn, std::move(job));
   const auto recipients = static_cast<std::uint32_t>(job.msg.recipients.size());
-  gate_.wait(conn, upstream, std::move(job));
+  const QuotaGate::Ticket ticket = gate_.wait(conn, upstream, std::move(job));
   fleet_.reserve(*rt->cfg, sched_.windows(upstream), recipients, now_us(), alive_,
-                 [this, conn](QuotaAnswer a) { guard("quota answer", [&] { reserved(conn, std::move(a)); }); });
+                 [this, ticket](QuotaAnswer a) { guard("quota answer", [&] { reserved(ticket, std::move(a)); }); });
 }
 
-void Relay::reserved(queue::ConnId conn, QuotaAnswer a) {
-  std::optional<QuotaGate::Step> step = gate_.answered(conn, a);
+void Relay::reserved(QuotaGate::Ticket ticket, QuotaAnswer a) {
+  std::optional<QuotaGate::Step> step = gate_.answered(ticket, a);
   if (!step) return;
+  const queue::ConnId conn = step->conn;
   if (step->hand) {
     hand_now(step->upstream, conn, std::move(step->job));
     maybe_stopped();
@@ -477,6 +478,12 @@ void Relay::persist_upstreams() {
 // --- from deliveries --------------------------------------------------------------------
 
 void Relay::delivery_ready(Carrier& d) {
+  // Its next message is on its way (the fleet's ledger is asked for its
+  // start): the connection said "ready" without knowing it, e.g. at the
+  // final dot of the one before. Taken as ready, the scheduler would give it
+  // one more, beside the one it has. The connection asks again once it has
+  // the message, or the gate makes it ready if the fleet refuses it.
+  if (gate_.holds(d.conn())) return;
   sched_.connection_ready(d.conn());
   decide();
 }

@@ -131,7 +131,7 @@ class Relay {
   // at once, or first through the fleet's shared ledger (gate_ holds it
   // meanwhile and says what the answer means).
   void hand(const std::string& upstream, queue::ConnId conn, Job job);
-  void reserved(queue::ConnId conn, QuotaAnswer a);
+  void reserved(QuotaGate::Ticket ticket, QuotaAnswer a);
   void hand_now(const std::string& upstream, queue::ConnId conn, Job job);
   // Records one message's outcome (spool, DSN, log); what it says is
   // daemon/settle.h's (pure).

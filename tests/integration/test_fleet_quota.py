@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -48,6 +49,58 @@ class Redis:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SlowProxy:
+    """Between outboxd and Redis: every answer held back `delay` seconds, so
+    that a message waits for the fleet's ledger while its connection goes on
+    (its message before reaches its final dot and says ready)."""
+
+    def __init__(self, port, delay):
+        self.port, self.delay = port, delay
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.listener.getsockname()[1]
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port))
+            self.socks += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, 0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, delay):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.listener.close()
+        for s in self.socks:
+            s.close()
 
 
 @unittest.skipUnless(os.path.exists(REDIS), "redis-server is not installed")
@@ -151,6 +204,27 @@ class FleetQuota(unittest.TestCase):
         self.assertRegex(ev["error"], "WRONGPASS|invalid username-password|invalid password")
         self.assertNotIn("wrong", ev["error"].replace("WRONGPASS", "").replace("wrong password", ""))
         self.up.wait_delivered(2)   # still delivered, on the local ledger
+
+    def test_messages_that_wait_for_a_slow_ledger_each_go_once(self):
+        # One connection; each start waits 0.3 s for the ledger. While a
+        # message waits, the one before it reaches its final dot and the
+        # connection says ready. Taken as ready for more, it was given a
+        # third message, which replaced the waiting one: that one stayed
+        # 'active', never sent, until a restart.
+        self.redis = Redis()
+        self.addCleanup(self.redis.stop)
+        proxy = SlowProxy(self.redis.port, 0.3)
+        self.addCleanup(proxy.stop)
+        d = self.daemon("outbox-fleet-slow", proxy.url)
+        ids = self.submit(d, 4, "s")
+        self.up.wait_delivered(4, timeout=15)
+        deadline = time.monotonic() + 10
+        while self.delivered_ids(d, ids) != ids and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.delivered_ids(d, ids), ids, [d.show(q)["state"] for q in ids])
+        time.sleep(0.5)
+        self.assertEqual(sorted(r for m in self.up.delivered() for r in m.rcpt_tos),
+                         ["s%d@example.test" % i for i in range(4)], "each message once")
 
     def test_timeout_bounds_a_store_that_never_answers(self):
         # A listener that accepts and never says anything: each question is

@@ -1,5 +1,5 @@
 // QuotaGate (daemon/quota_gate.h): the messages waiting for the fleet's
-// shared ledger, one per connection, and what its answer means for each:
+// shared ledger, each under its own ticket, and what its answer means:
 // handed at once, or parked until the fleet's window takes it with the
 // reason the operator reads (outboxctl show's last error).
 #include <doctest/doctest.h>
@@ -52,11 +52,13 @@ TEST_CASE("granted or unavailable: handed now, the message and its upstream as t
   for (auto k : {QuotaAnswer::Kind::Granted, QuotaAnswer::Kind::Unavailable}) {
     CAPTURE(static_cast<int>(k));
     QuotaGate g;
-    g.wait(7, "gmail", job("0000000000000A"));
+    auto t = g.wait(7, "gmail", job("0000000000000A"));
     CHECK_FALSE(g.empty());
-    auto step = g.answered(7, answer(k));
+    CHECK(g.holds(7));
+    auto step = g.answered(t, answer(k));
     REQUIRE(step);
     CHECK(step->hand);
+    CHECK(step->conn == 7);
     CHECK(step->upstream == "gmail");
     CHECK(step->job.msg.id == "0000000000000A");
     CHECK(step->job.route == std::vector<std::string>{"gmail", "backup"});
@@ -84,10 +86,11 @@ TEST_CASE("denied: parked until the fleet's window takes it, and the reason says
   for (const auto& r : rows) {
     CAPTURE(r.what);
     QuotaGate g;
-    g.wait(3, "gmail", job("0000000000000B"));
-    auto step = g.answered(3, denied(r.window, r.used, r.free_at));
+    auto t = g.wait(3, "gmail", job("0000000000000B"));
+    auto step = g.answered(t, denied(r.window, r.used, r.free_at));
     REQUIRE(step);
     CHECK_FALSE(step->hand);
+    CHECK(step->conn == 3);
     CHECK(step->upstream == "gmail");
     CHECK(step->job.msg.id == "0000000000000B");
     CHECK(step->until == r.free_at);
@@ -96,24 +99,48 @@ TEST_CASE("denied: parked until the fleet's window takes it, and the reason says
   }
 }
 
-TEST_CASE("answers go to the connection they were asked for, once") {
+TEST_CASE("answers go to the message they were asked for, once") {
   QuotaGate g;
-  g.wait(1, "a", job("0000000000000A"));
-  g.wait(2, "b", job("0000000000000B"));
+  auto ta = g.wait(1, "a", job("0000000000000A"));
+  auto tb = g.wait(2, "b", job("0000000000000B"));
+  CHECK(ta != tb);
   CHECK(g.size() == 2);
-  CHECK_FALSE(g.answered(9, answer(QuotaAnswer::Kind::Granted)));   // no message waits on it
+  CHECK_FALSE(g.answered(tb + 100, answer(QuotaAnswer::Kind::Granted)));   // no message waits on it
   CHECK(g.size() == 2);
 
-  auto second = g.answered(2, answer(QuotaAnswer::Kind::Granted));
+  auto second = g.answered(tb, answer(QuotaAnswer::Kind::Granted));
   REQUIRE(second);
+  CHECK(second->conn == 2);
   CHECK(second->upstream == "b");
   CHECK(second->job.msg.id == "0000000000000B");
-  CHECK_FALSE(g.answered(2, answer(QuotaAnswer::Kind::Granted)));   // answered already
-  CHECK_FALSE(g.empty());
+  CHECK_FALSE(g.answered(tb, answer(QuotaAnswer::Kind::Granted)));   // answered already
+  CHECK_FALSE(g.holds(2));
+  CHECK(g.holds(1));
 
-  auto first = g.answered(1, denied(RateWindow{5, 60 * S, false}, 5, kAt1405));
+  auto first = g.answered(ta, denied(RateWindow{5, 60 * S, false}, 5, kAt1405));
   REQUIRE(first);
   CHECK(first->upstream == "a");
   CHECK_FALSE(first->hand);
+  CHECK(g.empty());
+  CHECK_FALSE(g.holds(1));
+}
+
+TEST_CASE("two messages for one connection: each waits for its own answer, in any order") {
+  // Keyed by connection, the second replaced the first: its answer then
+  // found nothing, and the first message stayed claimed ('active') for good.
+  QuotaGate g;
+  auto t1 = g.wait(4, "mail", job("00000000000001"));
+  auto t2 = g.wait(4, "mail", job("00000000000002"));
+  CHECK(g.size() == 2);
+  CHECK(g.holds(4));
+  auto later = g.answered(t2, answer(QuotaAnswer::Kind::Granted));
+  REQUIRE(later);
+  CHECK(later->job.msg.id == "00000000000002");
+  CHECK(g.holds(4));   // the first still waits
+  auto earlier = g.answered(t1, answer(QuotaAnswer::Kind::Unavailable));
+  REQUIRE(earlier);
+  CHECK(earlier->job.msg.id == "00000000000001");
+  CHECK(earlier->conn == 4);
+  CHECK_FALSE(g.holds(4));
   CHECK(g.empty());
 }
